@@ -1,0 +1,148 @@
+"""App: an async main function plus its manifest (what it is and which rights it asks for).
+
+Rule: everything the kernel needs to know about an app before running it is here; arguments are
+checked against main's signature (and converted by its annotations) before the process starts.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from llmasos.syscalls.errors import InvalidArguments
+
+Main = Callable[..., Awaitable[Any]]
+
+
+class App:
+    """A program the kernel can run as a process.
+
+    ``app = App("qa", tools=["calculator"])`` then ``@app.main`` on ``async def main(sys, ...)``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        description: str = "",
+        *,
+        tools: Iterable[str] = (),
+        memory: Iterable[str] = (),
+        can_spawn: bool = False,
+        max_children: int | None = None,
+        priority: int = 0,
+        restartable: bool = True,
+        token_budget: int | None = None,
+        syscall_budget: int | None = None,
+    ) -> None:
+        if not name or not isinstance(name, str) or any(ch.isspace() for ch in name):
+            raise ValueError(f"an app name is one word, not {name!r}")
+        self.name = name
+        self.description = description
+        self.tools = tuple(tools)  # tools it asks to call
+        self.memory = tuple(memory)  # memory namespaces beyond its own that it asks for
+        self.can_spawn = can_spawn
+        self.max_children = max_children
+        self.priority = priority  # default nice value
+        self.restartable = restartable  # may the kernel re-run it after a crash
+        self.token_budget = token_budget
+        self.syscall_budget = syscall_budget
+        self.source: str | None = None  # how it was found: "builtin", "entry point", a path
+        self._main: Main | None = None
+        self._sig: inspect.Signature | None = None
+        self._hints: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"App({self.name!r})"
+
+    def main(self, fn: Main) -> Main:
+        """Decorator: the app's entry point, ``async def main(sys, *args, **kwargs)``."""
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError(f"{self.name}: main must be an `async def` function")
+        sig = inspect.signature(fn)
+        if not sig.parameters:
+            raise TypeError(f"{self.name}: main must take the Sys handle as its first parameter")
+        self._main, self._sig = fn, sig
+        try:
+            hints = typing.get_type_hints(fn)
+        except Exception:  # unresolvable annotations: no conversion
+            hints = {}
+        first = next(iter(sig.parameters))
+        self._hints = {k: v for k, v in hints.items() if k not in (first, "return")}
+        if not self.description and fn.__doc__:
+            self.description = inspect.cleandoc(fn.__doc__).splitlines()[0]
+        return fn
+
+    @property
+    def entry(self) -> Main:
+        """The main function (the kernel calls ``app.entry(sys, *args, **kwargs)``)."""
+        if self._main is None:
+            raise TypeError(f"app {self.name!r} has no main; decorate one with @app.main")
+        return self._main
+
+    def usage(self) -> str:
+        """A one-line synopsis: ``echo [WORDS...]``."""
+        if self._sig is None:
+            return self.name
+        parts = [self.name]
+        for i, p in enumerate(self._sig.parameters.values()):
+            if i == 0:
+                continue
+            label = p.name.upper()
+            if p.kind is p.VAR_POSITIONAL:
+                parts.append(f"[{label}...]")
+            elif p.kind is p.VAR_KEYWORD:
+                parts.append("[--KEY=VALUE...]")
+            elif p.kind is p.KEYWORD_ONLY:
+                parts.append(f"[--{p.name}={label}]" if p.default is not p.empty else f"--{p.name}={label}")
+            elif p.default is not p.empty:
+                parts.append(f"[{label}]")
+            else:
+                parts.append(label)
+        return " ".join(parts)
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Check args against main's signature and convert them by its annotations.
+
+        Raises InvalidArguments (with the usage line) before any process starts.
+        """
+        sig = self._sig
+        if sig is None:
+            raise InvalidArguments(f"app {self.name!r} has no main; decorate one with @app.main")
+        try:
+            bound = sig.bind(None, *args, **kwargs)
+        except TypeError as exc:
+            raise InvalidArguments(f"{self.name}: {exc}; usage: {self.usage()}") from None
+        params = sig.parameters
+        for name, value in list(bound.arguments.items())[1:]:
+            hint = self._hints.get(name)
+            if hint is None or hint is Any:
+                continue
+            kind = params[name].kind
+            try:
+                if kind is inspect.Parameter.VAR_POSITIONAL:
+                    value = tuple(_convert(hint, v) for v in value)
+                elif kind is inspect.Parameter.VAR_KEYWORD:
+                    value = {k: _convert(hint, v) for k, v in value.items()}
+                else:
+                    value = _convert(hint, value)
+            except ValidationError as exc:
+                problem = exc.errors()[0]["msg"]
+                raise InvalidArguments(
+                    f"{self.name}: bad value {value!r} for {name}: {problem}; usage: {self.usage()}"
+                ) from None
+            bound.arguments[name] = value
+        return tuple(bound.args[1:]), dict(bound.kwargs)
+
+
+_adapters: dict[Any, TypeAdapter] = {}
+
+
+def _convert(hint: Any, value: Any) -> Any:
+    adapter = _adapters.get(hint)
+    if adapter is None:
+        adapter = _adapters[hint] = TypeAdapter(hint)
+    return adapter.validate_python(value)

@@ -1,0 +1,130 @@
+"""The contract between the kernel and whatever runs the model.
+
+Rule: the kernel's scheduler decides *which* sequences share the next forward step; the engine only
+computes. Every engine method is called from the kernel's LLM loop, one at a time (``step`` may run in
+a worker thread, but never beside another engine call), so engines need no locks of their own.
+``prepare`` is the exception: it is called from the requesting process, must be cheap, and must not
+touch state that ``step`` uses.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import time
+from collections.abc import Callable, Sequence as Seq
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+Message = dict[str, Any]
+"""A chat message as in the OpenAI API: {"role": ..., "content": ...}."""
+
+LogitsProcessor = Callable[[list[int], Any], Any]
+"""Per-sequence hook: (output token ids so far, 1-D logits tensor) -> logits. Used for grammars."""
+
+
+@dataclass(slots=True)
+class SamplingParams:
+    """How one sequence is decoded."""
+
+    max_tokens: int = 256
+    temperature: float = 0.0  # 0 means greedy
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()  # the reply ends before the first of these
+    logits_processor: LogitsProcessor | None = None  # e.g. a tool-call grammar
+    truncate: bool = False  # drop the oldest prompt tokens instead of raising ContextOverflow
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1, not {self.max_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, not {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], not {self.top_p}")
+        if isinstance(self.stop, str):
+            self.stop = (self.stop,)
+        self.stop = tuple(self.stop)
+
+
+class SeqStatus(enum.Enum):
+    WAITING = "waiting"  # not yet prefilled, or preempted
+    RUNNING = "running"  # has a KV cache in the engine
+    FINISHED = "finished"
+
+
+_sids = itertools.count(1)
+
+
+@dataclass(eq=False, slots=True)
+class Sequence:
+    """One generate request: a prompt and the tokens produced for it so far."""
+
+    pid: int  # the owning process (0: the kernel or a plain script)
+    params: SamplingParams
+    prompt: str | None = None
+    messages: list[Message] | None = None
+    priority: int = 0  # nice value: lower runs first under the priority policy
+    sid: int = field(default_factory=lambda: next(_sids))
+    arrival: float = field(default_factory=time.monotonic)
+    prompt_ids: list[int] = field(default_factory=list)  # set by Engine.prepare
+    output_ids: list[int] = field(default_factory=list)
+    text: str = ""  # decoded output so far, stop strings removed
+    status: SeqStatus = SeqStatus.WAITING
+    finish_reason: str | None = None  # "stop", "length", "abort" or "error"
+    quantum_used: int = 0  # tokens decoded since the scheduler last (re)admitted it
+    first_token_at: float | None = None
+    engine_state: Any = None  # private to the engine that owns it
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.prompt_ids) + len(self.output_ids)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEvent:
+    """One token produced for one sequence by one engine step."""
+
+    seq: Sequence
+    token_id: int
+    text: str  # the text this token adds (may be "" while a stop string or a UTF-8 char is pending)
+    finish_reason: str | None = None  # set on the sequence's last event
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """What the engine can take in one step."""
+
+    max_batch: int
+    max_resident_tokens: int  # KV-cache tokens it can hold at once
+    resident_tokens: int  # KV-cache tokens held now
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """A model that runs batched forward steps over sequences the scheduler hands it."""
+
+    name: str  # the model's name, shown by `models` and /v1/models
+    context_window: int  # prompt + completion tokens one sequence may hold
+    threaded: bool  # True: the kernel runs step() in a worker thread
+
+    def prepare(self, seq: Sequence) -> None:
+        """Tokenize seq (applying the chat template to messages) into seq.prompt_ids.
+
+        Raises ContextOverflow when prompt + max_tokens exceeds context_window and the params do not
+        ask for truncation."""
+
+    def step(self, batch: Seq[Sequence]) -> list[TokenEvent]:
+        """Advance every sequence in batch by one token (prefilling newcomers first)."""
+
+    def abort(self, seq: Sequence) -> None:
+        """Free everything the engine holds for seq (finished or not). Idempotent."""
+
+    def capacity(self) -> Capacity:
+        """Limits and current use, for the scheduler and `top`."""
+
+    def count_tokens(self, text: str) -> int:
+        """How many tokens text takes in this model."""
+
+    def close(self) -> None:
+        """Release the model."""

@@ -1,0 +1,123 @@
+"""The batched KV cache of the sequences decoding together, stored left-padded in one DynamicCache.
+
+Rule: row i of every layer holds the keys and values of ``rows[i]``, right-aligned: its first ``pad[i]``
+columns are zeros masked out by ``mask``. Rows join (``merge``), leave (``keep``) and are taken out
+whole (``extract``) between forward steps; the columns that are padding in every row are trimmed so a
+long sequence that finished costs nothing afterwards.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers import DynamicCache
+
+KV = list[tuple[torch.Tensor, torch.Tensor]]
+"""Keys and values per layer, each [rows, kv_heads, tokens, head_dim]."""
+
+
+def cache_kv(cache: DynamicCache) -> KV:
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def cache_from_kv(kv: KV) -> DynamicCache:
+    return DynamicCache(ddp_cache_data=kv)
+
+
+class BatchKV:
+    """The rows (sequences) of the decode batch and their left-padded cache."""
+
+    def __init__(self) -> None:
+        self.rows: list[Any] = []  # the Sequence in each row
+        self.cache: DynamicCache | None = None
+        self.mask = torch.zeros(0, 0, dtype=torch.long)  # [rows, columns]: 1 for real tokens
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def width(self) -> int:
+        return self.mask.shape[1]
+
+    def lengths(self) -> list[int]:
+        """Real (unpadded) tokens held per row."""
+        return self.mask.sum(dim=1).tolist()
+
+    def resident_tokens(self) -> int:
+        return int(self.mask.sum())
+
+    def index(self, seq: Any) -> int:
+        for i, row in enumerate(self.rows):
+            if row is seq:
+                return i
+        return -1
+
+    # -- rows leave ------------------------------------------------------------------------------
+
+    def keep(self, indices: list[int]) -> None:
+        """Keep only these rows (in this order), then trim all-padding columns."""
+        if len(indices) == len(self.rows) and indices == list(range(len(self.rows))):
+            return
+        if not indices:
+            self.__init__()
+            return
+        assert self.cache is not None
+        idx = torch.tensor(indices, dtype=torch.long)
+        self.rows = [self.rows[i] for i in indices]
+        self.mask = self.mask[idx]
+        for layer in self.cache.layers:
+            layer.keys = layer.keys[idx]
+            layer.values = layer.values[idx]
+        self._trim()
+
+    def _trim(self) -> None:
+        assert self.cache is not None
+        real = self.mask.any(dim=0)
+        first = int(torch.nonzero(real)[0]) if bool(real.any()) else self.width
+        if first == 0:
+            return
+        self.mask = self.mask[:, first:]
+        for layer in self.cache.layers:
+            layer.keys = layer.keys[:, :, first:]
+            layer.values = layer.values[:, :, first:]
+
+    def extract(self, i: int) -> KV:
+        """Copy row i's real keys and values out (batch of one, no padding); the row stays."""
+        assert self.cache is not None
+        pad = self.width - int(self.mask[i].sum())
+        return [
+            (layer.keys[i : i + 1, :, pad:].clone(), layer.values[i : i + 1, :, pad:].clone())
+            for layer in self.cache.layers
+        ]
+
+    # -- rows join --------------------------------------------------------------------------------
+
+    def merge(self, seqs: list[Any], kv: KV, mask: torch.Tensor) -> None:
+        """Append rows: kv is [len(seqs), H, T, D] per layer, left-padded as mask [len(seqs), T] says."""
+        # Invariant: padded columns must hold zeros, not whatever a pad token produced, so that a
+        # masked column can never turn an attention sum into NaN.
+        keep = mask.bool()[:, None, :, None]
+        kv = [(k.masked_fill(~keep, 0.0), v.masked_fill(~keep, 0.0)) for k, v in kv]
+        if self.cache is None or not self.rows:
+            self.rows = list(seqs)
+            self.mask = mask.clone()
+            self.cache = cache_from_kv(kv)
+            self._trim()
+            return
+        width = max(self.width, mask.shape[1])
+        old_pad, new_pad = width - self.width, width - mask.shape[1]
+        self.mask = torch.cat([F.pad(self.mask, (old_pad, 0)), F.pad(mask, (new_pad, 0))], dim=0)
+        for layer, (k, v) in zip(self.cache.layers, kv, strict=True):
+            layer.keys = torch.cat([F.pad(layer.keys, (0, 0, old_pad, 0)), F.pad(k, (0, 0, new_pad, 0))], dim=0)
+            layer.values = torch.cat(
+                [F.pad(layer.values, (0, 0, old_pad, 0)), F.pad(v, (0, 0, new_pad, 0))], dim=0
+            )
+        self.rows.extend(seqs)
+        self._trim()
+
+    def merge_one(self, seq: Any, kv: KV) -> None:
+        """Append one sequence's unpadded cache (batch of one)."""
+        tokens = kv[0][0].shape[2]
+        self.merge([seq], kv, torch.ones(1, tokens, dtype=torch.long))

@@ -1,0 +1,60 @@
+"""Every limit and path the kernel uses, in one validated record.
+
+Rule: no other module invents a limit; it reads it from here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmasos.errors import LlmasosError
+
+
+class ConfigError(LlmasosError):
+    """A KernelConfig value is out of range."""
+
+
+def llmasos_home() -> Path:
+    """Where llmasos keeps its database, model cache, history and tool jails ($LLMASOS_HOME)."""
+    return Path(os.environ.get("LLMASOS_HOME") or Path.home() / ".llmasos").expanduser()
+
+
+@dataclass(slots=True)
+class KernelConfig:
+    """Limits, policies and paths for one kernel."""
+
+    engine: Any = None  # an Engine, a model name/path, or None for the default model
+    policy: str = "fifo"  # scheduling policy: fifo, rr, priority, fair
+    max_procs: int = 4096  # live (not yet reaped) processes in the table
+    max_zombies: int = 1024  # exited processes kept for wait/ps before the oldest are reaped
+    mailbox_size: int = 1024  # messages queued per process before send blocks
+    stdout_lines: int = 2000  # lines of stdout kept per process for logs/attach
+    kill_grace: float = 2.0  # seconds a killed process may take to unwind before it is reported
+    max_batch: int = 32  # sequences in one forward step
+    max_step_tokens: int = 2048  # tokens computed in one forward step
+    max_resident_tokens: int = 65536  # KV-cache tokens held at once
+    quantum: int = 16  # rr policy: tokens per turn
+    default_max_tokens: int = 256  # generate's max_tokens when the app gives none
+    home: Path = field(default_factory=llmasos_home)
+    database: str | None = None  # SQLAlchemy URL; None: sqlite under home (memory manager)
+    trace_buffer: int = 256  # recent syscall trace events kept per process
+
+    def __post_init__(self) -> None:
+        self.home = Path(self.home).expanduser()
+        for name in ("max_procs", "max_batch", "max_step_tokens", "max_resident_tokens", "quantum",
+                     "default_max_tokens", "mailbox_size", "stdout_lines", "trace_buffer"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"KernelConfig.{name} must be a positive integer, not {value!r}")
+        if self.max_zombies < 0:
+            raise ConfigError(f"KernelConfig.max_zombies must be >= 0, not {self.max_zombies!r}")
+        if self.kill_grace < 0:
+            raise ConfigError(f"KernelConfig.kill_grace must be >= 0, not {self.kill_grace!r}")
+        from llmasos.kernel.sched import POLICIES
+
+        if self.policy not in POLICIES:
+            names = ", ".join(sorted(POLICIES))
+            raise ConfigError(f"unknown scheduling policy {self.policy!r}; choose one of: {names}")

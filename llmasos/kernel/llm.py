@@ -1,0 +1,196 @@
+"""The kernel's LLM loop: it feeds the scheduler's batches to the engine and routes tokens back.
+
+Rule: only this loop touches the engine's mutable state (step and abort), one call at a time, so
+engines need no locks. Processes talk to it through ``submit`` and ``cancel``, which never block.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from llmasos.engine.base import Engine, Sequence, SeqStatus, TokenEvent
+from llmasos.kernel.sched import Scheduler
+from llmasos.syscalls.errors import EngineError
+from llmasos.syscalls.types import Completion
+
+if TYPE_CHECKING:
+    from llmasos.kernel.proc import Process
+
+
+class TokenStream:
+    """The tokens of one generate call as they are produced: ``async for text in stream``.
+
+    ``await stream.collect()`` drains it into a Completion. Leaving the stream early (a break, a kill,
+    a crash) frees the sequence in the engine.
+    """
+
+    def __init__(self, llm: LLMLoop, proc: Process | None, seq: Sequence,
+                 events: MemoryObjectReceiveStream[TokenEvent | BaseException]) -> None:
+        self._llm, self._proc, self.seq, self._events = llm, proc, seq, events
+        self.completion: Completion | None = None  # set once the last token arrived
+
+    def __aiter__(self) -> TokenStream:
+        return self
+
+    async def __anext__(self) -> str:
+        if self.completion is not None:
+            raise StopAsyncIteration
+        try:
+            event = await self._events.receive()
+        except anyio.EndOfStream:  # freed without a last token (aborted)
+            self._finish(self.seq.finish_reason or "abort")
+            raise StopAsyncIteration from None
+        except BaseException:
+            self.close()
+            raise
+        if isinstance(event, BaseException):
+            self.close()
+            raise event
+        if event.finish_reason is not None:
+            self._finish(event.finish_reason)
+        return event.text
+
+    def _finish(self, reason: str) -> None:
+        seq = self.seq
+        self.completion = Completion(
+            text=seq.text, finish_reason=reason, prompt_tokens=len(seq.prompt_ids),
+            completion_tokens=len(seq.output_ids), model=self._llm.engine.name,
+        )
+        self._events.close()
+
+    async def collect(self) -> Completion:
+        """Wait for the whole reply."""
+        async for _ in self:
+            pass
+        assert self.completion is not None
+        return self.completion
+
+    def close(self) -> None:
+        """Stop generating: the engine frees the sequence before its next step."""
+        if self.completion is None:
+            self._llm.cancel(self.seq)
+            self._events.close()
+
+
+class LLMLoop:
+    """Runs engine steps while any sequence waits; sleeps otherwise."""
+
+    def __init__(self, engine: Engine, scheduler: Scheduler) -> None:
+        self.engine = engine
+        self.scheduler = scheduler
+        self._routes: dict[int, tuple[Process | None, MemoryObjectSendStream]] = {}  # sid -> owner
+        self._aborts: list[Sequence] = []
+        self._wake = anyio.Event()
+        # Statistics for top.
+        self.steps = 0
+        self.tokens = 0
+        self.last_batch = 0
+        self.busy_time = 0.0
+        self.started = time.monotonic()
+
+    @property
+    def pending(self) -> int:
+        return len(self.scheduler)
+
+    def submit(self, proc: Process | None, seq: Sequence) -> TokenStream:
+        """Queue a prepared sequence; its tokens arrive on the returned stream."""
+        send, recv = anyio.create_memory_object_stream[TokenEvent | BaseException](math.inf)
+        self._routes[seq.sid] = (proc, send)
+        if proc is not None:
+            proc.seqs.add(seq)
+        self.scheduler.add(seq)
+        self._wake.set()
+        return TokenStream(self, proc, seq, recv)
+
+    def cancel(self, seq: Sequence) -> None:
+        """Abort seq before the next step (its owner was killed or stopped listening)."""
+        if seq.sid in self._routes:
+            self._aborts.append(seq)
+            self._wake.set()
+
+    def set_scheduler(self, scheduler: Scheduler) -> None:
+        """Switch policy at run time; queued sequences move over in arrival order."""
+        old = self.scheduler
+        for seq in sorted([*old.running, *old.waiting], key=lambda s: s.arrival):
+            scheduler.add(seq)
+            if seq.status is SeqStatus.RUNNING:
+                scheduler.waiting.remove(seq)
+                scheduler.running.append(seq)
+        self.scheduler = scheduler
+
+    def _release(self, seq: Sequence, reason: str) -> None:
+        self.scheduler.remove(seq)
+        self.engine.abort(seq)
+        seq.status = SeqStatus.FINISHED
+        seq.finish_reason = seq.finish_reason or reason
+        owner = self._routes.pop(seq.sid, None)
+        if owner is not None:
+            proc, send = owner
+            if proc is not None:
+                proc.seqs.discard(seq)
+            send.close()
+
+    async def run(self) -> None:
+        """The loop; runs in the kernel's task group until the kernel shuts down."""
+        while True:
+            for seq in self._aborts:
+                self._release(seq, "abort")
+            self._aborts.clear()
+            batch = self.scheduler.schedule(self.engine.capacity()) if self.scheduler else []
+            if not batch:
+                await self._wake.wait()
+                self._wake = anyio.Event()
+                continue
+            t0 = time.perf_counter()
+            try:
+                if self.engine.threaded:
+                    events = await anyio.to_thread.run_sync(self.engine.step, batch)
+                else:
+                    events = self.engine.step(batch)
+            except Exception as exc:  # the engine failed: fail this batch, keep the kernel
+                self._fail(batch, exc)
+                continue
+            elapsed = time.perf_counter() - t0
+            self._deliver(batch, events, elapsed)
+            self.scheduler.on_step(batch)
+            if not self.engine.threaded:
+                await anyio.lowlevel.checkpoint()  # let the processes that got tokens run
+
+    def _deliver(self, batch: list[Sequence], events: list[TokenEvent], elapsed: float) -> None:
+        self.steps += 1
+        self.tokens += len(events)
+        self.last_batch = len(batch)
+        self.busy_time += elapsed
+        share = elapsed / max(len(batch), 1)
+        now = time.monotonic()
+        for event in events:
+            seq = event.seq
+            owner = self._routes.get(seq.sid)
+            if owner is None:  # aborted while the step ran
+                self.engine.abort(seq)
+                continue
+            proc, send = owner
+            if proc is not None:
+                usage = proc.usage
+                if seq.first_token_at is None:
+                    usage.prompt_tokens += len(seq.prompt_ids)
+                usage.completion_tokens += 1
+                usage.model_time += share
+            if seq.first_token_at is None:
+                seq.first_token_at = now
+            send.send_nowait(event)
+            if event.finish_reason is not None:
+                self._release(seq, event.finish_reason)
+
+    def _fail(self, batch: list[Sequence], exc: Exception) -> None:
+        error = EngineError(f"the model failed during a forward step: {type(exc).__name__}: {exc}")
+        for seq in batch:
+            owner = self._routes.get(seq.sid)
+            if owner is not None:
+                owner[1].send_nowait(error)
+            self._release(seq, "error")

@@ -1,0 +1,96 @@
+"""Handlers for the process, ipc and stdio syscalls.
+
+Rule (after xv6's sysproc.c): handlers are thin. They unpack the call and call the kernel; the checks
+that every syscall needs happen once, in ``Kernel.syscall``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from llmasos.syscalls import calls as c
+from llmasos.syscalls.errors import NoSuchProcess, RecvTimeout
+
+if TYPE_CHECKING:
+    from llmasos.kernel.kernel import Kernel
+    from llmasos.kernel.proc import Process
+
+
+class ExitProcess(BaseException):
+    """Raised by the exit syscall; unwinds the process past ``except Exception``."""
+
+    def __init__(self, value: Any = None) -> None:
+        super().__init__(value)
+        self.value = value
+
+
+async def sys_spawn(k: Kernel, p: Process, call: c.Spawn) -> int:
+    child = k.start_process(call.app, call.args, call.kwargs, priority=call.priority, parent=p.pid,
+                            caps=call.caps)
+    return child.pid
+
+
+async def sys_kill(k: Kernel, p: Process, call: c.Kill) -> bool:
+    return k.kill(call.pid)
+
+
+async def sys_wait(k: Kernel, p: Process, call: c.Wait) -> Any:
+    if call.pid == p.pid:
+        raise NoSuchProcess("a process cannot wait for itself")
+    return await k.wait(call.pid, call.timeout)
+
+
+async def sys_getpid(k: Kernel, p: Process, call: c.GetPid) -> int:
+    return p.pid
+
+
+async def sys_ps(k: Kernel, p: Process, call: c.Ps) -> list:
+    return k.ps(all=call.all)
+
+
+async def sys_sleep(k: Kernel, p: Process, call: c.Sleep) -> None:
+    if call.seconds < 0:
+        raise ValueError(f"cannot sleep for a negative time ({call.seconds}s)")
+    await anyio.sleep(call.seconds)
+
+
+async def sys_exit(k: Kernel, p: Process, call: c.Exit) -> None:
+    raise ExitProcess(call.value)
+
+
+async def sys_send(k: Kernel, p: Process, call: c.Send) -> None:
+    k.send(call.pid, call.body, sender=p.pid)
+
+
+async def sys_recv(k: Kernel, p: Process, call: c.Recv) -> Any:
+    box = p.get_mailbox()
+    with anyio.move_on_after(call.timeout):
+        return await box.get()
+    raise RecvTimeout(f"no message arrived within {call.timeout}s")
+
+
+async def sys_readline(k: Kernel, p: Process, call: c.ReadLine) -> str | None:
+    return await p.get_stdin().get()
+
+
+async def sys_write(k: Kernel, p: Process, call: c.Write) -> None:
+    if call.stream not in ("stdout", "stderr"):
+        raise ValueError(f"write goes to 'stdout' or 'stderr', not {call.stream!r}")
+    p.get_output(k.config.stdout_lines).write(call.stream, str(call.text))
+
+
+HANDLERS = {
+    c.Spawn: sys_spawn,
+    c.Kill: sys_kill,
+    c.Wait: sys_wait,
+    c.GetPid: sys_getpid,
+    c.Ps: sys_ps,
+    c.Sleep: sys_sleep,
+    c.Exit: sys_exit,
+    c.Send: sys_send,
+    c.Recv: sys_recv,
+    c.ReadLine: sys_readline,
+    c.Write: sys_write,
+}

@@ -1,0 +1,21 @@
+"""The syscall table: syscall type -> handler, written out explicitly (after xv6's syscall.c).
+
+Rule: every syscall the kernel offers is listed here, family by family; nothing is found by magic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from llmasos.kernel import sys_llm, sys_proc
+from llmasos.kernel.sys_proc import ExitProcess
+
+Handler = Callable[[Any, Any, Any], Awaitable[Any]]
+
+TABLE: dict[type, Handler] = {
+    **sys_proc.HANDLERS,  # spawn kill wait getpid ps sleep exit send recv readline write
+    **sys_llm.HANDLERS,  # generate
+}
+
+__all__ = ["TABLE", "ExitProcess", "Handler"]

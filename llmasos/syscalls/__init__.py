@@ -1,0 +1,17 @@
+"""The syscall interface apps use: the Sys handle, syscall values, results and errors."""
+
+from llmasos.syscalls import calls
+from llmasos.syscalls.errors import (
+    ContextOverflow, EngineError, InvalidArguments, MailboxFull, NoSuchApp, NoSuchProcess,
+    NotSupported, PermissionDenied, ProcessLimit, QuotaExceeded, RecvTimeout, ReplayMismatch,
+    SyscallError, ToolError, WaitTimeout,
+)
+from llmasos.syscalls.sys import Sys
+from llmasos.syscalls.types import Completion, ExitStatus, Message, ProcInfo, ToolCall, Usage
+
+__all__ = [
+    "Completion", "ContextOverflow", "EngineError", "ExitStatus", "InvalidArguments", "MailboxFull",
+    "Message", "NoSuchApp", "NoSuchProcess", "NotSupported", "PermissionDenied", "ProcInfo",
+    "ProcessLimit", "QuotaExceeded", "RecvTimeout", "ReplayMismatch", "Sys", "SyscallError",
+    "ToolCall", "Usage", "WaitTimeout", "calls",
+]

@@ -1,0 +1,134 @@
+"""The syscall values: one frozen dataclass per syscall.
+
+Rule: a syscall is plain data. ``Sys`` builds one and hands it to the kernel's single chokepoint
+(``Kernel.syscall``), which looks its handler up in an explicit table. ``waits`` names what the
+process waits on while the call is in progress (shown by ps and top); ``None`` means it does not block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True, slots=True)
+class Syscall:
+    """Base of all syscalls."""
+
+    waits: ClassVar[str | None] = None
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__.lower()
+
+
+# -- process ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Spawn(Syscall):
+    """Start a child process running app with args; returns its pid."""
+
+    app: Any  # an app name, a path spec ("file.py:app") or an App
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    priority: int | None = None
+    caps: dict[str, Any] | None = None  # asked-for capabilities (never more than the parent's)
+
+
+@dataclass(frozen=True, slots=True)
+class Kill(Syscall):
+    """Kill a process and its descendants."""
+
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Wait(Syscall):
+    """Wait for a process to end; returns its ExitStatus and reaps it."""
+
+    waits: ClassVar[str | None] = "child"
+    pid: int
+    timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GetPid(Syscall):
+    """The calling process's pid."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ps(Syscall):
+    """The process table: live processes, or all of them with all=True."""
+
+    all: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep(Syscall):
+    """Sleep for seconds."""
+
+    waits: ClassVar[str | None] = "sleep"
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Exit(Syscall):
+    """End the calling process with value as its exit value."""
+
+    value: Any = None
+
+
+# -- ipc and stdio ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Send(Syscall):
+    """Put a message in another process's mailbox."""
+
+    pid: int
+    body: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Recv(Syscall):
+    """Take the next message from the caller's mailbox, waiting up to timeout seconds."""
+
+    waits: ClassVar[str | None] = "recv"
+    timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadLine(Syscall):
+    """Read one line from the caller's stdin; None at end of input."""
+
+    waits: ClassVar[str | None] = "stdin"
+
+
+@dataclass(frozen=True, slots=True)
+class Write(Syscall):
+    """Write text to the caller's stdout (or stderr)."""
+
+    text: str
+    stream: str = "stdout"
+
+
+# -- llm -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Generate(Syscall):
+    """Run the model on a prompt or chat messages."""
+
+    waits: ClassVar[str | None] = "llm"
+    prompt: str | None = None
+    messages: tuple[dict[str, Any], ...] | None = None
+    max_tokens: int | None = None
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    stream: bool = False
+    tools: tuple[Any, ...] | None = None  # tool names or schemas offered to the model
+    tool_choice: Any = None  # "auto", "required", "none" or a tool name
+    truncate: bool = False
