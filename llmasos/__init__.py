@@ -5,6 +5,7 @@ on the ``Sys`` handle it is given; the kernel batches every process's generate c
 forward steps.
 """
 
+from llmasos.api import LLM, Application
 from llmasos.apps.app import App
 from llmasos.errors import LlmasosError
 from llmasos.kernel import Kernel, KernelConfig, ProcState
@@ -13,6 +14,6 @@ from llmasos.syscalls import Completion, ExitStatus, Message, ProcInfo, Sys
 __version__ = "0.1.0"
 
 __all__ = [
-    "App", "Completion", "ExitStatus", "Kernel", "KernelConfig", "LlmasosError", "Message", "ProcInfo",
+    "App", "Application", "Completion", "ExitStatus", "Kernel", "KernelConfig", "LLM", "LlmasosError", "Message", "ProcInfo",
     "ProcState", "Sys", "__version__",
 ]

@@ -133,6 +133,47 @@ def apps() -> None:
     Console().print(table)
 
 
+@cli.command()
+def shell(
+    model: ModelOpt = None,
+    policy: PolicyOpt = "fifo",
+    connect: Annotated[str | None, typer.Option("--connect", help="Drive the kernel daemon at this URL instead of booting one")] = None,
+) -> None:
+    """Open the shell: spawn, watch and kill apps (type help inside).
+
+    Boots a kernel in this process on the default model, or drives a running daemon with --connect URL.
+
+    History is kept in $LLMASOS_HOME/shell_history; docs/shell.md lists every command.
+    """
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # the shell shows its own status
+    try:
+        anyio.run(_open_shell, _engine_spec(model), policy, connect, backend="asyncio")
+    except LlmasosError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+async def _open_shell(engine: Any, policy: str, url: str | None) -> None:
+    from llmasos.shell import open_shell
+
+    await open_shell(engine=engine, policy=policy, url=url)
+
+
+@cli.command()
+def models() -> None:
+    """List the models this machine can run without a network."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from llmasos.engine.models import list_models
+
+    table = Table("name", "source", "cached", "size")
+    for m in list_models():
+        table.add_row(m.name, m.source, "yes" if m.cached else "no", f"{m.size / 1e6:.0f} MB" if m.size else "")
+    Console().print(table)
+
+
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never hang on an unreachable hub

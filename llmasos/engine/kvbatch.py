@@ -110,7 +110,9 @@ class BatchKV:
         old_pad, new_pad = width - self.width, width - mask.shape[1]
         self.mask = torch.cat([F.pad(self.mask, (old_pad, 0)), F.pad(mask, (new_pad, 0))], dim=0)
         for layer, (k, v) in zip(self.cache.layers, kv, strict=True):
-            layer.keys = torch.cat([F.pad(layer.keys, (0, 0, old_pad, 0)), F.pad(k, (0, 0, new_pad, 0))], dim=0)
+            layer.keys = torch.cat(
+                [F.pad(layer.keys, (0, 0, old_pad, 0)), F.pad(k, (0, 0, new_pad, 0))], dim=0
+            )
             layer.values = torch.cat(
                 [F.pad(layer.values, (0, 0, old_pad, 0)), F.pad(v, (0, 0, new_pad, 0))], dim=0
             )

@@ -96,7 +96,7 @@ def resolve(name_or_path: str | os.PathLike[str] | None = None) -> ModelSpec:
     path = Path(name).expanduser()
     if path.exists():
         return _resolve_path(path)
-    if name.endswith(".gguf") or name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep in name.replace("/", ""):
+    if name.endswith(".gguf") or name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
         raise ModelNotFound(f"no such file or directory: {name}\n{_offline_options()}")
     if _HUB_ID.match(name):
         return _resolve_hub(name)

@@ -1,14 +1,24 @@
 """Capabilities: what a process may do, checked at the syscall chokepoint.
 
 Rule: a child never holds more than its parent; the root (shell, CLI, HTTP user) holds everything.
-This first version grants and checks permissively; the capabilities work (tools, memory namespaces,
-spawn limits, budgets) fills in ``grant`` and ``check`` without changing their signatures.
+``grant`` runs once at spawn: the app's manifest asks, the spawner's ``caps=`` overrides the manifest,
+and asking for anything the parent does not hold is refused (``PermissionDenied``, naming it) rather
+than silently trimmed. ``check`` runs on every syscall, before the handler, and is pure: it reads the
+process and the call and raises ``PermissionDenied`` or ``QuotaExceeded``; the chokepoint records the
+refusal in the process's trace and the kernel goes on.
+
+Memory syscalls are checked generically: a call with a ``namespace`` attribute needs that namespace
+(a process always holds its own: ``None``, ``""``, its app name, ``pid:<pid>`` and ``proc/<pid>``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
+
+from llmasos.syscalls import calls as c
+from llmasos.syscalls.errors import InvalidArguments, PermissionDenied, QuotaExceeded
 
 if TYPE_CHECKING:
     from llmasos.apps.app import App
@@ -37,14 +47,147 @@ class Caps:
             "syscall_budget": self.syscall_budget,
         }
 
+    def may_use_tool(self, name: str) -> bool:
+        return self.tools is None or name in self.tools
+
 
 ROOT = Caps()
+FIELDS = ("tools", "memory", "can_spawn", "max_children", "token_budget", "syscall_budget")
+ALL = "*"  # in a manifest or caps=: everything the parent holds
+
+
+# -- grant: at spawn ---------------------------------------------------------------------------
 
 
 def grant(parent: Caps, app: App, asked: dict[str, Any] | None = None) -> Caps:
-    """The caps a new process running app gets from a parent holding parent."""
-    return parent
+    """The caps a new process running app gets from a parent holding parent.
+
+    Raises PermissionDenied when the manifest or the spawner asks for more than parent holds.
+    """
+    want = {
+        "tools": app.tools, "memory": app.memory, "can_spawn": app.can_spawn,
+        "max_children": app.max_children, "token_budget": app.token_budget,
+        "syscall_budget": app.syscall_budget,
+    }
+    if asked:
+        unknown = set(asked) - set(FIELDS)
+        if unknown:
+            raise InvalidArguments(f"unknown capabilities {sorted(unknown)}; the known ones are {list(FIELDS)}")
+        want.update(asked)
+    who = f"app {app.name!r}"
+    return Caps(
+        tools=_names(who, "tools", want["tools"], parent.tools),
+        memory=_names(who, "memory namespaces", want["memory"], parent.memory),
+        can_spawn=_flag(who, bool(want["can_spawn"]), parent.can_spawn),
+        max_children=_limit(who, "max_children", want["max_children"], parent.max_children),
+        token_budget=_limit(who, "token_budget", want["token_budget"], parent.token_budget),
+        syscall_budget=_limit(who, "syscall_budget", want["syscall_budget"], parent.syscall_budget),
+    )
+
+
+def _names(who: str, what: str, asked: Any, held: frozenset[str] | None) -> frozenset[str] | None:
+    if isinstance(asked, str):
+        asked = [asked]
+    asked = list(asked or ())
+    if ALL in asked:
+        return held
+    extra = sorted(set(asked) - held) if held is not None else []
+    if extra:
+        raise PermissionDenied(
+            f"{who} asks for {what} {extra}, which its parent does not hold (it holds {sorted(held or ())}); "
+            f"spawn it with caps={{{what.split()[0]!r}: [...]}} naming only what the parent holds")
+    return frozenset(asked)
+
+
+def _flag(who: str, asked: bool, held: bool) -> bool:
+    if asked and not held:
+        raise PermissionDenied(f"{who} asks to spawn processes, which its parent may not do; "
+                               "spawn it with caps={'can_spawn': False}")
+    return asked
+
+
+def _limit(who: str, what: str, asked: int | None, held: int | None) -> int | None:
+    if asked is not None and (not isinstance(asked, int) or asked < 0):
+        raise InvalidArguments(f"{what} is a non-negative integer or None, not {asked!r}")
+    if held is None:
+        return asked
+    if asked is None:
+        return held  # an unlimited ask under a limited parent inherits the parent's limit
+    if asked > held:
+        raise PermissionDenied(f"{who} asks for {what}={asked}, more than its parent's {held}; ask for at most {held}")
+    return asked
+
+
+# -- check: at every syscall -------------------------------------------------------------------
 
 
 def check(proc: Process, call: Syscall) -> None:
     """Raise PermissionDenied or QuotaExceeded when proc may not make call."""
+    caps: Caps = proc.caps
+    if caps is ROOT:
+        return
+    if caps.syscall_budget is not None and proc.usage.syscalls > caps.syscall_budget \
+            and not isinstance(call, c.Exit):
+        raise QuotaExceeded(f"process {proc.pid} has used its budget of {caps.syscall_budget} syscalls; "
+                            "it can only exit now (spawn it with a larger syscall_budget)")
+    rule = _RULES.get(type(call))
+    if rule is not None:
+        rule(proc, caps, call)
+    namespace = getattr(call, "namespace", None)
+    if namespace is not None and not may_use_namespace(proc, caps, namespace):
+        raise PermissionDenied(f"process {proc.pid} ({proc.app.name}) may not use memory namespace "
+                               f"{namespace!r}; it holds {sorted(caps.memory or ())} and its own; "
+                               "list it in the app's memory=[...] manifest")
+
+
+def may_use_namespace(proc: Process, caps: Caps, namespace: str) -> bool:
+    if caps.memory is None or namespace in caps.memory:
+        return True
+    return namespace in own_namespaces(proc)
+
+
+def own_namespaces(proc: Process) -> set[str]:
+    """The memory namespaces a process holds without asking."""
+    return {"", proc.app.name, f"pid:{proc.pid}", f"proc/{proc.pid}"}
+
+
+def _spawn(proc: Process, caps: Caps, call: c.Spawn) -> None:
+    if not caps.can_spawn:
+        raise PermissionDenied(f"process {proc.pid} ({proc.app.name}) may not spawn processes; "
+                               "declare App(..., can_spawn=True) in its manifest")
+    if caps.max_children is not None and len(proc.children) >= caps.max_children:
+        raise PermissionDenied(f"process {proc.pid} already has {len(proc.children)} live children, its "
+                               f"limit (max_children={caps.max_children}); wait for one first")
+
+
+def _generate(proc: Process, caps: Caps, call: c.Generate) -> None:
+    if caps.token_budget is not None:
+        used = proc.usage.prompt_tokens + proc.usage.completion_tokens
+        if used >= caps.token_budget:
+            raise QuotaExceeded(f"process {proc.pid} has used {used} of its {caps.token_budget}-token budget; "
+                                "spawn it with a larger token_budget")
+    _tools(proc, caps, [t for t in call.tools or () if isinstance(t, str)])
+
+
+def _call_tool(proc: Process, caps: Caps, call: c.CallTool) -> None:
+    _tools(proc, caps, [call.tool])
+
+
+def _tools(proc: Process, caps: Caps, names: Iterable[str]) -> None:
+    denied = [n for n in names if not caps.may_use_tool(n)]
+    if denied:
+        raise PermissionDenied(
+            f"process {proc.pid} ({proc.app.name}) may not use the tools {denied}; it holds "
+            f"{sorted(caps.tools or ())}. Ask for them in the manifest: App(..., tools=[...])")
+
+
+_RULES: dict[type, Callable[[Any, Caps, Any], None]] = {
+    c.Spawn: _spawn,
+    c.Generate: _generate,
+    c.CallTool: _call_tool,
+}
+
+
+def restrict(caps: Caps, **changes: Any) -> Caps:
+    """caps with some fields changed (tests and the shell use it)."""
+    return replace(caps, **changes)

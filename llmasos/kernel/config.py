@@ -41,6 +41,14 @@ class KernelConfig:
     home: Path = field(default_factory=llmasos_home)
     database: str | None = None  # SQLAlchemy URL; None: sqlite under home (memory manager)
     trace_buffer: int = 256  # recent syscall trace events kept per process
+    # -- memory manager (llmasos/memory/) --
+    memory: bool = True  # False: no database at all (no memory syscalls, no journal, no recovery)
+    durable: bool = True  # journal syscalls and restart live processes after a crash
+    journal_commit: str = "call"  # "call": commit each result before the process sees it; "group":
+    # results of effect-free calls are committed within group_commit_ms (lost ones run again live)
+    group_commit_ms: float = 5.0  # group mode: how long a result may wait for others to share a commit
+    db_busy_timeout: float = 5.0  # seconds to wait for a locked database before reporting it
+    db_synchronous: str = "NORMAL"  # SQLite: NORMAL survives a killed kernel; FULL also a power loss
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser()
@@ -53,6 +61,14 @@ class KernelConfig:
             raise ConfigError(f"KernelConfig.max_zombies must be >= 0, not {self.max_zombies!r}")
         if self.kill_grace < 0:
             raise ConfigError(f"KernelConfig.kill_grace must be >= 0, not {self.kill_grace!r}")
+        if self.journal_commit not in ("call", "group"):
+            raise ConfigError(f"KernelConfig.journal_commit is 'call' or 'group', not {self.journal_commit!r}")
+        if self.group_commit_ms < 0 or self.db_busy_timeout < 0:
+            raise ConfigError("KernelConfig.group_commit_ms and db_busy_timeout must be >= 0")
+        self.db_synchronous = str(self.db_synchronous).upper()
+        if self.db_synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ConfigError(f"KernelConfig.db_synchronous is NORMAL, FULL, EXTRA or OFF, not "
+                              f"{self.db_synchronous!r}")
         from llmasos.kernel.sched import POLICIES
 
         if self.policy not in POLICIES:

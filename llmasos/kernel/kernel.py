@@ -34,6 +34,7 @@ from llmasos.syscalls.errors import (
     InvalidArguments, MailboxFull, NoSuchProcess, NotSupported, ProcessLimit, SyscallError, WaitTimeout,
 )
 from llmasos.syscalls.sys import Sys
+from llmasos.tools.calling import prepare as prepare_tools
 from llmasos.syscalls.types import ExitStatus, Message, ProcInfo, Usage
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ class Kernel:
         self.llm: LLMLoop | None = None
         self.tracer = TraceBus()
         self.journal: Any = None  # the memory manager's syscall journal, when one is attached
+        self.memory: Any = None  # the memory manager (llmasos/memory/), while booted with one
         self._procs: dict[int, Process] = {}  # pid -> process, live or not yet reaped
         self._zombies: deque[int] = deque()  # ended, unreaped pids, oldest first
         self._live = 0
@@ -84,13 +86,28 @@ class Kernel:
         """Load the engine and start the kernel's task group and LLM loop."""
         if self._tg is not None:
             raise KernelNotRunning("this kernel is already booted")
-        self.engine = await _open_engine(self.config.engine)
+        if self.config.memory:  # -- memory: open the database first; a broken one refuses to boot
+            from llmasos.memory.manager import MemoryManager
+
+            self.memory = await MemoryManager.open(self.config)
+            self._pids = self.memory.pids  # pids persist: never reused across restarts
+        try:
+            self.engine = await _open_engine(self.config.engine)
+        except BaseException:
+            if self.memory is not None:
+                await self.memory.close()
+                self.memory = None
+            raise
         cfg = self.config
         limits = SchedLimits(cfg.max_batch, cfg.max_step_tokens, cfg.max_resident_tokens, cfg.quantum)
         self.llm = LLMLoop(self.engine, make_scheduler(cfg.policy, limits))
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self.llm.run, name="llmasos llm loop")
+        if self.memory is not None:  # -- memory: the writer task, the journal, crash recovery
+            self._tg.start_soon(self.memory.serve, name="llmasos memory writer")
+            self.journal = self.memory.journal
+            await self.memory.recover(self)
         self.booted_at = time.time()
 
     async def shutdown(self) -> None:
@@ -106,6 +123,10 @@ class Kernel:
             self.tracer.close()
             if self.engine is not None and self.config.engine is not self.engine:
                 self.engine.close()  # we built it, we free it
+            if self.memory is not None:  # -- memory: commit what is queued, release the database
+                self.journal = None
+                memory, self.memory = self.memory, None
+                await memory.close()
 
     def _require_running(self) -> anyio.abc.TaskGroup:
         if self._tg is None:
@@ -192,6 +213,8 @@ class Kernel:
             parent=parent, priority=app.priority if priority is None else priority, caps=granted,
         )
         self._procs[proc.pid] = proc
+        if self.journal is not None:
+            self.journal.process_started(proc)
         self._live += 1
         if parent_proc is not None:
             parent_proc.children.add(proc.pid)
@@ -343,7 +366,10 @@ class Kernel:
         box = proc.get_mailbox()
         if len(box.items) >= self.config.mailbox_size:
             raise MailboxFull(f"process {pid} has {len(box.items)} unread messages; try again later")
-        box.put(Message(sender, body))
+        message = Message(sender, body)
+        if self.journal is not None:
+            self.journal.message_sent(pid, message)  # persisted until a recv takes it
+        box.put(message)
 
     def write_stdin(self, pid: int, text: str) -> None:
         """Feed text to pid's stdin (a line per newline)."""
@@ -367,16 +393,24 @@ class Kernel:
         """Yield (stream, text) as pid writes, until it ends; with history, what it wrote before."""
         proc = self.get(pid)
         out = proc.get_output(self.config.stdout_lines)
-        if history:
-            for chunk in list(out.chunks):
-                yield chunk
-        if not proc.alive:
-            return
+        # Invariant: the history snapshot and the subscription are taken together, so no chunk written
+        # while the history is being yielded is lost or repeated.
+        before = list(out.chunks) if history else []
         send, recv = anyio.create_memory_object_stream[tuple[str, str]](self.config.stdout_lines)
-        out.followers.append(send)
-        with recv:
-            async for chunk in recv:
-                yield chunk
+        if proc.alive:
+            out.followers.append(send)
+        else:
+            send.close()
+        try:
+            with recv:
+                for chunk in before:
+                    yield chunk
+                async for chunk in recv:
+                    yield chunk
+        finally:  # the follower left (or was dropped): never leave our end open
+            if send in out.followers:
+                out.followers.remove(send)
+            send.close()
 
     # -- the model, from the root user -------------------------------------------------------
 
@@ -395,8 +429,16 @@ class Kernel:
             messages=[dict(m) for m in call.messages] if call.messages is not None else None,
             priority=proc.priority if proc is not None else 0,
         )
+        # -- tools: offer them in the prompt, constrain decoding, parse calls (tools/calling.py)
+        tooling = prepare_tools(call, getattr(self.engine, "tokenizer", None), f"{seq.sid}_")
+        if tooling is not None:
+            seq.prompt, seq.messages = tooling.prompt, tooling.messages
+            params.logits_processor = tooling.logits_processor
         self.engine.prepare(seq)
-        return self.llm.submit(proc, seq)
+        stream = self.llm.submit(proc, seq)
+        if tooling is not None:
+            stream.postprocess = tooling.postprocess
+        return stream
 
     def set_policy(self, policy: str) -> None:
         """Switch the scheduling policy at run time."""

@@ -19,6 +19,8 @@ from llmasos.syscalls.errors import EngineError
 from llmasos.syscalls.types import Completion
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from llmasos.kernel.proc import Process
 
 
@@ -33,6 +35,8 @@ class TokenStream:
                  events: MemoryObjectReceiveStream[TokenEvent | BaseException]) -> None:
         self._llm, self._proc, self.seq, self._events = llm, proc, seq, events
         self.completion: Completion | None = None  # set once the last token arrived
+        # -- tools: turns the finished Completion into one with tool_calls (tools/calling.py)
+        self.postprocess: Callable[[Completion], Completion] | None = None
 
     def __aiter__(self) -> TokenStream:
         return self
@@ -61,6 +65,8 @@ class TokenStream:
             text=seq.text, finish_reason=reason, prompt_tokens=len(seq.prompt_ids),
             completion_tokens=len(seq.output_ids), model=self._llm.engine.name,
         )
+        if self.postprocess is not None:  # -- tools
+            self.completion = self.postprocess(self.completion)
         self._events.close()
 
     async def collect(self) -> Completion:
@@ -109,7 +115,10 @@ class LLMLoop:
 
     def cancel(self, seq: Sequence) -> None:
         """Abort seq before the next step (its owner was killed or stopped listening)."""
-        if seq.sid in self._routes:
+        owner = self._routes.get(seq.sid)
+        if owner is not None:
+            if owner[0] is not None:
+                owner[0].seqs.discard(seq)
             self._aborts.append(seq)
             self._wake.set()
 
@@ -183,7 +192,12 @@ class LLMLoop:
                 usage.model_time += share
             if seq.first_token_at is None:
                 seq.first_token_at = now
-            send.send_nowait(event)
+            try:
+                send.send_nowait(event)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                # Invariant: the owner stopped listening (killed, or left the stream): free it now.
+                self._release(seq, "abort")
+                continue
             if event.finish_reason is not None:
                 self._release(seq, event.finish_reason)
 
@@ -192,5 +206,8 @@ class LLMLoop:
         for seq in batch:
             owner = self._routes.get(seq.sid)
             if owner is not None:
-                owner[1].send_nowait(error)
+                try:
+                    owner[1].send_nowait(error)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    pass
             self._release(seq, "error")

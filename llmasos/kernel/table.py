@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from llmasos.kernel import sys_llm, sys_proc
+from llmasos.kernel import sys_llm, sys_memory, sys_proc, sys_tools
 from llmasos.kernel.sys_proc import ExitProcess
 
 Handler = Callable[[Any, Any, Any], Awaitable[Any]]
@@ -16,6 +16,8 @@ Handler = Callable[[Any, Any, Any], Awaitable[Any]]
 TABLE: dict[type, Handler] = {
     **sys_proc.HANDLERS,  # spawn kill wait getpid ps sleep exit send recv readline write
     **sys_llm.HANDLERS,  # generate
+    **sys_tools.HANDLERS,  # call_tool list_tools
+    **sys_memory.HANDLERS,  # memget memset memdelete memkeys remember search chat context
 }
 
 __all__ = ["TABLE", "ExitProcess", "Handler"]

@@ -6,6 +6,7 @@ its result; they are formatted only when shown.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import reprlib
 from dataclasses import dataclass
@@ -33,8 +34,8 @@ class TraceEvent:
 
     def format(self) -> str:
         """strace style: ``generate(prompt='hi', max_tokens=20) = 'Hello' <0.120s>``."""
-        fields = getattr(self.call, "__dataclass_fields__", {})
-        args = ", ".join(f"{k}={_repr.repr(getattr(self.call, k))}" for k in fields)
+        fields = dataclasses.fields(self.call) if dataclasses.is_dataclass(self.call) else ()
+        args = ", ".join(f"{f.name}={_repr.repr(getattr(self.call, f.name))}" for f in fields)
         outcome = f"{type(self.error).__name__}: {self.error}" if self.error else _repr.repr(self.result)
         return f"[{self.pid}] {self.call.name}({args}) = {outcome} <{self.duration:.4f}s>"
 
@@ -64,6 +65,7 @@ class TraceBus:
                     send.send_nowait(event)
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                     subs.remove(send)
+                    send.close()  # the subscriber left; close our end too
             if not subs:
                 del self._subs[key]
 

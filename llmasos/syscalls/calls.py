@@ -132,3 +132,96 @@ class Generate(Syscall):
     tools: tuple[Any, ...] | None = None  # tool names or schemas offered to the model
     tool_choice: Any = None  # "auto", "required", "none" or a tool name
     truncate: bool = False
+
+
+# -- tools -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CallTool(Syscall):
+    """Run a tool with arguments (checked against its schema first); returns its JSON result."""
+
+    waits: ClassVar[str | None] = "tool"
+    tool: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+    timeout: float | None = None  # seconds; None: the tool's own timeout
+
+
+@dataclass(frozen=True, slots=True)
+class ListTools(Syscall):
+    """The tools the calling process may use, as OpenAI function-calling schemas."""
+
+
+# -- memory ----------------------------------------------------------------------------------
+# namespace None means the process's own ("pid:<pid>"); others need the memory capability.
+
+
+@dataclass(frozen=True, slots=True)
+class MemGet(Syscall):
+    """The value stored under key in a memory namespace; default when there is none."""
+
+    key: str
+    default: Any = None
+    namespace: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MemSet(Syscall):
+    """Store a JSON-like value under key; durable once the call returns."""
+
+    key: str
+    value: Any
+    namespace: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MemDelete(Syscall):
+    """Delete key; True if it was there."""
+
+    key: str
+    namespace: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MemKeys(Syscall):
+    """The keys in a namespace that start with prefix, sorted."""
+
+    prefix: str = ""
+    namespace: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Remember(Syscall):
+    """Store a long-term note (full-text searchable); returns its id."""
+
+    text: str
+    tags: tuple[str, ...] = ()
+    namespace: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Search(Syscall):
+    """The k long-term notes that best match query, best first."""
+
+    query: str
+    k: int = 5
+    namespace: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Chat(Syscall):
+    """Append text to the process's persistent context, generate over it, append the reply."""
+
+    waits: ClassVar[str | None] = "llm"
+    text: str
+    max_tokens: int | None = None
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    system: str | None = None  # a system message, put first when the context has none
+
+
+@dataclass(frozen=True, slots=True)
+class Context(Syscall):
+    """The process's persistent context: a summary (if paged) then its turns, oldest first."""

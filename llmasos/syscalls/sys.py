@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from llmasos.syscalls import calls as c
-from llmasos.syscalls.types import Completion, ExitStatus, Message, ProcInfo
+from llmasos.syscalls.types import Completion, ExitStatus, Message, Note, ProcInfo
 
 if TYPE_CHECKING:
     from llmasos.kernel.kernel import Kernel
@@ -111,6 +111,42 @@ class Sys:
         )
         return _Streamed(self, call) if stream else self._trap(call)
 
+    # -- tools -------------------------------------------------------------------------------
+
+    async def call_tool(self, name: str, /, arguments: dict[str, Any] | None = None, *,
+                        timeout: float | None = None, **kwargs: Any) -> Any:
+        """Run tool name with keyword arguments (or an ``arguments`` dict); ToolError if it fails."""
+        return await self._trap(c.CallTool(name, {**(arguments or {}), **kwargs}, timeout))
+
+    async def tools(self) -> list[dict[str, Any]]:
+        """The tools this process may use, as OpenAI function-calling schemas."""
+        return await self._trap(c.ListTools())
+
+    async def agent(self, task: str, *, tools: Iterable[Any] | None = None, max_steps: int = 5,
+                    **options: Any) -> Any:
+        """Loop generate -> tool call -> tool result until the model answers (tools/agent.py)."""
+        from llmasos.tools.agent import run_agent
+
+        return await run_agent(self, task, tools=tools, max_steps=max_steps, **options)
+
+    # -- memory ------------------------------------------------------------------------------
+
+    @property
+    def memory(self) -> Memory:
+        """Key-value memory and long-term notes: ``await sys.memory.set("k", v)`` and so on."""
+        return Memory(self)
+
+    async def chat(self, text: str, *, max_tokens: int | None = None, temperature: float = 0.0,
+                   top_p: float = 1.0, seed: int | None = None, stop: str | Iterable[str] | None = None,
+                   system: str | None = None) -> Completion:
+        """Say text in this process's persistent context; returns the model's reply (also kept)."""
+        stop = (stop,) if isinstance(stop, str) else tuple(stop or ())
+        return await self._trap(c.Chat(text, max_tokens, temperature, top_p, seed, stop, system))
+
+    async def context(self) -> list[dict[str, Any]]:
+        """This process's persistent context: [{role, content, tokens, kind}], oldest first."""
+        return await self._trap(c.Context())
+
 
 class _Streamed:
     """``sys.generate(..., stream=True)``: async-iterable text; the syscall is made on first use."""
@@ -138,3 +174,36 @@ class _Streamed:
         """Stop generating early."""
         if self._stream is not None:
             self._stream.close()
+
+
+class Memory:
+    """``sys.memory``: each method traps one memory syscall (namespace None: the process's own)."""
+
+    __slots__ = ("_sys",)
+
+    def __init__(self, sys: Sys) -> None:
+        self._sys = sys
+
+    async def get(self, key: str, default: Any = None, *, namespace: str | None = None) -> Any:
+        """The value stored under key, or default."""
+        return await self._sys._trap(c.MemGet(key, default, namespace))
+
+    async def set(self, key: str, value: Any, *, namespace: str | None = None) -> None:
+        """Store value under key (durable when this returns)."""
+        return await self._sys._trap(c.MemSet(key, value, namespace))
+
+    async def delete(self, key: str, *, namespace: str | None = None) -> bool:
+        """Delete key; True if it was there."""
+        return await self._sys._trap(c.MemDelete(key, namespace))
+
+    async def keys(self, prefix: str = "", *, namespace: str | None = None) -> list[str]:
+        """The keys starting with prefix, sorted."""
+        return await self._sys._trap(c.MemKeys(prefix, namespace))
+
+    async def remember(self, text: str, tags: Iterable[str] = (), *, namespace: str | None = None) -> int:
+        """Keep text as a long-term note (searchable); returns its id."""
+        return await self._sys._trap(c.Remember(text, tuple(tags), namespace))
+
+    async def search(self, query: str, k: int = 5, *, namespace: str | None = None) -> list[Note]:
+        """The k notes that best match query, best first."""
+        return await self._sys._trap(c.Search(query, k, namespace))

@@ -95,3 +95,18 @@ class Message:
 
     sender: int  # pid of the sender (0: the root user, e.g. the shell)
     body: Any
+
+
+# -- memory (the memory manager's results) ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A long-term note, as ``sys.memory.search`` returns it (best first)."""
+
+    id: int
+    text: str
+    tags: tuple[str, ...] = ()
+    score: float = 0.0  # relevance to the query: higher is better
+    created: float = 0.0
+    namespace: str = ""

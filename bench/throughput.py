@@ -1,0 +1,133 @@
+"""Aggregate throughput of N concurrent generations: continuous batching vs serial vs static batching.
+
+Each of N requests generates exactly 64 tokens greedily (EOS ignored) from a ~30-token prompt.
+Columns (aggregate generated tokens per second, wall clock from first request to last token):
+  llmasos   N processes each calling sys.generate through the kernel (or, with --driver loop or
+            without a kernel, the engine + FIFO scheduler driven by a bare loop)
+  serial    the same N requests one at a time through HF `generate` (batch 1)
+  static    one HF `generate` call on a left-padded batch of all N prompts
+  hf-cb     transformers' own continuous batching (`generate_batch`), with --hf-cb
+Targets at N=32: llmasos >= 0.9x static and >= 9x serial.
+
+Usage: python bench/throughput.py [--quick] [--driver kernel|loop] [--hf-cb]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import anyio
+import torch
+from _common import (
+    add_threads_flag, drive_loop, kernel_available, load_engine, new_kernel, prompt, seq, table,
+)
+
+NEW = 64
+
+
+def run_llmasos(engine, n: int, driver: str) -> float:
+    if driver == "loop":
+        seqs = [seq(i, NEW) for i in range(n)]
+        t0 = time.perf_counter()
+        drive_loop(engine, seqs)
+        elapsed = time.perf_counter() - t0
+        assert all(len(s.output_ids) == NEW for s in seqs)
+        return n * NEW / elapsed
+    from llmasos.apps.app import App
+
+    app = App("bench-gen", "throughput benchmark request")
+
+    @app.main
+    async def main(sys, i: int) -> int:
+        reply = await sys.generate(prompt(i), max_tokens=NEW)
+        return reply.completion_tokens
+
+    async def go() -> float:
+        async with new_kernel(engine, max_batch=max(n, 1)) as kernel:
+            t0 = time.perf_counter()
+            pids = [await kernel.spawn(app, i) for i in range(n)]
+            results = [await kernel.wait(pid) for pid in pids]
+            elapsed = time.perf_counter() - t0
+        assert all(r.value == NEW for r in results), results
+        return n * NEW / elapsed
+
+    return anyio.run(go)
+
+
+def encode(engine, n: int) -> dict:
+    tok = engine.tokenizer
+    tok.padding_side = "left"
+    return tok([prompt(i) for i in range(n)], return_tensors="pt", padding=True)
+
+
+@torch.inference_mode()
+def run_static(engine, n: int) -> float:
+    batch = encode(engine, n)
+    t0 = time.perf_counter()
+    out = engine.model.generate(**batch, max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False,
+                                pad_token_id=engine.tokenizer.pad_token_id)
+    elapsed = time.perf_counter() - t0
+    assert out.shape[1] - batch["input_ids"].shape[1] == NEW
+    return n * NEW / elapsed
+
+
+@torch.inference_mode()
+def run_serial(engine, n: int, sample: int) -> tuple[float, int]:
+    """Serial tok/s, timing min(n, sample) requests one by one (the rate does not depend on n)."""
+    k = min(n, sample)
+    t0 = time.perf_counter()
+    for i in range(k):
+        batch = engine.tokenizer([prompt(i)], return_tensors="pt")
+        engine.model.generate(**batch, max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False,
+                              pad_token_id=engine.tokenizer.pad_token_id)
+    return k * NEW / (time.perf_counter() - t0), k
+
+
+@torch.inference_mode()
+def run_hf_cb(engine, n: int) -> float:
+    from transformers import GenerationConfig
+
+    inputs = [engine.tokenizer.encode(prompt(i)) for i in range(n)]
+    config = GenerationConfig(max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False, eos_token_id=-1,
+                              pad_token_id=engine.tokenizer.pad_token_id, max_batch_tokens=512)
+    t0 = time.perf_counter()
+    out = engine.model.generate_batch(inputs=inputs, generation_config=config, progress_bar=False)
+    elapsed = time.perf_counter() - t0
+    produced = sum(len(r.generated_tokens) for r in out.values())
+    return produced / elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="time serial on 2 requests per N, not all N")
+    ap.add_argument("--driver", choices=["kernel", "loop"], default=None)
+    ap.add_argument("--hf-cb", action="store_true", help="also time transformers' generate_batch")
+    ap.add_argument("--sizes", default="1,4,16,32")
+    add_threads_flag(ap)
+    args = ap.parse_args()
+    driver = args.driver or ("kernel" if kernel_available() else "loop")
+    engine = load_engine(args.threads, max_batch=64, ignore_eos=True)
+    run_static(engine, 2)  # warm up
+    rows = []
+    for n in [int(x) for x in args.sizes.split(",")]:
+        ours = run_llmasos(engine, n, driver)
+        static = run_static(engine, n)
+        serial, k = run_serial(engine, n, 2 if args.quick else n)
+        row = [n, ours, serial, static, ours / serial, ours / static]
+        if args.hf_cb:
+            cb = run_hf_cb(engine, n)
+            row += [cb, ours / cb]
+        rows.append(row)
+        print(f"# N={n} done (serial timed on {k} requests)", file=sys.stderr)
+    headers = ["N", f"llmasos ({driver}) tok/s", "serial tok/s", "static tok/s", "vs serial", "vs static"]
+    if args.hf_cb:
+        headers += ["hf-cb tok/s", "vs hf-cb"]
+    print(f"\nthroughput: {NEW} new tokens per request, greedy, ~30-token prompts, fp32, "
+          f"{torch.get_num_threads()} threads")
+    print(table(headers, rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""LLM: the seed's model handle (``LLM.from_pretrained(...)``, ``generate_text``, ``chat``).
+
+Rule: every call goes through a kernel's generate syscall, so it is batched with everyone else's.
+Inside a process (its code, or a worker thread it started) the call is that process's syscall; in a
+plain script a private kernel is booted in a background thread on first use.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+import anyio
+import anyio.from_thread
+
+from llmasos.errors import LlmasosError
+from llmasos.syscalls.calls import Generate
+from llmasos.syscalls.types import Completion
+
+
+class LLMUsageError(LlmasosError):
+    """A blocking LLM call was made from a place where blocking would freeze the kernel."""
+
+
+class LLM:
+    """A language model served by llmasos.
+
+    ``LLM.from_pretrained("smollm2-135m")`` takes a registry name, a transformers directory, a
+    ``.gguf`` file, or a hub id (offline: only if it is in the local cache). The weights load on first
+    use, once, and are shared by every kernel this handle is given to.
+    """
+
+    def __init__(self, name_or_path: str | None = None, *, engine: Any = None) -> None:
+        self.name_or_path = name_or_path
+        self._engine = engine
+        self._lock = threading.RLock()
+        self._runtime: _Runtime | None = None
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike[str] | None = None) -> LLM:
+        """Find the model now (a clear ModelNotFound if it is not available); load it on first use."""
+        from llmasos.engine import models
+
+        spec = models.resolve(name_or_path)
+        return cls(os.fspath(name_or_path) if name_or_path is not None else spec.name)
+
+    @property
+    def engine(self) -> Any:
+        """The loaded engine (loads the weights the first time)."""
+        with self._lock:
+            if self._engine is None:
+                from llmasos.engine.hf import HFEngine
+
+                self._engine = HFEngine.from_pretrained(self.name_or_path)
+            return self._engine
+
+    @property
+    def name(self) -> str:
+        return getattr(self._engine, "name", None) or str(self.name_or_path or "smollm2-135m")
+
+    # -- blocking API (the seed's) -----------------------------------------------------------
+
+    def generate_text(self, prompt: str, max_length: int = 256, *, temperature: float = 0.0,
+                      stop: str | Iterable[str] | None = None, seed: int | None = None,
+                      chat: bool | None = None) -> str:
+        """Continue or answer prompt; return at most max_length new tokens of text.
+
+        For a chat model (one with a chat template) the prompt is sent as a user message unless
+        chat=False. Unlike transformers' ``max_length``, the prompt does not count against it.
+        """
+        return self._call(self._request(prompt, None, max_length, temperature, stop, seed, chat)).text
+
+    def chat(self, messages: Iterable[dict[str, Any]], max_tokens: int = 256, *, temperature: float = 0.0,
+             stop: str | Iterable[str] | None = None, seed: int | None = None) -> str:
+        """Answer a conversation (OpenAI-style messages) with the model's chat template."""
+        return self._call(self._request(None, list(messages), max_tokens, temperature, stop, seed, True)).text
+
+    # -- async API ---------------------------------------------------------------------------
+
+    async def agenerate_text(self, prompt: str, max_length: int = 256, **kw: Any) -> str:
+        """generate_text for async code (inside a process, or beside a booted kernel)."""
+        call = self._request(prompt, None, max_length, kw.get("temperature", 0.0), kw.get("stop"),
+                             kw.get("seed"), kw.get("chat"))
+        return (await self._acall(call)).text
+
+    async def achat(self, messages: Iterable[dict[str, Any]], max_tokens: int = 256, **kw: Any) -> str:
+        """chat for async code."""
+        call = self._request(None, list(messages), max_tokens, kw.get("temperature", 0.0), kw.get("stop"),
+                             kw.get("seed"), True)
+        return (await self._acall(call)).text
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _request(self, prompt: str | None, messages: list | None, max_tokens: int, temperature: float,
+                 stop: Any, seed: int | None, chat: bool | None) -> Generate:
+        if max_tokens < 1:
+            raise ValueError(f"max_length must be at least 1, not {max_tokens}")
+        if prompt is not None and chat is not False and (chat or self._has_chat_template()):
+            messages, prompt = [{"role": "user", "content": prompt}], None
+        stop = (stop,) if isinstance(stop, str) else tuple(stop or ())
+        return Generate(prompt=prompt, messages=tuple(messages) if messages is not None else None,
+                        max_tokens=max_tokens, temperature=temperature, stop=stop, seed=seed)
+
+    def _has_chat_template(self) -> bool:
+        tokenizer = getattr(self.engine, "tokenizer", None)
+        return bool(getattr(tokenizer, "chat_template", None))
+
+    async def _acall(self, call: Generate) -> Completion:
+        from llmasos.kernel.kernel import current_sys
+
+        sys = current_sys.get()
+        if sys is not None:
+            return await sys._trap(call)
+        if self._runtime is not None and self._runtime.kernel is not None:
+            return await self._runtime.kernel.submit(None, call).collect()
+        raise LLMUsageError("outside a kernel process, use the blocking generate_text()/chat(), "
+                            "or run your code as an app (llmasos run file.py)")
+
+    def _call(self, call: Generate) -> Completion:
+        from llmasos.kernel.kernel import current_sys
+
+        sys = current_sys.get()
+        in_loop = _in_event_loop()
+        if sys is not None and not in_loop:  # a worker thread of a process (e.g. an Application route)
+            return anyio.from_thread.run(sys._trap, call)
+        if in_loop:
+            raise LLMUsageError("generate_text() blocks, and this code runs on the kernel's event loop; "
+                                "use `await model.agenerate_text(...)` or `await sys.generate(...)`")
+        with self._lock:
+            if self._runtime is None:
+                self._runtime = _Runtime(self)
+        return self._runtime.call(call)
+
+    def close(self) -> None:
+        """Stop the private kernel (if one was started) and free the weights."""
+        if self._runtime is not None:
+            self._runtime.close()
+            self._runtime = None
+
+
+def _in_event_loop() -> bool:
+    try:
+        anyio.get_current_task()
+    except Exception:
+        return False
+    return True
+
+
+class _Runtime:
+    """A private kernel in a background thread, for blocking calls from plain scripts."""
+
+    def __init__(self, llm: LLM) -> None:
+        from llmasos.kernel import Kernel, KernelConfig
+
+        self._portal_cm = anyio.from_thread.start_blocking_portal()
+        self.portal = self._portal_cm.__enter__()
+        self.kernel: Any = None
+        engine = llm.engine
+        kernel = Kernel(KernelConfig(engine=engine, memory=False))
+        # Invariant: the kernel's task group is entered and exited by one task, so the portal runs
+        # the kernel as a context manager rather than calling boot() and shutdown() apart.
+        self._kernel_cm = self.portal.wrap_async_context_manager(kernel)
+        self._kernel_cm.__enter__()
+        self.kernel = kernel
+
+    def call(self, call: Generate) -> Completion:
+        async def run() -> Completion:
+            return await self.kernel.submit(None, call).collect()
+
+        return self.portal.call(run)
+
+    def close(self) -> None:
+        try:
+            self._kernel_cm.__exit__(None, None, None)
+        finally:
+            self._portal_cm.__exit__(None, None, None)

@@ -1,0 +1,89 @@
+"""Handlers for the memory syscalls: key-value, long-term notes, and the persistent context (chat).
+
+Rule: handlers are thin. The namespace capability was checked at the chokepoint (caps.check reads the
+call's ``namespace``); here None becomes the caller's own namespace and the memory manager does the
+rest. Every write is committed before the handler returns.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from llmasos.memory.keys import current_idempotency_key
+from llmasos.memory.paging import chat, own_namespace
+from llmasos.syscalls import calls as c
+from llmasos.syscalls.errors import NotSupported
+from llmasos.syscalls.types import Completion, Note
+
+if TYPE_CHECKING:
+    from llmasos.kernel.kernel import Kernel
+    from llmasos.kernel.proc import Process
+    from llmasos.memory.store import Store
+
+
+def _store(k: Kernel) -> Store:
+    memory = getattr(k, "memory", None)
+    if memory is None:
+        raise NotSupported("this kernel runs without a memory manager; boot it with a database")
+    return memory.store
+
+
+def _ns(p: Process, namespace: str | None) -> str:
+    return own_namespace(p.pid) if namespace is None else namespace
+
+
+def _key(call: Any) -> str:
+    key = str(call.key)
+    if not key:
+        raise ValueError("a memory key cannot be empty")
+    return key
+
+
+async def sys_mem_get(k: Kernel, p: Process, call: c.MemGet) -> Any:
+    found, value = await _store(k).kv_get(_ns(p, call.namespace), _key(call))
+    return value if found else call.default
+
+
+async def sys_mem_set(k: Kernel, p: Process, call: c.MemSet) -> None:
+    await _store(k).kv_set(_ns(p, call.namespace), _key(call), call.value)
+
+
+async def sys_mem_delete(k: Kernel, p: Process, call: c.MemDelete) -> bool:
+    return await _store(k).kv_delete(_ns(p, call.namespace), _key(call))
+
+
+async def sys_mem_keys(k: Kernel, p: Process, call: c.MemKeys) -> list[str]:
+    return await _store(k).kv_keys(_ns(p, call.namespace), call.prefix)
+
+
+async def sys_remember(k: Kernel, p: Process, call: c.Remember) -> int:
+    if not str(call.text).strip():
+        raise ValueError("remember needs some text")
+    tags = (call.tags,) if isinstance(call.tags, str) else tuple(str(t) for t in call.tags)
+    return await _store(k).remember(_ns(p, call.namespace), str(call.text), tags,
+                                    current_idempotency_key())
+
+
+async def sys_search(k: Kernel, p: Process, call: c.Search) -> list[Note]:
+    return await _store(k).search(_ns(p, call.namespace), str(call.query), int(call.k))
+
+
+async def sys_chat(k: Kernel, p: Process, call: c.Chat) -> Completion:
+    return await chat(k, p, call, _store(k), current_idempotency_key())
+
+
+async def sys_context(k: Kernel, p: Process, call: c.Context) -> list[dict[str, Any]]:
+    rows = await _store(k).context(p.pid)
+    return [{"role": r.role, "content": r.content, "tokens": r.tokens, "kind": r.kind} for r in rows]
+
+
+HANDLERS = {
+    c.MemGet: sys_mem_get,
+    c.MemSet: sys_mem_set,
+    c.MemDelete: sys_mem_delete,
+    c.MemKeys: sys_mem_keys,
+    c.Remember: sys_remember,
+    c.Search: sys_search,
+    c.Chat: sys_chat,
+    c.Context: sys_context,
+}

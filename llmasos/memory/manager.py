@@ -1,0 +1,109 @@
+"""The memory manager: opens the database, runs its writer, and owns the store and the journal.
+
+Rule: the kernel talks to memory through this object only: ``open`` before the kernel's task group
+exists (lock, migrations; a broken database refuses to boot, untouched), ``serve`` as a task of the
+kernel, ``recover`` once the kernel runs, ``close`` after it stopped (what is queued is committed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from llmasos.memory import db
+from llmasos.memory.errors import MemoryStoreError
+from llmasos.memory.journal import Journal, PidAllocator
+from llmasos.memory.migrations import migrate
+from llmasos.memory.recovery import Recovery, recover
+from llmasos.memory.store import Store
+from llmasos.memory.writer import Writer
+
+
+class MemoryManager:
+    """The database behind one kernel: store (contents), journal (durable syscalls), pids."""
+
+    def __init__(self, url: str, engine: AsyncEngine, writer: Writer, lock: db.KernelLock | None) -> None:
+        self.url = url
+        self.where = db.describe(url)
+        self.engine = engine
+        self.writer = writer
+        self.store = Store(writer)
+        self.journal: Journal | None = None
+        self.pids: PidAllocator | None = None
+        self.db_id = ""
+        self.version = 0
+        self.recovery = Recovery()
+        self._lock = lock
+
+    @classmethod
+    async def open(cls, config: Any) -> MemoryManager:
+        """Lock, open and migrate the database named by config (``database`` or ``home``)."""
+        url = db.database_url(config.database, config.home)
+        where = db.describe(url)
+        path = db.sqlite_path(url)
+        lock = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock = db.KernelLock(path)
+            lock.acquire()
+        engine = db.create_engine(url, busy_timeout=config.db_busy_timeout,
+                                  synchronous=config.db_synchronous)
+        writer = Writer(engine, where, delay=config.group_commit_ms / 1000)
+        self = cls(url, engine, writer, lock)
+        try:
+            conn = await writer.open()
+            if engine.dialect.name == "postgresql":
+                await self._pg_lock(conn)
+            self.version = await conn.run_sync(migrate)
+            meta = await self.store.meta()
+            self.db_id = meta["db_id"]
+            start = int(meta["next_pid"])
+            self.pids = PidAllocator(self.store, start)
+            await self.store.set_meta("next_pid", str(self.pids.limit))
+        except BaseException as exc:
+            await self._dispose()
+            if isinstance(exc, MemoryStoreError) or not isinstance(exc, Exception):
+                raise
+            raise db.translate(exc, where) from exc
+        if config.durable:
+            self.journal = Journal(self.store, self.db_id, group=config.journal_commit == "group")
+        return self
+
+    async def _pg_lock(self, conn: Any) -> None:
+        from sqlalchemy import text
+
+        got = (await conn.execute(text("SELECT pg_try_advisory_lock(4242426)"))).scalar()
+        await conn.commit()
+        if not got:
+            raise db.DatabaseLocked(f"another llmasos kernel is using {self.where}; stop it first, or "
+                                    "give this kernel its own database")
+
+    async def serve(self) -> None:
+        """The writer task (run it in the kernel's task group)."""
+        await self.writer.serve()
+
+    async def recover(self, kernel: Any) -> Recovery:
+        """Restart the processes that were alive when the kernel last stopped."""
+        self.recovery = await recover(kernel, self)
+        return self.recovery
+
+    async def flush(self) -> None:
+        """Wait until everything queued (journal entries, process rows) is committed."""
+        await self.writer.flush()
+
+    async def close(self) -> None:
+        """Commit what is queued and release the database."""
+        try:
+            await self.writer.close()
+        finally:
+            await self._dispose()
+
+    async def _dispose(self) -> None:
+        try:
+            await self.writer.close()
+            await self.engine.dispose()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None

@@ -1,0 +1,81 @@
+"""Numbered schema migrations, applied in order to bring any database (blank included) up to date.
+
+Rule (after simon willison's llm): the list is append-only. A migration, once released, is never
+edited; a schema change is a new function at the end. ``schema_version`` holds how many have run.
+Each migration runs in its own transaction with its version bump, so a crash leaves a database at a
+whole version. A database newer than this code is refused, never downgraded.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+from sqlalchemy import Connection, text
+
+from llmasos.memory import schema as s
+from llmasos.memory.errors import SchemaTooNew
+
+Migration = Callable[[Connection], None]
+
+
+def m001_initial(conn: Connection) -> None:
+    """Process table, journal, mailboxes, key-value, notes (with full-text index), contexts."""
+    # Invariant: once a later migration alters one of these tables, copy its version-1 definition
+    # into this function first, so that a blank database still goes through every version.
+    for table in (s.meta, s.processes, s.journal, s.mailbox, s.kv, s.notes, s.context):
+        table.create(conn)
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        conn.execute(text(
+            "CREATE VIRTUAL TABLE notes_fts USING fts5(text, tags, content='notes', content_rowid='id')"
+        ))
+        conn.execute(text(
+            "CREATE TRIGGER notes_ai AFTER INSERT ON notes BEGIN "
+            "INSERT INTO notes_fts(rowid, text, tags) VALUES (new.id, new.text, new.tags); END"
+        ))
+        conn.execute(text(
+            "CREATE TRIGGER notes_ad AFTER DELETE ON notes BEGIN "
+            "INSERT INTO notes_fts(notes_fts, rowid, text, tags) VALUES ('delete', old.id, old.text, "
+            "old.tags); END"
+        ))
+    elif dialect == "postgresql":
+        conn.execute(text(
+            "CREATE INDEX ix_notes_fts ON notes USING gin (to_tsvector('simple', text || ' ' || tags))"
+        ))
+    conn.execute(s.meta.insert(), [
+        {"key": "db_id", "value": uuid.uuid4().hex[:12]},
+        {"key": "next_pid", "value": "1"},
+    ])
+
+
+MIGRATIONS: list[Migration] = [m001_initial]
+
+
+def current_version(conn: Connection) -> int:
+    """How many migrations this database has had (0 for a blank one)."""
+    if not conn.dialect.has_table(conn, "schema_version"):
+        return 0
+    return int(conn.execute(text("SELECT version FROM schema_version")).scalar_one())
+
+
+def migrate(conn: Connection) -> int:
+    """Apply the missing migrations (each committed on its own); return the version reached.
+
+    ``conn`` must not be in a transaction; this opens one per migration.
+    """
+    with conn.begin():
+        version = current_version(conn)
+        if version == 0 and not conn.dialect.has_table(conn, "schema_version"):
+            conn.execute(text("CREATE TABLE schema_version (version INTEGER NOT NULL)"))
+            conn.execute(text("INSERT INTO schema_version (version) VALUES (0)"))
+    if version > len(MIGRATIONS):
+        raise SchemaTooNew(
+            f"the memory database is at schema version {version}, but this llmasos knows only "
+            f"{len(MIGRATIONS)}; upgrade llmasos (the database was left untouched)"
+        )
+    for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+        with conn.begin():
+            migration(conn)
+            conn.execute(text("UPDATE schema_version SET version = :v"), {"v": number})
+    return len(MIGRATIONS)

@@ -1,0 +1,96 @@
+"""A process's persistent context: chat over it, and page old turns out when the window is full.
+
+Rule (after MemGPT): when the context plus the reply budget would not fit the model's window, the
+oldest turns move to the process's long-term notes (still found by ``sys.memory.search``) and a short
+summary, written by the model, stays at the head of the context. A chat's user turn and reply are
+appended together, under the syscall's idempotency key, so a chat re-issued after a crash appends
+nothing twice and returns the reply already stored.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from llmasos.syscalls.calls import Generate
+from llmasos.syscalls.types import Completion
+
+if TYPE_CHECKING:
+    from llmasos.memory.store import Store
+
+PER_MESSAGE = 4  # tokens a chat template adds around each message (an upper bound for small models)
+SUMMARY_PROMPT = (
+    "Summarize the conversation below in a few sentences for your own memory. Keep names, facts, "
+    "numbers and decisions; leave out pleasantries.\n\n"
+)
+
+
+def own_namespace(pid: int) -> str:
+    """The memory namespace a process uses when it names none."""
+    return f"pid:{pid}"
+
+
+def count(kernel: Any, role: str, content: str) -> int:
+    """Tokens one message takes in a prompt (by the engine's tokenizer, plus template overhead)."""
+    engine = kernel.engine
+    text = f"{role}: {content}"
+    try:
+        return int(engine.count_tokens(text)) + PER_MESSAGE
+    except Exception:
+        return len(text) // 3 + PER_MESSAGE
+
+
+def as_messages(rows: list[Any]) -> list[dict[str, Any]]:
+    return [{"role": r.role, "content": r.content} for r in rows]
+
+
+async def chat(kernel: Any, proc: Any, call: Any, store: Store, key: str | None) -> Completion:
+    """The chat syscall: generate over the context plus call.text, then append both turns."""
+    rows = await store.context(proc.pid)
+    if key is not None:
+        for r in rows:
+            if r.key == f"{key}:a":  # re-issued after a crash: the reply is already there
+                return Completion(text=r.content, finish_reason="stop", completion_tokens=r.tokens)
+    max_tokens = call.max_tokens or kernel.config.default_max_tokens
+    user = {"role": "user", "content": call.text, "tokens": count(kernel, "user", call.text),
+            "key": f"{key}:u" if key else None}
+    rows = await fit(kernel, proc, store, rows, user["tokens"] + max_tokens)
+    messages = [*as_messages(rows), {"role": "user", "content": call.text}]
+    if call.system and not any(r.role == "system" and r.kind == "turn" for r in rows):
+        messages.insert(0, {"role": "system", "content": call.system})
+    gen = Generate(messages=tuple(messages), max_tokens=max_tokens, temperature=call.temperature,
+                   top_p=call.top_p, seed=call.seed, stop=call.stop)
+    completion = await kernel.submit(proc, gen).collect()
+    reply = {"role": "assistant", "content": completion.text,
+             "tokens": count(kernel, "assistant", completion.text), "key": f"{key}:a" if key else None}
+    first = []
+    if call.system and not any(r.role == "system" and r.kind == "turn" for r in rows):
+        first = [{"role": "system", "content": call.system, "key": f"{key}:s" if key else None,
+                  "tokens": count(kernel, "system", call.system)}]
+    await store.append_context(proc.pid, [*first, user, reply])
+    return completion
+
+
+async def fit(kernel: Any, proc: Any, store: Store, rows: list[Any], need: int) -> list[Any]:
+    """rows, after paging out the oldest turns if rows plus need tokens exceed the model's window."""
+    window = int(getattr(kernel.engine, "context_window", 0) or 0)
+    used = sum(r.tokens for r in rows)
+    if not window or used + need <= window:
+        return rows
+    summary_budget = max(8, window // 8)
+    head = [r for r in rows if r.kind == "summary"]
+    turns = [r for r in rows if r.kind != "summary"]
+    target = (window * 3) // 4  # leave room, so the next turns do not page again at once
+    evicted: list[Any] = []
+    while turns and sum(r.tokens for r in turns) + summary_budget + need > target:
+        evicted.append(turns.pop(0))
+    if not evicted:
+        return rows  # nothing left to page; the engine reports the overflow
+    old = head[0].content if head else ""
+    transcript = "\n".join(f"{r.role}: {r.content}" for r in evicted)
+    prompt = SUMMARY_PROMPT + (f"Earlier summary: {old}\n\n" if old else "") + transcript + "\n\nSummary:"
+    done = await kernel.submit(proc, Generate(prompt=prompt, max_tokens=summary_budget,
+                                              truncate=True)).collect()
+    summary = "Summary of the earlier conversation: " + done.text.strip()
+    tokens = count(kernel, "system", summary)
+    await store.page_out(proc.pid, own_namespace(proc.pid), evicted, summary, tokens)
+    return await store.context(proc.pid)

@@ -1,0 +1,148 @@
+"""Crash recovery: on boot, restart the processes that were alive when the kernel stopped.
+
+Rule: a process the database shows alive is started again with the same pid, app, args, parent,
+priority and capabilities, marked ``restored`` so the journal replays its completed syscalls; its
+unread mailbox comes back. One whose app cannot be found is marked LOST with the reason; one whose
+app is not restartable is marked KILLED. Parents start before children (pids grow), so a child finds
+its parent alive. Nothing is started twice: the rows are updated, never inserted again.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmasos.apps import registry
+from llmasos.apps.app import App
+from llmasos.kernel import caps as capmod
+from llmasos.kernel.proc import LIVE, ProcState
+from llmasos.memory import codec
+from llmasos.syscalls.types import ExitStatus, Message
+
+if TYPE_CHECKING:
+    from llmasos.memory.manager import MemoryManager
+
+
+@dataclass(slots=True)
+class Recovery:
+    """What boot-time recovery did."""
+
+    restored: list[int] = field(default_factory=list)
+    lost: dict[int, str] = field(default_factory=dict)  # pid -> why
+    killed: dict[int, str] = field(default_factory=dict)  # not restartable: pid -> why
+    seconds: float = 0.0
+
+
+def app_spec(app: App) -> str | None:
+    """How ``find_app`` finds app again after a restart (None when it cannot)."""
+    for spec, cached in list(registry._cache.items()):
+        if cached is app:
+            target, sep, attr = spec.partition(":")
+            if target.endswith(".py") or "/" in target or "\\" in target:
+                return str(Path(target).expanduser().resolve()) + sep + attr
+            return spec
+    module = sys.modules.get(getattr(app.entry, "__module__", ""), None) if app._main else None
+    if module is None:
+        return None
+    for attr, value in vars(module).items():
+        if value is app:
+            name = module.__name__
+            if name == "__main__" or name.startswith("llmasos_user_app_"):
+                path = getattr(module, "__file__", None)
+                return f"{Path(path).resolve()}:{attr}" if path else None
+            return f"{name}:{attr}"
+    return None
+
+
+def caps_from(data: dict[str, Any]) -> capmod.Caps:
+    """Caps from ``Caps.as_dict()``."""
+    kwargs = {}
+    for name in capmod.Caps.__dataclass_fields__:
+        if name in data:
+            value = data[name]
+            kwargs[name] = None if value == "*" else frozenset(value) if isinstance(value, list) else value
+    return capmod.Caps(**kwargs)
+
+
+async def recover(kernel: Any, mm: MemoryManager) -> Recovery:
+    """Restart every process the database shows alive (the kernel's task group must be running)."""
+    t0 = time.perf_counter()
+    report = Recovery()
+    journal, store = mm.journal, mm.store
+    rows = await store.processes(states=[s.value for s in LIVE])
+    if journal is None or not rows:
+        return report
+    pids = [r.pid for r in rows]
+    entries = await store.journal_for(pids)
+    mail = await store.mailboxes(pids)
+    journal.start_message_ids(await store.max_mailbox_id())
+    in_flight = [journal.key(pid, n) for pid, es in entries.items() for n, e in es.items()
+                 if e.call == "Spawn" and e.status == "intent"]
+    journal.spawned.update(await store.spawned_by(in_flight))
+    await _load_ended_children(journal, store, set(pids))
+    journal.restoring = True
+    try:
+        for row in rows:
+            _restore(kernel, journal, row, entries.get(row.pid), mail.get(row.pid, ()), report)
+    finally:
+        journal.restoring = False
+    for pid, why in report.lost.items():
+        journal.store.post_process_end(pid, {"state": ProcState.LOST.value, "error": why,
+                                             "ended": time.time()}, urgent=True)
+    for pid, why in report.killed.items():
+        journal.store.post_process_end(pid, {"state": ProcState.KILLED.value, "error": why,
+                                             "ended": time.time()}, urgent=True)
+    await store.w.flush()
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+async def _load_ended_children(journal: Any, store: Any, parents: set[int]) -> None:
+    ended = [ProcState.EXITED.value, ProcState.KILLED.value, ProcState.CRASHED.value, ProcState.LOST.value]
+    for r in await store.processes(states=ended, parents=sorted(parents)):
+        journal.ended[r.pid] = ExitStatus(r.pid, r.state, codec.loads(r.exit_value), r.error)
+
+
+def _restore(kernel: Any, journal: Any, row: Any, entries: dict[int, Any] | None, mail: Any,
+             report: Recovery) -> None:
+    from llmasos.apps.registry import find_app
+
+    if not row.spec:
+        report.lost[row.pid] = (f"app {row.app!r} was started from an App object llmasos cannot find "
+                                "again; spawn apps by name or path (file.py:app) to make them restartable")
+        return
+    try:
+        app = find_app(row.spec)
+    except Exception as exc:
+        report.lost[row.pid] = f"its app {row.spec!r} could not be found after the restart: {exc}"
+        return
+    if not app.restartable:
+        report.killed[row.pid] = (f"the kernel stopped while it ran, and app {app.name!r} is not "
+                                  "restartable (App(..., restartable=False))")
+        return
+    parent_proc = kernel.processes.get(row.parent)
+    parent = row.parent if parent_proc is not None and parent_proc.alive else 0
+    try:
+        proc = kernel.start_process(app, codec.loads(row.args), codec.loads(row.kwargs),
+                                    priority=row.priority, parent=parent, pid=row.pid)
+    except Exception as exc:
+        report.lost[row.pid] = f"it could not be restarted: {type(exc).__name__}: {exc}"
+        return
+    proc.restored = True
+    proc.started = row.started
+    try:
+        proc.caps = caps_from(json.loads(row.caps))
+    except Exception:
+        pass  # keep what grant() gave
+    if entries:
+        journal.replay[row.pid] = dict(entries)
+        journal.replay_end[row.pid] = max(entries)
+    for m in mail:
+        msg = Message(m.sender, codec.loads(m.body))
+        journal.adopt_message(row.pid, msg, m.id)
+        proc.get_mailbox().put(msg)
+    report.restored.append(row.pid)

@@ -1,0 +1,289 @@
+"""The shell's plain commands: each asks the kernel once and prints a table or a line.
+
+Rule: no command here holds the terminal; a handler returns as soon as its answer is printed.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+
+from llmasos.errors import LlmasosError
+from llmasos.shell.commands import (
+    ALIASES, COMMANDS, ExitShell, command, lookup, parse_number, parse_pid, parse_spawn, take_options,
+    usage_error,
+)
+from llmasos.shell.client import NotAvailable
+
+if TYPE_CHECKING:
+    from llmasos.shell.repl import Shell
+    from llmasos.syscalls.types import ProcInfo
+
+
+# -- formatting ---------------------------------------------------------------------------------------
+
+
+def short(value: Any, width: int = 60) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def ended_line(pid: int, state: str, value: Any = None, error: str | None = None) -> str:
+    """`[3] exited: 'hi'`, `[4] killed`, `[5] crashed: ValueError: bad` (the traceback is in logs)."""
+    if state == "exited":
+        return f"[{pid}] exited" + (f": {short(repr(value))}" if value is not None else "")
+    if state == "crashed" and error:
+        last = [line for line in error.strip().splitlines() if line.strip()]
+        return f"[{pid}] crashed: {short(last[-1] if last else error)} (see logs {pid})"
+    return f"[{pid}] {state}" + (f": {short(error)}" if error and error != "killed" else "")
+
+
+def age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def ps_table(sh: Shell, rows: list[ProcInfo]) -> Any:
+    table = sh.table("PID", "PPID", "APP", "STATE", "PRIO", "TOKENS in/out", "CALLS", "MODEL", "TIME", "ARGS / RESULT")
+    now = time.time()
+    for p in sorted(rows, key=lambda r: r.pid):
+        state = p.state + (f":{p.waiting_on}" if p.waiting_on else "")
+        style = {"exited": "dim", "killed": "yellow", "crashed": "red", "lost": "red"}.get(p.state, "")
+        tail = " ".join(short(a, 20) for a in p.args)
+        if p.state == "exited" and p.exit_value is not None:
+            tail = "→ " + short(repr(p.exit_value), 40)
+        u = p.usage
+        table.add_row(
+            str(p.pid), str(p.ppid), p.app, Text(state, style=style), str(p.priority),
+            f"{u.prompt_tokens}/{u.completion_tokens}", str(u.syscalls), f"{u.model_time:.2f}s",
+            age((p.ended or now) - p.started), Text(tail),
+        )
+    return table
+
+
+HELP_ORDER = ("help", "apps", "spawn", "run", "ps", "kill", "wait", "logs", "attach", "top", "strace", "mem",
+              "tools", "sched", "models", "exit")
+
+
+# -- commands ---------------------------------------------------------------------------------------------
+
+
+@command("help [COMMAND]", complete="command")
+async def help_(sh: Shell, args: list[str]) -> None:
+    """Show the commands, or one command's usage and details.
+
+    Keys at the prompt: Tab completes commands, apps, pids and tools; Up/Down and Ctrl-R search the
+    history; Ctrl-C clears the line; Ctrl-D (or exit) leaves the shell.
+    """
+    if len(args) > 1:
+        raise usage_error("help", "give one command name")
+    if args:
+        cmd = lookup(args[0])
+        sh.print(Text(f"usage: {cmd.usage}", style="bold"))
+        sh.print(Text(cmd.summary))
+        if cmd.help:
+            sh.print(Text("\n" + cmd.help))
+        aliases = [a for a, target in ALIASES.items() if target == cmd.name]
+        if aliases:
+            sh.print(Text(f"\naliases: {', '.join(aliases)}", style="dim"))
+        return
+    table = sh.table("command", "what it does", title=None)
+    ordered = [COMMANDS[n] for n in HELP_ORDER if n in COMMANDS]
+    for cmd in ordered + [c for c in COMMANDS.values() if c not in ordered]:
+        synopsis = " ".join(w for w in re.sub(r"\[--[^\]]*\]", "", cmd.usage).split())
+        table.add_row(Text(synopsis, style="bold"), Text(cmd.summary))
+    sh.print(table)
+    sh.print(Text("help COMMAND for details. Try: spawn chat, attach 1 (type, then Ctrl-] to detach), "
+                  "ps, kill 1. Ctrl-D or exit leaves.", style="dim"))
+
+
+@command("apps", complete=None)
+async def apps(sh: Shell, args: list[str]) -> None:
+    """List the apps you can spawn by name.
+
+    Built-ins first, then those of installed packages (entry point group llmasos.apps).
+
+    A path works too: spawn ./myapp.py or spawn ./myapp.py:app or spawn package.module:app.
+    """
+    if args:
+        raise usage_error("apps", "takes no arguments")
+    table = sh.table("APP", "USAGE", "DESCRIPTION", "SOURCE")
+    rows = await sh.client.apps()
+    for a in rows:
+        table.add_row(Text(a.name, style="bold"), Text(a.usage), Text(a.description), Text(a.source, style="dim"))
+    sh.cache.apps = [a.name for a in rows]
+    sh.print(table)
+
+
+@command("spawn APP [ARGS...] [--prio N] [--caps K=V...] [--KEY=VALUE...]", complete="app",
+         flags=("--prio", "--caps"))
+async def spawn(sh: Shell, args: list[str]) -> None:
+    """Start APP in the background and print its pid at once.
+
+    Words after the app are its arguments; --key=value words become keyword arguments of its main
+    (e.g. spawn chat --max_tokens=64); after -- every word goes to the app unchanged.
+    --prio N sets its priority (nice value: lower runs first under the priority policy).
+    --caps K=V limits its rights: tools=a,b  memory=ns1,ns2  can_spawn=no  max_children=N
+    token_budget=N  syscall_budget=N (repeat --caps or quote several: --caps "tools=none can_spawn=no").
+    When it ends the shell prints a notice such as [3] exited: 'done'. See logs, attach, wait, kill.
+    """
+    app, pos, kwargs, prio, caps = parse_spawn("spawn", args)
+    pid = await sh.client.spawn(app, pos, kwargs, priority=prio, caps=caps)
+    sh.watch(pid)
+    try:
+        name = (await sh.client.info(pid)).app
+    except LlmasosError:  # already ended and reaped
+        name = app
+    sh.print(Text(f"[{pid}] {name}", style="bold"))
+
+
+@command("ps [-a]", flags=("-a",))
+async def ps(sh: Shell, args: list[str]) -> None:
+    """Show the process table (-a: also the ended ones not yet reaped).
+
+    STATE is ready, running, waiting:WHY (llm, stdin, recv, sleep, child, tool), exited, killed or
+    crashed. TOKENS are prompt/completion tokens; MODEL is its share of forward-step time.
+    """
+    opts, rest = take_options("ps", args, {"-a": False})
+    if rest:
+        raise usage_error("ps", f"unexpected {rest[0]!r}")
+    rows = await sh.client.ps(all=bool(opts.get("-a")))
+    if not rows:
+        sh.note("no processes" + ("" if opts.get("-a") else " running (ps -a shows ended ones)"))
+        return
+    sh.print(ps_table(sh, rows))
+
+
+@command("kill PID...", complete="pid")
+async def kill(sh: Shell, args: list[str]) -> None:
+    """Kill processes (and their children). The kernel frees what they held."""
+    if not args:
+        raise usage_error("kill", "which pid? (see ps)")
+    pids = [parse_pid("kill", a) for a in args]
+    for pid in pids:
+        try:
+            info = await sh.client.info(pid)
+            if await sh.client.kill(pid):
+                sh.quiet.add(pid)  # this line is the notice
+                sh.print(Text(f"[{pid}] {info.app} killed", style="yellow"))
+            else:
+                sh.note(f"[{pid}] had already ended ({info.state})")
+        except NotAvailable:
+            raise
+        except Exception as exc:  # one bad pid does not stop the others
+            sh.error(str(exc))
+
+
+@command("wait PID [-t SECONDS]", complete="pid", flags=("-t",))
+async def wait(sh: Shell, args: list[str]) -> None:
+    """Wait for a process to end and print how it ended.
+
+    The process is then reaped (it leaves ps -a). -t SECONDS gives up after that long. Ctrl-C stops
+    waiting; the process keeps running.
+    """
+    opts, rest = take_options("wait", args, {"-t": True})
+    if len(rest) != 1:
+        raise usage_error("wait", "give one pid")
+    pid = parse_pid("wait", rest[0])
+    timeout = parse_number("wait", "-t", opts["-t"], float) if "-t" in opts else None
+    sh.quiet.add(pid)
+    try:
+        status = await sh.client.wait(pid, timeout)
+    except BaseException:
+        sh.quiet.discard(pid)
+        raise
+    sh.print(Text(ended_line(status.pid, status.state, status.value, status.error)))
+
+
+@command("mem PID", complete="pid")
+async def mem(sh: Shell, args: list[str]) -> None:
+    """Show a process's context (its messages) and its memory keys."""
+    if len(args) != 1:
+        raise usage_error("mem", "give one pid")
+    pid = parse_pid("mem", args[0])
+    view = await sh.client.mem(pid)
+    if view.context:
+        table = sh.table("#", "ROLE", "CONTENT", title=f"context of {pid}")
+        for i, m in enumerate(view.context):
+            table.add_row(str(i), str(m.get("role", "")), Text(short(m.get("content") or "", 100)))
+        sh.print(table)
+    else:
+        sh.note(f"process {pid} has no context messages")
+    if view.keys:
+        table = sh.table("NAMESPACE", "KEYS", title=f"memory of {pid}")
+        for ns, keys in sorted(view.keys.items()):
+            table.add_row(ns, Text(", ".join(keys)))
+        sh.print(table)
+    else:
+        sh.note(f"process {pid} has no memory keys")
+    if view.note:
+        sh.note(view.note)
+
+
+@command("tools")
+async def tools(sh: Shell, args: list[str]) -> None:
+    """List the tools processes may call (grant them with spawn --caps tools=...)."""
+    if args:
+        raise usage_error("tools", "takes no arguments")
+    rows = await sh.client.tools()
+    sh.cache.tools = [r.name for r in rows]
+    if not rows:
+        sh.note("no tools registered")
+        return
+    table = sh.table("TOOL", "DESCRIPTION")
+    for r in rows:
+        table.add_row(Text(r.name, style="bold"), Text(r.description))
+    sh.print(table)
+
+
+@command("sched [POLICY]", complete="policy")
+async def sched(sh: Shell, args: list[str]) -> None:
+    """Show the scheduling policy, or switch to another one.
+
+    The switch is immediate; queued requests move over in arrival order.
+    fifo: first come first served. rr: round robin, a quantum of tokens each. priority: lower prio
+    value first. fair: least model service first.
+    """
+    if len(args) > 1:
+        raise usage_error("sched", "give at most one policy")
+    names = await sh.client.policies()
+    sh.cache.policies = names
+    if args:
+        if args[0] not in names:
+            raise usage_error("sched", f"unknown policy {args[0]!r}; this kernel offers: {', '.join(names)}")
+        await sh.client.set_policy(args[0])
+    stats = await sh.client.stats()
+    others = ", ".join(n for n in names if n != stats.policy)
+    sh.print(Text.assemble(("policy: ", ""), (stats.policy, "bold"), (f"   (others: {others})" if others else "", "dim")))
+
+
+@command("models")
+async def models(sh: Shell, args: list[str]) -> None:
+    """List the models this machine can run (the loaded one is marked)."""
+    if args:
+        raise usage_error("models", "takes no arguments")
+    table = sh.table("MODEL", "SOURCE", "STATUS")
+    for r in await sh.client.models():
+        table.add_row(Text(r.name, style="bold"), Text(r.description, style="dim"), r.extra)
+    sh.print(table)
+
+
+@command("exit [-f]", flags=("-f",))
+async def exit_(sh: Shell, args: list[str]) -> None:
+    """Leave the shell (Ctrl-D does the same).
+
+    With a kernel in this process, running processes are killed, so it asks first (exit -f does not
+    ask); connected to a daemon, the shell only detaches and they keep running.
+    """
+    if args and args != ["-f"]:
+        raise usage_error("exit", "takes no arguments (exit -f skips the question)")
+    if await sh.may_exit(force=bool(args)):
+        raise ExitShell()

@@ -1,0 +1,93 @@
+"""calculator: arithmetic on numbers, evaluated by walking the parsed expression, never with eval.
+
+Rule: only number literals, + - * / // % ** (``^`` means power, as on a calculator), unary signs and
+parentheses are accepted; exponents, result sizes and expression length are bounded so no input can
+make the kernel hang or run out of memory.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+from typing import Annotated
+
+from pydantic import Field
+
+from llmasos.tools.registry import tool
+
+MAX_LENGTH = 300  # characters in an expression
+MAX_EXPONENT = 10_000  # |b| in a ** b
+MAX_MAGNITUDE = 1e300  # results larger than this are refused
+MAX_DEPTH = 50  # nesting of the expression tree
+
+_BINARY = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
+}
+_UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+
+Expression = Annotated[str, Field(min_length=1, max_length=MAX_LENGTH, pattern=r"^[0-9+\-*/%^(). ]+$")]
+
+
+class CalcError(ValueError):
+    """The expression is not plain arithmetic, or its value is out of range."""
+
+
+def evaluate(expression: str) -> int | float:
+    """The value of an arithmetic expression (CalcError if it is not one)."""
+    if len(expression) > MAX_LENGTH:
+        raise CalcError(f"the expression is {len(expression)} characters; the limit is {MAX_LENGTH}")
+    try:
+        tree = ast.parse(expression.replace("^", "**").strip(), mode="eval")
+    except SyntaxError:
+        raise CalcError(f"{expression!r} is not an arithmetic expression; write e.g. 17 * 23") from None
+    return _tidy(_eval(tree.body, 0))
+
+
+def _eval(node: ast.AST, depth: int) -> int | float:
+    if depth > MAX_DEPTH:
+        raise CalcError("the expression is nested too deeply")
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+        return _UNARY[type(node.op)](_eval(node.operand, depth + 1))
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        left, right = _eval(node.left, depth + 1), _eval(node.right, depth + 1)
+        if isinstance(node.op, ast.Pow):
+            if abs(right) > MAX_EXPONENT:
+                raise CalcError(f"exponent {right} is too large (limit {MAX_EXPONENT})")
+            if left != 0 and abs(right) * math.log10(abs(left) + 1) > 300:
+                raise CalcError("the result would be too large")
+        try:
+            value = _BINARY[type(node.op)](left, right)
+        except ZeroDivisionError:
+            raise CalcError("division by zero") from None
+        except OverflowError:
+            raise CalcError("the result is too large") from None
+        if isinstance(value, complex):
+            raise CalcError("the result is not a real number")
+        if abs(value) > MAX_MAGNITUDE:
+            raise CalcError("the result is too large")
+        return value
+    raise CalcError(f"{type(node).__name__} is not allowed: use numbers, + - * / // % ** and parentheses")
+
+
+def _tidy(value: int | float) -> int | float:
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            raise CalcError("the result is not a finite number")
+        if value.is_integer() and abs(value) < 1e15:
+            return int(value)
+        return round(value, 10)
+    return value
+
+
+@tool(timeout=5.0)
+def calculator(expression: Expression) -> int | float:
+    """Evaluate an arithmetic expression and return its value.
+
+    Args:
+        expression: numbers with + - * / // % ** ^ and parentheses, e.g. "17 * (3 + 4)"
+    """
+    return evaluate(expression)

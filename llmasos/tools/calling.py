@@ -1,0 +1,243 @@
+"""Generate with tools: offer the tools in the prompt, constrain decoding, parse the calls back.
+
+Rule: the kernel's ``submit`` calls ``prepare`` once per generate request and uses what it returns
+(the rewritten prompt or messages, a per-sequence logits processor, a post-processing step for the
+Completion); all tool-calling knowledge lives here. The wire format is the Hermes/Qwen one that small
+instruct models have seen: tools listed in the system message, a call written as
+``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``, and a result passed back as
+``<tool_response>...</tool_response>`` in a user turn (chat templates without tool support, like
+SmolLM2's, render the OpenAI-shaped messages an agent keeps only after this rewrite).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from llmasos.syscalls.errors import InvalidArguments
+from llmasos.syscalls.types import Completion, ToolCall
+from llmasos.tools.grammar import CLOSE, OPEN, ToolCallProcessor, lark_grammar
+from llmasos.tools.registry import REGISTRY, Tool
+
+if TYPE_CHECKING:
+    from llmasos.syscalls.calls import Generate
+
+CHOICES = ("auto", "required", "none")
+_CALL = re.compile(re.escape(OPEN) + r"\s*(.*?)\s*(?:" + re.escape(CLOSE) + r"|$)", re.DOTALL)
+
+
+@dataclass(slots=True)
+class Offered:
+    """One tool offered to the model: its OpenAI schema, and the Tool when it is a registered one."""
+
+    name: str
+    schema: dict[str, Any]
+    tool: Tool | None = None
+
+
+@dataclass(slots=True)
+class ToolSetup:
+    """What ``Kernel.submit`` needs for one generate request with tools."""
+
+    prompt: str | None
+    messages: list[dict[str, Any]] | None
+    logits_processor: Callable[[list[int], Any], Any] | None
+    postprocess: Callable[[Completion], Completion]
+
+
+def wants_tools(call: Generate) -> bool:
+    """True when the request offers tools or its messages hold tool calls or results."""
+    if call.tools:
+        return True
+    return bool(call.messages) and any(m.get("role") == "tool" or m.get("tool_calls") for m in call.messages)
+
+
+def prepare(call: Generate, tokenizer: Any = None, sid_hint: str = "") -> ToolSetup | None:
+    """Rewrite a generate request that involves tools; None when it does not.
+
+    tokenizer is the engine's HF tokenizer; without one (the FakeEngine, a remote engine) the output
+    is parsed but not constrained.
+    """
+    if not wants_tools(call):
+        return None
+    offered = resolve(call.tools or ())
+    choice = normalize_choice(call.tool_choice, offered)
+    active = offered if choice != "none" else []
+    if choice not in CHOICES:  # a named tool: offer only that one
+        active = [o for o in offered if o.name == choice]
+        choice = "required"
+    system = render_tools(active, choice) if active else ""
+    messages = prompt = None
+    if call.messages is not None:
+        messages = to_template_messages(list(call.messages))
+        if system:
+            if messages and messages[0].get("role") == "system":
+                messages[0] = {**messages[0], "content": f"{messages[0].get('content') or ''}\n\n{system}"}
+            else:
+                messages.insert(0, {"role": "system", "content": system})
+    else:
+        prompt = f"{system}\n\n{call.prompt}" if system else call.prompt
+    processor = None
+    if active and tokenizer is not None:
+        processor = ToolCallProcessor(tokenizer, lark_grammar([o.schema for o in active], choice))
+
+    def postprocess(completion: Completion) -> Completion:
+        if not active:
+            return completion
+        calls, _errors, rest = parse(completion.text, active, id_prefix=sid_hint)
+        if not calls:
+            return completion
+        return dataclasses.replace(completion, text=rest, tool_calls=tuple(calls), finish_reason="tool_calls")
+
+    return ToolSetup(prompt, messages, processor, postprocess)
+
+
+def resolve(tools: Any) -> list[Offered]:
+    """Offered tools from names (registered tools), Tool objects or OpenAI-shaped schema dicts."""
+    out: dict[str, Offered] = {}
+    for t in tools:
+        if isinstance(t, str):
+            reg = REGISTRY.get(t)
+            out[reg.name] = Offered(reg.name, reg.schema, reg)
+        elif isinstance(t, Tool):
+            out[t.name] = Offered(t.name, t.schema, t)
+        elif isinstance(t, dict):
+            fn = t.get("function", t) if t.get("type", "function") == "function" else None
+            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                raise InvalidArguments(
+                    'a tool schema is {"type": "function", "function": {"name": ..., "parameters": {...}}}')
+            schema = {"type": "function", "function": {
+                "name": fn["name"], "description": fn.get("description", ""),
+                "parameters": fn.get("parameters") or {"type": "object", "properties": {}}}}
+            out[fn["name"]] = Offered(fn["name"], schema, None)
+        else:
+            raise InvalidArguments(f"tools are names, Tools or schema dicts, not {type(t).__name__}")
+    return list(out.values())
+
+
+def normalize_choice(choice: Any, offered: list[Offered]) -> str:
+    """tool_choice as "auto", "required", "none" or the name of one offered tool."""
+    if choice is None:
+        return "auto" if offered else "none"
+    if isinstance(choice, dict):  # OpenAI: {"type": "function", "function": {"name": "x"}}
+        choice = (choice.get("function") or {}).get("name") or choice.get("name")
+    if not isinstance(choice, str):
+        raise InvalidArguments(f'tool_choice is "auto", "required", "none" or a tool name, not {choice!r}')
+    if choice in CHOICES:
+        if choice != "none" and not offered:
+            raise InvalidArguments(f'tool_choice={choice!r} needs tools=[...] to choose from')
+        return choice
+    if choice not in {o.name for o in offered}:
+        names = ", ".join(o.name for o in offered) or "none"
+        raise InvalidArguments(f"tool_choice names {choice!r}, which is not among the offered tools ({names})")
+    return choice
+
+
+def render_tools(offered: list[Offered], choice: str) -> str:
+    """The system-prompt text that lists the tools and the call format."""
+    lines = ["You can call these tools:", "<tools>"]
+    lines += [json.dumps(o.schema["function"], ensure_ascii=False) for o in offered]
+    lines.append("</tools>")
+    example = f'{OPEN}{{"name": "{offered[0].name}", "arguments": {{...}}}}{CLOSE}'
+    if choice == "required":
+        lines.append(f"Reply with one tool call and nothing else, like: {example}")
+    else:
+        lines.append(f"To call a tool, reply with only: {example}\n"
+                     "The result comes back in <tool_response></tool_response>. "
+                     "If no tool is needed, answer directly.")
+    return "\n".join(lines)
+
+
+def to_template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """OpenAI tool messages rewritten as plain text turns any chat template can render."""
+    out = []
+    for m in messages:
+        role, content = m.get("role"), m.get("content")
+        if role == "assistant" and m.get("tool_calls"):
+            calls = [format_call(tc) for tc in m["tool_calls"]]
+            text = "\n".join(([content] if content else []) + calls)
+            out.append({"role": "assistant", "content": text})
+        elif role == "tool":
+            body = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
+            out.append({"role": "user", "content": f"<tool_response>\n{body}\n</tool_response>"})
+        else:
+            out.append({**m, "content": content if content is not None else ""})
+    return out
+
+
+def format_call(tc: Any) -> str:
+    """A ToolCall (or an OpenAI tool_calls entry) in the wire format."""
+    if isinstance(tc, ToolCall):
+        name, args = tc.name, tc.arguments
+    else:
+        fn = tc.get("function", tc)
+        name, args = fn.get("name"), fn.get("arguments", {})
+        if isinstance(args, str):
+            try:
+                args = json.loads(args)
+            except ValueError:
+                pass
+    return f"{OPEN}{json.dumps({'name': name, 'arguments': args}, ensure_ascii=False)}{CLOSE}"
+
+
+def parse(text: str, offered: list[Offered], id_prefix: str = "") -> tuple[list[ToolCall], list[str], str]:
+    """(valid calls, why the other attempts are invalid, the text outside the calls).
+
+    A call is valid when it parses as JSON, names an offered tool and its arguments fit that tool's
+    schema. Accepted forms: the tagged wire format, or the whole reply being one bare JSON object.
+    """
+    by_name = {o.name: o for o in offered}
+    chunks = [m.group(1) for m in _CALL.finditer(text)]
+    rest = _CALL.sub("", text).strip()
+    if not chunks and text.strip().startswith("{"):
+        chunks, rest = [text.strip()], ""
+    calls, errors = [], []
+    for i, chunk in enumerate(chunks):
+        try:
+            obj = json.loads(chunk)
+        except ValueError as exc:
+            errors.append(f"the tool call is not valid JSON ({exc}); write {OPEN}{{\"name\": ..., "
+                          f"\"arguments\": {{...}}}}{CLOSE}")
+            continue
+        name = obj.get("name") if isinstance(obj, dict) else None
+        args = obj.get("arguments", obj.get("parameters", {})) if isinstance(obj, dict) else None
+        if isinstance(args, str):
+            try:
+                args = json.loads(args)
+            except ValueError:
+                pass
+        if name not in by_name:
+            known = ", ".join(by_name) or "none"
+            errors.append(f"there is no tool named {name!r} available; the tools are: {known}")
+            continue
+        problem = check_arguments(by_name[name], args)
+        if problem:
+            errors.append(problem)
+            continue
+        calls.append(ToolCall(id=f"call_{id_prefix}{i}", name=name, arguments=args))
+    return calls, errors, rest
+
+
+def check_arguments(o: Offered, args: Any) -> str | None:
+    """Why args do not fit o's schema (None if they do)."""
+    if not isinstance(args, dict):
+        return f"the arguments of {o.name} must be a JSON object"
+    if o.tool is not None:
+        try:
+            o.tool.validate(args)
+        except InvalidArguments as exc:
+            return str(exc)
+        return None
+    params = o.schema["function"].get("parameters") or {}
+    missing = [k for k in params.get("required", []) if k not in args]
+    if missing:
+        return f"{o.name} is missing the arguments {', '.join(missing)}"
+    if params.get("additionalProperties") is False:
+        extra = [k for k in args if k not in params.get("properties", {})]
+        if extra:
+            return f"{o.name} takes no arguments named {', '.join(extra)}"
+    return None

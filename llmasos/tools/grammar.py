@@ -1,0 +1,196 @@
+"""Valid by construction: a grammar from the offered tools' schemas, enforced token by token.
+
+Rule: when tools are offered, every token the model may pick keeps its output a prefix of either one
+schema-valid call ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` or (with tool_choice
+"auto") a plain answer, which may not start with ``<``. After a complete call only the end-of-sequence
+token is allowed. The grammar is compiled by llguidance (Earley parser + lazy lexer over the token
+trie, in Rust): one ``ToolCallProcessor`` per sequence fits ``SamplingParams.logits_processor``, so
+constrained and unconstrained sequences share the engine's continuous batches.
+
+Why llguidance (xgrammar, outlines and lm-format-enforcer were the alternatives): it is already a
+dependency, builds a matcher in ~2 ms with no per-grammar precompilation, computes a 49k-token mask in
+~0.05 ms median on this CPU, takes JSON Schema and Lark (so "a call or a plain answer" is one grammar),
+and its matcher consumes tokens incrementally, which is what a per-sequence hook needs.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import weakref
+from typing import Any
+
+OPEN, CLOSE = "<tool_call>", "</tool_call>"
+JSON_STYLE = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+
+
+def call_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
+    """JSON Schema of one call to any of tools (OpenAI-shaped ``{"type": "function", ...}`` dicts)."""
+    options = []
+    for t in tools:
+        fn = t["function"]
+        params = fn.get("parameters") or {"type": "object", "properties": {}}
+        options.append({
+            "type": "object",
+            "properties": {"name": {"const": fn["name"]}, "arguments": params},
+            "required": ["name", "arguments"], "additionalProperties": False,
+        })
+    schema: dict[str, Any] = options[0] if len(options) == 1 else {"anyOf": options}
+    return {**schema, "x-guidance": JSON_STYLE}
+
+
+def lark_grammar(tools: list[dict[str, Any]], choice: str) -> str:
+    """The Lark grammar for tool_choice "auto" (a call or a plain answer) or "required" (a call)."""
+    call = f'call: "{OPEN}" body "{CLOSE}"\nbody: %json {json.dumps(call_schema(tools))}\n'
+    if choice == "auto":
+        return "start: call | ANSWER\n" + call + "ANSWER: /[^<](.|\\n)*/\n"
+    return "start: call\n" + call
+
+
+# -- tokenizers ----------------------------------------------------------------------------------
+
+_tokenizers: weakref.WeakKeyDictionary[Any, dict[int, Any]] = weakref.WeakKeyDictionary()
+_tok_lock = threading.Lock()
+
+
+def ll_tokenizer(hf_tokenizer: Any, n_vocab: int) -> Any:
+    """The llguidance tokenizer for an HF tokenizer (built once, ~0.6 s, then cached)."""
+    import llguidance.hf
+
+    with _tok_lock:
+        by_size = _tokenizers.setdefault(hf_tokenizer, {})
+        tok = by_size.get(n_vocab)
+        if tok is None:
+            tok = by_size[n_vocab] = llguidance.hf.from_tokenizer(hf_tokenizer, n_vocab=n_vocab)
+        return tok
+
+
+# -- the per-sequence processor ------------------------------------------------------------------
+
+
+def apply_bitmask(logits: Any, bitmask: Any) -> Any:
+    """Set logits[i] to -inf where bit i of the packed int32 bitmask is 0 (in place; returns logits).
+
+    llguidance's own ``apply_token_bitmask_inplace`` goes through ``torch.compile`` (8 s to compile on
+    first use, ~16 ms a call on this CPU) and small torch ops stall on a busy 2-core machine; unpacking
+    the bits and masking with numpy takes ~0.06 ms for a 49k vocabulary.
+    """
+    import numpy as np
+
+    n = int(logits.shape[-1])
+    bits = np.unpackbits(bitmask.numpy().view(np.uint8), bitorder="little")
+    if logits.device.type != "cpu":
+        import torch
+
+        allowed = torch.zeros(n, dtype=torch.bool)
+        k = min(n, bits.shape[0])
+        allowed[:k] = torch.from_numpy(bits[:k]).bool()
+        return logits.masked_fill_(~allowed.to(logits.device), float("-inf"))
+    arr = logits.numpy()
+    k = min(n, bits.shape[0])
+    arr[:k][bits[:k] == 0] = -np.inf
+    arr[k:] = -np.inf
+    return logits
+
+
+class ProcessorStats:
+    """Process-wide counters of the time spent computing masks (bench/toolcalls.py reports them)."""
+
+    calls = 0
+    seconds = 0.0
+    setup_seconds = 0.0
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.calls, cls.seconds, cls.setup_seconds = 0, 0.0, 0.0
+
+
+class ToolCallProcessor:
+    """``(output_ids, logits) -> logits`` with every token that would break the grammar at -inf.
+
+    Stateful, one per sequence; built lazily on the first call (in the engine's step), so preparing
+    a request stays cheap. It never raises: if the matcher fails, only end-of-sequence is allowed.
+    """
+
+    def __init__(self, hf_tokenizer: Any, grammar: str) -> None:
+        self.hf_tokenizer = hf_tokenizer
+        self.grammar = grammar
+        self.matcher: Any = None
+        self.tok: Any = None
+        self.bitmask: Any = None
+        self.eos: list[int] = []
+        self.consumed = 0  # output tokens fed to the matcher so far
+        self.error: str | None = None
+
+    def _setup(self, n_vocab: int) -> None:
+        import llguidance
+        import llguidance.torch as llt
+
+        t0 = time.perf_counter()
+        tok = self.tok = ll_tokenizer(self.hf_tokenizer, n_vocab)
+        self.eos = list(tok.eos_tokens) or [tok.eos_token]
+        self.matcher = llguidance.LLMatcher(tok, self.grammar)
+        if self.matcher.is_error():
+            self.error = self.matcher.get_error()
+        self.bitmask = llt.allocate_token_bitmask(1, tok.vocab_size)
+        ProcessorStats.setup_seconds += time.perf_counter() - t0
+
+    def __call__(self, output_ids: list[int], logits: Any) -> Any:
+        import llguidance.torch as llt
+
+        t0 = time.perf_counter()
+        try:
+            if self.matcher is None:
+                self._setup(int(logits.shape[-1]))
+            m = self.matcher
+            if self.error is None and len(output_ids) > self.consumed:
+                new = output_ids[self.consumed:]
+                self.consumed = len(output_ids)
+                if not m.consume_tokens(new) or m.is_error():  # not the grammar's tokens: give up
+                    self.error = m.get_error() or "a token outside the grammar was chosen"
+            if self.error is not None:
+                return self._only_eos(logits)
+            llt.fill_next_token_bitmask(m, self.bitmask, 0)
+            forced = self._forced_token(m)
+            if forced is not None:
+                return self._only(logits, [forced])
+            return apply_bitmask(logits, self.bitmask[0])
+        except Exception as exc:  # invariant: an engine step never fails because of a grammar
+            self.error = f"{type(exc).__name__}: {exc}"
+            return self._only_eos(logits)
+        finally:
+            ProcessorStats.calls += 1
+            ProcessorStats.seconds += time.perf_counter() - t0
+
+    def _forced_token(self, m: Any) -> int | None:
+        """The first token of the canonical tokenization of the bytes the grammar forces next.
+
+        Invariant: without this, a model picks a bare " " where the grammar forces ' "' (its usual
+        token), and must then continue with an unnatural token starting with '"' (measured: the
+        default model wrote '".+ 23' for 17 * 23). Taking forced text in the tokenizer's own split
+        keeps the model on the tokenization it was trained on; the token is grammar-valid by
+        construction, being a prefix of the forced bytes and allowed by the mask.
+        """
+        forced = m.compute_ff_bytes()
+        if not forced:
+            return None
+        tokens = self.tok.tokenize_bytes(forced)
+        if not tokens:
+            return None
+        t = tokens[0]
+        word = int(self.bitmask[0, t // 32])
+        return t if (word >> (t % 32)) & 1 else None
+
+    def _only_eos(self, logits: Any) -> Any:
+        return self._only(logits, self.eos or [0])
+
+    @staticmethod
+    def _only(logits: Any, tokens: list[int]) -> Any:
+        import torch
+
+        keep = torch.full_like(logits, float("-inf"))
+        for t in tokens:
+            if t < logits.shape[-1]:
+                keep[t] = logits[t]
+        return keep

@@ -1,0 +1,237 @@
+"""The tool registry: ``@tool`` turns a typed Python function into a Tool with a JSON schema.
+
+Rule: a tool's name, description and argument schema come from the function itself (signature,
+annotations, docstring) through pydantic, never from hand-written schema code; ``Tool.schema`` is the
+OpenAI function-calling shape, so it passes as is to chat templates and the HTTP API. Tools are found
+in this order: built-ins (``llmasos.tools.builtin``), ``@tool``-decorated functions, and installed
+packages' entry points in the group ``llmasos.tools`` (each pointing at a Tool or a list of Tools).
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import re
+import threading
+import typing
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from llmasos.tools.errors import ToolArgumentsInvalid, UnknownTool
+
+ENTRY_POINT_GROUP = "llmasos.tools"
+DEFAULT_TIMEOUT = 30.0  # seconds a tool call may take unless the tool or the call says otherwise
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(slots=True)
+class ToolContext:
+    """What a tool may know about its caller; a parameter annotated ``ToolContext`` receives it.
+
+    It is injected by the dispatcher and never appears in the tool's schema.
+    """
+
+    pid: int = 0  # the calling process (0: the root user)
+    home: Path | None = None  # the process's own directory, $LLMASOS_HOME/procs/<pid>
+    sys: Any = None  # the calling process's Sys, for tools that make syscalls (memory tools)
+    idempotency_key: str | None = None  # from the syscall journal, when one is attached
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Tool:
+    """A callable the model (through a process) may use. ``tool(**args)`` calls the function directly."""
+
+    def __init__(self, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None,
+                 timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.fn = fn
+        self.name = name or fn.__name__
+        if not _NAME.match(self.name):
+            raise ValueError(f"tool name {self.name!r} must be a word of letters, digits, '_', '.' or '-'")
+        summary, arg_docs = _parse_docstring(fn.__doc__ or "")
+        self.description = description if description is not None else summary
+        self.timeout = timeout
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.context_param: str | None = None  # the parameter that receives the ToolContext
+        self.params: type[BaseModel] = self._params_model(arg_docs)
+        self.source = getattr(fn, "__module__", "") or ""
+
+    def _params_model(self, arg_docs: dict[str, str]) -> type[BaseModel]:
+        sig = inspect.signature(self.fn)
+        try:
+            hints = typing.get_type_hints(self.fn, include_extras=True)
+        except Exception as exc:
+            raise TypeError(f"tool {self.name}: cannot resolve its annotations ({exc})") from exc
+        fields: dict[str, Any] = {}
+        for pname, p in sig.parameters.items():
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                raise TypeError(f"tool {self.name}: *args and **kwargs cannot be described to a model; "
+                                "name every parameter")
+            hint = hints.get(pname, Any)
+            if hint is ToolContext:
+                self.context_param = pname
+                continue
+            default = ... if p.default is p.empty else p.default
+            fields[pname] = (hint, Field(default, description=arg_docs.get(pname)))
+        model_name = re.sub(r"\W", "_", self.name) + "_arguments"
+        return create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields)
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The JSON Schema of the arguments (an object; extra keys are refused)."""
+        return _strip_titles(self.params.model_json_schema())
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        """The OpenAI function-calling shape: ``{"type": "function", "function": {...}}``."""
+        return {"type": "function", "function": {
+            "name": self.name, "description": self.description, "parameters": self.parameters}}
+
+    def validate(self, arguments: dict[str, Any] | None) -> dict[str, Any]:
+        """Check arguments against the schema; return them converted (ToolArgumentsInvalid if not)."""
+        if arguments is None:
+            arguments = {}
+        if not isinstance(arguments, dict):
+            raise ToolArgumentsInvalid(f"tool {self.name} takes an object of named arguments, "
+                                       f"not {type(arguments).__name__}")
+        try:
+            model = self.params.model_validate(arguments)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
+            raise ToolArgumentsInvalid(
+                f"tool {self.name}: {problems}. It takes {_signature_line(self.parameters)}") from None
+        return {k: getattr(model, k) for k in type(model).model_fields}
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Tool({self.name!r})"
+
+
+def tool(fn: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None,
+         timeout: float = DEFAULT_TIMEOUT, register: bool = True) -> Any:
+    """Decorator: make a typed function (sync or async) a Tool and register it.
+
+    ``@tool`` or ``@tool(name="add", timeout=5)``. The first docstring paragraph is the description;
+    an ``Args:`` section describes the parameters.
+    """
+
+    def wrap(f: Callable[..., Any]) -> Tool:
+        t = Tool(f, name=name, description=description, timeout=timeout)
+        if register:
+            REGISTRY.register(t)
+        return t
+
+    return wrap(fn) if fn is not None else wrap
+
+
+class ToolRegistry:
+    """Tools by name. Built-ins and entry points are loaded on first lookup."""
+
+    def __init__(self) -> None:
+        self._tools: dict[str, Tool] = {}
+        self._loaded = False
+        self._lock = threading.Lock()
+        self.load_errors: dict[str, str] = {}  # entry point name -> why it failed to load
+
+    def register(self, t: Tool, *, replace: bool = False) -> Tool:
+        """Add a tool; a different tool under a taken name is refused unless replace=True."""
+        old = self._tools.get(t.name)
+        same = old is not None and (old.fn.__module__, old.fn.__qualname__) == (t.fn.__module__, t.fn.__qualname__)
+        if old is not None and not (replace or same):
+            raise ValueError(f"a tool named {t.name!r} is already registered (from {old.source}); "
+                             "pick another name or pass replace=True")
+        self._tools[t.name] = t
+        return t
+
+    def unregister(self, name: str) -> None:
+        self._tools.pop(name, None)
+
+    def get(self, name: str) -> Tool:
+        """The tool called name; UnknownTool (with the closest name) if there is none."""
+        self._load()
+        t = self._tools.get(name)
+        if t is None:
+            close = difflib.get_close_matches(str(name), self._tools, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known tools: {', '.join(sorted(self._tools))}"
+            raise UnknownTool(f"no tool named {name!r}{hint}")
+        return t
+
+    def names(self) -> list[str]:
+        self._load()
+        return sorted(self._tools)
+
+    def all(self, allowed: Iterable[str] | None = None) -> list[Tool]:
+        """Every tool, or those whose names are in allowed, sorted by name."""
+        self._load()
+        keep = None if allowed is None else set(allowed)
+        return [self._tools[n] for n in sorted(self._tools) if keep is None or n in keep]
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        with self._lock:
+            if self._loaded:
+                return
+            import llmasos.tools.builtin  # noqa: F401  (registers the built-ins)
+
+            for ep in entry_points(group=ENTRY_POINT_GROUP):
+                try:
+                    obj = ep.load()
+                    for t in obj if isinstance(obj, (list, tuple)) else [obj]:
+                        if not isinstance(t, Tool):
+                            raise TypeError(f"{ep.value} is a {type(t).__name__}, not an llmasos Tool")
+                        self.register(t)
+                except Exception as exc:  # one broken package must not hide the others
+                    self.load_errors[ep.name] = f"{type(exc).__name__}: {exc}"
+            self._loaded = True
+
+
+REGISTRY = ToolRegistry()
+"""The registry the kernel uses."""
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
+    """(first paragraph, {param: description}) from a Google-style docstring."""
+    doc = inspect.cleandoc(doc)
+    summary = doc.split("\n\n", 1)[0].replace("\n", " ").strip()
+    args: dict[str, str] = {}
+    match = re.search(r"^(?:Args|Arguments|Parameters):\s*\n((?:[ \t]+.*\n?)+)", doc, re.MULTILINE)
+    if match:
+        current = None
+        for line in match.group(1).splitlines():
+            m = re.match(r"\s+(\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)", line)
+            if m and (current is None or len(line) - len(line.lstrip()) <= 8):
+                current = m.group(1)
+                args[current] = m.group(2).strip()
+            elif current and line.strip():
+                args[current] += " " + line.strip()
+    return summary, args
+
+
+def _strip_titles(schema: Any, parent: str | None = None) -> Any:
+    """Drop pydantic's auto-generated "title" keys (noise in a small model's prompt)."""
+    if isinstance(schema, dict):
+        return {k: _strip_titles(v, k) for k, v in schema.items()
+                if not (k == "title" and isinstance(v, str) and parent != "properties")}
+    if isinstance(schema, list):
+        return [_strip_titles(v) for v in schema]
+    return schema
+
+
+def _signature_line(parameters: dict[str, Any]) -> str:
+    props = parameters.get("properties", {})
+    required = set(parameters.get("required", []))
+    if not props:
+        return "no arguments"
+    parts = [f"{k}: {v.get('type', 'any')}{'' if k in required else ' (optional)'}" for k, v in props.items()]
+    return "(" + ", ".join(parts) + ")"

@@ -1,0 +1,80 @@
+"""The built-in apps and the app registry."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmasos import App
+from llmasos.apps.registry import builtin_names, find_app, list_apps
+from llmasos.engine.fake import FakeEngine
+from llmasos.syscalls.errors import NoSuchApp
+from tests.conftest import make_kernel
+
+
+def test_builtins_are_listed():
+    assert {"echo", "hello", "chat"} <= set(builtin_names())
+    names = [a.name for a in list_apps()]
+    assert {"echo", "hello", "chat"} <= set(names)
+    assert find_app("echo").source == "builtin"
+
+
+def test_module_spec_and_bad_specs():
+    assert find_app("llmasos.apps.echo:app").name == "echo"
+    with pytest.raises(NoSuchApp, match="not an llmasos App"):
+        find_app("llmasos.apps.echo:main")
+    with pytest.raises(NoSuchApp, match="cannot import"):
+        find_app("no_such_module_xyz:app")
+
+
+def test_file_that_fails_to_import(tmp_path):
+    path = tmp_path / "broken.py"
+    path.write_text("raise ImportError('half written')\n")
+    with pytest.raises(NoSuchApp, match="failed to import: ImportError: half written"):
+        find_app(str(path))
+
+
+def test_app_manifest_validation():
+    with pytest.raises(ValueError, match="one word"):
+        App("two words")
+    app = App("sync")
+    with pytest.raises(TypeError, match="async def"):
+        app.main(lambda sys: None)
+
+
+async def test_echo(tmp_path):
+    async with make_kernel(tmp_path) as k:
+        pid = await k.spawn("echo", "hello", "world")
+        await k.get(pid).done.wait()
+        assert k.output(pid) == [("stdout", "hello world\n")]
+        assert (await k.wait(pid)).value == "hello world"
+
+
+async def test_hello_streams_the_reply_to_stdout(tmp_path):
+    engine = FakeEngine()
+    engine.enqueue("Hi Ada, nice to meet you!")
+    async with make_kernel(tmp_path, engine=engine) as k:
+        pid = await k.spawn("hello", "Ada")
+        proc = k.get(pid)
+        await proc.done.wait()
+        out = "".join(text for _, text in k.output(pid))
+        status = await k.wait(pid)
+    assert status.value == "Hi Ada, nice to meet you!"
+    assert out == "Hi Ada, nice to meet you!\n"
+    assert "Ada" in engine.prompts[0]
+
+
+async def test_chat_keeps_the_conversation(tmp_path):
+    engine = FakeEngine()
+    engine.enqueue("Hello!", "You said hi before.")
+    async with make_kernel(tmp_path, engine=engine) as k:
+        pid = await k.spawn("chat")
+        proc = k.get(pid)
+        k.write_stdin(pid, "hi\n\nwhat did I say?\n")
+        k.close_stdin(pid)
+        await proc.done.wait()
+        out = "".join(text for _, text in k.output(pid))
+        status = await k.wait(pid)
+    assert status.value == 2
+    assert out == "Hello!\nYou said hi before.\n"
+    # The second prompt carries the first turn.
+    assert "user: hi" in engine.prompts[1] and "assistant: Hello!" in engine.prompts[1]

@@ -1,0 +1,68 @@
+"""A locked, full or corrupt database gives a clear error; the kernel stays up or refuses to boot."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from llmasos import App, Kernel
+from llmasos.memory.errors import DatabaseCorrupt, DatabaseFull, DatabaseLocked
+
+from .conftest import config
+
+
+def _app(body):
+    app = App("t")
+    app.main(body)
+    return app
+
+
+async def test_a_corrupt_database_refuses_to_boot_and_is_left_untouched(home):
+    path = home / "llmasos.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(DatabaseCorrupt, match="left untouched"):
+        async with Kernel(config(home)):
+            pass
+    assert path.read_bytes() == b"this is not a database" * 100
+
+
+async def test_a_second_kernel_on_the_same_database_is_refused(home):
+    async with Kernel(config(home)):
+        with pytest.raises(DatabaseLocked, match="another llmasos kernel"):
+            async with Kernel(config(home)):
+                pass
+
+
+async def test_a_locked_database_fails_the_write_and_the_kernel_stays_up(home):
+    async def main(sys):
+        try:
+            await sys.memory.set("k", "v")
+        except DatabaseLocked as exc:
+            return str(exc)
+    async with Kernel(config(home, db_busy_timeout=0.2, durable=False)) as k:
+        other = sqlite3.connect(home / "llmasos.db", isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        try:
+            status = await k.run(_app(main))
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert "is locked" in status.value and "db_busy_timeout" in status.value
+        assert (await k.run("echo", "still up")).ok
+
+
+async def test_a_full_database_fails_the_write_and_the_kernel_stays_up(home):
+    async def main(sys):
+        try:
+            for i in range(200):
+                await sys.memory.set(f"k{i}", "x" * 4000)
+        except DatabaseFull as exc:
+            return str(exc)
+    async with Kernel(config(home, durable=False)) as k:
+        async def limit(conn):
+            await conn.exec_driver_sql("PRAGMA max_page_count = 60")
+        await k.memory.writer.run(limit)
+        status = await k.run(_app(main))
+        assert status.ok and "cannot grow" in status.value and "free disk space" in status.value
+        assert (await k.run("echo", "still up")).ok
