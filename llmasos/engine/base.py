@@ -96,7 +96,8 @@ class Capacity:
     """What the engine can take in one step."""
 
     max_batch: int
-    max_resident_tokens: int  # KV-cache tokens it can hold at once
+    max_resident_tokens: int  # KV-cache tokens it can hold at once; over it, an engine may drop the
+    # cache of a preempted sequence (one left out of recent batches) and recompute it on resumption
     resident_tokens: int  # KV-cache tokens held now
 
 
@@ -115,7 +116,10 @@ class Engine(Protocol):
         ask for truncation."""
 
     def step(self, batch: Seq[Sequence]) -> list[TokenEvent]:
-        """Advance every sequence in batch by one token (prefilling newcomers first)."""
+        """Advance every sequence in batch by one token (prefilling newcomers first).
+
+        A newcomer whose long prompt is prefilled in chunks gets no event until its last chunk;
+        a sequence of the batch that already finished gets none either."""
 
     def abort(self, seq: Sequence) -> None:
         """Free everything the engine holds for seq (finished or not). Idempotent."""

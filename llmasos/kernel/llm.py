@@ -146,6 +146,16 @@ class LLMLoop:
 
     async def run(self) -> None:
         """The loop; runs in the kernel's task group until the kernel shuts down."""
+        try:
+            await self._loop()
+        finally:
+            # Invariant: when the loop stops, every open token stream is closed, so its reader
+            # ends (it sees an aborted completion) instead of waiting forever.
+            for _proc, send in self._routes.values():
+                send.close()
+            self._routes.clear()
+
+    async def _loop(self) -> None:
         while True:
             for seq in self._aborts:
                 self._release(seq, "abort")

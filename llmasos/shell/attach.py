@@ -121,7 +121,7 @@ async def pump_lines(sh: Shell, lines: AsyncIterator[str]) -> None:
     await batched(sh, chunks(), "the kernel keeps each process's recent syscalls")
 
 
-def _exit_app(app: Any, result: str) -> None:
+def _exit_app(app: Any, result: Any) -> None:
     if app.is_running and app.future is not None and not app.future.done():
         app.exit(result=result)
 
@@ -151,56 +151,68 @@ async def hold(sh: Shell, message: str, ended: anyio.Event, keys: dict[str, str]
 # -- attach and run ------------------------------------------------------------------------------------
 
 
+class _Key:
+    """What a key did to the attach prompt (never confused with a typed line, which is a str)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+DETACH, KILL, EOF, ENDED = _Key("detach"), _Key("kill"), _Key("eof"), _Key("ended")
+
+
 async def session(sh: Shell, pid: int, *, foreground: bool) -> str:
     """The terminal becomes pid's stdin and stdout. Returns "ended", "detached" or "killed"."""
-    kb = KeyBindings()  # eager: Emacs mode binds Ctrl-] as a prefix (character search)
-    kb.add("c-]", eager=True)(lambda e: e.app.exit(result="detach"))
-    if foreground:
-        kb.add("c-c", eager=True)(lambda e: e.app.exit(result="kill"))
-        kb.add("c-d", filter=_empty(), eager=True)(lambda e: e.app.exit(result="eof"))
-    else:
-        kb.add("c-c", eager=True)(lambda e: e.app.exit(result="detach"))
-        kb.add("c-d", filter=_empty(), eager=True)(lambda e: e.app.exit(result="detach"))
+
+    def on(key: str, result: _Key, **kw: Any) -> None:
+        # eager: Emacs mode binds Ctrl-] as a prefix (character search), which would delay it
+        kb.add(key, eager=True, **kw)(lambda e: e.app.exit(result=result))
+
+    kb = KeyBindings()
+    on("c-]", DETACH)
+    on("c-c", KILL if foreground else DETACH)
+    on("c-d", EOF if foreground else DETACH, filter=_empty())
     prompt: PromptSession[Any] = PromptSession(
         input=sh.input, output=sh.output, history=InMemoryHistory(), key_bindings=kb,
     )
     ended = anyio.Event()
 
+    def stop_prompt() -> None:
+        if ended.is_set():
+            _exit_app(prompt.app, ENDED)
+
     async def output() -> None:
         await pump(sh, pid, history=True)  # run: all it wrote so far; attach: its recent lines
         ended.set()
-        _exit_app(prompt.app, "ended")
+        stop_prompt()
 
     outcome = "ended"
     async with anyio.create_task_group() as tg:
         tg.start_soon(output)
         while not ended.is_set():
-            line = await prompt.prompt_async(
-                "", pre_run=lambda: ended.is_set() and _exit_app(prompt.app, "ended"), handle_sigint=False,
-            )
-            if line == "detach":
+            got = await prompt.prompt_async("", pre_run=stop_prompt, handle_sigint=False)
+            if got is ENDED:
+                break
+            if got is DETACH:
                 outcome = "detached"
                 break
-            if line == "kill":
+            if got is KILL:
                 await sh.client.kill(pid)
                 outcome = "killed"
                 break
-            if line == "eof":
+            if got is EOF:
                 await sh.client.close_stdin(pid)
-                keys = {"c-c": "kill", "c-]": "detach"}
-                got = await hold(sh, f"[{pid}] input closed; waiting for it to end — Ctrl-C kills, Ctrl-] backgrounds",
-                                 ended, keys)
-                outcome = {"kill": "killed", "detach": "detached"}.get(got, "ended")
-                if got == "kill":
+                choice = await hold(sh, f"[{pid}] input closed; waiting for it to end — Ctrl-C kills, "
+                                        "Ctrl-] backgrounds", ended, {"c-c": "kill", "c-]": "detach"})
+                outcome = {"kill": "killed", "detach": "detached"}.get(choice, "ended")
+                if choice == "kill":
                     await sh.client.kill(pid)
                 break
-            if line == "ended" and ended.is_set():
-                break
             try:
-                await sh.client.write_stdin(pid, line + "\n")
+                await sh.client.write_stdin(pid, got + "\n")
             except LlmasosError:  # it ended between the line and now
                 break
-        if outcome != "killed":
+        if outcome != "killed":  # a killed process's output ends by itself
             tg.cancel_scope.cancel()
     return outcome
 
@@ -300,12 +312,12 @@ async def logs(sh: Shell, args: list[str]) -> None:
         tg.start_soon(follow)
         got = await hold(sh, f"following [{pid}] — q, Escape or Ctrl-C stops", ended, _STOP_KEYS)
         tg.cancel_scope.cancel()
-    if got == "ended":
+    if got == "ended" and pid not in sh.watched:  # else the notice says it
         info = await sh.client.info(pid)
         sh.note(ended_line(pid, info.state, info.exit_value, info.error))
 
 
-_STOP_KEYS = {"q": "stop", "escape": "stop", "c-c": "stop", "c-d": "stop", "enter": "stop"}
+_STOP_KEYS = {"q": "stop", "escape": "stop", "c-c": "stop", "c-d": "stop", "enter": "stop", "c-j": "stop"}
 
 
 @command("strace [PID]", complete="pid")
@@ -331,6 +343,6 @@ async def strace(sh: Shell, args: list[str]) -> None:
         tg.start_soon(stream)
         got = await hold(sh, f"strace {label} — q, Escape or Ctrl-C stops", ended, _STOP_KEYS)
         tg.cancel_scope.cancel()
-    if got == "ended" and pid is not None:
+    if got == "ended" and pid is not None and pid not in sh.watched:
         info = await sh.client.info(pid)
         sh.note(ended_line(pid, info.state, info.exit_value, info.error))

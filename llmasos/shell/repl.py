@@ -11,6 +11,7 @@ import asyncio
 import signal
 import sys
 import traceback
+from functools import partial
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import IO, Any
 
 import anyio
 from prompt_toolkit import PromptSession
+from prompt_toolkit.application import get_app_or_none, run_in_terminal
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
@@ -34,7 +36,6 @@ from llmasos.shell.client import KernelClient, NotAvailable
 from llmasos.shell.commands import ALIASES, COMMANDS, ExitShell, UsageError, dispatch_words, lookup, register_all
 
 PROMPT = "llmasos> "
-DETACH_HELP = "Ctrl-] detaches from attach"
 
 
 @dataclass(slots=True)
@@ -116,7 +117,8 @@ class Shell:
         if color is None:
             color = stdout is None and sys.stdout.isatty()
         self.color = color
-        self.console = Console(file=stdout, force_terminal=color, no_color=not color, width=width,
+        self._tty = sys.stdout  # the real terminal, saved before patch_stdout replaces sys.stdout
+        self.console = Console(file=_Sink(self), force_terminal=color, no_color=not color, width=width,
                                highlight=False, soft_wrap=False)
         if history is None:
             history = InMemoryHistory()
@@ -130,8 +132,9 @@ class Shell:
         self.banner = banner
         self.cache = Cache()
         self.quiet: set[int] = set()  # pids whose end a command reports itself (no notice)
+        self.watched: set[int] = set()  # pids whose end will be announced by a notice
+        self.at_prompt = False  # the prompt is up (not a command): what tests wait for before typing
         self._tg: anyio.abc.TaskGroup | None = None
-        self.running = False
 
     # -- printing ---------------------------------------------------------------------------------------
 
@@ -145,10 +148,22 @@ class Shell:
         self.console.print(Text(message, style="red"))
 
     def out(self, text: str) -> None:
-        """Raw text (process output), written and flushed at once."""
-        f = self.stdout or sys.stdout
-        f.write(text)
-        f.flush()
+        """Raw text (process output), shown at once, above whatever prompt is up, in call order."""
+        if not text:
+            return
+        if self.stdout is not None:
+            self.stdout.write(text)
+            self.stdout.flush()
+            return
+        app = get_app_or_none()
+        if app is not None and app.is_running:  # erase the prompt, write, redraw it
+            run_in_terminal(partial(self._write_tty, text), in_executor=False)
+        else:  # a command is running: write now, so its output is complete before the next prompt
+            self._write_tty(text)
+
+    def _write_tty(self, text: str) -> None:
+        self._tty.write(text)  # the terminal is in cooked mode here (no app, or inside run_in_terminal)
+        self._tty.flush()
 
     def style_stderr(self, text: str) -> str:
         return f"\x1b[31m{text}\x1b[0m" if self.color and text else text
@@ -161,7 +176,8 @@ class Shell:
 
     def watch(self, pid: int) -> None:
         """Print a notice when pid ends (unless a command reports it itself)."""
-        if self._tg is not None:
+        if self._tg is not None and pid not in self.watched:
+            self.watched.add(pid)
             self._tg.start_soon(self._notify, pid)
 
     async def _notify(self, pid: int) -> None:
@@ -169,6 +185,8 @@ class Shell:
             info = await self.client.ended(pid)
         except LlmasosError:
             return
+        finally:
+            self.watched.discard(pid)
         if pid in self.quiet:
             self.quiet.discard(pid)
             return
@@ -201,8 +219,10 @@ class Shell:
         ask: PromptSession[str] = PromptSession(input=self.input, output=self.output)
         try:
             answer = await ask.prompt_async(question)
-        except (KeyboardInterrupt, EOFError):
+        except KeyboardInterrupt:
             return False
+        except EOFError:  # Ctrl-D again, or the end of piped input: that is a yes
+            return True
         return answer.strip().lower() in ("y", "yes")
 
     async def refresh(self) -> None:
@@ -237,8 +257,13 @@ class Shell:
         except (UsageError, LlmasosError) as exc:
             self.error(str(exc))
         except Exception as exc:  # a shell bug must not end the session
-            self.error(f"internal error: {type(exc).__name__}: {exc} (please report it)")
-            self.note("".join(traceback.format_exception(exc)[-3:]).rstrip())
+            leaves = _leaves(exc)
+            if all(isinstance(e, LlmasosError) for e in leaves):  # from inside a task group
+                for e in leaves:
+                    self.error(str(e))
+            else:
+                self.error(f"internal error: {type(exc).__name__}: {exc} (please report it)")
+                self.note("".join(traceback.format_exception(exc)[-3:]).rstrip())
         return True
 
     def _sigint_cancels(self, scope: anyio.CancelScope) -> Any:
@@ -251,14 +276,12 @@ class Shell:
         with (patch_stdout(raw=True) if real else _Nothing()), (_IgnoreSigint() if self.input is None else _Nothing()):
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                self.running = True
                 if self.banner:
                     self.print(Text.from_markup(self.banner))
                 await self._adopt()
                 try:
                     await self._loop()
                 finally:
-                    self.running = False
                     tg.cancel_scope.cancel()
 
     async def _adopt(self) -> None:
@@ -279,18 +302,47 @@ class Shell:
     async def _loop(self) -> None:
         while True:
             await self.refresh()
+            self.at_prompt = True
             try:
                 line = await self.session.prompt_async(PROMPT)
             except KeyboardInterrupt:  # Ctrl-C clears the line; it never exits
                 continue
             except EOFError:  # Ctrl-D
+                self.at_prompt = False
                 if self.input is not None and self.input.closed:
                     return
                 if await self.may_exit():
                     return
                 continue
+            finally:
+                self.at_prompt = False
             if not await self.execute(line):
                 return
+
+
+class _Sink:
+    """The file rich writes to: text goes to Shell.out on each flush."""
+
+    def __init__(self, shell: Shell) -> None:
+        self.shell = shell
+        self.parts: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        text, self.parts = "".join(self.parts), []
+        self.shell.out(text)
+
+    def isatty(self) -> bool:
+        return self.shell.color
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
 
 
 class _Nothing:

@@ -152,10 +152,10 @@ class ToolCallProcessor:
             if self.error is not None:
                 return self._only_eos(logits)
             llt.fill_next_token_bitmask(m, self.bitmask, 0)
-            forced = self._forced_token(m)
-            if forced is not None:
-                return self._only(logits, [forced])
-            return apply_bitmask(logits, self.bitmask[0])
+            logits = apply_bitmask(logits, self.bitmask[0])
+            for t in self._shorter_than_forced(m):
+                logits[t] = float("-inf")
+            return logits
         except Exception as exc:  # invariant: an engine step never fails because of a grammar
             self.error = f"{type(exc).__name__}: {exc}"
             return self._only_eos(logits)
@@ -163,24 +163,28 @@ class ToolCallProcessor:
             ProcessorStats.calls += 1
             ProcessorStats.seconds += time.perf_counter() - t0
 
-    def _forced_token(self, m: Any) -> int | None:
-        """The first token of the canonical tokenization of the bytes the grammar forces next.
+    def _shorter_than_forced(self, m: Any) -> list[int]:
+        """Tokens that are a proper prefix of the first token of the text the grammar forces next.
 
-        Invariant: without this, a model picks a bare " " where the grammar forces ' "' (its usual
-        token), and must then continue with an unnatural token starting with '"' (measured: the
-        default model wrote '".+ 23' for 17 * 23). Taking forced text in the tokenizer's own split
-        keeps the model on the tokenization it was trained on; the token is grammar-valid by
-        construction, being a prefix of the forced bytes and allowed by the mask.
+        Invariant: without banning these, a model picks a bare " " where the grammar forces ' "' (one
+        token in its training data) and must then go on with an unnatural token starting with '"'
+        (measured: the default model wrote '".+ 23' for 17 * 23). Banning only *shorter* tokens keeps
+        longer natural ones (``calcul`` where only ``c`` is forced) and never empties the mask: the
+        forced token itself stays allowed.
         """
         forced = m.compute_ff_bytes()
         if not forced:
-            return None
+            return []
         tokens = self.tok.tokenize_bytes(forced)
         if not tokens:
-            return None
-        t = tokens[0]
-        word = int(self.bitmask[0, t // 32])
-        return t if (word >> (t % 32)) & 1 else None
+            return []
+        first = self.tok.decode_bytes(tokens[:1])
+        banned = []
+        for i in range(1, len(first)):
+            t = _single_token(self.tok, first[:i])
+            if t is not None:
+                banned.append(t)
+        return banned
 
     def _only_eos(self, logits: Any) -> Any:
         return self._only(logits, self.eos or [0])
@@ -194,3 +198,15 @@ class ToolCallProcessor:
             if t < logits.shape[-1]:
                 keep[t] = logits[t]
         return keep
+
+
+_singles: dict[tuple[int, bytes], int | None] = {}
+
+
+def _single_token(tok: Any, data: bytes) -> int | None:
+    """The token whose bytes are exactly data, if the vocabulary has one (cached)."""
+    key = (id(tok), data)
+    if key not in _singles:
+        ids = tok.tokenize_bytes(data)
+        _singles[key] = ids[0] if len(ids) == 1 and tok.decode_bytes(ids) == data else None
+    return _singles[key]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-import warnings
 from pathlib import Path
 
 import pytest
@@ -29,12 +27,3 @@ def home(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.fixture(autouse=True)
-def _collect_abandoned_streams():
-    """Stopgap: a kernel shut down mid-generate (our simulated crash) leaves the LLM loop's token
-    streams unclosed; collect them here, quietly, so their ResourceWarning does not land on another
-    test. (Reported to the kernel owner: LLMLoop should close its routes when it stops.)"""
-    yield
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()

@@ -49,14 +49,21 @@ class Driver:
                 await anyio.sleep(0.01)
         raise AssertionError(f"{pattern!r} did not appear; output after the last match:\n{self.text[self.pos:]}")
 
+    async def ready(self, timeout: float = 5.0) -> None:
+        """Wait until the shell shows its prompt (a command that holds the terminal has returned)."""
+        with anyio.fail_after(timeout):
+            while not self.shell.at_prompt:
+                await anyio.sleep(0.01)
+
     async def run(self, command: str, pattern: str, timeout: float = 5.0) -> re.Match[str]:
+        """Type command at the prompt and wait for pattern."""
+        await self.ready(timeout)
         self.line(command)
         return await self.expect(pattern, timeout)
 
     async def settle(self) -> str:
         """Run a no-op command and return everything printed since the last match."""
         start = self.pos
-        marker = f"#settle{start}"
         self.line("help help")
         await self.expect(r"usage: help \[COMMAND\]")
         return self.text[start:self.pos]

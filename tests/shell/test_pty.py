@@ -129,6 +129,15 @@ def test_background_notice_and_bad_input_in_a_terminal(tmp_path: Path) -> None:
     child.sendline("attach 1")
     child.expect(r"has exited; logs 1 shows its output")
     child.expect(PROMPT)
+    sleeper = Path(__file__).with_name("apps_for_tests.py")
+    child.sendline(f"spawn {sleeper}:sleeper 1")
+    child.expect(r"\[2\] sleeper")
+    child.expect(PROMPT)
+    child.send("help hel")  # half-typed when the notice arrives
+    child.expect(r"\[2\] exited: 'rested'")
+    child.send("p\r")  # the line survived the notice
+    child.expect(r"usage: help \[COMMAND\]")
+    child.expect(PROMPT)
     child.sendcontrol("d")  # Ctrl-D exits (nothing runs, so it does not ask)
     assert finish(child) == 0
 

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import anyio
 
-from tests.shell.conftest import Driver
-
 APPS = Path(__file__).with_name("apps_for_tests.py")
 SLEEPER, FLOOD, CRASH, TICKER = (f"{APPS}:{name}" for name in ("sleeper", "flood", "crash", "ticker"))
 CTRL_C, CTRL_D, DETACH = "\x03", "\x04", "\x1d"
@@ -54,6 +52,17 @@ async def test_ctrl_d_exits(shell_at) -> None:
         sh.send(CTRL_D)
         with anyio.fail_after(5):
             await sh.done.wait()
+
+
+async def test_ctrl_d_twice_exits_and_kills_running_processes(shell_at) -> None:
+    async with shell_at() as sh:
+        await sh.run(f"spawn {SLEEPER}", r"\[1\]")
+        sh.send(CTRL_D)
+        await sh.expect(r"1 process still running")
+        sh.send(CTRL_D)
+        with anyio.fail_after(5):
+            await sh.done.wait()
+        assert sh.kernel.get(1).state.value == "killed"
 
 
 async def test_history_is_kept_in_the_home_directory(shell_at, tmp_path: Path) -> None:
@@ -205,6 +214,16 @@ async def test_attach_talk_and_detach(shell_at) -> None:
         await sh.run("attach 1", r"attach: process 1 \(chat\) has killed; logs 1 shows its output")
 
 
+async def test_attach_sends_words_that_look_like_keys_as_text(shell_at) -> None:
+    async with shell_at() as sh:
+        await sh.run("spawn chat", r"\[1\] chat")
+        await sh.run("attach 1", r"attached")
+        sh.line("detach")
+        await sh.expect(r"user: detach\n")  # the FakeEngine echoes the conversation
+        sh.send(DETACH)
+        await sh.expect(r"detached from \[1\]")
+
+
 async def test_attach_sees_the_process_end(shell_at) -> None:
     async with shell_at() as sh:
         await sh.run(f"spawn {SLEEPER} 0.3", r"\[1\]")
@@ -286,6 +305,16 @@ async def test_exit_asks_when_processes_run(shell_at) -> None:
         sh.line("y")
         with anyio.fail_after(5):
             await sh.done.wait()
+
+
+async def test_processes_resumed_after_a_restart_are_announced(shell_at, tmp_path: Path) -> None:
+    async with shell_at() as sh:
+        await sh.run(f"spawn {SLEEPER} 0.5", r"\[1\]")
+        sh.shell.quiet.add(1)
+    # the kernel stopped with pid 1 alive (as if it had crashed): the next one resumes it
+    async with shell_at() as sh:
+        await sh.expect(r"1 process resumed from the last session: \[1\] sleeper")
+        await sh.expect(r"\[1\] exited: 'rested'")
 
 
 async def test_exit_without_processes_and_quit_alias(shell_at) -> None:
