@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from contextlib import aclosing
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 import anyio

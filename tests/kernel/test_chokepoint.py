@@ -134,3 +134,30 @@ async def test_sys_getpid_ps_and_wait_from_a_process(tmp_path):
         status = await k.run(parent)
     assert status.value["child"] == "from child"
     assert status.value["me"] in status.value["pids"]
+
+
+async def test_a_process_looping_on_nonblocking_syscalls_does_not_starve_others(tmp_path):
+    done = {"flag": False}
+    spinner = App("spinner")
+
+    @spinner.main
+    async def spin(sys) -> int:
+        n = 0
+        while not done["flag"]:  # only ends if the other process gets to run
+            await sys.write("x")
+            n += 1
+        return n
+
+    setter = App("setter")
+
+    @setter.main
+    async def set_flag(sys) -> None:
+        await sys.sleep(0.01)
+        done["flag"] = True
+
+    async with make_kernel(tmp_path, memory=False, stdout_lines=10) as k:
+        spin_pid = await k.spawn(spinner)
+        set_pid = await k.spawn(setter)
+        with anyio.fail_after(10):
+            assert (await k.wait(set_pid)).state == "exited"
+            assert (await k.wait(spin_pid)).value > 0
