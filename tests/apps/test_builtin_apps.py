@@ -78,3 +78,21 @@ async def test_chat_keeps_the_conversation(tmp_path):
     assert out == "Hello!\nYou said hi before.\n"
     # The second prompt carries the first turn.
     assert "user: hi" in engine.prompts[1] and "assistant: Hello!" in engine.prompts[1]
+
+
+def test_apps_from_installed_packages_entry_points(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    from llmasos.apps import registry
+
+    eps = [EntryPoint("echo2", "llmasos.apps.echo:app", registry.ENTRY_POINT_GROUP),
+           EntryPoint("broken", "no_such_pkg_xyz:app", registry.ENTRY_POINT_GROUP)]
+    monkeypatch.setattr(registry, "entry_points", lambda group: [e for e in eps if e.group == group])
+    monkeypatch.setattr(registry, "_cache", {})
+    app = registry.find_app("echo2")
+    assert app.name == "echo"
+    with pytest.raises(NoSuchApp, match="from an installed package failed to load"):
+        registry.find_app("broken")
+    with pytest.raises(NoSuchApp, match="did you mean 'echo2'"):
+        registry.find_app("ekho2")
+    assert "echo" in [a.name for a in registry.list_apps()]
