@@ -9,6 +9,7 @@ through narrow interfaces; features belong there, not here.
 from __future__ import annotations
 
 import contextvars
+import functools
 import itertools
 import time
 import traceback
@@ -92,7 +93,7 @@ class Kernel:
             self.memory = await MemoryManager.open(self.config)
             self._pids = self.memory.pids  # pids persist: never reused across restarts
         try:
-            self.engine = await _open_engine(self.config.engine)
+            self.engine = await _open_engine(self.config)
         except BaseException:
             if self.memory is not None:
                 await self.memory.close()
@@ -463,11 +464,13 @@ class Kernel:
         return self.llm.scheduler.policy if self.llm is not None else self.config.policy
 
 
-async def _open_engine(spec: Any) -> Engine:
+async def _open_engine(config: KernelConfig) -> Engine:
     """An Engine from KernelConfig.engine: an Engine as is, else a model name or path to load."""
+    spec = config.engine
     if spec is not None and not isinstance(spec, (str, bytes)) and hasattr(spec, "step"):
         return spec
     from llmasos.engine.hf import HFEngine
 
-    name = spec or "smollm2-135m"
-    return await anyio.to_thread.run_sync(HFEngine.from_pretrained, name)
+    load = functools.partial(HFEngine.from_pretrained, spec or "smollm2-135m", max_batch=config.max_batch,
+                             max_resident_tokens=config.max_resident_tokens)
+    return await anyio.to_thread.run_sync(load)

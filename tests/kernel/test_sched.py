@@ -104,6 +104,20 @@ def test_fair_prefers_the_process_with_least_service() -> None:
     assert last[2] < last[1]
 
 
+def test_fair_admits_an_unserved_process_at_once_and_does_not_churn() -> None:
+    sched = make_scheduler("fair", SchedLimits(max_batch=2, quantum=4))
+    longs = [seq(1, tokens=40), seq(2, tokens=40), seq(3, tokens=40)]
+    for s in longs:
+        sched.add(s)
+    short = seq(9, tokens=3)
+    history = run(sched, 200, {10: [short]})
+    # The newcomer (no service yet) runs in the very step after it arrives, mid-quantum of the others.
+    assert 9 in history[10]
+    # Processes with about equal service take turns a quantum at a time, not every step.
+    swaps = sum(1 for a, b in zip(history, history[1:]) if a and b and set(a) != set(b))
+    assert swaps <= len([b for b in history if b]) // 3
+
+
 def test_fair_is_starvation_free() -> None:
     limits = SchedLimits(max_batch=1, quantum=1, starvation_steps=5)
     sched = make_scheduler("fair", limits)
