@@ -129,3 +129,4 @@ def test_seed_example_runs_as_written_on_the_default_model(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        proc.stdout.close()
