@@ -174,6 +174,11 @@ def models() -> None:
     Console().print(table)
 
 
+from llmasos.api.commands import register as _register_daemon_commands  # noqa: E402
+
+_register_daemon_commands(cli)  # serve, and ps/spawn/kill/logs/wait against a daemon (llmasos/api/commands.py)
+
+
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never hang on an unreachable hub

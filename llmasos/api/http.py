@@ -1,0 +1,357 @@
+"""The HTTP syscall API: REST for processes, scheduling and stats, and the OpenAI-compatible endpoints.
+
+    app = create_app(kernel, token)        # a FastAPI app; `llmasos serve` runs it under uvicorn
+
+Rule: the REST half is the shell's ``KernelClient`` protocol over the wire: each endpoint calls one
+``LocalClient`` method and returns its records as JSON (``RemoteClient`` reads them back), so a shell
+connected to a daemon sees what an in-process shell sees. Every endpoint needs the bearer token; every
+error is ``{"error": {...}}`` with a status code (api/errors.py), never a traceback. A request the
+client abandons (a disconnect during wait, a long poll or a stream) is cancelled; it never reaps or
+generates for nobody.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import secrets
+import signal
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import aclosing
+from typing import Any, TypeVar
+
+import anyio
+import uvicorn
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from llmasos.api.errors import ServeError, Unauthorized, error_body, status_of
+from llmasos.errors import LlmasosError
+from llmasos.kernel.kernel import Kernel
+from llmasos.shell.client import LocalClient
+from llmasos.syscalls.errors import InvalidArguments, WaitTimeout
+from llmasos.syscalls.types import as_dict
+
+T = TypeVar("T")
+NDJSON = "application/x-ndjson"
+
+bearer = HTTPBearer(auto_error=False, description="The token in $LLMASOS_HOME/api_token (or $LLMASOS_API_TOKEN)")
+
+
+# -- request bodies -----------------------------------------------------------------------------------
+
+
+class SpawnBody(BaseModel):
+    app: str = Field(description="An app name, a path (file.py[:app]) or module:attr")
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    priority: int | None = None
+    caps: dict[str, Any] | None = Field(None, description="Asked-for capabilities, e.g. {\"tools\": [\"calculator\"]}")
+
+
+class StdinBody(BaseModel):
+    text: str = ""
+    close: bool = Field(False, description="End the input after text: the process's next read gets None")
+
+
+class MessageBody(BaseModel):
+    body: Any
+
+
+class PolicyBody(BaseModel):
+    policy: str = Field(description="fifo, rr, priority or fair")
+
+
+# -- JSON ---------------------------------------------------------------------------------------------
+
+
+def jsonable(value: Any) -> Any:
+    """as_dict, then anything JSON cannot hold (an app's exit value may be any object) as its repr."""
+    return _clean(as_dict(value))
+
+
+def _clean(v: Any) -> Any:
+    if v is None or isinstance(v, (str, bool, int)):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else repr(v)
+    if isinstance(v, list):
+        return [_clean(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _clean(x) for k, x in v.items()}
+    return repr(v)
+
+
+def listing(rows: list[Any]) -> dict[str, Any]:
+    return {"object": "list", "data": [jsonable(r) for r in rows]}
+
+
+def ndjson(items: AsyncIterator[Any]) -> StreamingResponse:
+    """Stream items as one JSON object per line; leaving early closes the source."""
+
+    async def body() -> AsyncIterator[str]:
+        async with aclosing(items) as source:
+            async for item in source:
+                yield json.dumps(jsonable(item), ensure_ascii=False) + "\n"
+
+    return StreamingResponse(body(), media_type=NDJSON, headers={"Cache-Control": "no-cache"})
+
+
+async def unless_gone(request: Request, fn: Callable[[], Awaitable[T]]) -> T | None:
+    """Run fn, cancelling it if the client disconnects first (then None)."""
+    result: list[T] = []
+    failed: list[Exception] = []
+    async with anyio.create_task_group() as tg:
+
+        async def watch() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            tg.cancel_scope.cancel()
+
+        async def run() -> None:
+            try:
+                result.append(await fn())
+            except Exception as exc:  # re-raised below as itself, not as an ExceptionGroup
+                failed.append(exc)
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(watch)
+        tg.start_soon(run)
+    if failed:
+        raise failed[0]
+    return result[0] if result else None
+
+
+# -- the app ------------------------------------------------------------------------------------------
+
+
+def create_app(kernel: Kernel, token: str) -> FastAPI:
+    """The HTTP API over a booted kernel; every /v1 endpoint needs ``Authorization: Bearer <token>``."""
+    if not token:
+        raise ValueError("the HTTP API needs a token (see llmasos.api.auth.server_token)")
+    expected = token.encode()
+
+    async def authorize(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        if credentials is None:
+            raise Unauthorized("this API needs a bearer token: send `Authorization: Bearer <token>`; the "
+                               "token is in $LLMASOS_HOME/api_token (or $LLMASOS_API_TOKEN) where the daemon runs")
+        if not secrets.compare_digest(credentials.credentials.encode(), expected):
+            raise Unauthorized("wrong API token; use the one in $LLMASOS_HOME/api_token where the daemon runs")
+
+    api = FastAPI(
+        title="llmasos", version="0.1.0", dependencies=[Depends(authorize)],
+        description="The llmasos kernel over HTTP: processes, scheduling, stats, and OpenAI-compatible "
+                    "chat completions. Every endpoint needs `Authorization: Bearer <token>`.",
+    )
+    api.state.kernel = kernel
+    _install_error_handlers(api)
+    _process_routes(api, kernel, LocalClient(kernel))
+    from llmasos.api.openai import router
+
+    api.include_router(router(kernel))
+    return api
+
+
+def _install_error_handlers(api: FastAPI) -> None:
+    async def llmasos_error(_request: Request, exc: Exception) -> JSONResponse:
+        status, type_ = status_of(exc)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse(error_body(str(exc), type_, type(exc).__name__), status, headers=headers)
+
+    async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        parts = []
+        for e in exc.errors():
+            where = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
+            parts.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
+        return JSONResponse(error_body("invalid request: " + "; ".join(parts), "invalid_request_error",
+                                       "InvalidArguments"), 422)
+
+    async def http_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        type_ = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        return JSONResponse(error_body(str(exc.detail), type_), exc.status_code, headers=exc.headers)
+
+    async def internal_error(_request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(error_body(f"internal error ({type(exc).__name__}: {exc}); the daemon's log has "
+                                       "the traceback", "server_error"), 500)
+
+    api.add_exception_handler(LlmasosError, llmasos_error)
+    api.add_exception_handler(RequestValidationError, validation_error)
+    api.add_exception_handler(StarletteHTTPException, http_error)
+    api.add_exception_handler(Exception, internal_error)
+
+
+def _process_routes(api: FastAPI, kernel: Kernel, local: LocalClient) -> None:
+    """The KernelClient protocol: apps, processes, stdio, ipc, trace, scheduling, stats."""
+
+    @api.get("/v1/apps", tags=["processes"], summary="Apps that can be spawned by name")
+    async def apps() -> Any:
+        return listing(await local.apps())
+
+    @api.get("/v1/procs", tags=["processes"], summary="The process table")
+    async def ps(all: bool = False) -> Any:
+        return listing(await local.ps(all))
+
+    @api.post("/v1/procs", tags=["processes"], status_code=201, summary="Spawn a process; returns its pid")
+    async def spawn(body: SpawnBody) -> Any:
+        pid = await kernel.spawn(body.app, *body.args, priority=body.priority, caps=body.caps, **body.kwargs)
+        return {"pid": pid}
+
+    @api.get("/v1/procs/{pid}", tags=["processes"], summary="One process (wait=true: once it has ended)")
+    async def info(request: Request, pid: int, wait: bool = False, timeout: float | None = None) -> Any:
+        if wait and kernel.get(pid).alive:  # a long poll: answer once it has ended (not reaped)
+            with anyio.move_on_after(timeout):
+                await unless_gone(request, lambda: local.ended(pid))
+            if kernel.get(pid).alive:
+                raise WaitTimeout(f"process {pid} still runs after {timeout}s")
+        return jsonable(await local.info(pid))
+
+    @api.delete("/v1/procs/{pid}", tags=["processes"], summary="Kill a process and its children")
+    async def kill(pid: int) -> Any:
+        return {"pid": pid, "killed": await local.kill(pid)}
+
+    @api.post("/v1/procs/{pid}/wait", tags=["processes"], summary="Wait for a process to end and reap it")
+    async def wait(request: Request, pid: int, timeout: float | None = None) -> Any:
+        kernel.get(pid)
+        return jsonable(await unless_gone(request, lambda: local.wait(pid, timeout)))
+
+    @api.post("/v1/procs/{pid}/stdin", tags=["stdio"], summary="Write to a process's stdin (close: end it)")
+    async def stdin(pid: int, body: StdinBody) -> Any:
+        if body.text:
+            await local.write_stdin(pid, body.text)
+        if body.close:
+            await local.close_stdin(pid)
+        return {"pid": pid}
+
+    @api.get("/v1/procs/{pid}/logs", tags=["stdio"], summary="Its stdout/stderr (follow=true: stream NDJSON)")
+    async def logs(pid: int, follow: bool = False, history: bool = True) -> Any:
+        if not follow:
+            return {"pid": pid, "output": [{"stream": s, "text": t} for s, t in await local.output(pid)]}
+        kernel.get(pid)
+        return ndjson(_chunks(local.follow(pid, history)))
+
+    @api.post("/v1/procs/{pid}/messages", tags=["ipc"], summary="Put a message in a process's mailbox")
+    async def message(pid: int, body: MessageBody) -> Any:
+        kernel.send(pid, body.body)
+        return {"pid": pid}
+
+    @api.get("/v1/procs/{pid}/mem", tags=["processes"], summary="Its context and memory keys")
+    async def mem(pid: int) -> Any:
+        return jsonable(await local.mem(pid))
+
+    @api.get("/v1/procs/{pid}/trace", tags=["trace"], summary="Its recent syscalls (follow=true: stream)")
+    async def trace(pid: int, follow: bool = False) -> Any:
+        proc = kernel.get(pid)
+        if follow:
+            return ndjson(_lines(local.strace(pid)))
+        return {"pid": pid, "lines": [e.format() for e in proc.trace or ()]}
+
+    @api.get("/v1/trace", tags=["trace"], summary="Every process's recent syscalls (follow=true: stream)")
+    async def trace_all(follow: bool = False) -> Any:
+        if follow:
+            return ndjson(_lines(local.strace(None)))
+        events = [e for p in kernel.processes.values() for e in p.trace or ()]
+        return {"lines": [e.format() for e in sorted(events, key=lambda e: e.start)]}
+
+    @api.get("/v1/sched", tags=["scheduling"], summary="The scheduling policy and the choices")
+    async def sched() -> Any:
+        return {"policy": kernel.policy, "policies": await local.policies()}
+
+    @api.put("/v1/sched", tags=["scheduling"], summary="Switch the scheduling policy now")
+    async def set_sched(body: PolicyBody) -> Any:
+        names = await local.policies()
+        if body.policy not in names:
+            raise InvalidArguments(f"unknown scheduling policy {body.policy!r}; choose one of: {', '.join(names)}")
+        await local.set_policy(body.policy)
+        return {"policy": kernel.policy, "policies": names}
+
+    @api.get("/v1/stats", tags=["scheduling"], summary="The model side of top: batch, queues, tokens")
+    async def stats() -> Any:
+        return jsonable(await local.stats())
+
+    @api.get("/v1/tools", tags=["processes"], summary="The tools processes may call, with their schemas")
+    async def tools() -> Any:
+        from llmasos.tools import REGISTRY
+
+        return {"object": "list", "data": [{"name": t.name, "description": t.description or "", "schema": t.schema}
+                                           for t in REGISTRY.all()]}
+
+
+async def _chunks(source: AsyncIterator[tuple[str, str]]) -> AsyncIterator[dict[str, str]]:
+    async with aclosing(source) as chunks:
+        async for stream, text in chunks:
+            yield {"stream": stream, "text": text}
+
+
+async def _lines(source: AsyncIterator[str]) -> AsyncIterator[dict[str, str]]:
+    async with aclosing(source) as lines:
+        async for line in lines:
+            yield {"line": line}
+
+
+# -- serving ------------------------------------------------------------------------------------------
+
+
+async def serve(config: Any, host: str = "127.0.0.1", port: int = 8765, *, token: str | None = None,
+                on_ready: Callable[[str, Kernel], None] | None = None) -> None:
+    """Boot a kernel from config and serve the API on host:port until SIGINT/SIGTERM (or cancellation).
+
+    on_ready(url, kernel) runs once the socket listens (port 0 picks a free port; the url has it).
+    """
+    from llmasos.api.auth import server_token
+
+    if token is None:
+        token, _where = server_token(config.home)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; is another `llmasos serve` "
+                         "running? (pick another --port)") from None
+    bound = sock.getsockname()[1]
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{bound}"
+    try:
+        async with Kernel(config) as kernel:
+            server = _Server(uvicorn.Config(create_app(kernel, token), log_level="warning", lifespan="off",
+                                            timeout_graceful_shutdown=2))
+            async with anyio.create_task_group() as tg:
+
+                async def stop_on_signal() -> None:
+                    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                        async for _ in signals:
+                            server.should_exit = True
+                            return
+
+                async def announce() -> None:
+                    while not server.started:
+                        await anyio.sleep(0.02)
+                    if on_ready is not None:
+                        on_ready(url, kernel)
+
+                tg.start_soon(stop_on_signal)
+                tg.start_soon(announce)
+                try:
+                    await server.serve(sockets=[sock])
+                finally:
+                    tg.cancel_scope.cancel()
+    finally:
+        sock.close()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's Server minus its signal handling: serve() handles SIGINT/SIGTERM itself, so the kernel
+    shuts down cleanly (uvicorn would re-raise the signal after its own shutdown, ending us first)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield

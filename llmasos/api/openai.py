@@ -1,0 +1,291 @@
+"""OpenAI-compatible endpoints: /v1/models, /v1/chat/completions, /v1/completions.
+
+Rule: a request is a root-level generate (``Kernel.submit(None, Generate(...))``): it enters the same
+scheduler as every process's generate call, so concurrent HTTP requests and agent processes share the
+model's batched forward steps. It is not a process: an HTTP request cannot be replayed after a crash
+(its connection is gone), so journaling it, or filling the process table with one entry per request,
+would cost SQLite writes for nothing. A client that disconnects frees its sequence before the next step.
+Replies follow OpenAI's shapes exactly, including the SSE chunk stream that ends with ``data: [DONE]``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmasos.api.errors import error_body, status_of
+from llmasos.api.http import unless_gone
+from llmasos.errors import LlmasosError
+from llmasos.kernel.kernel import Kernel, KernelNotRunning
+from llmasos.kernel.llm import TokenStream
+from llmasos.syscalls.calls import Generate
+from llmasos.syscalls.errors import InvalidArguments
+from llmasos.syscalls.types import Completion
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class ChatRequest(BaseModel):
+    """OpenAI's chat completion request; fields llmasos does not use are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str | None = Field(None, description="Ignored: the kernel's loaded model answers (see /v1/models)")
+    messages: list[dict[str, Any]]
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    n: int = 1
+
+
+class CompletionRequest(BaseModel):
+    """OpenAI's legacy text completion request (one prompt)."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str | None = None
+    prompt: str | list[str]
+    max_tokens: int | None = Field(16, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    n: int = 1
+
+
+def router(kernel: Kernel) -> APIRouter:
+    r = APIRouter(tags=["openai"])
+
+    def model_name() -> str:
+        return str(getattr(kernel.engine, "name", None) or kernel.config.engine or "llmasos")
+
+    @r.get("/v1/models", summary="The model this kernel serves (all=true: also those it could load)")
+    async def models(all: bool = False) -> Any:
+        created = int(kernel.booted_at or time.time())
+        data = [{"id": model_name(), "object": "model", "created": created, "owned_by": "llmasos"}]
+        if all:
+            from llmasos.shell.client import LocalClient
+
+            data = [{"id": row.name, "object": "model", "created": created, "owned_by": "llmasos",
+                     "description": row.description, "status": row.extra}
+                    for row in await LocalClient(kernel).models()]
+        return {"object": "list", "data": data}
+
+    @r.post("/v1/chat/completions", summary="Chat completion (stream=true: server-sent events)")
+    async def chat(request: Request, body: ChatRequest) -> Any:
+        if body.n != 1:
+            raise InvalidArguments("n must be 1 (send separate requests: they are batched together)")
+        call = Generate(
+            messages=tuple(_message(m, i) for i, m in enumerate(body.messages)),
+            max_tokens=body.max_completion_tokens or body.max_tokens,
+            temperature=1.0 if body.temperature is None else body.temperature,
+            top_p=1.0 if body.top_p is None else body.top_p, seed=body.seed, stop=_stop(body.stop),
+            stream=body.stream, tools=tuple(body.tools) if body.tools else None, tool_choice=body.tool_choice,
+        )
+        if not call.messages:
+            raise InvalidArguments("messages must hold at least one message")
+        if body.tool_choice not in (None, "none") and not body.tools:
+            raise InvalidArguments("tool_choice needs tools=[...] to choose from")
+        stream = kernel.submit(None, call)
+        reply = _Reply("chatcmpl", "chat.completion", model_name())
+        if body.stream:
+            tools_on = bool(body.tools) and body.tool_choice != "none"
+            usage = bool((body.stream_options or {}).get("include_usage"))
+            return _sse(reply.chat_chunks(stream, buffer=tools_on, usage=usage))
+        completion = await _collect(request, stream)
+        return reply.chat(completion) if completion is not None else _gone()
+
+    @r.post("/v1/completions", summary="Text completion (stream=true: server-sent events)")
+    async def complete(request: Request, body: CompletionRequest) -> Any:
+        prompt = body.prompt
+        if isinstance(prompt, list):
+            if len(prompt) != 1:
+                raise InvalidArguments("prompt must be one string (send separate requests: they are batched)")
+            prompt = prompt[0]
+        if body.n != 1:
+            raise InvalidArguments("n must be 1 (send separate requests: they are batched together)")
+        call = Generate(prompt=prompt, max_tokens=body.max_tokens,
+                        temperature=1.0 if body.temperature is None else body.temperature,
+                        top_p=1.0 if body.top_p is None else body.top_p, seed=body.seed, stop=_stop(body.stop))
+        stream = kernel.submit(None, call)
+        reply = _Reply("cmpl", "text_completion", model_name())
+        if body.stream:
+            return _sse(reply.text_chunks(stream, usage=bool((body.stream_options or {}).get("include_usage"))))
+        completion = await _collect(request, stream)
+        return reply.text(completion) if completion is not None else _gone()
+
+    return r
+
+
+# -- requests -----------------------------------------------------------------------------------------
+
+
+def _message(m: dict[str, Any], i: int) -> dict[str, Any]:
+    """An OpenAI message as the engine takes it: text content; developer is system."""
+    role = m.get("role")
+    if role not in ("system", "developer", "user", "assistant", "tool"):
+        raise InvalidArguments(f"messages[{i}].role must be system, developer, user, assistant or tool, not {role!r}")
+    content = m.get("content")
+    if isinstance(content, list):  # content parts: keep the text ones
+        texts = []
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") not in ("text", "input_text"):
+                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                raise InvalidArguments(f"messages[{i}] has a {kind!r} part; this model reads text only")
+            texts.append(str(part.get("text", "")))
+        content = "".join(texts)
+    elif content is not None and not isinstance(content, str):
+        raise InvalidArguments(f"messages[{i}].content must be a string or a list of text parts")
+    out = {k: v for k, v in m.items() if k in ("name", "tool_calls", "tool_call_id")}
+    out.update(role="system" if role == "developer" else role, content=content)
+    if content is None and not out.get("tool_calls"):
+        out["content"] = ""
+    return out
+
+
+def _gone() -> Response:
+    return Response(status_code=499)  # nginx's "client closed request": nobody reads it
+
+
+def _stop(stop: str | list[str] | None) -> tuple[str, ...]:
+    if stop is None:
+        return ()
+    return (stop,) if isinstance(stop, str) else tuple(s for s in stop if s)
+
+
+async def _collect(request: Request, stream: TokenStream) -> Completion | None:
+    """The whole reply; None if the client left first (its sequence is then freed)."""
+    completion = await unless_gone(request, stream.collect)
+    if completion is None:
+        stream.close()
+        return None
+    if completion.finish_reason == "abort":
+        raise KernelNotRunning("the kernel stopped before the reply was complete; try again")
+    return completion
+
+
+# -- replies ------------------------------------------------------------------------------------------
+
+
+def _finish(reason: str) -> str:
+    return reason if reason in ("stop", "length", "tool_calls") else "stop"
+
+
+def _usage(c: Completion) -> dict[str, int]:
+    return {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
+            "total_tokens": c.prompt_tokens + c.completion_tokens}
+
+
+def _tool_calls(c: Completion, indexed: bool = False) -> list[dict[str, Any]]:
+    out = []
+    for i, tc in enumerate(c.tool_calls):
+        entry = {"id": tc.id, "type": "function",
+                 "function": {"name": tc.name, "arguments": json.dumps(tc.arguments, ensure_ascii=False)}}
+        out.append({"index": i, **entry} if indexed else entry)
+    return out
+
+
+class _Reply:
+    """The id, timestamps and shapes shared by one completion's reply (or its chunks)."""
+
+    def __init__(self, prefix: str, obj: str, model: str) -> None:
+        self.id = f"{prefix}-{uuid.uuid4().hex[:24]}"
+        self.object, self.model, self.created = obj, model, int(time.time())
+
+    def _head(self, obj: str) -> dict[str, Any]:
+        return {"id": self.id, "object": obj, "created": self.created, "model": self.model,
+                "system_fingerprint": None}
+
+    def chat(self, c: Completion) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": c.text, "refusal": None}
+        if c.tool_calls:
+            message["content"] = c.text or None
+            message["tool_calls"] = _tool_calls(c)
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": _finish(c.finish_reason)}
+        return {**self._head("chat.completion"), "choices": [choice], "usage": _usage(c)}
+
+    def text(self, c: Completion) -> dict[str, Any]:
+        choice = {"index": 0, "text": c.text, "logprobs": None, "finish_reason": _finish(c.finish_reason)}
+        return {**self._head("text_completion"), "choices": [choice], "usage": _usage(c)}
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None, usage: bool) -> dict[str, Any]:
+        chunk = {**self._head("chat.completion.chunk"),
+                 "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+        if usage:
+            chunk["usage"] = None
+        return chunk
+
+    async def chat_chunks(self, stream: TokenStream, *, buffer: bool, usage: bool) -> AsyncIterator[dict]:
+        """role first, then content deltas, then an empty delta with finish_reason (then usage).
+
+        With tools offered the reply is held back until it is complete, because the model's raw text of
+        a tool call is not content; it then comes as one content delta and/or one tool_calls delta.
+        """
+        yield self._chunk({"role": "assistant", "content": ""}, None, usage)
+        try:
+            async for text in stream:
+                if text and not buffer:
+                    yield self._chunk({"content": text}, None, usage)
+        finally:  # the client left mid-stream: free the sequence now
+            stream.close()
+        c = stream.completion
+        assert c is not None
+        if buffer:
+            if c.text:
+                yield self._chunk({"content": c.text}, None, usage)
+            if c.tool_calls:
+                yield self._chunk({"tool_calls": _tool_calls(c, indexed=True)}, None, usage)
+        yield self._chunk({}, _finish(c.finish_reason), usage)
+        if usage:
+            yield {**self._head("chat.completion.chunk"), "choices": [], "usage": _usage(c)}
+
+    async def text_chunks(self, stream: TokenStream, *, usage: bool) -> AsyncIterator[dict]:
+        def chunk(text: str, finish: str | None) -> dict[str, Any]:
+            out = {**self._head("text_completion"),
+                   "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}]}
+            return {**out, "usage": None} if usage else out
+
+        try:
+            async for text in stream:
+                if text:
+                    yield chunk(text, None)
+        finally:
+            stream.close()
+        c = stream.completion
+        assert c is not None
+        yield chunk("", _finish(c.finish_reason))
+        if usage:
+            yield {**self._head("text_completion"), "choices": [], "usage": _usage(c)}
+
+
+def _sse(chunks: AsyncIterator[dict]) -> StreamingResponse:
+    """Server-sent events: ``data: {json}`` per chunk, ``data: [DONE]`` last; an error mid-stream is
+    sent as ``data: {"error": ...}`` (what OpenAI's clients expect) and the stream ends."""
+
+    async def body() -> AsyncIterator[str]:
+        try:
+            async with aclosing(chunks) as source:
+                async for chunk in source:
+                    yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
+        except LlmasosError as exc:
+            _status, type_ = status_of(exc)
+            yield f"data: {json.dumps(error_body(str(exc), type_, type(exc).__name__))}\n\n"
+            return
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers=SSE_HEADERS)
