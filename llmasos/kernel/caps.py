@@ -169,6 +169,10 @@ def _generate(proc: Process, caps: Caps, call: c.Generate) -> None:
     _tools(proc, caps, [t for t in call.tools or () if isinstance(t, str)])
 
 
+def _chat(proc: Process, caps: Caps, call: c.Chat) -> None:
+    _generate(proc, caps, c.Generate(prompt=call.text))  # chat generates: same token budget, no tools
+
+
 def _call_tool(proc: Process, caps: Caps, call: c.CallTool) -> None:
     _tools(proc, caps, [call.tool])
 
@@ -184,6 +188,7 @@ def _tools(proc: Process, caps: Caps, names: Iterable[str]) -> None:
 _RULES: dict[type, Callable[[Any, Caps, Any], None]] = {
     c.Spawn: _spawn,
     c.Generate: _generate,
+    c.Chat: _chat,
     c.CallTool: _call_tool,
 }
 

@@ -390,6 +390,8 @@ class Kernel:
             raise NoSuchProcess(f"process {pid} has ended; its stdin is closed")
         stdin = proc.get_stdin()
         for line in text.splitlines(keepends=True):
+            if self.journal is not None:
+                self.journal.stdin_written(pid, line)  # persisted until a readline takes it
             stdin.put(line)
 
     def close_stdin(self, pid: int) -> None:

@@ -24,13 +24,13 @@ def tool_context(k: Kernel, p: Process) -> ToolContext:
 
     key = None
     try:
-        from llmasos.memory.journal import current_idempotency_key  # the memory manager's, once there
+        from llmasos.memory.keys import current_idempotency_key  # the memory manager's
     except ImportError:
         pass
     else:
         key = current_idempotency_key()
     return ToolContext(pid=p.pid, home=k.config.home / "procs" / str(p.pid), sys=current_sys.get(),
-                       idempotency_key=key)
+                       kernel=k, proc=p, idempotency_key=key)
 
 
 async def sys_call_tool(k: Kernel, p: Process, call: c.CallTool) -> Any:

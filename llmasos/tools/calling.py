@@ -142,7 +142,8 @@ def render_tools(offered: list[Offered], choice: str) -> str:
     lines = ["You can call these tools:", "<tools>"]
     lines += [json.dumps(o.schema["function"], ensure_ascii=False) for o in offered]
     lines.append("</tools>")
-    example = f'{OPEN}{{"name": "{offered[0].name}", "arguments": {{...}}}}{CLOSE}'
+    # A neutral example: naming a real tool here makes a small model pick that one every time.
+    example = f'{OPEN}{{"name": <tool name>, "arguments": {{<arguments>}}}}{CLOSE}'
     if choice == "required":
         lines.append(f"Reply with one tool call and nothing else, like: {example}")
     else:

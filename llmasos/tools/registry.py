@@ -38,7 +38,9 @@ class ToolContext:
 
     pid: int = 0  # the calling process (0: the root user)
     home: Path | None = None  # the process's own directory, $LLMASOS_HOME/procs/<pid>
-    sys: Any = None  # the calling process's Sys, for tools that make syscalls (memory tools)
+    sys: Any = None  # the calling process's Sys
+    kernel: Any = None  # the kernel and the process record, for built-in tools that run
+    proc: Any = None  # memory handlers inline (tools/builtin/memory.py); others leave them alone
     idempotency_key: str | None = None  # from the syscall journal, when one is attached
     extra: dict[str, Any] = field(default_factory=dict)
 

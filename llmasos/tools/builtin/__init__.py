@@ -4,6 +4,6 @@ Rule: each tool is a small module of plain typed functions under ``@tool``; anyt
 stays inside the calling process's own directory.
 """
 
-from llmasos.tools.builtin import calculator, clock, files
+from llmasos.tools.builtin import calculator, clock, files, memory
 
-__all__ = ["calculator", "clock", "files"]
+__all__ = ["calculator", "clock", "files", "memory"]

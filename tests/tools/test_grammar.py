@@ -1,0 +1,91 @@
+"""Constrained decoding: a random model's output is always a valid call (or, with "auto", plain text)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from llmasos.kernel import Kernel, KernelConfig
+from llmasos.syscalls.calls import Generate
+from llmasos.tools.calling import resolve
+from llmasos.tools.grammar import ToolCallProcessor, apply_bitmask, call_schema, lark_grammar
+
+UNIT = {"type": "function", "function": {"name": "weather", "description": "Weather in a city", "parameters": {
+    "type": "object", "properties": {"unit": {"enum": ["c", "f"]}, "rain": {"type": "boolean"}},
+    "required": ["unit", "rain"], "additionalProperties": False}}}
+SWITCH = {"type": "function", "function": {"name": "switch", "parameters": {
+    "type": "object", "properties": {"on": {"type": "boolean"}}, "required": ["on"], "additionalProperties": False}}}
+
+
+def test_call_schema_lists_each_tool() -> None:
+    schema = call_schema([UNIT, SWITCH])
+    assert [o["properties"]["name"]["const"] for o in schema["anyOf"]] == ["weather", "switch"]
+    assert "start: call\n" in lark_grammar([UNIT], "required")
+    assert "ANSWER" in lark_grammar([UNIT], "auto")
+
+
+def test_apply_bitmask_keeps_only_set_bits() -> None:
+    mask = torch.zeros(2, dtype=torch.int32)
+    mask[0] = 0b101  # tokens 0 and 2
+    logits = torch.zeros(40)
+    out = apply_bitmask(logits, mask)
+    assert torch.isfinite(out).nonzero().flatten().tolist() == [0, 2]
+
+
+def _decode(tokenizer, processor: ToolCallProcessor, seed: int, steps: int = 60) -> str:
+    gen = torch.Generator().manual_seed(seed)
+    out: list[int] = []
+    for _ in range(steps):
+        logits = processor(out, torch.randn(len(tokenizer), generator=gen) * 5)
+        token = int(torch.argmax(logits))
+        if token == tokenizer.eos_token_id:
+            break
+        out.append(token)
+    return tokenizer.decode(out)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_random_logits_still_give_a_valid_call(tiny_model_dir, seed: int) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    text = _decode(tok, ToolCallProcessor(tok, lark_grammar([UNIT, SWITCH], "required")), seed)
+    assert text.startswith("<tool_call>") and text.endswith("</tool_call>")
+    call = json.loads(text[len("<tool_call>"):-len("</tool_call>")])
+    assert call["name"] in ("weather", "switch")
+    assert set(call["arguments"]) == ({"unit", "rain"} if call["name"] == "weather" else {"on"})
+
+
+async def test_constrained_through_the_kernel_in_one_batch(tiny_engine_factory, tmp_path) -> None:
+    engine = tiny_engine_factory(max_batch=8)
+    async with Kernel(KernelConfig(engine=engine, home=tmp_path)) as k:
+        msgs = ({"role": "user", "content": "weather?"},)
+        streams = [k.submit(None, Generate(messages=msgs, tools=(UNIT, SWITCH), tool_choice="required",
+                                           max_tokens=60, temperature=1.0, seed=i)) for i in range(4)]
+        plain = k.submit(None, Generate(messages=msgs, max_tokens=8))  # an unconstrained neighbour
+        results = [await s.collect() for s in streams]
+        await plain.collect()
+    for c in results:
+        assert c.finish_reason == "tool_calls", c.text
+        assert c.tool_calls[0].name in ("weather", "switch")
+
+
+async def test_auto_gives_a_call_or_text_not_starting_a_call(tiny_engine_factory, tmp_path) -> None:
+    engine = tiny_engine_factory()
+    async with Kernel(KernelConfig(engine=engine, home=tmp_path)) as k:
+        for seed in range(3):
+            c = await k.submit(None, Generate(prompt="hi", tools=(SWITCH,), tool_choice="auto", max_tokens=12,
+                                              temperature=1.0, seed=seed)).collect()
+            assert c.tool_calls or not c.text.startswith("<")
+
+
+def test_registered_tool_schemas_compile(tiny_model_dir) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    offered = [o.schema for o in resolve(["calculator", "clock", "files"])]
+    p = ToolCallProcessor(tok, lark_grammar(offered, "auto"))
+    p([], torch.zeros(len(tok)))
+    assert p.error is None

@@ -1,0 +1,36 @@
+"""Tool calls and the react app on the real default model (slow: loads SmolLM2-135M)."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmasos.kernel import Kernel, KernelConfig
+from llmasos.syscalls.calls import Generate
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def real_engine():
+    from llmasos.engine.hf import HFEngine
+
+    return HFEngine.from_pretrained("smollm2-135m")
+
+
+async def test_constrained_calls_are_valid_on_the_default_model(real_engine, tmp_path) -> None:
+    async with Kernel(KernelConfig(engine=real_engine, home=tmp_path)) as k:
+        questions = ["What is 17 * 23?", "What time is it in Paris?", "List my files."]
+        streams = [k.submit(None, Generate(messages=({"role": "user", "content": q},),
+                                           tools=("calculator", "clock", "files"), tool_choice="required",
+                                           max_tokens=48)) for q in questions]
+        for s in streams:
+            c = await s.collect()
+            assert c.finish_reason == "tool_calls", c.text
+            assert c.tool_calls[0].name in ("calculator", "clock", "files")
+
+
+async def test_react_solves_arithmetic_on_the_default_model(real_engine, tmp_path) -> None:
+    async with Kernel(KernelConfig(engine=real_engine, home=tmp_path)) as k:
+        status = await k.run("react", "What is 17 * 23?")
+    assert status.ok, status.error
+    assert "391" in status.value
