@@ -60,7 +60,9 @@ def create_engine(url: str, *, busy_timeout: float = 5.0, synchronous: str = "NO
         return create_async_engine(url, pool_pre_ping=False)
     memory = u.database in (None, "", ":memory:")
     kwargs: dict[str, Any] = {"poolclass": StaticPool} if memory else {}
-    engine = create_async_engine(url, connect_args={"timeout": busy_timeout}, **kwargs)
+    # check_same_thread=False: batches of rows commit on the loop's thread (see writer.py)
+    engine = create_async_engine(url, connect_args={"timeout": busy_timeout, "check_same_thread": False},
+                                 **kwargs)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _pragmas(dbapi_conn: Any, record: Any) -> None:

@@ -19,6 +19,7 @@ import importlib
 import itertools
 import json
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from llmasos.memory import codec
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
 NOT_JOURNALED = frozenset({"GetPid", "Exit"})  # pure, or ends the process (its row records that)
 REPLAY_BY_RUNNING = frozenset({"Write"})  # replay re-runs them: they rebuild in-memory state (the log)
+STDIN = -1  # the sender of a mailbox row that is an unread stdin line
 EFFECTS = frozenset({"Spawn", "Kill", "Send", "CallTool"})  # intent first; a syscall class may also
 # declare ``effect: ClassVar[bool] = True``
 
@@ -76,6 +78,8 @@ class Journal:
         self._spawn_key: str | None = None  # while a spawn handler runs: the key its child records
         self._messages: dict[int, tuple[Message, int, int]] = {}  # id(msg) -> (msg, row id, pid)
         self._msg_ids = itertools.count(1)
+        self._stdin: dict[int, deque[int]] = {}  # pid -> row ids of its unread stdin lines, in order
+        self.live = 0  # processes started and not ended (whether a commit has anyone to share with)
 
     def key(self, pid: int, n: int) -> str:
         return f"{self.db_id}-{pid}-{n}"
@@ -97,8 +101,8 @@ class Journal:
         effect = name in EFFECTS or bool(getattr(type(call), "effect", False))
         row = {"pid": proc.pid, "n": n, "call": name, "digest": digest}
         if effect and not in_flight:
-            await self.store.w.run(rows=[("journal+", {**row, "status": "intent", "result": None,
-                                                       "error_type": None, "at": time.time()})])
+            await self._write([("journal+", {**row, "status": "intent", "result": None,
+                                             "error_type": None, "at": time.time()})])
         recorded = effect or in_flight
         token = _KEY.set(self.key(proc.pid, n))
         try:
@@ -142,6 +146,12 @@ class Journal:
         if self.group and not effect:
             self.store.w.post(rows=rows)
         else:
+            await self._write(rows)
+
+    async def _write(self, rows: list[tuple[str, dict[str, Any]]]) -> None:
+        """Commit rows before returning: grouped with other processes' by the writer's task, or, when
+        this is the only live process (nobody to share a commit with), at once on this thread."""
+        if self.live > 1 or not self.store.w.write_now(rows):
             await self.store.w.run(rows=rows)
 
     def _post(self, row: dict[str, Any], update_: bool, value: Any) -> None:
@@ -160,8 +170,11 @@ class Journal:
             if row["call"] == "Recv" and isinstance(value, Message):
                 taken = self._messages.pop(id(value), None)
                 message_row = taken[1] if taken is not None else None
+            elif row["call"] == "ReadLine" and isinstance(value, str):
+                lines = self._stdin.get(row["pid"])
+                message_row = lines.popleft() if lines else None  # stdin is read in order
         rows = [("journal=" if update_ else "journal+", full)]
-        if message_row is not None:  # the message leaves the mailbox with the recv's entry
+        if message_row is not None:  # the message (line) leaves the mailbox with the call's entry
             rows.append(("mailbox-", {"id": message_row}))
         return rows
 
@@ -205,6 +218,7 @@ class Journal:
 
     def process_started(self, proc: Any) -> None:
         """Queue the new process's row (recovery's own restarts are already in the table)."""
+        self.live += 1
         if self.restoring:
             return
         from llmasos.memory.recovery import app_spec
@@ -221,6 +235,7 @@ class Journal:
 
     def process_ended(self, proc: Any) -> None:
         """Queue how proc ended; it will not be restored, and its unread mail is dropped."""
+        self.live -= 1
         u = proc.usage
         self.store.post_process_end(proc.pid, {
             "state": proc.state.value, "ended": proc.ended, "exit_value": codec.dumps(proc.exit_value),
@@ -232,6 +247,7 @@ class Journal:
         self.replay.pop(proc.pid, None)
         for key in [k for k, (_, _, pid) in self._messages.items() if pid == proc.pid]:
             del self._messages[key]
+        self._stdin.pop(proc.pid, None)
 
     def message_sent(self, pid: int, msg: Message) -> None:
         """Persist a message put in pid's mailbox until a recv takes it (its journal entry deletes it)."""
@@ -243,6 +259,17 @@ class Journal:
     def adopt_message(self, pid: int, msg: Message, row_id: int) -> None:
         """A persisted unread message, put back in a restored mailbox."""
         self._messages[id(msg)] = (msg, row_id, pid)
+
+    def stdin_written(self, pid: int, line: str) -> None:
+        """Persist a line put in pid's stdin until a readline takes it (a mailbox row from STDIN)."""
+        row_id = next(self._msg_ids)
+        self._stdin.setdefault(pid, deque()).append(row_id)
+        self.store.w.post(rows=[("mailbox+", {"id": row_id, "pid": pid, "sender": STDIN,
+                                              "body": codec.dumps(line)})], urgent=not self.group)
+
+    def adopt_stdin(self, pid: int, row_id: int) -> None:
+        """A persisted unread stdin line, put back in a restored stdin (in order)."""
+        self._stdin.setdefault(pid, deque()).append(row_id)
 
     def start_message_ids(self, after: int) -> None:
         self._msg_ids = itertools.count(after + 1)

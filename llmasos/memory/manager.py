@@ -49,7 +49,8 @@ class MemoryManager:
             lock.acquire()
         engine = db.create_engine(url, busy_timeout=config.db_busy_timeout,
                                   synchronous=config.db_synchronous)
-        writer = Writer(engine, where, delay=config.group_commit_ms / 1000)
+        writer = Writer(engine, where, delay=config.group_commit_ms / 1000,
+                        busy_timeout=config.db_busy_timeout)
         self = cls(url, engine, writer, lock)
         try:
             conn = await writer.open()

@@ -49,7 +49,15 @@ def m001_initial(conn: Connection) -> None:
     ])
 
 
-MIGRATIONS: list[Migration] = [m001_initial]
+def m002_processes_parent_index(conn: Connection) -> None:
+    """An index on processes.parent: recovery finds a restored parent's ended children without a scan.
+
+    (IF NOT EXISTS: on a blank database m001 already made it, from schema.py.)
+    """
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_processes_parent ON processes (parent)"))
+
+
+MIGRATIONS: list[Migration] = [m001_initial, m002_processes_parent_index]
 
 
 def current_version(conn: Connection) -> int:

@@ -2,9 +2,11 @@
 
 Rule: a process the database shows alive is started again with the same pid, app, args, parent,
 priority and capabilities, marked ``restored`` so the journal replays its completed syscalls; its
-unread mailbox comes back. One whose app cannot be found is marked LOST with the reason; one whose
-app is not restartable is marked KILLED. Parents start before children (pids grow), so a child finds
-its parent alive. Nothing is started twice: the rows are updated, never inserted again.
+unread mailbox and unread stdin lines come back (an end of input does not). One whose app cannot be
+found is marked LOST with the reason; one whose app is not restartable is marked KILLED; both stay in
+the kernel's table (``ps -a``, ``wait``) until reaped, never runnable. Parents start before children
+(pids grow), so a child finds its parent alive. Nothing is started twice: the rows are updated, never
+inserted again.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 from llmasos.apps import registry
 from llmasos.apps.app import App
 from llmasos.kernel import caps as capmod
-from llmasos.kernel.proc import LIVE, ProcState
+from llmasos.kernel.proc import LIVE, ProcState, Process
 from llmasos.memory import codec
+from llmasos.memory.journal import STDIN
 from llmasos.syscalls.types import ExitStatus, Message
 
 if TYPE_CHECKING:
@@ -90,12 +93,11 @@ async def recover(kernel: Any, mm: MemoryManager) -> Recovery:
             _restore(kernel, journal, row, entries.get(row.pid), mail.get(row.pid, ()), report)
     finally:
         journal.restoring = False
-    for pid, why in report.lost.items():
-        journal.store.post_process_end(pid, {"state": ProcState.LOST.value, "error": why,
-                                             "ended": time.time()}, urgent=True)
-    for pid, why in report.killed.items():
-        journal.store.post_process_end(pid, {"state": ProcState.KILLED.value, "error": why,
-                                             "ended": time.time()}, urgent=True)
+    by_pid = {row.pid: row for row in rows}
+    for state, ended in ((ProcState.LOST, report.lost), (ProcState.KILLED, report.killed)):
+        for pid, why in ended.items():
+            store.post_process_lost(pid, state.value, why)
+            kernel.add_ended(_ended_process(kernel, by_pid[pid], state, why))  # for ps -a and wait
     await store.w.flush()
     report.seconds = time.perf_counter() - t0
     return report
@@ -105,6 +107,23 @@ async def _load_ended_children(journal: Any, store: Any, parents: set[int]) -> N
     ended = [ProcState.EXITED.value, ProcState.KILLED.value, ProcState.CRASHED.value, ProcState.LOST.value]
     for r in await store.processes(states=ended, parents=sorted(parents)):
         journal.ended[r.pid] = ExitStatus(r.pid, r.state, codec.loads(r.exit_value), r.error)
+
+
+def _ended_process(kernel: Any, row: Any, state: ProcState, why: str) -> Process:
+    """The record of a process recovery could not restart, as ``ps -a`` and ``wait`` show it."""
+    try:
+        args = tuple(codec.loads(row.args))
+    except Exception:
+        args = ()  # its values need the app's own classes, which are gone
+    try:
+        caps = caps_from(json.loads(row.caps))
+    except Exception:
+        caps = capmod.Caps()
+    parent = kernel.processes.get(row.parent)
+    return Process(pid=row.pid, app=App(row.app, "could not be restarted"), args=args, kwargs={},
+                   parent=row.parent if parent is not None and parent.alive else 0,
+                   priority=row.priority, caps=caps, state=state, started=row.started,
+                   ended=time.time(), error=why, restored=True)
 
 
 def _restore(kernel: Any, journal: Any, row: Any, entries: dict[int, Any] | None, mail: Any,
@@ -142,6 +161,10 @@ def _restore(kernel: Any, journal: Any, row: Any, entries: dict[int, Any] | None
         journal.replay[row.pid] = dict(entries)
         journal.replay_end[row.pid] = max(entries)
     for m in mail:
+        if m.sender == STDIN:  # an unread stdin line
+            journal.adopt_stdin(row.pid, m.id)
+            proc.get_stdin().put(codec.loads(m.body))
+            continue
         msg = Message(m.sender, codec.loads(m.body))
         journal.adopt_message(row.pid, msg, m.id)
         proc.get_mailbox().put(msg)

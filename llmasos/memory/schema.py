@@ -38,6 +38,7 @@ processes = Table(
     Column("ended", Float),
     Column("spawn_key", String(80), unique=True),  # idempotency key of the spawn syscall that made it
     Index("ix_processes_state", "state"),
+    Index("ix_processes_parent", "parent"),  # since migration 2
 )
 
 journal = Table(
@@ -61,7 +62,8 @@ mailbox = Table(
     Column("body", Text, nullable=False),
     Index("ix_mailbox_pid", "pid"),
 )
-"""Messages sent but not yet received (a received one is deleted with its recv's journal entry)."""
+"""Messages sent but not yet received (a received one is deleted with its recv's journal entry), and
+unread stdin lines (``sender`` -1, ``journal.STDIN``; deleted with their readline's entry)."""
 
 kv = Table(
     "kv", metadata,

@@ -41,20 +41,24 @@ class Store:
         await self.w.run(_set_meta(key, value))
 
     def post_meta(self, key: str, value: str, *, urgent: bool = True) -> None:
-        self.w.post(_set_meta(key, value), urgent=urgent)
+        """Queue a new value for a key the first migration made (``next_pid``)."""
+        self.w.post(rows=[("meta=", {"key": key, "value": value})], urgent=urgent)
 
     # -- processes ---------------------------------------------------------------------------
 
     def post_process(self, row: dict[str, Any], *, urgent: bool) -> None:
-        async def op(conn: AsyncConnection) -> None:
-            await conn.execute(insert(s.processes), row)
-        self.w.post(op, urgent=urgent)
+        self.w.post(rows=[("process+", row)], urgent=urgent)
 
     def post_process_end(self, pid: int, values: dict[str, Any], *, urgent: bool) -> None:
-        async def op(conn: AsyncConnection) -> None:
-            await conn.execute(update(s.processes).where(s.processes.c.pid == pid).values(**values))
-            await conn.execute(delete(s.mailbox).where(s.mailbox.c.pid == pid))
-        self.w.post(op, urgent=urgent)
+        """Queue how pid ended (state, ended, exit_value, error, usage); its unread mail goes."""
+        self.w.post(rows=[("process-end", {"pid": pid, **values}),
+                          ("mailbox-of", {"pid": pid})], urgent=urgent)
+
+    def post_process_lost(self, pid: int, state: str, why: str, *, urgent: bool = True) -> None:
+        """Queue that recovery could not restart pid (state LOST or KILLED, and why); its mail goes."""
+        self.w.post(rows=[("process-lost", {"pid": pid, "state": state, "error": why,
+                                            "ended": time.time()}),
+                          ("mailbox-of", {"pid": pid})], urgent=urgent)
 
     async def processes(self, states: list[str] | None = None, pids: list[int] | None = None,
                         parents: list[int] | None = None) -> list[Any]:

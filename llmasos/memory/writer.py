@@ -6,10 +6,17 @@ and commits once (group commit): concurrent processes share a commit, and an ope
 durable before its ``run`` returns. ``post`` queues an operation without waiting for it; posted
 operations wait up to ``delay`` seconds for company unless something urgent arrives.
 
-Hot-path writes (journal entries, mailbox rows) are queued as *rows* of a known statement
-(``ROW_SQL``) rather than as functions: consecutive rows of one statement run as one executemany,
-and on SQLite a batch of rows only runs in a single hop to the driver's thread (BEGIN IMMEDIATE,
-executemany..., COMMIT), which is what makes a journaled syscall cheap.
+Hot-path writes (journal entries, process and mailbox rows) are queued as *rows* of a known
+statement (``ROW_SQL``) rather than as functions: consecutive rows of one statement run as one
+executemany. On SQLite with ``synchronous`` OFF or NORMAL a batch of rows is committed right on the
+event loop's thread (BEGIN IMMEDIATE, executemany..., COMMIT: tens of microseconds of page-cache
+writes, no fsync), because a hop to the driver's thread and back costs more than the commit itself;
+``write_now`` lets a caller with nobody to share a commit with do it at once, without a trip through
+the serving task. So that this never stalls the loop, the connection then has ``busy_timeout=0``
+(the writer waits for another program's lock itself, asleep, up to ``busy_timeout`` seconds) and no
+automatic WAL checkpoint (the serving task checkpoints in the driver's thread every
+``CHECKPOINT_EVERY`` commits). Functions, and rows on other databases or with ``synchronous`` FULL
+or EXTRA (an fsync per commit), run in the driver's thread (aiosqlite) or on the async driver.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from llmasos.memory.errors import DatabaseCorrupt, DatabaseFull, DatabaseLocked,
 Op = Callable[[AsyncConnection], Awaitable[Any]]
 Row = tuple[str, dict[str, Any]]  # (a ROW_SQL name, its parameters)
 _FATAL = (DatabaseLocked, DatabaseFull, DatabaseCorrupt)
+CHECKPOINT_EVERY = 256  # commits between WAL checkpoints when rows commit on the loop's thread
 
 ROW_SQL = {
     "journal+": "INSERT INTO journal (pid, n, call, digest, status, result, error_type, at) "
@@ -35,7 +43,17 @@ ROW_SQL = {
                 "error_type = :error_type, at = :at WHERE pid = :pid AND n = :n",
     "mailbox+": "INSERT INTO mailbox (id, pid, sender, body) VALUES (:id, :pid, :sender, :body)",
     "mailbox-": "DELETE FROM mailbox WHERE id = :id",
+    "mailbox-of": "DELETE FROM mailbox WHERE pid = :pid",
+    "process+": "INSERT INTO processes (pid, app, spec, args, kwargs, state, priority, parent, caps, "
+                "usage, exit_value, error, started, ended, spawn_key) VALUES (:pid, :app, :spec, :args, "
+                ":kwargs, :state, :priority, :parent, :caps, :usage, :exit_value, :error, :started, "
+                ":ended, :spawn_key)",
+    "process-end": "UPDATE processes SET state = :state, ended = :ended, exit_value = :exit_value, "
+                   "error = :error, usage = :usage WHERE pid = :pid",
+    "process-lost": "UPDATE processes SET state = :state, ended = :ended, error = :error WHERE pid = :pid",
+    "meta=": "UPDATE meta SET value = :value WHERE key = :key",  # keys the first migration made
 }
+_TEXT = {kind: text(sql) for kind, sql in ROW_SQL.items()}  # compiled once, for async drivers
 
 
 class _Pending:
@@ -52,10 +70,12 @@ class _Pending:
 class Writer:
     """Ordered, grouped execution of database operations on one connection."""
 
-    def __init__(self, engine: AsyncEngine, where: str, *, delay: float = 0.0) -> None:
+    def __init__(self, engine: AsyncEngine, where: str, *, delay: float = 0.0,
+                 busy_timeout: float = 5.0) -> None:
         self.engine = engine
         self.where = where  # the database, for error messages
         self.delay = delay  # seconds posted operations may wait for company
+        self.busy_timeout = busy_timeout  # seconds to wait for another program's lock
         self.conn: AsyncConnection | None = None
         self.commits = 0  # transactions committed (statistics for benchmarks)
         self._queue: list[_Pending] = []
@@ -64,7 +84,11 @@ class Writer:
         self._hurry = anyio.Event()
         self._serving = False
         self._direct = anyio.Lock()
-        self._fast: Any = None  # the aiosqlite connection, for one-hop batches of rows
+        self._driver: Any = None  # SQLite: the aiosqlite connection (its thread runs blocking work)
+        self._raw: Any = None  # SQLite: the sqlite3 connection under it, for batches of rows
+        self._inline = False  # rows commit on the loop's thread (see the module's docstring)
+        self._checkpointed = 0  # self.commits at the last WAL checkpoint
+        self._busy = False  # the serving task awaits work on the connection in the driver's thread
 
     async def open(self) -> AsyncConnection:
         try:
@@ -72,7 +96,7 @@ class Writer:
             if self.engine.dialect.name == "sqlite":
                 driver = (await self.conn.get_raw_connection()).driver_connection
                 if hasattr(driver, "_execute") and hasattr(driver, "_conn"):
-                    self._fast = driver
+                    self._driver, self._raw = driver, driver._conn
         except Exception as exc:
             raise translate(exc, self.where) from exc
         return self.conn
@@ -85,8 +109,9 @@ class Writer:
         op.done = anyio.Event()
         if not self._serving:  # before the serving task starts (boot) or after it stopped
             async with self._direct:
-                await self._commit([*self._take(), op])
-        else:
+                if not self._serving:  # (it may have started while we waited for the lock)
+                    await self._commit([*self._take(), op])
+        if not op.done.is_set():
             self._push(op, urgent=True)
             await op.done.wait()
         if op.error is not None:
@@ -99,7 +124,7 @@ class Writer:
 
     async def flush(self) -> None:
         """Wait until everything queued so far is committed."""
-        await self.run(_nothing)
+        await self.run(rows=[])
 
     def on_error(self, error: MemoryStoreError) -> None:
         """Called with the error of a posted operation that nobody waits for (override to log)."""
@@ -108,8 +133,13 @@ class Writer:
         self._queue.append(op)
         self._wake.set()
         if urgent:
-            self._urgent = True
-            self._hurry.set()
+            self._hurry_up()
+
+    def _hurry_up(self) -> None:
+        """The serving task commits what is queued at once (no waiting for company)."""
+        self._wake.set()
+        self._urgent = True
+        self._hurry.set()
 
     def _take(self) -> list[_Pending]:
         batch, self._queue, self._urgent = self._queue, [], False
@@ -119,36 +149,87 @@ class Writer:
 
     async def serve(self) -> None:
         """The serving task: commit what is queued, group by group, until cancelled."""
-        self._serving = True
+        async with self._direct:
+            if self._raw is not None:
+                self._inline = await self._driver._execute(_go_inline, self._raw)
+            self._serving = True
         try:
             while True:
+                if self._inline and self.commits - self._checkpointed >= CHECKPOINT_EVERY:
+                    await self._shielded(self._checkpoint())
                 if not self._queue:
                     self._wake = anyio.Event()
                     await self._wake.wait()
+                # One more round of the event loop: processes that are ready now add their entries to
+                # this commit (a process alone commits without coming here: write_now).
+                await anyio.lowlevel.checkpoint()
                 if not self._urgent and self.delay > 0:
                     self._hurry = anyio.Event()
                     with anyio.move_on_after(self.delay):
                         await self._hurry.wait()
                 batch = self._take()
-                with anyio.CancelScope(shield=True):  # a started commit always finishes
-                    await self._commit(batch)
+                # Invariant: an inline commit has no await, so it cannot be cancelled halfway.
+                if batch and not (self._inline and self._commit_inline(batch)):
+                    await self._shielded(self._commit(batch))
         finally:
             self._serving = False
+
+    async def _shielded(self, work: Awaitable[None]) -> None:
+        """Await work that uses the connection in another thread: it always finishes once started."""
+        self._busy = True
+        try:
+            with anyio.CancelScope(shield=True):
+                await work
+        finally:
+            self._busy = False
+
+    def write_now(self, rows: list[Row]) -> bool:
+        """Commit rows (after what is queued) right now, on this thread, if the writer can.
+
+        True: committed. False: nothing done (not SQLite, FULL sync, the connection is busy in the
+        driver's thread, or the commit failed); ``run(rows=...)`` then does it, or reports why.
+        """
+        if not (self._inline and self._serving) or self._busy:
+            return False
+        batch = [*self._take(), _Pending(None, rows)]
+        if self._commit_inline(batch):
+            if self.commits - self._checkpointed >= CHECKPOINT_EVERY:
+                self._wake.set()  # the serving task checkpoints
+            return True
+        self._queue[:0] = batch[:-1]  # back in front, in order
+        if len(batch) > 1:
+            self._hurry_up()
+        return False
+
+    def _commit_inline(self, batch: list[_Pending]) -> bool:
+        """Commit a batch of rows on this thread; False (nothing done) if it has functions or failed."""
+        if any(op.fn is not None for op in batch):
+            return False
+        try:
+            _write_rows(self._raw, _group([r for op in batch for r in op.rows]))
+        except Exception:
+            return False  # _commit retries it, waits for a lock, or reports the error
+        self.commits += 1
+        for op in batch:
+            self._finish(op, None, None)
+        return True
 
     async def _commit(self, batch: list[_Pending]) -> None:
         if not batch:
             return
-        conn = self.conn
-        assert conn is not None, "Writer.open() first"
-        try:
-            if self._fast is not None and all(op.fn is None for op in batch):
-                groups = _group([r for op in batch for r in op.rows])
-                await self._fast._execute(_write_rows, self._fast, groups)  # one hop, one commit
-                values: list[Any] = [None] * len(batch)
-            else:
-                values = await self._run_batch(conn, batch)
-        except Exception as exc:
-            error = translate(exc, self.where)
+        assert self.conn is not None, "Writer.open() first"
+        deadline = anyio.current_time() + self.busy_timeout
+        while True:
+            try:
+                values = await self._attempt(batch)
+                break
+            except Exception as exc:
+                error = translate(exc, self.where)
+            if isinstance(error, DatabaseLocked):  # another program writes: wait for it, asleep
+                left = deadline - anyio.current_time()
+                if left > 0:
+                    await anyio.sleep(min(0.005, left))
+                    continue
             if len(batch) > 1 and not isinstance(error, _FATAL):
                 for op in batch:  # one bad operation must not fail its neighbours
                     await self._commit([op])
@@ -160,6 +241,17 @@ class Writer:
         for op, value in zip(batch, values):
             self._finish(op, value, None)
 
+    async def _attempt(self, batch: list[_Pending]) -> list[Any]:
+        """Run batch in one transaction; the values of its operations."""
+        if self._raw is not None and all(op.fn is None for op in batch):
+            groups = _group([r for op in batch for r in op.rows])
+            if self._inline or not groups:
+                _write_rows(self._raw, groups)
+            else:
+                await self._driver._execute(_write_rows, self._raw, groups)  # one hop, one commit
+            return [None] * len(batch)
+        return await self._run_batch(self.conn, batch)  # type: ignore[arg-type]
+
     async def _run_batch(self, conn: AsyncConnection, batch: list[_Pending]) -> list[Any]:
         values: list[Any] = []
         async with conn.begin():
@@ -167,13 +259,21 @@ class Writer:
             for op in batch:
                 rows.extend(op.rows)
                 if op.fn is not None:
-                    for sql, params in _group(rows):
-                        await conn.execute(text(sql), params)
+                    for kind, params in _group(rows):
+                        await conn.execute(_TEXT[kind], params)
                     rows = []
                 values.append(await op.fn(conn) if op.fn is not None else None)
-            for sql, params in _group(rows):
-                await conn.execute(text(sql), params)
+            for kind, params in _group(rows):
+                await conn.execute(_TEXT[kind], params)
         return values
+
+    async def _checkpoint(self) -> None:
+        """Copy the WAL into the database file, in the driver's thread (PASSIVE: never waits)."""
+        self._checkpointed = self.commits
+        try:
+            await self._driver._execute(_checkpoint, self._raw)
+        except Exception as exc:
+            self.on_error(translate(exc, self.where))
 
     def _finish(self, op: _Pending, value: Any, error: BaseException | None) -> None:
         op.value, op.error = value, error
@@ -190,31 +290,45 @@ class Writer:
                 if self.conn is not None:
                     await self.conn.close()
                     self.conn = None
-
-
-async def _nothing(conn: AsyncConnection) -> None:
-    return None
+                    self._driver = self._raw = None
+                    self._inline = False
 
 
 def _group(rows: list[Row]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """Consecutive rows of one statement, as (sql, [params...]) for executemany."""
+    """Consecutive rows of one statement, as (kind, [params...]) for executemany."""
     out: list[tuple[str, list[dict[str, Any]]]] = []
     last = None
     for kind, params in rows:
         if kind != last:
-            out.append((ROW_SQL[kind], []))
+            out.append((kind, []))
             last = kind
         out[-1][1].append(params)
     return out
 
 
-def _write_rows(driver: Any, groups: list[tuple[str, list[dict[str, Any]]]]) -> None:
-    """In aiosqlite's thread: one transaction for a batch of rows (sqlite3 takes :name parameters)."""
-    db = driver._conn
+def _go_inline(db: Any) -> bool:
+    """In the driver's thread: whether rows may commit on the loop's thread, and prepare for it."""
+    # Invariant: every statement here is stepped to its end (fetchall), so none is left in progress
+    # (an unfinished one would make the next COMMIT fail).
+    if db.execute("PRAGMA synchronous").fetchall()[0][0] > 1:  # FULL or EXTRA: an fsync per commit
+        return False
+    db.execute("PRAGMA busy_timeout = 0").fetchall()  # the writer waits for locks itself, asleep
+    db.execute("PRAGMA wal_autocheckpoint = 0").fetchall()  # the writer checkpoints (_checkpoint)
+    return True
+
+
+def _checkpoint(db: Any) -> None:
+    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
+def _write_rows(db: Any, groups: list[tuple[str, list[dict[str, Any]]]]) -> None:
+    """One transaction for a batch of rows on a sqlite3 connection (it takes :name parameters)."""
+    if not groups:
+        return
     db.execute("BEGIN IMMEDIATE")
     try:
-        for sql, params in groups:
-            db.executemany(sql, params)
+        for kind, params in groups:
+            db.executemany(ROW_SQL[kind], params)
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:

@@ -127,5 +127,16 @@ async def streamer_main(sys: Sys, lines: int) -> list:
     return out
 
 
+reader = App("reader", "read a line, wait for a message, read the rest")
+
+
+@reader.main
+async def reader_main(sys: Sys, lines: int) -> list:
+    got = [await sys.read()]
+    await sys.recv(timeout=30)
+    got += [await sys.read() for _ in range(lines - 1)]
+    return got
+
+
 def _spec(attr: str) -> str:
     return f"{Path(__file__).resolve()}:{attr}"

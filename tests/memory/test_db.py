@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import anyio
 import pytest
 
 from llmasos import App, Kernel
@@ -65,4 +66,32 @@ async def test_a_full_database_fails_the_write_and_the_kernel_stays_up(home):
         await k.memory.writer.run(limit)
         status = await k.run(_app(main))
         assert status.ok and "cannot grow" in status.value and "free disk space" in status.value
+        assert (await k.run("echo", "still up")).ok
+
+
+async def test_a_locked_database_never_stalls_the_kernel(home):
+    async def main(sys):
+        try:
+            await sys.sleep(0)  # journaled: its entry cannot be committed while the lock is held
+        except DatabaseLocked as exc:
+            return str(exc)
+    gaps = []
+
+    async def ticker():
+        for _ in range(20):
+            start = anyio.current_time()
+            await anyio.sleep(0.01)
+            gaps.append(anyio.current_time() - start)
+    async with Kernel(config(home, db_busy_timeout=0.3)) as k:
+        other = sqlite3.connect(home / "llmasos.db", isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ticker)
+                status = await k.run(_app(main))
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert status.ok and "is locked" in status.value
+        assert max(gaps) < 0.15  # the loop kept running while the commit waited for the lock
         assert (await k.run("echo", "still up")).ok

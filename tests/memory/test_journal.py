@@ -132,10 +132,17 @@ async def test_an_app_that_cannot_be_found_is_marked_lost(home, tmp_path):
     from llmasos.apps import registry
     registry._cache.clear()
     async with Kernel(config(home)) as k:
-        assert pid not in k.processes
         assert pid in k.memory.recovery.lost
+        assert [p.pid for p in k.ps()] == []  # not runnable
+        (info,) = [p for p in k.ps(all=True) if p.pid == pid]  # but shown by ps -a, with why
+        assert info.state == "lost" and info.app == "gone" and "could not be found" in info.error
+        status = await k.wait(pid, timeout=1)
+        assert status.state == "lost" and not status.ok and "could not be found" in status.error
+        assert pid not in k.processes  # wait reaped it
     row = (await _rows(home, pids=[pid]))[0]
     assert row.state == "lost" and "could not be found" in row.error
+    async with Kernel(config(home)) as k:  # a later boot neither restarts nor shows it again
+        assert pid not in k.processes and not k.memory.recovery.lost
 
 
 async def test_pids_are_never_reused_across_restarts(home):
@@ -153,3 +160,18 @@ async def test_both_commit_modes_finish_the_same(home, tmp_path, mode):
     async with Kernel(config(home, journal_commit=mode)) as k:
         status = await k.run(spec("worker"), "w", 3, str(counter))
     assert status.ok and status.value["counts"] == [1, 2, 3]
+
+
+async def test_unread_stdin_lines_survive_a_restart(home):
+    async with Kernel(config(home)) as k:
+        pid = await k.spawn(spec("reader"), 3)
+        k.write_stdin(pid, "one\ntwo\nthree\n")
+        await _until(lambda: k.get(pid).waiting_on == "recv")  # it read "one"; two lines unread
+    async with Kernel(config(home)) as k:
+        assert list(k.get(pid).stdin.items) == ["two\n", "three\n"]  # "one" was taken, not restored
+        k.send(pid, "go")
+        status = await k.wait(pid, timeout=10)
+        left = await k.memory.store.mailboxes([pid])
+    assert status.ok, status.error
+    assert status.value == ["one\n", "two\n", "three\n"]
+    assert not left.get(pid)  # every line left the database with the readline that took it

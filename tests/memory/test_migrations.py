@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import pytest
 from sqlalchemy import inspect
@@ -64,3 +65,34 @@ async def test_the_database_runs_in_wal_mode(home):
 def test_database_url_defaults_to_sqlite_under_home(tmp_path):
     assert db.database_url(None, tmp_path) == f"sqlite+aiosqlite:///{tmp_path / 'llmasos.db'}"
     assert db.database_url("postgresql://u@h/db", tmp_path).startswith("postgresql+asyncpg://")
+
+
+async def test_a_version_1_database_gets_the_parent_index(home):
+    mm = await MemoryManager.open(config(home))
+    await mm.close()
+    with sqlite3.connect(home / "llmasos.db") as conn:  # as migration 1 left it
+        conn.execute("DROP INDEX ix_processes_parent")
+        conn.execute("UPDATE schema_version SET version = 1")
+    mm = await MemoryManager.open(config(home))
+    await mm.close()
+    with sqlite3.connect(home / "llmasos.db") as conn:
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "ix_processes_parent" in names
+        assert conn.execute("SELECT version FROM schema_version").fetchone() == (2,)
+
+
+async def test_a_default_kernel_boots_fast_on_an_existing_database(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMASOS_HOME", str(tmp_path / "home"))
+    from llmasos import Kernel, KernelConfig
+    from llmasos.engine.fake import FakeEngine
+
+    async with Kernel(KernelConfig(engine=FakeEngine())) as k:  # creates the database
+        assert k.memory.where == str(tmp_path / "home" / "llmasos.db")
+        for _ in range(20):
+            await k.run("echo", "x")
+    kernel = Kernel(KernelConfig(engine=FakeEngine()))
+    start = time.perf_counter()
+    await kernel.boot()  # open (lock, migrations check, pids), serve, recover: the memory part
+    booted = time.perf_counter() - start
+    await kernel.shutdown()
+    assert booted < 0.3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from llmasos import App, Kernel
 from llmasos.kernel.caps import restrict
-from llmasos.syscalls.errors import PermissionDenied
+from llmasos.syscalls.errors import PermissionDenied, QuotaExceeded
 
 from .conftest import config
 
@@ -133,3 +133,19 @@ async def test_an_in_memory_database_works(tmp_path):
         return await sys.memory.get("k")
     async with Kernel(config(tmp_path, database="sqlite+aiosqlite:///:memory:")) as k:
         assert (await k.run(_app(main))).value == 1
+
+
+async def test_chat_counts_against_the_token_budget(home):
+    async def main(sys):
+        turns = 0
+        try:
+            while turns < 50:
+                await sys.chat(f"turn {turns}", max_tokens=8)
+                turns += 1
+        except QuotaExceeded as exc:
+            return turns, str(exc), len(await sys.context())
+    async with Kernel(config(home)) as kernel:
+        status = await kernel.run(_app(main, token_budget=40))
+    turns, message, context = status.value
+    assert 0 < turns < 50 and "40-token budget" in message
+    assert context == 2 * turns  # the refused chat appended nothing
