@@ -10,6 +10,7 @@ is not run twice; the model is then asked for its answer, as it is on the last s
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,7 +81,8 @@ async def run_agent(sys: Any, task: str, *, tools: Iterable[Any] | None = None, 
                 continue
             steps.append(AgentStep("answer", reply.text))
             messages.append({"role": "assistant", "content": reply.text})
-            return AgentResult(reply.text.strip(), steps, messages)
+            # The small model sometimes echoes the tool-result markup around its answer.
+            return AgentResult(_MARKUP.sub("", reply.text).strip(), steps, messages)
         fresh = [tc for tc in reply.tool_calls if _key(tc) not in done]
         if not fresh:  # the same call again: it would get the same result; ask for the answer
             answer_now = True
@@ -102,6 +104,9 @@ async def run_agent(sys: Any, task: str, *, tools: Iterable[Any] | None = None, 
     last = next((s for s in reversed(steps) if s.kind == "call" and s.error is None), None)
     fallback = json.dumps(last.result) if last is not None else ""
     return AgentResult(fallback, steps, messages, finished=False)
+
+
+_MARKUP = re.compile(r"</?tool_(?:response|call)>")
 
 
 def _key(tc: Any) -> str:
