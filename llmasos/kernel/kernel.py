@@ -71,7 +71,6 @@ class Kernel:
         self._live = 0
         self._pids = itertools.count(1)
         self._tg: anyio.abc.TaskGroup | None = None
-        self._closing = False
         self.booted_at: float | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -115,7 +114,6 @@ class Kernel:
         """Cancel every process and the LLM loop, then release the engine."""
         if self._tg is None:
             return
-        self._closing = True
         self._tg.cancel_scope.cancel()
         try:
             await self._tg.__aexit__(None, None, None)
