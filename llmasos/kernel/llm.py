@@ -16,7 +16,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from llmasos.engine.base import Engine, Sequence, SeqStatus, TokenEvent
 from llmasos.kernel.sched import Scheduler
 from llmasos.syscalls.errors import EngineError
-from llmasos.syscalls.types import Completion
+from llmasos.syscalls.types import Completion, ReplyStream
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from llmasos.kernel.proc import Process
 
 
-class TokenStream:
+class TokenStream(ReplyStream):
     """The tokens of one generate call as they are produced: ``async for text in stream``.
 
     ``await stream.collect()`` drains it into a Completion. Leaving the stream early (a break, a kill,
@@ -68,13 +68,6 @@ class TokenStream:
         if self.postprocess is not None:  # -- tools
             self.completion = self.postprocess(self.completion)
         self._events.close()
-
-    async def collect(self) -> Completion:
-        """Wait for the whole reply."""
-        async for _ in self:
-            pass
-        assert self.completion is not None
-        return self.completion
 
     def close(self) -> None:
         """Stop generating: the engine frees the sequence before its next step."""

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from llmasos.syscalls.types import Completion
+from llmasos.syscalls.types import Completion, ReplyStream
 
 
-class JournaledStream:
+class JournaledStream(ReplyStream):
     """A live TokenStream whose chunks and completion are journaled before the last one is seen."""
 
     def __init__(self, stream: Any, record: Callable[[dict[str, Any]], Awaitable[None]],
@@ -51,12 +51,6 @@ class JournaledStream:
             self._recorded = True
             await self._record({"chunks": self.chunks, "completion": self._stream.completion})
 
-    async def collect(self) -> Completion:
-        async for _ in self:
-            pass
-        assert self.completion is not None
-        return self.completion
-
     def close(self) -> None:
         """Stop early; what the app saw so far is journaled (a replay stops at the same chunk)."""
         if not self._recorded:
@@ -65,7 +59,7 @@ class JournaledStream:
         self._stream.close()
 
 
-class ReplayStream:
+class ReplayStream(ReplyStream):
     """The recorded chunks of a streamed generate, without the model."""
 
     def __init__(self, chunks: list[str], completion: Completion | None) -> None:
@@ -89,12 +83,6 @@ class ReplayStream:
         if self._pos == len(self._chunks) and self._whole:
             self.completion = self._final
         return text
-
-    async def collect(self) -> Completion:
-        async for _ in self:
-            pass
-        assert self.completion is not None
-        return self.completion
 
     def close(self) -> None:
         self._pos = len(self._chunks)

@@ -45,6 +45,19 @@ class Completion:
         return self.text
 
 
+class ReplyStream:
+    """Base of streamed replies: ``async for text in stream``; ``completion`` is set once it ends."""
+
+    completion: Completion | None = None
+
+    async def collect(self) -> Completion:
+        """Wait for the whole reply."""
+        async for _ in self:  # type: ignore[attr-defined]
+            pass
+        assert self.completion is not None
+        return self.completion
+
+
 @dataclass(frozen=True, slots=True)
 class Usage:
     """What a process has consumed so far."""
