@@ -33,39 +33,35 @@ from llmasos.syscalls.types import Completion
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-class ChatRequest(BaseModel):
-    """OpenAI's chat completion request; fields llmasos does not use are accepted and ignored."""
+class _SamplingRequest(BaseModel):
+    """The fields both OpenAI request kinds share; fields llmasos does not use are accepted and ignored."""
 
     model_config = ConfigDict(extra="allow")
     model: str | None = Field(None, description="Ignored: the kernel's loaded model answers (see /v1/models)")
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    n: int = 1
+
+
+class ChatRequest(_SamplingRequest):
+    """OpenAI's chat completion request."""
+
     messages: list[dict[str, Any]]
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, gt=0, le=1)
-    seed: int | None = None
-    stop: str | list[str] | None = None
-    stream: bool = False
-    stream_options: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
-    n: int = 1
 
 
-class CompletionRequest(BaseModel):
+class CompletionRequest(_SamplingRequest):
     """OpenAI's legacy text completion request (one prompt)."""
 
-    model_config = ConfigDict(extra="allow")
-    model: str | None = None
     prompt: str | list[str]
     max_tokens: int | None = Field(16, ge=1)
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, gt=0, le=1)
-    seed: int | None = None
-    stop: str | list[str] | None = None
-    stream: bool = False
-    stream_options: dict[str, Any] | None = None
-    n: int = 1
 
 
 def router(kernel: Kernel) -> APIRouter:

@@ -160,17 +160,17 @@ def _spawn(proc: Process, caps: Caps, call: c.Spawn) -> None:
                                f"limit (max_children={caps.max_children}); wait for one first")
 
 
-def _generate(proc: Process, caps: Caps, call: c.Generate) -> None:
+def _token_budget(proc: Process, caps: Caps, call: c.Generate | c.Chat) -> None:
     if caps.token_budget is not None:
         used = proc.usage.prompt_tokens + proc.usage.completion_tokens
         if used >= caps.token_budget:
             raise QuotaExceeded(f"process {proc.pid} has used {used} of its {caps.token_budget}-token budget; "
                                 "spawn it with a larger token_budget")
+
+
+def _generate(proc: Process, caps: Caps, call: c.Generate) -> None:
+    _token_budget(proc, caps, call)
     _tools(proc, caps, [t for t in call.tools or () if isinstance(t, str)])
-
-
-def _chat(proc: Process, caps: Caps, call: c.Chat) -> None:
-    _generate(proc, caps, c.Generate(prompt=call.text))  # chat generates: same token budget, no tools
 
 
 def _call_tool(proc: Process, caps: Caps, call: c.CallTool) -> None:
@@ -188,7 +188,7 @@ def _tools(proc: Process, caps: Caps, names: Iterable[str]) -> None:
 _RULES: dict[type, Callable[[Any, Caps, Any], None]] = {
     c.Spawn: _spawn,
     c.Generate: _generate,
-    c.Chat: _chat,
+    c.Chat: _token_budget,  # chat generates: the same token budget, no tools
     c.CallTool: _call_tool,
 }
 
