@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from llmasos.memory.keys import current_idempotency_key  # set by the journal around each call
 from llmasos.syscalls import calls as c
 from llmasos.tools.invoke import invoke
 from llmasos.tools.registry import REGISTRY, ToolContext
@@ -22,15 +23,8 @@ def tool_context(k: Kernel, p: Process) -> ToolContext:
     """What a tool called by p may know: its pid, its own directory, its Sys, the idempotency key."""
     from llmasos.kernel.kernel import current_sys
 
-    key = None
-    try:
-        from llmasos.memory.keys import current_idempotency_key  # the memory manager's
-    except ImportError:
-        pass
-    else:
-        key = current_idempotency_key()
     return ToolContext(pid=p.pid, home=k.config.home / "procs" / str(p.pid), sys=current_sys.get(),
-                       kernel=k, proc=p, idempotency_key=key)
+                       kernel=k, proc=p, idempotency_key=current_idempotency_key())
 
 
 async def sys_call_tool(k: Kernel, p: Process, call: c.CallTool) -> Any:
