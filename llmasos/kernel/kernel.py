@@ -456,7 +456,7 @@ class Kernel:
         """Switch the scheduling policy at run time."""
         if self.llm is None:
             raise KernelNotRunning("boot the kernel first")
-        self.llm.set_scheduler(make_scheduler(policy, self.llm.scheduler.limits))
+        self.llm.set_scheduler(make_scheduler(policy, previous=self.llm.scheduler))
         self.config.policy = policy
 
     @property

@@ -116,13 +116,7 @@ class LLMLoop:
             self._wake.set()
 
     def set_scheduler(self, scheduler: Scheduler) -> None:
-        """Switch policy at run time; queued sequences move over in arrival order."""
-        old = self.scheduler
-        for seq in sorted([*old.running, *old.waiting], key=lambda s: s.arrival):
-            scheduler.add(seq)
-            if seq.status is SeqStatus.RUNNING:
-                scheduler.waiting.remove(seq)
-                scheduler.running.append(seq)
+        """Switch policy at run time (build it with ``make_scheduler(..., previous=old)``)."""
         self.scheduler = scheduler
 
     def _release(self, seq: Sequence, reason: str) -> None:

@@ -163,3 +163,16 @@ async def test_switching_policy_at_run_time(tmp_path):
         assert k.policy == "fifo"
         with pytest.raises(ValueError, match="unknown scheduling policy"):
             k.set_policy("lottery")
+
+
+async def test_switching_policy_mid_generation_keeps_every_sequence(tmp_path):
+    engine = FakeEngine(step_delay=0.005, responder=lambda seq: "w " * 30)
+    async with make_kernel(tmp_path, engine=engine, max_batch=2) as k:
+        pids = [await k.spawn(asker, f"q{i}") for i in range(4)]
+        with anyio.fail_after(5):
+            while len(engine.batches) < 5:
+                await anyio.sleep(0.005)
+        k.set_policy("rr")
+        assert k.policy == "rr"
+        results = [(await k.wait(p)).value for p in pids]
+    assert all(r["out"] == 30 for r in results)
