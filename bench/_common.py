@@ -49,6 +49,20 @@ def load_engine(threads: int | None = None, **kw: object) -> HFEngine:
     return engine
 
 
+class Plain:
+    """The same model as plain transformers (no packed layers): what the baselines run on."""
+
+    def __init__(self, dtype: str = "float32") -> None:
+        from llmasos.engine import models
+
+        self.model, self.tokenizer = models.load("smollm2-135m", dtype=dtype)
+        self.model.eval()
+
+    def weight_bytes(self) -> int:
+        """Bytes of weights one decode step reads (tied embeddings counted once, as lm_head)."""
+        return sum(p.numel() * p.element_size() for p in self.model.parameters())
+
+
 def kernel_available() -> bool:
     try:
         from llmasos.kernel import Kernel, KernelConfig  # noqa: F401

@@ -7,9 +7,12 @@ Columns (aggregate generated tokens per second, wall clock from first request to
   serial    the same N requests one at a time through HF `generate` (batch 1)
   static    one HF `generate` call on a left-padded batch of all N prompts
   hf-cb     transformers' own continuous batching (`generate_batch`), with --hf-cb
+The baselines run on a second, plain transformers copy of the model; the engine's copy has its Linear
+layers packed for oneDNN (engine/packed.py); --no-pack runs the engine on plain layers too, which
+separates what batching does from what the faster kernels do.
 Targets at N=32: llmasos >= 0.9x static and >= 9x serial.
 
-Usage: python bench/throughput.py [--quick] [--driver kernel|loop] [--hf-cb] [--repeat R] [--threads T]
+Usage: python bench/throughput.py [--quick] [--driver kernel|loop] [--hf-cb] [--no-pack] [--repeat R] [--threads T]
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import time
 import anyio
 import torch
 from _common import (
-    add_threads_flag, drive_loop, kernel_available, load_engine, new_kernel, prompt, seq, table,
+    Plain, add_threads_flag, drive_loop, kernel_available, load_engine, new_kernel, prompt, seq, table,
 )
 
 NEW = 64
@@ -56,44 +59,44 @@ def run_llmasos(engine, n: int, driver: str) -> float:
     return anyio.run(go)
 
 
-def encode(engine, n: int) -> dict:
-    tok = engine.tokenizer
+def encode(plain, n: int) -> dict:
+    tok = plain.tokenizer
     tok.padding_side = "left"
     return tok([prompt(i) for i in range(n)], return_tensors="pt", padding=True)
 
 
 @torch.inference_mode()
-def run_static(engine, n: int) -> float:
-    batch = encode(engine, n)
+def run_static(plain, n: int) -> float:
+    batch = encode(plain, n)
     t0 = time.perf_counter()
-    out = engine.model.generate(**batch, max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False,
-                                pad_token_id=engine.tokenizer.pad_token_id)
+    out = plain.model.generate(**batch, max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False,
+                                pad_token_id=plain.tokenizer.pad_token_id)
     elapsed = time.perf_counter() - t0
     assert out.shape[1] - batch["input_ids"].shape[1] == NEW
     return n * NEW / elapsed
 
 
 @torch.inference_mode()
-def run_serial(engine, n: int, sample: int) -> tuple[float, int]:
+def run_serial(plain, n: int, sample: int) -> tuple[float, int]:
     """Serial tok/s, timing min(n, sample) requests one by one (the rate does not depend on n)."""
     k = min(n, sample)
     t0 = time.perf_counter()
     for i in range(k):
-        batch = engine.tokenizer([prompt(i)], return_tensors="pt")
-        engine.model.generate(**batch, max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False,
-                              pad_token_id=engine.tokenizer.pad_token_id)
+        batch = plain.tokenizer([prompt(i)], return_tensors="pt")
+        plain.model.generate(**batch, max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False,
+                              pad_token_id=plain.tokenizer.pad_token_id)
     return k * NEW / (time.perf_counter() - t0), k
 
 
 @torch.inference_mode()
-def run_hf_cb(engine, n: int) -> float:
+def run_hf_cb(plain, n: int) -> float:
     from transformers import GenerationConfig
 
-    inputs = [engine.tokenizer.encode(prompt(i)) for i in range(n)]
+    inputs = [plain.tokenizer.encode(prompt(i)) for i in range(n)]
     config = GenerationConfig(max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False, eos_token_id=-1,
-                              pad_token_id=engine.tokenizer.pad_token_id, max_batch_tokens=512)
+                              pad_token_id=plain.tokenizer.pad_token_id, max_batch_tokens=512)
     t0 = time.perf_counter()
-    out = engine.model.generate_batch(inputs=inputs, generation_config=config, progress_bar=False)
+    out = plain.model.generate_batch(inputs=inputs, generation_config=config, progress_bar=False)
     elapsed = time.perf_counter() - t0
     produced = sum(len(r.generated_tokens) for r in out.values())
     return produced / elapsed
@@ -104,24 +107,26 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="time serial on 2 requests per N, not all N")
     ap.add_argument("--driver", choices=["kernel", "loop"], default=None)
     ap.add_argument("--hf-cb", action="store_true", help="also time transformers' generate_batch")
+    ap.add_argument("--no-pack", action="store_true", help="engine on plain Linear layers too")
     ap.add_argument("--sizes", default="1,4,16,32")
     ap.add_argument("--repeat", type=int, default=2,
                     help="run llmasos and static this many times, interleaved, and keep the best of each")
     add_threads_flag(ap)
     args = ap.parse_args()
     driver = args.driver or ("kernel" if kernel_available() else "loop")
-    engine = load_engine(args.threads, max_batch=64, ignore_eos=True)
-    run_static(engine, 2)  # warm up
+    engine = load_engine(args.threads, max_batch=64, ignore_eos=True, pack_weights=not args.no_pack)
+    plain = Plain()
+    run_static(plain, 2)  # warm up
     rows = []
     for n in [int(x) for x in args.sizes.split(",")]:
         ours = static = 0.0
         for _ in range(args.repeat):  # interleaved, so a busy spell on the machine hits both
             ours = max(ours, run_llmasos(engine, n, driver))
-            static = max(static, run_static(engine, n))
-        serial, k = run_serial(engine, n, 2 if args.quick else n)
+            static = max(static, run_static(plain, n))
+        serial, k = run_serial(plain, n, 2 if args.quick else n)
         row = [n, ours, serial, static, ours / serial, ours / static]
         if args.hf_cb:
-            cb = run_hf_cb(engine, n)
+            cb = run_hf_cb(plain, n)
             row += [cb, ours / cb]
         rows.append(row)
         print(f"# N={n} done (serial timed on {k} requests)", file=sys.stderr)
@@ -129,7 +134,8 @@ def main() -> None:
     if args.hf_cb:
         headers += ["hf-cb tok/s", "vs hf-cb"]
     print(f"\nthroughput: {NEW} new tokens per request, greedy, ~30-token prompts, fp32, "
-          f"{torch.get_num_threads()} threads, best of {args.repeat} for llmasos and static")
+          f"{torch.get_num_threads()} threads, best of {args.repeat} for llmasos and static; "
+          f"engine layers {'plain' if args.no_pack else f'packed ({engine.packed_layers})'}")
     print(table(headers, rows))
 
 

@@ -115,11 +115,15 @@ class Engine(Protocol):
         Raises ContextOverflow when prompt + max_tokens exceeds context_window and the params do not
         ask for truncation."""
 
-    def step(self, batch: Seq[Sequence]) -> list[TokenEvent]:
+    def step(self, batch: Seq[Sequence],
+             early: Callable[[list[TokenEvent]], None] | None = None) -> list[TokenEvent]:
         """Advance every sequence in batch by one token (prefilling newcomers first).
 
         A newcomer whose long prompt is prefilled in chunks gets no event until its last chunk;
-        a sequence of the batch that already finished gets none either."""
+        a sequence of the batch that already finished gets none either. ``early``, when given, is
+        called (from the step's own thread) with the newcomers' first-token events as soon as their
+        prefill is done, before the rest of the batch decodes, so a newcomer's time to first token
+        does not include the batch's decode; those events are in the returned list as well."""
 
     def abort(self, seq: Sequence) -> None:
         """Free everything the engine holds for seq (finished or not). Idempotent."""

@@ -88,7 +88,8 @@ class FakeEngine:
         self.prompts.append(text)
         seq.engine_state = {"reply": reply, "pos": 0}
 
-    def step(self, batch: Seq[Sequence]) -> list[TokenEvent]:
+    def step(self, batch: Seq[Sequence],
+             early: Callable[[list[TokenEvent]], None] | None = None) -> list[TokenEvent]:
         if self.step_delay:
             time.sleep(self.step_delay)
         self.batches.append([s.pid for s in batch])

@@ -11,22 +11,24 @@ Greedy output of a sequence is the same token for token whether it ran alone or 
 
 Chosen over transformers' own continuous batching (``generate_batch`` / ``init_continuous_batching``),
 which is correct on CPU but measured 25-56 % slower than this loop here (see bench/throughput.py).
+Two things make a step cheaper than transformers' own ``generate`` step: fp32 Linear layers are packed
+for oneDNN once at load (engine/packed.py), and the batch cache appends in place (kvbatch.SlackLayer).
 """
 
 from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Sequence as Seq
+from collections.abc import Callable, Sequence as Seq
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import DynamicCache
 
 from llmasos.engine.base import Capacity, Message, SamplingParams, Sequence, TokenEvent
 from llmasos.engine.errors import ModelUnsupported
-from llmasos.engine.kvbatch import KV, BatchKV, cache_from_kv, cache_kv
+from llmasos.engine.kvbatch import KV, BatchKV, cache_from_kv, cache_kv, new_cache
+from llmasos.engine.packed import pack_linears
 from llmasos.engine.sampling import TextStream, choose_batch, make_generator
 from llmasos.syscalls.errors import ContextOverflow
 
@@ -62,10 +64,13 @@ class HFEngine:
         prefill_chunk: int = 256,
         context_window: int | None = None,
         ignore_eos: bool = False,
+        pack_weights: bool = True,
     ) -> None:
         if prefill_chunk < 1 or max_batch < 1:
             raise ValueError("prefill_chunk and max_batch must be at least 1")
         self.model = model.eval()
+        # fp32 Linear layers on the CPU are swapped, in place, for oneDNN-packed ones (engine/packed.py)
+        self.packed_layers = pack_linears(model) if pack_weights else 0
         self.tokenizer = tokenizer
         self.name = name or str(getattr(model, "name_or_path", "") or type(model).__name__)
         config = model.config.get_text_config(decoder=True)
@@ -132,7 +137,8 @@ class HFEngine:
     # -- the step ------------------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def step(self, batch: Seq[Sequence]) -> list[TokenEvent]:
+    def step(self, batch: Seq[Sequence],
+             early: Callable[[list[TokenEvent]], None] | None = None) -> list[TokenEvent]:
         self.steps += 1
         chosen = {s.sid for s in batch}
         # 1. Rows the scheduler left out are parked: their cache moves apart and is kept.
@@ -157,8 +163,10 @@ class HFEngine:
         events: list[TokenEvent] = []
         # 3. Prefill what the budget allows; newcomers get their first token from it.
         fresh = self._prefill(todo, events)
-        # 4. One decode token for every row.
+        # 4. One decode token for every row; newcomers' first tokens go out before it if asked.
         if self.batch.rows:
+            if early is not None and events:
+                early(list(events))
             self._decode(events)
         for seq, kv in fresh:
             if kv is not None:
@@ -206,7 +214,7 @@ class HFEngine:
         state: SeqState = seq.engine_state
         start = state.kv_tokens
         chunk = target[start : start + self.prefill_chunk]
-        cache = cache_from_kv(state.kv) if state.kv else DynamicCache(config=self.model.config)
+        cache = cache_from_kv(state.kv) if state.kv else new_cache()
         out = self.model(input_ids=torch.tensor([chunk]), cache=cache, use_cache=True, logits_to_keep=1)
         state.kv, state.kv_tokens = cache_kv(out.cache), start + len(chunk)
         self.parked.pop(seq.sid, None)
@@ -225,7 +233,7 @@ class HFEngine:
         mask = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in targets])
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                         cache=DynamicCache(config=self.model.config), use_cache=True, logits_to_keep=1)
+                         cache=new_cache(), use_cache=True, logits_to_keep=1)
         kv = cache_kv(out.cache)
         for i, (seq, t) in enumerate(zip(group, targets, strict=True)):
             row = [(k[i : i + 1, :, width - len(t):], v[i : i + 1, :, width - len(t):]) for k, v in kv]

@@ -4,6 +4,10 @@ Rule: row i of every layer holds the keys and values of ``rows[i]``, right-align
 columns are zeros masked out by ``mask``. Rows join (``merge``), leave (``keep``) and are taken out
 whole (``extract``) between forward steps; the columns that are padding in every row are trimmed so a
 long sequence that finished costs nothing afterwards.
+
+Each layer is a ``SlackLayer``: a decode step writes its new column into spare room at the end of the
+layer's buffer instead of concatenating a new copy of the whole cache (transformers' ``DynamicLayer``
+copies every key and value once per token; at 32 rows that copy cost as much as the attention).
 """
 
 from __future__ import annotations
@@ -13,9 +17,61 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]
 """Keys and values per layer, each [rows, kv_heads, tokens, head_dim]."""
+
+
+class SlackLayer(DynamicLayer):
+    """A DynamicLayer that appends into spare columns of a buffer it owns, growing it by a quarter.
+
+    ``keys`` / ``values`` stay plain tensors (views of the buffer), so code that replaces them from
+    outside (row selection, trimming, merging) keeps working: a replaced tensor is adopted into a
+    fresh buffer at the next append. The first update keeps the prefill's own tensors, uncopied.
+    """
+
+    SLACK = 64  # spare columns at least, per growth
+
+    _kview: torch.Tensor | None = None  # the view this layer last handed out as keys
+    _kbuf: torch.Tensor
+    _vbuf: torch.Tensor
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
+               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        if self.keys is None or self.keys.numel() == 0:
+            self.keys, self.values = key_states, value_states
+            return self.keys, self.values
+        n, t = self.keys.shape[-2], key_states.shape[-2]
+        if self.keys is not self._kview or n + t > self._kbuf.shape[-2]:
+            cap = n + t + max(self.SLACK, n // 4)
+            self._kbuf = _with_room(self.keys, cap)
+            self._vbuf = _with_room(self.values, cap)
+        self._kbuf[:, :, n : n + t].copy_(key_states)
+        self._vbuf[:, :, n : n + t].copy_(value_states)
+        self.keys = self._kview = self._kbuf[:, :, : n + t]
+        self.values = self._vbuf[:, :, : n + t]
+        return self.keys, self.values
+
+
+def _with_room(x: torch.Tensor, cap: int) -> torch.Tensor:
+    b, h, n, d = x.shape
+    buf = x.new_empty(b, h, cap, d)
+    buf[:, :, :n].copy_(x)
+    return buf
+
+
+def new_cache(kv: KV | None = None) -> DynamicCache:
+    """A cache of SlackLayers, empty or holding kv (batch-first, unpadded or left-padded)."""
+    cache = DynamicCache()
+    cache.layer_class_to_replicate = SlackLayer  # empty: layers appear as the model writes them
+    if kv is not None:
+        cache.layers = [SlackLayer() for _ in kv]
+        for layer, (k, v) in zip(cache.layers, kv, strict=True):
+            layer.update(k, v)
+    return cache
 
 
 def cache_kv(cache: DynamicCache) -> KV:
@@ -23,7 +79,7 @@ def cache_kv(cache: DynamicCache) -> KV:
 
 
 def cache_from_kv(kv: KV) -> DynamicCache:
-    return DynamicCache(ddp_cache_data=kv)
+    return new_cache(kv)
 
 
 class BatchKV:

@@ -84,6 +84,7 @@ class LLMLoop:
         self.scheduler = scheduler
         self._routes: dict[int, tuple[Process | None, MemoryObjectSendStream]] = {}  # sid -> owner
         self._aborts: list[Sequence] = []
+        self._sent_early: set[int] = set()  # sids whose event of the running step went out early
         self._wake = anyio.Event()
         # Statistics for top.
         self.steps = 0
@@ -155,10 +156,11 @@ class LLMLoop:
             t0 = time.perf_counter()
             try:
                 if self.engine.threaded:
-                    events = await anyio.to_thread.run_sync(self.engine.step, batch)
+                    events = await anyio.to_thread.run_sync(self.engine.step, batch, self._early)
                 else:
                     events = self.engine.step(batch)
             except Exception as exc:  # the engine failed: fail this batch, keep the kernel
+                self._sent_early.clear()
                 self._fail(batch, exc)
                 continue
             elapsed = time.perf_counter() - t0
@@ -166,6 +168,26 @@ class LLMLoop:
             self.scheduler.on_step(batch)
             if not self.engine.threaded:
                 await anyio.lowlevel.checkpoint()  # let the processes that got tokens run
+
+    def _early(self, events: list[TokenEvent]) -> None:
+        """From the engine's thread, mid-step: hand newcomers their first token now."""
+        anyio.from_thread.run_sync(self._send_early, events)
+
+    def _send_early(self, events: list[TokenEvent]) -> None:
+        # Invariant: only the send happens here; accounting and release wait for _deliver, which
+        # skips the send of every sid recorded in _sent_early.
+        now = time.monotonic()
+        for event in events:
+            owner = self._routes.get(event.seq.sid)
+            if owner is None:
+                continue
+            try:
+                owner[1].send_nowait(event)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                continue  # _deliver frees it
+            self._sent_early.add(event.seq.sid)
+            if event.seq.first_token_at is None:
+                event.seq.first_token_at = now
 
     def _deliver(self, batch: list[Sequence], events: list[TokenEvent], elapsed: float) -> None:
         self.steps += 1
@@ -181,22 +203,25 @@ class LLMLoop:
                 self.engine.abort(seq)
                 continue
             proc, send = owner
+            early = seq.sid in self._sent_early
             if proc is not None:
                 usage = proc.usage
-                if seq.first_token_at is None:
+                if seq.first_token_at is None or early:  # its first token: charge the prompt
                     usage.prompt_tokens += len(seq.prompt_ids)
                 usage.completion_tokens += 1
                 usage.model_time += share
             if seq.first_token_at is None:
                 seq.first_token_at = now
             try:
-                send.send_nowait(event)
+                if not early:
+                    send.send_nowait(event)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 # Invariant: the owner stopped listening (killed, or left the stream): free it now.
                 self._release(seq, "abort")
                 continue
             if event.finish_reason is not None:
                 self._release(seq, event.finish_reason)
+        self._sent_early.clear()
 
     def _fail(self, batch: list[Sequence], exc: Exception) -> None:
         error = EngineError(f"the model failed during a forward step: {type(exc).__name__}: {exc}")

@@ -176,3 +176,48 @@ async def test_switching_policy_mid_generation_keeps_every_sequence(tmp_path):
         assert k.policy == "rr"
         results = [(await k.wait(p)).value for p in pids]
     assert all(r["out"] == 30 for r in results)
+
+
+counter = App("counter")
+
+
+@counter.main
+async def _counter(sys, prompt: str, max_tokens: int, mark: str = "") -> int:
+    n = 0
+    async for _ in sys.generate(prompt, max_tokens=max_tokens, stream=True):
+        n += 1
+        if n == 1 and mark:
+            FIRST_TOKEN[mark].set()
+    return n
+
+
+FIRST_TOKEN: dict[str, object] = {}
+
+
+async def test_newcomer_gets_its_first_token_before_the_batch_decodes(tmp_path, tiny_engine_factory):
+    """TTFT under load is prefill only: the running batch's decode of that step comes after."""
+    import threading
+
+    engine = tiny_engine_factory(max_batch=8, ignore_eos=True)
+    FIRST_TOKEN["short"] = first = threading.Event()
+    armed, waited = threading.Event(), []
+    decode = engine._decode
+
+    def decode_after_newcomer(events):
+        # Once armed, the first decode that follows a prefill waits (up to 5 s) for the newcomer's
+        # first token: it only comes in time if it was delivered before this decode.
+        if armed.is_set() and events and not waited:
+            waited.append(first.wait(5))
+        decode(events)
+
+    engine._decode = decode_after_newcomer
+    async with make_kernel(tmp_path, engine=engine) as k:
+        long = await k.spawn(counter, "a long story", 150)
+        with anyio.fail_after(10):
+            while engine.steps < 3:
+                await anyio.sleep(0.01)
+        armed.set()
+        short = await k.spawn(counter, "hi", 4, "short")
+        assert (await k.wait(short)).value == 4
+        assert (await k.wait(long)).value == 150
+    assert waited == [True]
