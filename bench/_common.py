@@ -6,6 +6,7 @@ copied from elsewhere. The model is the embedded default (converted once into $L
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import sys
@@ -19,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
+from llmasos.engine import worker  # noqa: E402
 from llmasos.engine.base import SamplingParams, Sequence  # noqa: E402
 from llmasos.engine.hf import HFEngine  # noqa: E402
 from llmasos.kernel.sched import SchedLimits, make_scheduler  # noqa: E402
@@ -34,6 +36,19 @@ def prompt(i: int) -> str:
             f"met an old {b}, and one day they decided to")
 
 
+def on_model_thread(fn):
+    """Run a benchmark function on llmasos's model thread, as the kernel runs every step.
+
+    Baselines and bare-loop drivers must run there too: a second thread touching the model gives
+    the process a second OpenMP team, which slows every later step (llmasos/engine/worker.py)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return worker.call(fn, *args, **kwargs)
+
+    return wrapper
+
+
 def add_threads_flag(ap: object) -> None:
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads (default: torch's choice; 1 is steadier on a busy machine)")
@@ -41,7 +56,7 @@ def add_threads_flag(ap: object) -> None:
 
 def load_engine(threads: int | None = None, **kw: object) -> HFEngine:
     if threads:
-        torch.set_num_threads(threads)
+        worker.call(torch.set_num_threads, threads)
     t0 = time.perf_counter()
     engine = HFEngine.from_pretrained("smollm2-135m", **kw)
     print(f"# model loaded in {time.perf_counter() - t0:.1f} s; torch threads {torch.get_num_threads()}",
@@ -55,7 +70,7 @@ class Plain:
     def __init__(self, dtype: str = "float32") -> None:
         from llmasos.engine import models
 
-        self.model, self.tokenizer = models.load("smollm2-135m", dtype=dtype)
+        self.model, self.tokenizer = worker.call(models.load, "smollm2-135m", dtype=dtype)
         self.model.eval()
 
     def weight_bytes(self) -> int:
@@ -72,6 +87,7 @@ def kernel_available() -> bool:
     return True
 
 
+@on_model_thread
 def drive_loop(engine: HFEngine, seqs: list[Sequence], policy: str = "fifo",
                limits: SchedLimits | None = None, arrivals: list[tuple[float, Sequence]] | None = None,
                ) -> dict[int, float]:

@@ -24,7 +24,8 @@ import time
 import anyio
 import torch
 from _common import (
-    Plain, add_threads_flag, drive_loop, kernel_available, load_engine, new_kernel, prompt, seq, table,
+    Plain, add_threads_flag, drive_loop, kernel_available, load_engine, new_kernel, on_model_thread, prompt, seq,
+    table,
 )
 
 NEW = 64
@@ -65,6 +66,7 @@ def encode(plain, n: int) -> dict:
     return tok([prompt(i) for i in range(n)], return_tensors="pt", padding=True)
 
 
+@on_model_thread
 @torch.inference_mode()
 def run_static(plain, n: int) -> float:
     batch = encode(plain, n)
@@ -76,6 +78,7 @@ def run_static(plain, n: int) -> float:
     return n * NEW / elapsed
 
 
+@on_model_thread
 @torch.inference_mode()
 def run_serial(plain, n: int, sample: int) -> tuple[float, int]:
     """Serial tok/s, timing min(n, sample) requests one by one (the rate does not depend on n)."""
@@ -88,6 +91,7 @@ def run_serial(plain, n: int, sample: int) -> tuple[float, int]:
     return k * NEW / (time.perf_counter() - t0), k
 
 
+@on_model_thread
 @torch.inference_mode()
 def run_hf_cb(plain, n: int) -> float:
     from transformers import GenerationConfig

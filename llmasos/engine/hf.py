@@ -1,7 +1,8 @@
 """The transformers engine: continuous batching over one causal LM, one token per sequence per step.
 
 Rule: ``step(batch)`` runs exactly the sequences the scheduler chose. Newcomers are prefilled apart
-(short prompts together, left-padded; a prompt longer than ``prefill_chunk`` one chunk per step, so a
+(short prompts together, left-padded, ``prefill_chunk`` tokens a step while others decode and up to
+``idle_prefill`` when none do; a prompt longer than ``prefill_chunk`` one chunk per step, so a
 500-token prompt never stalls the decoding batch for more than one chunk) and then join the batch's
 left-padded KV cache; every running row decodes one token in one batched forward pass with its own
 position ids. A sequence left out of a batch (preempted by rr / priority / fair) keeps its cache, parked
@@ -13,6 +14,7 @@ Chosen over transformers' own continuous batching (``generate_batch`` / ``init_c
 which is correct on CPU but measured 25-56 % slower than this loop here (see bench/throughput.py).
 Two things make a step cheaper than transformers' own ``generate`` step: fp32 Linear layers are packed
 for oneDNN once at load (engine/packed.py), and the batch cache appends in place (kvbatch.SlackLayer).
+The model is loaded, packed and stepped on one thread only (engine/worker.py explains why).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 
 import torch
 
+from llmasos.engine import worker
 from llmasos.engine.base import Capacity, Message, SamplingParams, Sequence, TokenEvent
 from llmasos.engine.errors import ModelUnsupported
 from llmasos.engine.kvbatch import KV, BatchKV, cache_from_kv, cache_kv, new_cache
@@ -62,15 +65,16 @@ class HFEngine:
         max_batch: int = 32,
         max_resident_tokens: int = 65536,
         prefill_chunk: int = 256,
+        idle_prefill: int = 2048,
         context_window: int | None = None,
         ignore_eos: bool = False,
         pack_weights: bool = True,
     ) -> None:
-        if prefill_chunk < 1 or max_batch < 1:
-            raise ValueError("prefill_chunk and max_batch must be at least 1")
+        if prefill_chunk < 1 or max_batch < 1 or idle_prefill < 1:
+            raise ValueError("prefill_chunk, idle_prefill and max_batch must be at least 1")
         self.model = model.eval()
         # fp32 Linear layers on the CPU are swapped, in place, for oneDNN-packed ones (engine/packed.py)
-        self.packed_layers = pack_linears(model) if pack_weights else 0
+        self.packed_layers = worker.call(pack_linears, model) if pack_weights else 0
         self.tokenizer = tokenizer
         self.name = name or str(getattr(model, "name_or_path", "") or type(model).__name__)
         config = model.config.get_text_config(decoder=True)
@@ -84,6 +88,9 @@ class HFEngine:
         self.max_batch = max_batch
         self.max_resident_tokens = max_resident_tokens
         self.prefill_chunk = prefill_chunk
+        # Short prompts prefilled together in one step: up to prefill_chunk tokens while others
+        # decode (they wait for it), up to idle_prefill when nobody does (a burst starts as one batch).
+        self.idle_prefill = max(idle_prefill, prefill_chunk)
         self.eos_ids = frozenset() if ignore_eos else _eos_ids(model, tokenizer)  # benchmarks: fixed lengths
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = pad or 0
@@ -97,7 +104,7 @@ class HFEngine:
         """Load a registry name (default ``smollm2-135m``), directory, .gguf file or hub id."""
         from llmasos.engine import models
 
-        model, tokenizer = models.load(name_or_path, dtype=dtype)
+        model, tokenizer = worker.call(models.load, name_or_path, dtype=dtype)
         kw.setdefault("name", model.name_or_path)
         return cls(model, tokenizer, **kw)
 
@@ -198,12 +205,13 @@ class HFEngine:
             self._prefill_chunk(head, target, events, fresh)
             return fresh
         group = []
+        budget = self.prefill_chunk if self.batch.rows else self.idle_prefill
         for seq in todo:
             n = len(_prefill_target(seq))
             if seq.engine_state.kv_tokens or n > self.prefill_chunk:
                 break
             width = max([n] + [len(_prefill_target(s)) for s in group])
-            if group and width * (len(group) + 1) > self.prefill_chunk:
+            if group and width * (len(group) + 1) > budget:
                 break
             group.append(seq)
         self._prefill_group(group, events, fresh)

@@ -469,8 +469,9 @@ async def _open_engine(config: KernelConfig) -> Engine:
     spec = config.engine
     if spec is not None and not isinstance(spec, (str, bytes)) and hasattr(spec, "step"):
         return spec
+    from llmasos.engine import worker
     from llmasos.engine.hf import HFEngine
 
     load = functools.partial(HFEngine.from_pretrained, spec or "smollm2-135m", max_batch=config.max_batch,
                              max_resident_tokens=config.max_resident_tokens)
-    return await anyio.to_thread.run_sync(load)
+    return await worker.run(load)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from llmasos.engine import worker
 from llmasos.engine.base import Engine, Sequence, SeqStatus, TokenEvent
 from llmasos.kernel.sched import Scheduler
 from llmasos.syscalls.errors import EngineError
@@ -85,6 +86,7 @@ class LLMLoop:
         self._routes: dict[int, tuple[Process | None, MemoryObjectSendStream]] = {}  # sid -> owner
         self._aborts: list[Sequence] = []
         self._sent_early: set[int] = set()  # sids whose event of the running step went out early
+        self._token: anyio.lowlevel.EventLoopToken | None = None  # for the model thread's early calls
         self._wake = anyio.Event()
         # Statistics for top.
         self.steps = 0
@@ -134,6 +136,7 @@ class LLMLoop:
 
     async def run(self) -> None:
         """The loop; runs in the kernel's task group until the kernel shuts down."""
+        self._token = anyio.lowlevel.current_token()
         try:
             await self._loop()
         finally:
@@ -156,7 +159,8 @@ class LLMLoop:
             t0 = time.perf_counter()
             try:
                 if self.engine.threaded:
-                    events = await anyio.to_thread.run_sync(self.engine.step, batch, self._early)
+                    early = None if worker.on_model_thread() else self._early
+                    events = await worker.run(self.engine.step, batch, early)
                 else:
                     events = self.engine.step(batch)
             except Exception as exc:  # the engine failed: fail this batch, keep the kernel
@@ -170,8 +174,8 @@ class LLMLoop:
                 await anyio.lowlevel.checkpoint()  # let the processes that got tokens run
 
     def _early(self, events: list[TokenEvent]) -> None:
-        """From the engine's thread, mid-step: hand newcomers their first token now."""
-        anyio.from_thread.run_sync(self._send_early, events)
+        """From the model thread, mid-step: hand newcomers their first token now."""
+        anyio.from_thread.run_sync(self._send_early, events, token=self._token)
 
     def _send_early(self, events: list[TokenEvent]) -> None:
         # Invariant: only the send happens here; accounting and release wait for _deliver, which

@@ -1,0 +1,67 @@
+"""The model thread: every engine step of a kernel runs on one and the same thread."""
+
+from __future__ import annotations
+
+import threading
+
+import anyio
+
+from llmasos import App
+from llmasos.engine import worker
+from tests.conftest import make_kernel
+
+
+def test_call_runs_on_the_model_thread_and_inline_from_it():
+    assert not worker.on_model_thread()
+    assert worker.call(threading.get_ident) == worker.model_thread_id() != threading.get_ident()
+    # Nested: a call made from the model thread runs inline instead of deadlocking on itself.
+    assert worker.call(worker.call, threading.get_ident) == worker.model_thread_id()
+
+
+def test_errors_come_back_to_the_caller():
+    def boom() -> None:
+        raise ValueError("from the model thread")
+
+    try:
+        worker.call(boom)
+    except ValueError as exc:
+        assert "model thread" in str(exc)
+    else:
+        raise AssertionError("the error was lost")
+
+
+async def test_run_keeps_the_event_loop_free():
+    gate = threading.Event()
+
+    async def opener() -> None:
+        await anyio.sleep(0.05)
+        gate.set()  # only possible if the event loop runs while the model thread waits
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(opener)
+        assert await worker.run(gate.wait, 5) is True
+
+
+asker = App("asker-on-thread")
+
+
+@asker.main
+async def _asker(sys, prompt: str) -> str:
+    return str(await sys.generate(prompt, max_tokens=6))
+
+
+async def test_kernel_steps_the_engine_on_the_model_thread_only(tmp_path, tiny_engine_factory):
+    engine = tiny_engine_factory(max_batch=4)
+    threads = set()
+    step = engine.step
+
+    def recording_step(batch, early=None):
+        threads.add(threading.get_ident())
+        return step(batch, early)
+
+    engine.step = recording_step
+    async with make_kernel(tmp_path, engine=engine) as k:
+        pids = [await k.spawn(asker, f"hello {i}") for i in range(3)]
+        for pid in pids:
+            assert (await k.wait(pid)).state == "exited"
+    assert threads == {worker.model_thread_id()}
