@@ -148,7 +148,24 @@ class HFEngine:
              early: Callable[[list[TokenEvent]], None] | None = None) -> list[TokenEvent]:
         self.steps += 1
         chosen = {s.sid for s in batch}
-        # 1. Rows the scheduler left out are parked: their cache moves apart and is kept.
+        # 1. Parked sequences that are back will rejoin; the rest need (some) prefill.
+        rejoin, todo = [], []
+        for seq in batch:
+            state: SeqState = seq.engine_state
+            if state.in_batch or state.done:
+                continue
+            if seq.sid in self.parked and not state.prefilling:
+                rejoin.append(seq)
+            else:
+                todo.append(seq)
+        decoding = bool(rejoin) or any(row.sid in chosen for row in self.batch.rows)
+        events: list[TokenEvent] = []
+        # 2. Prefill what the budget allows; newcomers get their first token from it, and it goes
+        #    out now if asked, before the parking and the batch's decode below.
+        fresh = self._prefill(todo, events, self.prefill_chunk if decoding else self.idle_prefill)
+        if early is not None and events and decoding:
+            early(list(events))
+        # 3. Rows the scheduler left out are parked: their cache moves apart and is kept.
         keep = []
         for i, seq in enumerate(self.batch.rows):
             if seq.sid in chosen:
@@ -156,24 +173,11 @@ class HFEngine:
             else:
                 self._park(seq, self.batch.extract(i))
         self.batch.keep(keep)
-        # 2. Parked sequences that are back rejoin; the rest need (some) prefill.
-        todo = []
-        for seq in batch:
-            state: SeqState = seq.engine_state
-            if state.in_batch or state.done:
-                continue
-            if seq.sid in self.parked and not state.prefilling:
-                self.parked.pop(seq.sid)
-                self._join(seq)
-            else:
-                todo.append(seq)
-        events: list[TokenEvent] = []
-        # 3. Prefill what the budget allows; newcomers get their first token from it.
-        fresh = self._prefill(todo, events)
-        # 4. One decode token for every row; newcomers' first tokens go out before it if asked.
+        for seq in rejoin:
+            self.parked.pop(seq.sid)
+            self._join(seq)
+        # 4. One decode token for every row.
         if self.batch.rows:
-            if early is not None and events:
-                early(list(events))
             self._decode(events)
         for seq, kv in fresh:
             if kv is not None:
@@ -193,7 +197,8 @@ class HFEngine:
         self.batch.merge_one(seq, state.kv)
         state.kv, state.kv_tokens, state.in_batch = None, 0, True
 
-    def _prefill(self, todo: list[Sequence], events: list[TokenEvent]) -> list[tuple[Sequence, KV | None]]:
+    def _prefill(self, todo: list[Sequence], events: list[TokenEvent],
+                 budget: int) -> list[tuple[Sequence, KV | None]]:
         """Prefill within the step's token budget; return newcomers that finished prefill this step."""
         fresh: list[tuple[Sequence, KV | None]] = []
         if not todo:
@@ -205,7 +210,6 @@ class HFEngine:
             self._prefill_chunk(head, target, events, fresh)
             return fresh
         group = []
-        budget = self.prefill_chunk if self.batch.rows else self.idle_prefill
         for seq in todo:
             n = len(_prefill_target(seq))
             if seq.engine_state.kv_tokens or n > self.prefill_chunk:

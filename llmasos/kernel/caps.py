@@ -148,7 +148,7 @@ def may_use_namespace(proc: Process, caps: Caps, namespace: str) -> bool:
 
 def own_namespaces(proc: Process) -> set[str]:
     """The memory namespaces a process holds without asking."""
-    return {"", proc.app.name, f"pid:{proc.pid}", f"proc/{proc.pid}"}
+    return {"", proc.app.name, f"pid:{proc.pid}"}
 
 
 def _spawn(proc: Process, caps: Caps, call: c.Spawn) -> None:

@@ -1,7 +1,8 @@
 """The kernel's LLM loop: it feeds the scheduler's batches to the engine and routes tokens back.
 
-Rule: only this loop touches the engine's mutable state (step and abort), one call at a time, so
-engines need no locks. Processes talk to it through ``submit`` and ``cancel``, which never block.
+Rule: only this loop touches the engine's mutable state (step and abort), one call at a time and
+always on the model thread (engine/worker.py), so engines need no locks. Processes talk to it
+through ``submit`` and ``cancel``, which never block.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ class LLMLoop:
         self.engine = engine
         self.scheduler = scheduler
         self._routes: dict[int, tuple[Process | None, MemoryObjectSendStream]] = {}  # sid -> owner
-        self._aborts: list[Sequence] = []
+        self._aborts: list[Sequence] = []  # cancelled by their owners, to release
+        self._to_free: list[Sequence] = []  # released, for the engine to free before the next step
         self._sent_early: set[int] = set()  # sids whose event of the running step went out early
         self._token: anyio.lowlevel.EventLoopToken | None = None  # for the model thread's early calls
         self._wake = anyio.Event()
@@ -124,7 +126,7 @@ class LLMLoop:
 
     def _release(self, seq: Sequence, reason: str) -> None:
         self.scheduler.remove(seq)
-        self.engine.abort(seq)
+        self._to_free.append(seq)  # the engine frees it on the model thread, before the next step
         seq.status = SeqStatus.FINISHED
         seq.finish_reason = seq.finish_reason or reason
         owner = self._routes.pop(seq.sid, None)
@@ -141,16 +143,37 @@ class LLMLoop:
             await self._loop()
         finally:
             # Invariant: when the loop stops, every open token stream is closed, so its reader
-            # ends (it sees an aborted completion) instead of waiting forever.
+            # ends (it sees an aborted completion) instead of waiting forever, and the engine
+            # holds nothing of this kernel's (an engine may outlive its kernel).
+            if self.scheduler is not None:
+                self._to_free += [*self.scheduler.running, *self.scheduler.waiting]
+            self._to_free += self._aborts
             for _proc, send in self._routes.values():
                 send.close()
             self._routes.clear()
+            with anyio.CancelScope(shield=True):
+                await self._free()
+
+    async def _free(self) -> None:
+        """Free released sequences in the engine, on the model thread like every engine change."""
+        if not self._to_free:
+            return
+        seqs, self._to_free = self._to_free, []
+        if self.engine.threaded:
+            await worker.run(self._abort_all, seqs)
+        else:
+            self._abort_all(seqs)
+
+    def _abort_all(self, seqs: list[Sequence]) -> None:
+        for seq in seqs:
+            self.engine.abort(seq)
 
     async def _loop(self) -> None:
         while True:
             for seq in self._aborts:
                 self._release(seq, "abort")
             self._aborts.clear()
+            await self._free()
             batch = self.scheduler.schedule(self.engine.capacity()) if self.scheduler else []
             if not batch:
                 await self._wake.wait()
@@ -204,7 +227,7 @@ class LLMLoop:
             seq = event.seq
             owner = self._routes.get(seq.sid)
             if owner is None:  # aborted while the step ran
-                self.engine.abort(seq)
+                self._to_free.append(seq)
                 continue
             proc, send = owner
             early = seq.sid in self._sent_early

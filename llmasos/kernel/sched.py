@@ -211,14 +211,17 @@ class FairScheduler(Scheduler):
         return sorted(running, key=self._key)
 
     def _should_swap(self, waiting: Sequence, victim: Sequence) -> bool:
-        # Invariant: swap only for a starved sequence or a service gap of at least a quantum, so a
-        # newcomer from an unserved process gets a slot at once (PLAS) while processes with about
-        # equal service take turns a quantum at a time instead of churning every step.
+        # Invariant: a fresh request (it has not run yet) from a process with less service than the
+        # victim's gets a slot at once (PLAS); otherwise swap only for a starved sequence or a service
+        # gap of at least a quantum, so processes with about equal service take turns a quantum at a
+        # time instead of churning every step.
         if self._key(waiting) >= self._key(victim):
             return False
         if self.waited.get(waiting.sid, 0) >= self.limits.starvation_steps:
             return True
         gap = self.attained.get(victim.pid, 0) - self.attained.get(waiting.pid, 0)
+        if not waiting.output_ids and gap > 0:
+            return True
         return gap >= self.limits.quantum
 
     def _admit(self, seq: Sequence) -> None:

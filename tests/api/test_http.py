@@ -13,7 +13,7 @@ from llmasos.api.errors import status_of
 from llmasos.syscalls import errors as se
 from tests.api.conftest import TOKEN
 
-APPS = Path(__file__).with_name("apps_for_tests.py")
+APPS = Path(__file__).parent.parent / "apps_for_tests.py"
 MAILBOX, LINES, SLEEPER, CRASH, OPAQUE = (f"{APPS}:{n}" for n in ("mailbox", "lines", "sleeper", "crash", "opaque"))
 
 ENDPOINTS = [

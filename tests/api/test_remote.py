@@ -29,7 +29,7 @@ from llmasos.syscalls.errors import InvalidArguments, NoSuchApp, NoSuchProcess, 
 from tests.api.conftest import TOKEN
 from tests.shell.conftest import Driver
 
-APPS = Path(__file__).with_name("apps_for_tests.py")
+APPS = Path(__file__).parent.parent / "apps_for_tests.py"
 LINES, SLEEPER = f"{APPS}:lines", f"{APPS}:sleeper"
 ROOT = Path(__file__).resolve().parents[2]
 

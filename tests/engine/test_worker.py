@@ -65,3 +65,38 @@ async def test_kernel_steps_the_engine_on_the_model_thread_only(tmp_path, tiny_e
         for pid in pids:
             assert (await k.wait(pid)).state == "exited"
     assert threads == {worker.model_thread_id()}
+
+
+async def test_kills_free_the_engine_on_the_model_thread_and_nothing_outlives_the_kernel(
+        tmp_path, tiny_engine_factory):
+    engine = tiny_engine_factory(max_batch=4, ignore_eos=True)
+    threads = set()
+    abort = engine.abort
+
+    def recording_abort(seq):
+        threads.add(threading.get_ident())
+        abort(seq)
+
+    engine.abort = recording_abort
+    async with make_kernel(tmp_path, engine=engine) as k:
+        long_a = await k.spawn(long_writer, "a very long story")
+        long_b = await k.spawn(long_writer, "another very long story")
+        with anyio.fail_after(10):
+            while engine.steps < 3:
+                await anyio.sleep(0.01)
+        k.kill(long_a)  # mid-generation: its row leaves the batch
+        assert (await k.wait(long_a)).state == "killed"
+        with anyio.fail_after(10):
+            while len(engine.batch) != 1:
+                await anyio.sleep(0.01)
+        # long_b is still generating when the kernel stops
+    assert threads == {worker.model_thread_id()}
+    assert len(engine.batch) == 0 and not engine.parked
+
+
+long_writer = App("long-writer")
+
+
+@long_writer.main
+async def _long_writer(sys, prompt: str) -> str:
+    return str(await sys.generate(prompt, max_tokens=200))

@@ -129,7 +129,7 @@ def test_background_notice_and_bad_input_in_a_terminal(tmp_path: Path) -> None:
     child.sendline("attach 1")
     child.expect(r"has exited; logs 1 shows its output")
     child.expect(PROMPT)
-    sleeper = Path(__file__).with_name("apps_for_tests.py")
+    sleeper = Path(__file__).parent.parent / "apps_for_tests.py"
     child.sendline(f"spawn {sleeper}:sleeper 1")
     child.expect(r"\[2\] sleeper")
     child.expect(PROMPT)

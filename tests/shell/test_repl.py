@@ -7,7 +7,7 @@ from pathlib import Path
 
 import anyio
 
-APPS = Path(__file__).with_name("apps_for_tests.py")
+APPS = Path(__file__).parent.parent / "apps_for_tests.py"
 SLEEPER, FLOOD, CRASH, TICKER = (f"{APPS}:{name}" for name in ("sleeper", "flood", "crash", "ticker"))
 CTRL_C, CTRL_D, DETACH = "\x03", "\x04", "\x1d"
 

@@ -1,10 +1,29 @@
-"""Small apps the shell tests spawn by path (tests/shell/apps_for_tests.py:NAME)."""
+"""Small apps the API and shell tests spawn by path (tests/apps_for_tests.py:NAME)."""
 
 from __future__ import annotations
 
-
 from llmasos.apps.app import App
 from llmasos.syscalls.sys import Sys
+
+mailbox = App("mailbox", "Return the body of the first message it receives")
+
+
+@mailbox.main
+async def _mailbox(sys: Sys) -> object:
+    return (await sys.recv()).body
+
+
+lines = App("lines", "Echo each stdin line upper-cased; return how many")
+
+
+@lines.main
+async def _lines(sys: Sys) -> int:
+    n = 0
+    while (line := await sys.read()) is not None:
+        await sys.write(line.upper())
+        n += 1
+    return n
+
 
 sleeper = App("sleeper", "Sleep, then return")
 
@@ -47,3 +66,16 @@ async def _tick(sys: Sys, every: float = 0.02) -> None:
         await sys.write(f"tick {i}\n")
         i += 1
         await sys.sleep(every)
+
+
+class Opaque:
+    def __repr__(self) -> str:
+        return "<Opaque>"
+
+
+opaque = App("opaque", "Return a value JSON cannot hold")
+
+
+@opaque.main
+async def _opaque(sys: Sys) -> object:
+    return {"thing": Opaque(), "nan": float("nan")}
