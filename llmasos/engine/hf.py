@@ -96,6 +96,7 @@ class HFEngine:
         self.pad_id = pad or 0
         self.batch = BatchKV()
         self.parked: OrderedDict[int, Sequence] = OrderedDict()  # sid -> seq with a cache apart, oldest first
+        self.resident = 0  # KV tokens held (batch + parked), as of the last step or abort
         self.steps = 0
 
     @classmethod
@@ -309,9 +310,12 @@ class HFEngine:
             state: SeqState = seq.engine_state
             state.kv, state.kv_tokens, state.prefilling = None, 0, False
             state.recomputes += 1
+        self._resident()  # refresh the count capacity() reports
 
     def _resident(self) -> int:
-        return self.batch.resident_tokens() + sum(s.engine_state.kv_tokens for s in self.parked.values())
+        self.resident = (self.batch.resident_tokens()
+                         + sum(s.engine_state.kv_tokens for s in self.parked.values()))
+        return self.resident
 
     # -- bookkeeping -----------------------------------------------------------------------------------
 
@@ -324,13 +328,18 @@ class HFEngine:
             self.batch.keep([j for j in range(len(self.batch)) if j != i])
         self.parked.pop(seq.sid, None)
         state.kv, state.kv_tokens, state.in_batch, state.prefilling, state.done = None, 0, False, False, True
+        self._resident()
 
     def capacity(self) -> Capacity:
-        return Capacity(self.max_batch, self.max_resident_tokens, self._resident())
+        # Invariant: no torch op here. The kernel asks from its event loop, and a torch op on a
+        # second thread can start a second OpenMP team (engine/worker.py); the count is refreshed
+        # on the model thread by every step and abort.
+        return Capacity(self.max_batch, self.max_resident_tokens, self.resident)
 
     def close(self) -> None:
         self.batch = BatchKV()
         self.parked.clear()
+        self.resident = 0
 
 
 def _prefill_target(seq: Sequence) -> list[int]:

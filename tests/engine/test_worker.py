@@ -100,3 +100,20 @@ long_writer = App("long-writer")
 @long_writer.main
 async def _long_writer(sys, prompt: str) -> str:
     return str(await sys.generate(prompt, max_tokens=200))
+
+
+def test_capacity_reports_a_count_without_touching_tensors(tiny_engine_factory, monkeypatch):
+    """The kernel asks for capacity from its event loop: no torch op may run there."""
+    from llmasos.engine.kvbatch import BatchKV
+    from tests.engine.test_hf import make
+
+    engine = tiny_engine_factory()
+    seq = make(engine, "hello there")
+    engine.step([seq])
+    held = engine.capacity().resident_tokens
+
+    def no_tensors(self):
+        raise AssertionError("capacity() computed from tensors")
+
+    monkeypatch.setattr(BatchKV, "resident_tokens", no_tensors)
+    assert engine.capacity().resident_tokens == held == seq.num_tokens - 1
