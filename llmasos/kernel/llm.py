@@ -193,6 +193,7 @@ class LLMLoop:
             elapsed = time.perf_counter() - t0
             self._deliver(batch, events, elapsed)
             self.scheduler.on_step(batch)
+            await self._free()  # what finished or was dropped in this step
             if not self.engine.threaded:
                 await anyio.lowlevel.checkpoint()  # let the processes that got tokens run
 
