@@ -30,7 +30,7 @@ import torch
 from llmasos.engine import worker
 from llmasos.engine.base import Capacity, Message, SamplingParams, Sequence, TokenEvent
 from llmasos.engine.errors import ModelUnsupported
-from llmasos.engine.kvbatch import KV, BatchKV, cache_from_kv, cache_kv, new_cache
+from llmasos.engine.kvbatch import KV, BatchKV, cache_kv, new_cache
 from llmasos.engine.packed import pack_linears
 from llmasos.engine.sampling import TextStream, choose_batch, make_generator
 from llmasos.syscalls.errors import ContextOverflow
@@ -227,7 +227,7 @@ class HFEngine:
         state: SeqState = seq.engine_state
         start = state.kv_tokens
         chunk = target[start : start + self.prefill_chunk]
-        cache = cache_from_kv(state.kv) if state.kv else new_cache()
+        cache = new_cache(state.kv) if state.kv else new_cache()
         out = self.model(input_ids=torch.tensor([chunk]), cache=cache, use_cache=True, logits_to_keep=1)
         state.kv, state.kv_tokens = cache_kv(out.cache), start + len(chunk)
         self.parked.pop(seq.sid, None)

@@ -78,10 +78,6 @@ def cache_kv(cache: DynamicCache) -> KV:
     return [(layer.keys, layer.values) for layer in cache.layers]
 
 
-def cache_from_kv(kv: KV) -> DynamicCache:
-    return new_cache(kv)
-
-
 class BatchKV:
     """The rows (sequences) of the decode batch and their left-padded cache."""
 
@@ -159,7 +155,7 @@ class BatchKV:
         if self.cache is None or not self.rows:
             self.rows = list(seqs)
             self.mask = mask.clone()
-            self.cache = cache_from_kv(kv)
+            self.cache = new_cache(kv)
             self._trim()
             return
         width = max(self.width, mask.shape[1])

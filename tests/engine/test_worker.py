@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import anyio
+import pytest
 
 from llmasos import App
 from llmasos.engine import worker
@@ -22,12 +23,8 @@ def test_errors_come_back_to_the_caller():
     def boom() -> None:
         raise ValueError("from the model thread")
 
-    try:
+    with pytest.raises(ValueError, match="from the model thread"):
         worker.call(boom)
-    except ValueError as exc:
-        assert "model thread" in str(exc)
-    else:
-        raise AssertionError("the error was lost")
 
 
 async def test_run_keeps_the_event_loop_free():

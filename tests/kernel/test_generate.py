@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import anyio
 import pytest
 
@@ -191,13 +193,11 @@ async def _counter(sys, prompt: str, max_tokens: int, mark: str = "") -> int:
     return n
 
 
-FIRST_TOKEN: dict[str, object] = {}
+FIRST_TOKEN: dict[str, threading.Event] = {}  # mark -> set on that process's first token
 
 
 async def test_newcomer_gets_its_first_token_before_the_batch_decodes(tmp_path, tiny_engine_factory):
     """TTFT under load is prefill only: the running batch's decode of that step comes after."""
-    import threading
-
     engine = tiny_engine_factory(max_batch=8, ignore_eos=True)
     FIRST_TOKEN["short"] = first = threading.Event()
     armed, waited = threading.Event(), []

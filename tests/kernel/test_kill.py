@@ -136,13 +136,18 @@ async def _stubborn(sys) -> str:
     return "survived"
 
 
+async def _spawn_then_kill(k, app):
+    """Spawn app, let it start, kill it; its exit status (the kill must end it within 3 s)."""
+    pid = await k.spawn(app)
+    await anyio.sleep(0.01)
+    k.kill(pid)
+    with anyio.fail_after(3):
+        return await k.wait(pid)
+
+
 async def test_app_that_swallows_cancellation_still_ends_killed(tmp_path):
     async with make_kernel(tmp_path, kill_grace=0.5) as k:
-        pid = await k.spawn(stubborn)
-        await anyio.sleep(0.01)
-        k.kill(pid)
-        with anyio.fail_after(3):
-            status = await k.wait(pid)
+        status = await _spawn_then_kill(k, stubborn)
         assert status.state == "killed"
 
 
@@ -162,11 +167,7 @@ async def _forever(sys) -> None:
 
 async def test_app_that_never_unwinds_is_reported_after_grace(tmp_path):
     async with make_kernel(tmp_path, kill_grace=0.2) as k:
-        pid = await k.spawn(forever)
-        await anyio.sleep(0.01)
-        k.kill(pid)
-        with anyio.fail_after(3):
-            status = await k.wait(pid)
+        status = await _spawn_then_kill(k, forever)
         assert status.state == "killed"
         assert "ignored cancellation" in status.error
         # The kernel is still fully usable.
