@@ -2,14 +2,16 @@
 
 A decode step reads every weight once, so one stream can go no faster than
     bound tok/s = measured read bandwidth / weight bytes.
-Read bandwidth is measured here (best of several full reads of a 1 GiB tensor, well beyond the caches).
-A second ceiling: the model's weight matmuls alone, one token, nothing else ("matmuls only"), with the
-same kernels the engine uses; it shows how much of the bandwidth PyTorch's matrix-vector kernels
-reach on this machine, and so what is left for the engine's own overhead to lose.
+Read bandwidth is measured here: the best of several full reads of a 1 GiB tensor (well beyond the
+caches), by torch's sum and by the native library's streaming read, whichever is faster, right before
+and right after each row's decode runs (this machine's bandwidth drifts; the higher reading is used,
+so the bound is never flattered). A second ceiling: the model's weight matmuls alone, one token,
+nothing else ("matmuls only"), with the kernels the engine's decode uses (the native step's for fp32,
+PyTorch's otherwise).
 Rows: fp32 (the default) and bf16; columns: single-stream tok/s through HFEngine (prefill excluded),
-the same through plain transformers (a bare forward loop), the two ceilings and the fraction of each
-the engine reaches, and the aggregate tok/s of a 16-sequence batch (which is why fp32 is the default
-on CPUs without native bf16).
+the same engine with the native step turned off (transformers forward, oneDNN-packed layers), plain
+transformers (a bare forward loop), the ceilings and the fraction of each the engine reaches, and the
+aggregate tok/s of a 16-sequence batch (which is why fp32 is the default on CPUs without native bf16).
 
 Usage: python bench/decode.py [--quick]
 """
@@ -24,12 +26,13 @@ from _common import Plain, add_threads_flag, load_engine, on_model_thread, seq, 
 from torch import nn
 from transformers import DynamicCache
 
+from llmasos.engine import native
 from llmasos.engine.packed import PackedLinear
 
 
 @on_model_thread
 def read_bandwidth(gib: float = 1.0, reps: int = 5) -> float:
-    """Bytes per second that torch reads from memory (sum over a large fp32 tensor)."""
+    """Bytes per second read from memory: the better of torch's sum and the native streaming read."""
     x = torch.ones(int(gib * 2**30 / 4), dtype=torch.float32)
     x.sum()
     best = float("inf")
@@ -37,17 +40,29 @@ def read_bandwidth(gib: float = 1.0, reps: int = 5) -> float:
         t0 = time.perf_counter()
         x.sum()
         best = min(best, time.perf_counter() - t0)
-    return x.numel() * 4 / best
+    rate = x.numel() * 4 / best
+    del x
+    try:
+        return max(rate, native.read_bandwidth(gib, reps))
+    except native.NativeUnavailable:
+        return rate
 
 
 @on_model_thread
 @torch.inference_mode()
-def matmul_ceiling(model: nn.Module, reps: int = 5) -> float:
-    """Tokens/s if a decode step did nothing but its weight matmuls (batch 1, the model's own layers)."""
+def matmul_ceiling(engine, reps: int = 5) -> float:
+    """Tokens/s if a decode step did nothing but its weight matmuls (batch 1, the engine's kernels)."""
+    best = float("inf")
+    if engine.native is not None:
+        for _ in range(reps + 1):
+            t0 = time.perf_counter()
+            engine.native.matmuls(1)
+            best = min(best, time.perf_counter() - t0)
+        return 1 / best
+    model = engine.model
     layers = [m for m in model.modules() if isinstance(m, (nn.Linear, PackedLinear))]
     dtype = next(model.parameters()).dtype
     inputs = [torch.randn(1, m.in_features, dtype=dtype) for m in layers]
-    best = float("inf")
     for _ in range(reps + 1):
         t0 = time.perf_counter()
         for m, x in zip(layers, inputs):
@@ -97,27 +112,33 @@ def main() -> None:
     add_threads_flag(ap)
     args = ap.parse_args()
     tokens = 32 if args.quick else 96
-    bw = read_bandwidth()
-    rows = []
+    rows, steps = [], []
     for dtype in ("float32", "bfloat16"):
         plain = Plain(dtype)
         weight_bytes = plain.weight_bytes()
-        bound = bw / weight_bytes
         bare = plain_rate(plain.model, tokens)
         del plain
         engine = load_engine(args.threads, dtype=dtype, ignore_eos=True)
-        ceiling = matmul_ceiling(engine.model)
+        steps.append(f"{dtype}: " + ("native" if engine.native else f"transformers ({engine.native_reason})"))
+        torch_path = load_engine(args.threads, dtype=dtype, ignore_eos=True, native_decode=False)
+        hf_one = decode_rate(torch_path, 1, tokens)
+        torch_path.close()
+        del torch_path
+        ceiling = matmul_ceiling(engine)
         decode_rate(engine, 1, 4)  # warm up
+        bw = read_bandwidth()
         one = decode_rate(engine, 1, tokens)
+        bw = max(bw, read_bandwidth())
+        bound = bw / weight_bytes
         batch = decode_rate(engine, 16, tokens // 2)
-        rows.append([dtype, weight_bytes / 2**20, one, bare, bound, one / bound, ceiling, one / ceiling,
-                     batch])
+        rows.append([dtype, weight_bytes / 2**20, one, hf_one, bare, bw / 2**30, bound, one / bound,
+                     ceiling, one / ceiling, batch])
         engine.close()
-    print(f"\ndecode: measured read bandwidth {bw / 2**30:.1f} GiB/s, {torch.get_num_threads()} threads; "
-          f"engine layers packed for oneDNN where fp32")
-    headers = ["dtype", "weights MiB", "1-stream tok/s", "plain HF tok/s", "bandwidth bound",
-               "of bound", "matmuls only", "of matmuls", "batch-16 tok/s"]
+    print(f"\ndecode: {torch.get_num_threads()} threads; decode step: " + "; ".join(steps))
+    headers = ["dtype", "weights MiB", "1-stream tok/s", "no-native tok/s", "plain HF tok/s", "read GiB/s",
+               "bandwidth bound", "of bound", "matmuls only", "of matmuls", "batch-16 tok/s"]
     print(table(headers, rows))
+
 
 if __name__ == "__main__":
     main()

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from llmasos.engine import worker
+from llmasos.engine import native, worker
 from llmasos.engine.base import Capacity, Message, SamplingParams, Sequence, TokenEvent
 from llmasos.engine.errors import ModelUnsupported
 from llmasos.engine.kvbatch import KV, BatchKV, cache_kv, new_cache
@@ -69,10 +69,16 @@ class HFEngine:
         context_window: int | None = None,
         ignore_eos: bool = False,
         pack_weights: bool = True,
+        native_decode: bool = True,
+        native_max_batch: int = 32,
     ) -> None:
         if prefill_chunk < 1 or max_batch < 1 or idle_prefill < 1:
             raise ValueError("prefill_chunk, idle_prefill and max_batch must be at least 1")
         self.model = model.eval()
+        # The native decode step (engine/native.py) copies the weights it needs before packing.
+        self.native, self.native_reason = (worker.call(native.for_model, model) if native_decode
+                                           else (None, "turned off (native_decode=False)"))
+        self.native_max_batch = native_max_batch
         # fp32 Linear layers on the CPU are swapped, in place, for oneDNN-packed ones (engine/packed.py)
         self.packed_layers = worker.call(pack_linears, model) if pack_weights else 0
         self.tokenizer = tokenizer
@@ -266,14 +272,18 @@ class HFEngine:
 
     def _decode(self, events: list[TokenEvent]) -> None:
         rows = self.batch.rows
-        lengths = self.batch.lengths()
-        ids = torch.tensor([[s.output_ids[-1]] for s in rows])
-        positions = torch.tensor([[n] for n in lengths])
-        mask = torch.cat([self.batch.mask, torch.ones(len(rows), 1, dtype=torch.long)], dim=1)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                         cache=self.batch.cache, use_cache=True, logits_to_keep=1)
-        self.batch.cache, self.batch.mask = out.cache, mask
-        tokens = choose_batch(out.logits[:, -1].float(), rows)
+        if self.native is not None and len(rows) <= self.native_max_batch:
+            logits = self._native_logits(rows)
+        else:
+            lengths = self.batch.lengths()
+            ids = torch.tensor([[s.output_ids[-1]] for s in rows])
+            positions = torch.tensor([[n] for n in lengths])
+            mask = torch.cat([self.batch.mask, torch.ones(len(rows), 1, dtype=torch.long)], dim=1)
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                             cache=self.batch.cache, use_cache=True, logits_to_keep=1)
+            self.batch.cache, self.batch.mask = out.cache, mask
+            logits = out.logits[:, -1]
+        tokens = choose_batch(logits.float(), rows)
         keep = []
         for i, (seq, token) in enumerate(zip(rows, tokens, strict=True)):
             event = self._emit(seq, token)
@@ -283,6 +293,16 @@ class HFEngine:
             else:
                 seq.engine_state.in_batch = False
         self.batch.keep(keep)
+
+    def _native_logits(self, rows: list[Sequence]) -> torch.Tensor:
+        """One decode step of every row through the native C step, appending in place to the cache."""
+        assert self.native is not None
+        step = self.native.decode
+        tokens = [s.output_ids[-1] for s in rows]
+        lengths = self.batch.lengths()  # a row of n real tokens holds them in its last n columns
+        first = [self.batch.width - n for n in lengths]
+        return self.batch.decode_in_place(
+            lambda keys, values, column: step(tokens, lengths, first, keys, values, column))
 
     def _emit(self, seq: Sequence, token: int) -> TokenEvent:
         state: SeqState = seq.engine_state

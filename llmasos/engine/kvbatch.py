@@ -12,12 +12,15 @@ copies every key and value once per token; at 32 rows that copy cost as much as 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
+
+T = TypeVar("T")
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]
 """Keys and values per layer, each [rows, kv_heads, tokens, head_dim]."""
@@ -44,16 +47,35 @@ class SlackLayer(DynamicLayer):
         if self.keys is None or self.keys.numel() == 0:
             self.keys, self.values = key_states, value_states
             return self.keys, self.values
-        n, t = self.keys.shape[-2], key_states.shape[-2]
+        t = key_states.shape[-2]
+        n = self.reserve(t)
+        self._kbuf[:, :, n : n + t].copy_(key_states)
+        self._vbuf[:, :, n : n + t].copy_(value_states)
+        self.extend(t)
+        return self.keys, self.values
+
+    def reserve(self, t: int) -> int:
+        """Make room for t more columns after the held ones, in buffers that start at column 0;
+        return the number of columns held (where the next column goes)."""
+        assert self.keys is not None
+        n = self.keys.shape[-2]
         if self.keys is not self._kview or n + t > self._kbuf.shape[-2]:
             cap = n + t + max(self.SLACK, n // 4)
             self._kbuf = _with_room(self.keys, cap)
             self._vbuf = _with_room(self.values, cap)
-        self._kbuf[:, :, n : n + t].copy_(key_states)
-        self._vbuf[:, :, n : n + t].copy_(value_states)
-        self.keys = self._kview = self._kbuf[:, :, : n + t]
-        self.values = self._vbuf[:, :, : n + t]
-        return self.keys, self.values
+            self.keys = self._kview = self._kbuf[:, :, :n]
+            self.values = self._vbuf[:, :, :n]
+        return n
+
+    def extend(self, t: int) -> None:
+        """The next t columns of the buffers (written by the caller) become part of the cache."""
+        n = self.keys.shape[-2] + t
+        self.keys = self._kview = self._kbuf[:, :, :n]
+        self.values = self._vbuf[:, :, :n]
+
+    def buffers(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole key and value buffers (after ``reserve``): [rows, kv_heads, capacity, head_dim]."""
+        return self._kbuf, self._vbuf
 
 
 def _with_room(x: torch.Tensor, cap: int) -> torch.Tensor:
@@ -143,6 +165,23 @@ class BatchKV:
             (layer.keys[i : i + 1, :, pad:].clone(), layer.values[i : i + 1, :, pad:].clone())
             for layer in self.cache.layers
         ]
+
+    def decode_in_place(self, write: Callable[[list[torch.Tensor], list[torch.Tensor], int], T]) -> T:
+        """Append one column to every row, written by ``write(keys, values, column)``; return its result.
+
+        keys / values: per layer, the whole contiguous buffer [rows, kv_heads, capacity, head_dim]
+        (capacity > column); write fills column ``column`` of every row (native decode does)."""
+        assert self.cache is not None
+        layers = self.cache.layers
+        column = self.width
+        if {layer.reserve(1) for layer in layers} != {column}:
+            raise RuntimeError("batch cache layers disagree with the mask on the number of columns")
+        bufs = [layer.buffers() for layer in layers]
+        result = write([k for k, _ in bufs], [v for _, v in bufs], column)
+        for layer in layers:
+            layer.extend(1)
+        self.mask = torch.cat([self.mask, torch.ones(len(self.rows), 1, dtype=torch.long)], dim=1)
+        return result
 
     # -- rows join --------------------------------------------------------------------------------
 

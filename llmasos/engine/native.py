@@ -1,0 +1,279 @@
+"""The native decode step: one C function runs a whole decode step of a Llama-family fp32 model.
+
+Rule: a decode step of a few rows is bound by reading the weights, and PyTorch's matrix-vector
+kernels plus a transformers forward reach about a quarter of what the memory gives here
+(bench/decode.py). ``llama_decode.c`` (shipped beside this file) streams each weight once in a
+blocked layout and does the step's small operations in the same OpenMP region; it is compiled once
+with the system C compiler into ``$LLMASOS_HOME/native/`` and loaded with ctypes. HFEngine uses it
+for decode steps of up to ``native_max_batch`` rows when ``for_model`` accepts the model; prefill and
+larger batches stay on transformers. Where it cannot be used - no C compiler, no AVX2/FMA, another
+architecture, a model it does not cover, ``LLMASOS_NATIVE=0`` - ``for_model`` says why and the engine
+runs everything through transformers, with the same results.
+
+The library links libgomp, which PyTorch has already loaded, so both share one OpenMP runtime and,
+called from the model thread (engine/worker.py), one thread team.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import weakref
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from llmasos.engine.models import llmasos_home
+
+SOURCE = Path(__file__).with_name("llama_decode.c")
+CFLAGS = ("-O3", "-std=gnu11", "-fopenmp", "-fPIC", "-shared")
+ROPE_TYPES = ("default", "linear", "llama3")  # rotary kinds whose frequencies do not depend on length
+
+
+class NativeUnavailable(Exception):
+    """The native step cannot serve this machine or model; the message says why."""
+
+
+class _Weights(ctypes.Structure):
+    _fields_ = [
+        *[(f, ctypes.c_int64) for f in
+          ("hidden", "heads", "kv_heads", "head_dim", "inter", "vocab_padded", "layers")],
+        ("eps", ctypes.c_float), ("attn_scale", ctypes.c_float), ("rope_scale", ctypes.c_float),
+        *[(f, ctypes.c_void_p) for f in
+          ("inv_freq", "embed", "final_norm", "lm_head", "attn_norm", "mlp_norm", "qkv", "o",
+           "gate_up", "down")],
+    ]
+
+
+def _build(cc: str, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        so = Path(tmp) / out.name
+        try:
+            done = subprocess.run([cc, *CFLAGS, str(SOURCE), "-o", str(so), "-lm"], capture_output=True,
+                                  text=True, timeout=300, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise NativeUnavailable(f"could not run the C compiler {cc}: {exc}") from exc
+        if done.returncode != 0:
+            raise NativeUnavailable(f"{cc} could not build {SOURCE.name}: {done.stderr.strip()[-800:]}")
+        os.replace(so, out)  # atomic: a concurrent builder finds a whole library or none
+
+
+def library() -> ctypes.CDLL:
+    """The compiled step, built on first use; raises NativeUnavailable when it cannot be."""
+    lib = _load()
+    if isinstance(lib, str):
+        raise NativeUnavailable(lib)
+    return lib
+
+
+@cache
+def _load() -> ctypes.CDLL | str:
+    """The library, or why there is none (both remembered for the process's life)."""
+    try:
+        return _build_and_load()
+    except NativeUnavailable as exc:
+        return str(exc)
+
+
+def _build_and_load() -> ctypes.CDLL:
+    if os.environ.get("LLMASOS_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
+        raise NativeUnavailable("turned off by LLMASOS_NATIVE=0")
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        raise NativeUnavailable(f"built for x86-64 only, this machine is {platform.machine()}")
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        raise NativeUnavailable("no C compiler found (install gcc, or set CC)")
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join((cc, *CFLAGS)).encode()).hexdigest()[:16]
+    path = llmasos_home() / "native" / f"llama_decode-{key}.so"
+    if not path.exists():
+        _build(cc, path)
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError as exc:
+        raise NativeUnavailable(f"could not load {path}: {exc}") from exc
+    if not lib.llama_native_supported():
+        raise NativeUnavailable("this CPU lacks AVX2/FMA")
+    p, i64, c_int = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+    lib.llama_scratch_floats.argtypes = [p, i64, i64, c_int]
+    lib.llama_scratch_floats.restype = i64
+    lib.llama_decode.argtypes = [p, i64, p, p, p, p, i64, i64, i64, p, p, p, c_int]
+    lib.llama_decode.restype = c_int
+    lib.llama_matmuls.argtypes = [p, i64, p, p, c_int]
+    lib.llama_matmuls.restype = c_int
+    lib.stream_read.argtypes = [p, i64, c_int]
+    lib.stream_read.restype = ctypes.c_double
+    return lib
+
+
+def blocked(weight: torch.Tensor) -> torch.Tensor:
+    """[N, K] -> [ceil(N / 8), K, 8]: eight output rows interleaved (zero rows pad N)."""
+    n, k = weight.shape
+    if n % 8:
+        weight = F.pad(weight, (0, 0, 0, 8 - n % 8))
+    return weight.detach().reshape(-1, 8, k).transpose(1, 2).contiguous()
+
+
+def _pointers(tensors: list[torch.Tensor]) -> Any:
+    return (ctypes.c_void_p * len(tensors))(*[t.data_ptr() for t in tensors])
+
+
+class NativeLlama:
+    """A Llama-family model's weights in the native layout, and its decode step."""
+
+    def __init__(self, model: Any) -> None:
+        self.lib = library()
+        config = model.config.get_text_config(decoder=True)
+        _check(model, config)
+        inner, layers = model.model, model.model.layers
+        attn0 = layers[0].self_attn
+        self.vocab = model.lm_head.weight.shape[0]
+        self.hidden = config.hidden_size
+        heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
+        head_dim = attn0.head_dim
+        keep: list[torch.Tensor] = []  # every tensor the C side points into stays alive here
+
+        def held(t: torch.Tensor) -> torch.Tensor:
+            t = t.detach().float().contiguous()
+            keep.append(t)
+            return t
+
+        self.embed = held(inner.embed_tokens.weight)
+        lm_head = held(blocked(model.lm_head.weight))
+        per_layer: dict[str, list[torch.Tensor]] = {k: [] for k in
+                                                    ("attn_norm", "mlp_norm", "qkv", "o", "gate_up", "down")}
+        for layer in layers:
+            a, m = layer.self_attn, layer.mlp
+            per_layer["attn_norm"].append(held(layer.input_layernorm.weight))
+            per_layer["mlp_norm"].append(held(layer.post_attention_layernorm.weight))
+            per_layer["qkv"].append(held(blocked(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]))))
+            per_layer["o"].append(held(blocked(a.o_proj.weight)))
+            gate_up = torch.stack([blocked(m.gate_proj.weight), blocked(m.up_proj.weight)], dim=1)
+            per_layer["gate_up"].append(held(gate_up.reshape(-1, self.hidden, 8)))
+            per_layer["down"].append(held(blocked(m.down_proj.weight)))
+        rotary = inner.rotary_emb
+        inv_freq = held(rotary.inv_freq)
+        self._arrays = {k: _pointers(v) for k, v in per_layer.items()}
+        self._keep = keep
+        self.vocab_padded = lm_head.shape[0] * 8
+        self.weights = _Weights(
+            hidden=self.hidden, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
+            inter=config.intermediate_size, vocab_padded=self.vocab_padded, layers=len(layers),
+            eps=float(config.rms_norm_eps), attn_scale=float(attn0.scaling),
+            rope_scale=float(getattr(rotary, "attention_scaling", 1.0)),
+            inv_freq=inv_freq.data_ptr(), embed=self.embed.data_ptr(),
+            final_norm=held(inner.norm.weight).data_ptr(), lm_head=lm_head.data_ptr(),
+            **{k: ctypes.cast(v, ctypes.c_void_p) for k, v in self._arrays.items()},
+        )
+        self.nbytes = sum(t.numel() * 4 for t in keep)
+
+    def _scratch(self, rows: int, columns: int, threads: int) -> torch.Tensor:
+        n = self.lib.llama_scratch_floats(ctypes.byref(self.weights), rows, columns, threads)
+        return torch.empty(n, dtype=torch.float32)
+
+    def decode(self, tokens: list[int], positions: list[int], first: list[int],
+               keys: list[torch.Tensor], values: list[torch.Tensor], column: int) -> torch.Tensor:
+        """Logits [rows, vocab] of one decode step; writes each row's new key and value at ``column``.
+
+        keys / values: per layer, the whole contiguous cache buffer [rows, kv_heads, capacity, head_dim]
+        (capacity > column); row b attends over columns first[b]..column at position positions[b]."""
+        rows = len(tokens)
+        k0 = keys[0]
+        for buf in (*keys, *values):
+            if buf.stride() != k0.stride() or not buf.is_contiguous() or buf.dtype != torch.float32:
+                raise ValueError("native decode needs every layer's cache buffer contiguous, fp32, one shape")
+        if k0.shape[0] != rows or k0.shape[2] <= column:
+            raise ValueError(f"cache buffer {tuple(k0.shape)} cannot take column {column} for {rows} rows")
+        if any(not 0 <= t < self.vocab for t in tokens):
+            raise ValueError(f"token id out of range 0..{self.vocab - 1}: {tokens}")
+        threads = torch.get_num_threads()
+        ids = torch.tensor(tokens, dtype=torch.int64)
+        pos = torch.tensor(positions, dtype=torch.int64)
+        start = torch.tensor(first, dtype=torch.int64)
+        logits = torch.empty(rows, self.vocab_padded, dtype=torch.float32)
+        scratch = self._scratch(rows, column + 1, threads)
+        self.lib.llama_decode(ctypes.byref(self.weights), rows, ids.data_ptr(), pos.data_ptr(),
+                              _pointers(keys), _pointers(values), k0.stride(0), k0.stride(1), column,
+                              start.data_ptr(), logits.data_ptr(), scratch.data_ptr(), threads)
+        return logits[:, : self.vocab]
+
+    def matmuls(self, rows: int = 1) -> None:
+        """Only the weight matrix-vector products of one step (a ceiling for benchmarks)."""
+        threads = torch.get_num_threads()
+        logits = torch.empty(rows, self.vocab_padded, dtype=torch.float32)
+        scratch = self._scratch(rows, 1, threads).zero_()
+        self.lib.llama_matmuls(ctypes.byref(self.weights), rows, logits.data_ptr(), scratch.data_ptr(),
+                               threads)
+
+
+def _check(model: Any, config: Any) -> None:
+    """Raise NativeUnavailable unless the model is a plain Llama the C step computes exactly."""
+    def no(why: str) -> NativeUnavailable:
+        return NativeUnavailable(f"native decode covers plain Llama models in fp32 on the CPU: {why}")
+
+    if getattr(config, "model_type", None) != "llama":
+        raise no(f"model type is {getattr(config, 'model_type', None)!r}")
+    if getattr(config, "hidden_act", "silu") != "silu" or getattr(config, "attention_bias", False) \
+            or getattr(config, "mlp_bias", False):
+        raise no("activation is not SiLU or the layers have biases")
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    if rope.get("rope_type", rope.get("type", "default")) not in ROPE_TYPES:
+        raise no(f"rotary type {rope.get('rope_type')!r} is not one of {ROPE_TYPES}")
+    try:
+        attn, mlp = model.model.layers[0].self_attn, model.model.layers[0].mlp
+        head_dim, rotary = attn.head_dim, model.model.rotary_emb
+        linears = [attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj,
+                   mlp.down_proj, model.lm_head]
+    except AttributeError as exc:
+        raise no(f"unexpected module layout ({exc})") from exc
+    if any(type(m) is not torch.nn.Linear for m in linears):
+        raise no("its projections are not plain Linear layers (build the native step before packing)")
+    weight = model.lm_head.weight
+    if weight.dtype != torch.float32 or weight.device.type != "cpu":
+        raise no(f"weights are {weight.dtype} on {weight.device}")
+    if rotary.inv_freq.numel() * 2 != head_dim:
+        raise no("partial rotary embeddings")
+    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
+    if (config.hidden_size % 8 or config.intermediate_size % 8 or head_dim % 8 or head_dim > 512
+            or heads % kv_heads):
+        raise no("hidden, intermediate and head sizes must be multiples of 8 (head size at most 512)")
+
+
+_built: weakref.WeakKeyDictionary[Any, tuple[NativeLlama | None, str | None]] = weakref.WeakKeyDictionary()
+
+
+def for_model(model: Any) -> tuple[NativeLlama | None, str | None]:
+    """The native step for this model, or (None, why not); one per model object, however many
+    engines share it (the first engine packs the model's layers, after which none could be built)."""
+    if model not in _built:
+        try:
+            _built[model] = NativeLlama(model), None
+        except NativeUnavailable as exc:
+            _built[model] = None, str(exc)
+    return _built[model]
+
+
+def read_bandwidth(gib: float = 1.0, reps: int = 5) -> float:
+    """Bytes per second the native library streams from memory (best of reps full reads)."""
+    import time
+
+    lib = library()
+    x = torch.ones(int(gib * 2**30 / 4), dtype=torch.float32)
+    threads = torch.get_num_threads()
+    best = float("inf")
+    for _ in range(reps + 1):
+        t0 = time.perf_counter()
+        lib.stream_read(x.data_ptr(), x.numel(), threads)
+        best = min(best, time.perf_counter() - t0)
+    return x.numel() * 4 / best
+
+
+__all__ = ["NativeLlama", "NativeUnavailable", "blocked", "for_model", "library", "read_bandwidth"]

@@ -1,0 +1,160 @@
+"""The native decode step (engine/native.py, llama_decode.c): same results as transformers, or a reason."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from llmasos.engine import native
+from llmasos.engine.kvbatch import BatchKV, cache_kv, new_cache
+
+from .test_hf import PROMPTS, drive, make
+
+
+def _library_or_skip() -> None:
+    try:
+        native.library()
+    except native.NativeUnavailable as exc:  # a machine without a C compiler or AVX2
+        pytest.skip(f"native step unavailable here: {exc}")
+
+
+@pytest.fixture
+def fresh_library(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    """native.library() rebuilt from scratch under a temporary LLMASOS_HOME; restored afterwards."""
+    monkeypatch.setenv("LLMASOS_HOME", str(tmp_path))
+    native._load.cache_clear()
+    yield tmp_path
+    native._load.cache_clear()
+
+
+def tiny_llama(**overrides) -> LlamaForCausalLM:
+    kw = dict(vocab_size=300, hidden_size=64, intermediate_size=136, num_hidden_layers=2,
+              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+              initializer_range=0.5, tie_word_embeddings=True)
+    kw.update(overrides)
+    torch.manual_seed(1)
+    return LlamaForCausalLM(LlamaConfig(**kw)).eval()
+
+
+@torch.inference_mode()
+def test_step_matches_the_transformers_forward_on_a_padded_batch() -> None:
+    _library_or_skip()
+    model = tiny_llama(vocab_size=301)  # a vocabulary that is not a multiple of 8 is padded inside
+    step = native.NativeLlama(model)
+    prompts = [[5, 17, 200, 42, 7, 9], [3], [250, 11, 12]]
+    batch = BatchKV()
+    for i, p in enumerate(prompts):
+        out = model(input_ids=torch.tensor([p]), cache=new_cache(), use_cache=True)
+        batch.merge_one(f"row{i}", cache_kv(out.cache))
+    lengths, width = batch.lengths(), batch.width
+    next_ids = [99, 4, 300]
+    mask = torch.cat([batch.mask, torch.ones(3, 1, dtype=torch.long)], dim=1)
+    # transformers on a copy of the same cache, for reference
+    ref_cache = new_cache([(k.clone(), v.clone()) for k, v in cache_kv(batch.cache)])
+    ref = model(input_ids=torch.tensor([[t] for t in next_ids]), attention_mask=mask,
+                position_ids=torch.tensor([[n] for n in lengths]), cache=ref_cache, use_cache=True)
+    got = batch.decode_in_place(lambda keys, values, column: step.decode(
+        next_ids, lengths, [width - n for n in lengths], keys, values, column))
+    assert got.shape == (3, 301)
+    torch.testing.assert_close(got, ref.logits[:, -1], atol=1e-4, rtol=1e-4)
+    assert batch.width == width + 1 and batch.lengths() == [n + 1 for n in lengths]
+    for (k, v), (rk, rv) in zip(cache_kv(batch.cache), cache_kv(ref.cache), strict=True):
+        real = mask.bool()[:, None, :, None]  # padding columns hold whatever; compare real ones
+        torch.testing.assert_close(k * real, rk * real, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(v * real, rv * real, atol=1e-5, rtol=1e-5)
+
+
+def test_engine_paths_agree_token_for_token(tiny_engine_factory) -> None:
+    _library_or_skip()
+    fast = tiny_engine_factory()
+    assert fast.native is not None, fast.native_reason
+    slow = tiny_engine_factory(native_decode=False)
+    # mixed: the batch shrinks to one row (native) after steps of three (transformers), and back
+    mixed = tiny_engine_factory(native_max_batch=1)
+    outputs = []
+    for engine in (slow, fast, mixed):
+        seqs = [make(engine, p, max_tokens=n) for p, n in zip(PROMPTS, (14, 3, 9, 20), strict=True)]
+        late = make(engine, "a late arrival", max_tokens=8)
+        drive(engine, seqs, joins={4: [late]})
+        outputs.append([s.output_ids for s in (*seqs, late)])
+    assert outputs[1] == outputs[0]
+    assert outputs[2] == outputs[0]
+
+
+def test_a_model_it_does_not_cover_falls_back_with_the_reason() -> None:
+    _library_or_skip()
+    step, why = native.for_model(tiny_llama(attention_bias=True))
+    assert step is None and "biases" in why
+    step, why = native.for_model(tiny_llama(head_dim=12))
+    assert step is None and "multiples of 8" in why
+
+
+def test_one_step_per_model_even_after_packing() -> None:
+    _library_or_skip()
+    from llmasos.engine.packed import pack_linears, packing_available
+
+    model = tiny_llama()
+    first, _ = native.for_model(model)
+    assert first is not None
+    if packing_available():
+        pack_linears(model)
+        assert native.for_model(model)[0] is first  # a second engine on the packed model shares it
+        with pytest.raises(native.NativeUnavailable, match="not plain Linear"):
+            native.NativeLlama(model)
+
+
+def test_turned_off_by_the_environment(fresh_library, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMASOS_NATIVE", "0")
+    with pytest.raises(native.NativeUnavailable, match="LLMASOS_NATIVE=0"):
+        native.library()
+
+
+def test_no_compiler_is_a_reason_not_a_crash(fresh_library, monkeypatch: pytest.MonkeyPatch,
+                                             tiny_model_dir) -> None:
+    monkeypatch.setenv("CC", str(fresh_library / "no-such-cc"))
+    with pytest.raises(native.NativeUnavailable, match="could not run the C compiler"):
+        native.library()
+    from llmasos.engine.hf import HFEngine
+
+    engine = HFEngine.from_pretrained(tiny_model_dir)  # a model object of its own: nothing cached
+    assert engine.native is None and "C compiler" in engine.native_reason
+    seq = make(engine, "still works", max_tokens=4)
+    drive(engine, [seq])
+    assert len(seq.output_ids) == 4
+
+
+def test_a_compile_error_is_reported(fresh_library, monkeypatch: pytest.MonkeyPatch) -> None:
+    cc = fresh_library / "failing-cc"
+    cc.write_text("#!/bin/sh\necho 'llama_decode.c:1: error: something broke' >&2\nexit 1\n")
+    cc.chmod(0o755)
+    monkeypatch.setenv("CC", str(cc))
+    with pytest.raises(native.NativeUnavailable, match="something broke"):
+        native.library()
+    assert not list((fresh_library / "native").glob("*.so"))  # nothing half-written left behind
+
+
+def test_built_once_then_loaded_from_llmasos_home(fresh_library) -> None:
+    _library_or_skip()  # builds under the temporary home
+    built = list((fresh_library / "native").glob("llama_decode-*.so"))
+    assert len(built) == 1
+    stamp = os.stat(built[0]).st_mtime_ns
+    native._load.cache_clear()
+    native.library()
+    assert os.stat(built[0]).st_mtime_ns == stamp
+    assert list((fresh_library / "native").glob("llama_decode-*.so")) == built
+
+
+def test_bad_arguments_are_refused_before_the_c_code_runs() -> None:
+    _library_or_skip()
+    step = native.NativeLlama(tiny_llama())
+    keys = [torch.zeros(1, 2, 4, 16) for _ in range(2)]
+    values = [torch.zeros(1, 2, 4, 16) for _ in range(2)]
+    with pytest.raises(ValueError, match="cannot take column 4"):
+        step.decode([1], [4], [0], keys, values, 4)
+    with pytest.raises(ValueError, match="token id out of range"):
+        step.decode([300], [1], [0], keys, values, 1)
+    with pytest.raises(ValueError, match="contiguous"):
+        step.decode([1], [1], [0], [k.transpose(2, 3) for k in keys], values, 1)
