@@ -4,8 +4,9 @@ A decode step reads every weight once, so one stream can go no faster than
     bound tok/s = measured read bandwidth / weight bytes.
 Read bandwidth is measured here: the best of several full reads of a 1 GiB tensor (well beyond the
 caches), by torch's sum and by the native library's streaming read, whichever is faster, right before
-and right after each row's decode runs (this machine's bandwidth drifts; the higher reading is used,
-so the bound is never flattered). A second ceiling: the model's weight matmuls alone, one token,
+and right after each single-stream run (this machine's bandwidth drifts; the higher reading is used,
+so the bound is never flattered); "of bound" is the median over --rounds such runs of the stream's
+rate against the bound read around it. A second ceiling: the model's weight matmuls alone, one token,
 nothing else ("matmuls only"), with the kernels the engine's decode uses (the native step's for fp32,
 PyTorch's otherwise).
 Rows: fp32 (the default) and bf16; columns: single-stream tok/s through HFEngine (prefill excluded),
@@ -19,6 +20,7 @@ Usage: python bench/decode.py [--quick]
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -109,10 +111,12 @@ def decode_rate(engine, n: int, tokens: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="32 tokens per measurement instead of 96")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="single-stream runs, each between two bandwidth readings; medians are printed")
     add_threads_flag(ap)
     args = ap.parse_args()
     tokens = 32 if args.quick else 96
-    rows, steps = [], []
+    rows, steps, detail = [], [], []
     for dtype in ("float32", "bfloat16"):
         plain = Plain(dtype)
         weight_bytes = plain.weight_bytes()
@@ -126,18 +130,24 @@ def main() -> None:
         del torch_path
         ceiling = matmul_ceiling(engine)
         decode_rate(engine, 1, 4)  # warm up
-        bw = read_bandwidth()
-        one = decode_rate(engine, 1, tokens)
-        bw = max(bw, read_bandwidth())
-        bound = bw / weight_bytes
+        rounds = []  # (tok/s, read bandwidth around it): the bound is taken round by round
+        for _ in range(args.rounds):
+            bw = read_bandwidth()
+            one = decode_rate(engine, 1, tokens)
+            rounds.append((one, max(bw, read_bandwidth())))
+        one, bw = statistics.median(r for r, _ in rounds), statistics.median(b for _, b in rounds)
+        of_bound = statistics.median(r * weight_bytes / b for r, b in rounds)
         batch = decode_rate(engine, 16, tokens // 2)
-        rows.append([dtype, weight_bytes / 2**20, one, hf_one, bare, bw / 2**30, bound, one / bound,
+        detail.append(f"{dtype} rounds (tok/s, of bound): "
+                      + ", ".join(f"({r:.1f}, {r * weight_bytes / b:.2f})" for r, b in rounds))
+        rows.append([dtype, weight_bytes / 2**20, one, hf_one, bare, bw / 2**30, bw / weight_bytes, of_bound,
                      ceiling, one / ceiling, batch])
         engine.close()
     print(f"\ndecode: {torch.get_num_threads()} threads; decode step: " + "; ".join(steps))
     headers = ["dtype", "weights MiB", "1-stream tok/s", "no-native tok/s", "plain HF tok/s", "read GiB/s",
                "bandwidth bound", "of bound", "matmuls only", "of matmuls", "batch-16 tok/s"]
     print(table(headers, rows))
+    print("\n".join(detail))
 
 
 if __name__ == "__main__":

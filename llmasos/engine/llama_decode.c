@@ -45,7 +45,7 @@ static int64_t pad8(int64_t n) { return (n + 7) / 8 * 8; }
 
 int64_t llama_scratch_floats(const LlamaWeights *w, int64_t rows, int64_t columns, int threads) {
     int64_t q = w->heads * w->head_dim;
-    return rows * (2 * w->hidden + pad8(q + 2 * w->kv_heads * w->head_dim) + q + w->inter)
+    return rows * (2 * w->hidden + pad8(q + 2 * w->kv_heads * w->head_dim) + q + w->inter + w->head_dim)
            + (int64_t)threads * (columns + 8);
 }
 
@@ -87,7 +87,30 @@ DEF_UNIT(2, 2)
 DEF_UNIT(2, 3)
 DEF_UNIT(2, 4)
 
-static float silu_mul(float g, float u) { return g / (1.0f + expf(-g)) * u; }
+/* exp(x) for 8 floats (Cephes' single-precision method: 2^n * a degree-5 polynomial; ~1 ulp). */
+AVX2 static inline __m256 exp8(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    x = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    x = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), x);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/* silu(g) * u = g / (1 + exp(-g)) * u, 8 at a time. */
+AVX2 static inline __m256 silu_mul8(__m256 g, __m256 u) {
+    __m256 one = _mm256_set1_ps(1.0f);
+    __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
+    return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), u);
+}
 
 /* y (rows x N, leading dim ldy) = / += W x, or SwiGLU of the gate/up block pairs. Call inside a
  * parallel region: units of blocks are shared out among the team (omp for, barrier at the end).
@@ -121,12 +144,8 @@ AVX2 static void gemv(const float *W, int64_t N, int64_t K, const float *x, int6
                 float *out = y + (b + i) * ldy;
                 __m256 *a = acc + i * NB;
                 if (mode == SWIGLU) {  /* blocks 2j, 2j + 1 of the unit: gate and up of 8 rows */
-                    for (int j = 0; 2 * j + 1 < nb; j++) {
-                        float g[8], v[8];
-                        _mm256_storeu_ps(g, a[2 * j]);
-                        _mm256_storeu_ps(v, a[2 * j + 1]);
-                        for (int e = 0; e < 8; e++) out[(first / 2 + j) * 8 + e] = silu_mul(g[e], v[e]);
-                    }
+                    for (int j = 0; 2 * j + 1 < nb; j++)
+                        _mm256_storeu_ps(out + (first / 2 + j) * 8, silu_mul8(a[2 * j], a[2 * j + 1]));
                 } else {
                     for (int j = 0; j < nb; j++) {
                         float *o = out + (first + j) * 8;
@@ -169,39 +188,66 @@ static void rope(float *x, const float *cs, const float *sn, int64_t half) {
     }
 }
 
-/* One kv head of one row: rotate q and k, write k and v at column col, attend over first..col. */
-AVX2 static void attend(const LlamaWeights *w, float *qkv_row, float *att_row, float *kc, float *vc,
-                        int64_t g, int64_t pos, int64_t first, int64_t col, float *scores) {
+/* One kv head of one row: rotate k and the group's q heads (cs / sn: the row's rotary cosines and
+ * sines), and write k and v into the cache at column col. */
+static void rotate_and_store(const LlamaWeights *w, float *qkv_row, float *kc, float *vc, int64_t g,
+                             const float *cs, const float *sn, int64_t col) {
     int64_t D = w->head_dim, half = D / 2, group = w->heads / w->kv_heads;
     int64_t nq = w->heads * D, nkv = w->kv_heads * D;
-    float cs[256], sn[256];
-    for (int64_t i = 0; i < half; i++) {
-        float angle = (float)pos * w->inv_freq[i];
-        cs[i] = cosf(angle) * w->rope_scale;
-        sn[i] = sinf(angle) * w->rope_scale;
-    }
     float *k = qkv_row + nq + g * D, *v = qkv_row + nq + nkv + g * D;
     rope(k, cs, sn, half);
     memcpy(kc + col * D, k, (size_t)D * sizeof(float));
     memcpy(vc + col * D, v, (size_t)D * sizeof(float));
-    for (int64_t h = g * group; h < (g + 1) * group; h++) {
-        float *q = qkv_row + h * D, *out = att_row + h * D;
-        rope(q, cs, sn, half);
-        float top = -INFINITY;
-        for (int64_t t = first; t <= col; t++) {
-            float s = dot(q, kc + t * D, D) * w->attn_scale;
-            scores[t - first] = s;
-            if (s > top) top = s;
+    for (int64_t h = g * group; h < (g + 1) * group; h++) rope(qkv_row + h * D, cs, sn, half);
+}
+
+/* out = softmax(q . k_t * scale) . v_t over columns first..col of one kv head's cache (kc, vc). */
+AVX2 static void attend(const float *q, const float *kc, const float *vc, int64_t D, float scale,
+                        int64_t first, int64_t col, float *scores, float *out) {
+    int64_t n = col - first + 1;
+    kc += first * D;
+    vc += first * D;
+    float top = -INFINITY;
+    for (int64_t t = 0; t < n; t++) {
+        float s = dot(q, kc + t * D, D) * scale;
+        scores[t] = s;
+        if (s > top) top = s;
+    }
+    __m256 sum8 = _mm256_setzero_ps(), top8 = _mm256_set1_ps(top);
+    int64_t t = 0;
+    for (; t + 8 <= n; t += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(scores + t), top8));
+        _mm256_storeu_ps(scores + t, e);
+        sum8 = _mm256_add_ps(sum8, e);
+    }
+    float part[8], total = 0.0f;
+    _mm256_storeu_ps(part, sum8);
+    for (int j = 0; j < 8; j++) total += part[j];
+    for (; t < n; t++) total += scores[t] = expf(scores[t] - top);
+    __m256 inv = _mm256_set1_ps(1.0f / total);
+    int64_t d = 0;
+    for (; d + 64 <= D; d += 64) {  /* eight independent sums: the loop runs at FMA throughput */
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        for (t = 0; t < n; t++) {
+            const float *v = vc + t * D + d;
+            __m256 p = _mm256_broadcast_ss(scores + t);
+            a0 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v), a0);
+            a1 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 8), a1);
+            a2 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 16), a2);
+            a3 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 24), a3);
+            a4 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 32), a4);
+            a5 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 40), a5);
+            a6 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 48), a6);
+            a7 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 56), a7);
         }
-        float total = 0.0f;
-        for (int64_t t = first; t <= col; t++) total += scores[t - first] = expf(scores[t - first] - top);
-        float inv = 1.0f / total;
-        for (int64_t d = 0; d < D; d += 8) {
-            __m256 acc = _mm256_setzero_ps();
-            for (int64_t t = first; t <= col; t++)
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(scores[t - first] * inv), _mm256_loadu_ps(vc + t * D + d), acc);
-            _mm256_storeu_ps(out + d, acc);
-        }
+        __m256 acc[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
+        for (int j = 0; j < 8; j++) _mm256_storeu_ps(out + d + 8 * j, _mm256_mul_ps(acc[j], inv));
+    }
+    for (; d < D; d += 8) {
+        __m256 acc = _mm256_setzero_ps();
+        for (t = 0; t < n; t++)
+            acc = _mm256_fmadd_ps(_mm256_broadcast_ss(scores + t), _mm256_loadu_ps(vc + t * D + d), acc);
+        _mm256_storeu_ps(out + d, _mm256_mul_ps(acc, inv));
     }
 }
 
@@ -215,8 +261,15 @@ AVX2 int llama_decode(const LlamaWeights *w, int64_t rows, const int64_t *tokens
     int64_t H = w->hidden, D = w->head_dim, nq = w->heads * D, nkv = w->kv_heads * D;
     int64_t nqkv = pad8(nq + 2 * nkv), I = w->inter;
     float *x = scratch, *h = x + rows * H, *qkv = h + rows * H, *att = qkv + rows * nqkv;
-    float *act = att + rows * nq, *scores = act + rows * I;
-    for (int64_t b = 0; b < rows; b++) memcpy(x + b * H, w->embed + tokens[b] * H, (size_t)H * sizeof(float));
+    float *act = att + rows * nq, *rot = act + rows * I, *scores = rot + rows * D;
+    for (int64_t b = 0; b < rows; b++) {
+        memcpy(x + b * H, w->embed + tokens[b] * H, (size_t)H * sizeof(float));
+        for (int64_t i = 0; i < D / 2; i++) {  /* the row's rotary cosines, then sines: same in every layer */
+            float angle = (float)pos[b] * w->inv_freq[i];
+            rot[b * D + i] = cosf(angle) * w->rope_scale;
+            rot[b * D + D / 2 + i] = sinf(angle) * w->rope_scale;
+        }
+    }
 #pragma omp parallel num_threads(threads)
     {
         float *mine = scores + (int64_t)omp_get_thread_num() * (col + 8);
@@ -228,7 +281,14 @@ AVX2 int llama_decode(const LlamaWeights *w, int64_t rows, const int64_t *tokens
             for (int64_t task = 0; task < rows * w->kv_heads; task++) {
                 int64_t b = task / w->kv_heads, g = task % w->kv_heads;
                 int64_t at = b * row_stride + g * head_stride;
-                attend(w, qkv + b * nqkv, att + b * nq, kc[l] + at, vc[l] + at, g, pos[b], first[b], col, mine);
+                rotate_and_store(w, qkv + b * nqkv, kc[l] + at, vc[l] + at, g, rot + b * D, rot + b * D + D / 2, col);
+            }
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t task = 0; task < rows * w->heads; task++) {
+                int64_t b = task / w->heads, h = task % w->heads, g = h / (w->heads / w->kv_heads);
+                int64_t at = b * row_stride + g * head_stride;
+                attend(qkv + b * nqkv + h * D, kc[l] + at, vc[l] + at, D, w->attn_scale, first[b], col, mine,
+                       att + b * nq + h * D);
             }
             gemv(w->o[l], H, nq, att, nq, rows, x, H, ADD);
 #pragma omp single
@@ -261,24 +321,32 @@ AVX2 int llama_matmuls(const LlamaWeights *w, int64_t rows, float *logits, float
 }
 
 /* Sum of n floats read once, in parallel: how fast this machine streams memory (bench/decode.py).
- * Each thread reads one contiguous share with four independent sums, the way the GEMV reads. */
-AVX2 double stream_read(const float *data, int64_t n, int threads) {
+ * Each thread reads one contiguous share as S (1, 2, 4 or 8) concurrent sequential streams. */
+#define DEF_READ(S)                                                                                \
+    AVX2 static float read_##S(const float *p, int64_t sub) {                                     \
+        __m256 acc[S];                                                                             \
+        for (int s = 0; s < S; s++) acc[s] = _mm256_setzero_ps();                                  \
+        for (int64_t i = 0; i < sub; i += 8)                                                       \
+            for (int s = 0; s < S; s++) acc[s] = _mm256_add_ps(acc[s], _mm256_loadu_ps(p + s * sub + i)); \
+        for (int s = 1; s < S; s++) acc[0] = _mm256_add_ps(acc[0], acc[s]);                        \
+        float out[8];                                                                              \
+        _mm256_storeu_ps(out, acc[0]);                                                             \
+        return out[0] + out[1] + out[2] + out[3] + out[4] + out[5] + out[6] + out[7];              \
+    }
+DEF_READ(1)
+DEF_READ(2)
+DEF_READ(4)
+DEF_READ(8)
+
+AVX2 double stream_read(const float *data, int64_t n, int threads, int streams) {
     double total = 0.0;
+    int S = streams >= 8 ? 8 : streams >= 4 ? 4 : streams >= 2 ? 2 : 1;
 #pragma omp parallel num_threads(threads) reduction(+ : total)
     {
         int64_t parts = omp_get_num_threads(), me = omp_get_thread_num();
-        int64_t chunk = (n / 32 + parts - 1) / parts * 32;
-        int64_t lo = me * chunk, hi = lo + chunk < n / 32 * 32 ? lo + chunk : n / 32 * 32;
-        __m256 a = _mm256_setzero_ps(), b = a, c = a, d = a;
-        for (int64_t i = lo; i < hi; i += 32) {
-            a = _mm256_add_ps(a, _mm256_loadu_ps(data + i));
-            b = _mm256_add_ps(b, _mm256_loadu_ps(data + i + 8));
-            c = _mm256_add_ps(c, _mm256_loadu_ps(data + i + 16));
-            d = _mm256_add_ps(d, _mm256_loadu_ps(data + i + 24));
-        }
-        float s[8];
-        _mm256_storeu_ps(s, _mm256_add_ps(_mm256_add_ps(a, b), _mm256_add_ps(c, d)));
-        for (int j = 0; j < 8; j++) total += s[j];
+        int64_t sub = n / parts / S / 8 * 8; /* floats per stream */
+        const float *p = data + me * sub * S;
+        total += S == 8 ? read_8(p, sub) : S == 4 ? read_4(p, sub) : S == 2 ? read_2(p, sub) : read_1(p, sub);
     }
     return total;
 }
@@ -291,5 +359,5 @@ int llama_decode(const LlamaWeights *w, int64_t rows, const int64_t *tokens, con
     return -1;
 }
 int llama_matmuls(const LlamaWeights *w, int64_t rows, float *logits, float *scratch, int threads) { return -1; }
-double stream_read(const float *data, int64_t n, int threads) { return 0.0; }
+double stream_read(const float *data, int64_t n, int threads, int streams) { return 0.0; }
 #endif

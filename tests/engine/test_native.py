@@ -39,12 +39,15 @@ def tiny_llama(**overrides) -> LlamaForCausalLM:
     return LlamaForCausalLM(LlamaConfig(**kw)).eval()
 
 
+@pytest.mark.parametrize("shape", [dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2),
+                                   dict(hidden_size=192, num_attention_heads=3, num_key_value_heads=1)],
+                         ids=["head_dim16", "head_dim64"])  # the generic and the unrolled attention loop
 @torch.inference_mode()
-def test_step_matches_the_transformers_forward_on_a_padded_batch() -> None:
+def test_step_matches_the_transformers_forward_on_a_padded_batch(shape) -> None:
     _library_or_skip()
-    model = tiny_llama(vocab_size=301)  # a vocabulary that is not a multiple of 8 is padded inside
+    model = tiny_llama(vocab_size=301, **shape)  # a vocabulary not a multiple of 8 is padded inside
     step = native.NativeLlama(model)
-    prompts = [[5, 17, 200, 42, 7, 9], [3], [250, 11, 12]]
+    prompts = [[5, 17, 200, 42, 7, 9, 8, 1, 2, 3, 4, 5, 6], [3], [250, 11, 12]]  # > 8 columns: vector exp
     batch = BatchKV()
     for i, p in enumerate(prompts):
         out = model(input_ids=torch.tensor([p]), cache=new_cache(), use_cache=True)
