@@ -7,9 +7,10 @@ Columns (aggregate generated tokens per second, wall clock from first request to
   serial    the same N requests one at a time through HF `generate` (batch 1)
   static    one HF `generate` call on a left-padded batch of all N prompts
   hf-cb     transformers' own continuous batching (`generate_batch`), with --hf-cb
-The baselines run on a second, plain transformers copy of the model; the engine's copy has its Linear
-layers packed for oneDNN (engine/packed.py); --no-pack runs the engine on plain layers too, which
-separates what batching does from what the faster kernels do.
+The baselines run on a second, plain transformers copy of the model; the engine decodes through its
+native step (engine/native.py) and prefills on Linear layers packed for oneDNN (engine/packed.py);
+--no-pack runs the engine on plain layers with the native step off, the very kernels the baselines
+use, which separates what batching does from what the faster kernels do.
 Targets at N=32: llmasos >= 0.9x static and >= 9x serial.
 
 Usage: python bench/throughput.py [--quick] [--driver kernel|loop] [--hf-cb] [--no-pack] [--repeat R] [--threads T]
@@ -111,14 +112,15 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="time serial on 2 requests per N, not all N")
     ap.add_argument("--driver", choices=["kernel", "loop"], default=None)
     ap.add_argument("--hf-cb", action="store_true", help="also time transformers' generate_batch")
-    ap.add_argument("--no-pack", action="store_true", help="engine on plain Linear layers too")
+    ap.add_argument("--no-pack", action="store_true", help="engine on plain Linear layers with the native step off: the baselines' kernels")
     ap.add_argument("--sizes", default="1,4,16,32")
     ap.add_argument("--repeat", type=int, default=2,
                     help="run llmasos and static this many times, interleaved, and keep the best of each")
     add_threads_flag(ap)
     args = ap.parse_args()
     driver = args.driver or ("kernel" if kernel_available() else "loop")
-    engine = load_engine(args.threads, max_batch=64, ignore_eos=True, pack_weights=not args.no_pack)
+    engine = load_engine(args.threads, max_batch=64, ignore_eos=True, pack_weights=not args.no_pack,
+                         native_decode=not args.no_pack)
     plain = Plain()
     run_static(plain, 2)  # warm up
     rows = []
@@ -139,8 +141,13 @@ def main() -> None:
         headers += ["hf-cb tok/s", "vs hf-cb"]
     print(f"\nthroughput: {NEW} new tokens per request, greedy, ~30-token prompts, fp32, "
           f"{torch.get_num_threads()} threads, best of {args.repeat} for llmasos and static; "
-          f"engine layers {'plain' if args.no_pack else f'packed ({engine.packed_layers})'}")
+          f"engine: {'plain layers, no native step' if args.no_pack else engine_kernels(engine)}")
     print(table(headers, rows))
+
+
+def engine_kernels(engine) -> str:
+    decode = "native decode step" if engine.native else f"transformers decode ({engine.native_reason})"
+    return f"{decode}, {engine.packed_layers} layers packed for prefill"
 
 
 if __name__ == "__main__":

@@ -75,12 +75,15 @@ class HFEngine:
         if prefill_chunk < 1 or max_batch < 1 or idle_prefill < 1:
             raise ValueError("prefill_chunk, idle_prefill and max_batch must be at least 1")
         self.model = model.eval()
-        # The native decode step (engine/native.py) copies the weights it needs before packing.
+        # The native decode step (engine/native.py) takes the weights in its own layout first.
         self.native, self.native_reason = (worker.call(native.for_model, model) if native_decode
                                            else (None, "turned off (native_decode=False)"))
         self.native_max_batch = native_max_batch
-        # fp32 Linear layers on the CPU are swapped, in place, for oneDNN-packed ones (engine/packed.py)
-        self.packed_layers = worker.call(pack_linears, model) if pack_weights else 0
+        # Linear layers are swapped in place for faster ones: views of the native step's weights (one
+        # copy serves both), else fp32 CPU layers packed for oneDNN (engine/packed.py).
+        self.packed_layers = 0
+        if pack_weights:
+            self.packed_layers = worker.call(self.native.attach if self.native else pack_linears, model)
         self.tokenizer = tokenizer
         self.name = name or str(getattr(model, "name_or_path", "") or type(model).__name__)
         config = model.config.get_text_config(decoder=True)

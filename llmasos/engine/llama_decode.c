@@ -58,16 +58,17 @@ int llama_native_supported(void) {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
-/* R rows of x against NB consecutive blocks (8 output rows each) of a blocked matrix, the last
- * `NB - nb` of which are missing (the unit at the matrix's end): acc[r * NB + i] is row r, block i.
+/* R rows of x against NB consecutive blocks (8 output rows each, bs floats apart) of a blocked
+ * matrix, the last `NB - nb` of which are missing (the unit at the matrix's end): acc[r * NB + i] is
+ * row r, block i.
  * Blocks and rows are unrolled so all NB * R sums stay in registers; the weights stream once. */
 #define DEF_UNIT(NB, R)                                                                            \
-    AVX2 static inline void unit_##NB##_##R(const float *w, int64_t K, int nb, const float *x,     \
-                                            int64_t ldx, __m256 *acc) {                            \
+    AVX2 static inline void unit_##NB##_##R(const float *w, int64_t K, int64_t bs, int nb,           \
+                                            const float *x, int64_t ldx, __m256 *acc) {            \
         const float *wp[NB];                                                                       \
         __m256 a[NB][R], xb[R];                                                                    \
         for (int i = 0; i < NB; i++) {                                                             \
-            wp[i] = w + (i < nb ? i : nb - 1) * K * 8;                                             \
+            wp[i] = w + (i < nb ? i : nb - 1) * bs;                                                \
             for (int r = 0; r < R; r++) a[i][r] = _mm256_setzero_ps();                             \
         }                                                                                          \
         for (int64_t k = 0; k < K; k++) {                                                          \
@@ -116,28 +117,28 @@ AVX2 static inline __m256 silu_mul8(__m256 g, __m256 u) {
  * parallel region: units of blocks are shared out among the team (omp for, barrier at the end).
  * One or two rows read four blocks per pass (measured: 2 blocks reach ~29 GiB/s, 4 blocks ~37);
  * more rows take two blocks and up to four rows a pass, so the weights still stream from memory once. */
-AVX2 static void gemv(const float *W, int64_t N, int64_t K, const float *x, int64_t ldx, int64_t rows,
-                      float *y, int64_t ldy, int mode) {
+AVX2 static void gemv_strided(const float *W, int64_t N, int64_t K, int64_t bs, const float *x, int64_t ldx,
+                              int64_t rows, float *y, int64_t ldy, int mode) {
     int NB = rows <= 2 ? 4 : 2;
     int64_t blocks = N / 8, units = (blocks + NB - 1) / NB;
 #pragma omp for schedule(static)
     for (int64_t u = 0; u < units; u++) {
         int64_t first = u * NB;
         int nb = blocks - first < NB ? (int)(blocks - first) : NB;
-        const float *w = W + first * K * 8;
+        const float *w = W + first * bs;
         for (int64_t b = 0; b < rows; b += 4) {  /* NB == 4: rows <= 2, one pass */
             int r = rows - b < 4 ? (int)(rows - b) : 4;
             __m256 acc[8];
             const float *xb = x + b * ldx;
             if (NB == 4) {
-                if (r == 1) unit_4_1(w, K, nb, xb, ldx, acc);
-                else unit_4_2(w, K, nb, xb, ldx, acc);
+                if (r == 1) unit_4_1(w, K, bs, nb, xb, ldx, acc);
+                else unit_4_2(w, K, bs, nb, xb, ldx, acc);
             } else {
                 switch (r) {
-                    case 1: unit_2_1(w, K, nb, xb, ldx, acc); break;
-                    case 2: unit_2_2(w, K, nb, xb, ldx, acc); break;
-                    case 3: unit_2_3(w, K, nb, xb, ldx, acc); break;
-                    default: unit_2_4(w, K, nb, xb, ldx, acc); break;
+                    case 1: unit_2_1(w, K, bs, nb, xb, ldx, acc); break;
+                    case 2: unit_2_2(w, K, bs, nb, xb, ldx, acc); break;
+                    case 3: unit_2_3(w, K, bs, nb, xb, ldx, acc); break;
+                    default: unit_2_4(w, K, bs, nb, xb, ldx, acc); break;
                 }
             }
             for (int i = 0; i < r; i++) {
@@ -156,6 +157,21 @@ AVX2 static void gemv(const float *W, int64_t N, int64_t K, const float *x, int6
             }
         }
     }
+}
+
+AVX2 static void gemv(const float *W, int64_t N, int64_t K, const float *x, int64_t ldx, int64_t rows,
+                      float *y, int64_t ldy, int mode) {
+    gemv_strided(W, N, K, K * 8, x, ldx, rows, y, ldy, mode);
+}
+
+/* y[rows][N] = x[rows][K] W^T for a blocked W whose consecutive blocks lie bs floats apart (K * 8
+ * when contiguous; 2 * K * 8 for the gate or the up half of an interleaved gate_up): the Linear
+ * layers of the transformers forward (prefill) use the native step's weights through this. */
+AVX2 int blocked_matmul(const float *W, int64_t N, int64_t K, int64_t bs, const float *x, int64_t rows,
+                        float *y, int threads) {
+#pragma omp parallel num_threads(threads)
+    gemv_strided(W, N, K, bs, x, K, rows, y, N, STORE);
+    return 0;
 }
 
 AVX2 static float dot(const float *a, const float *b, int64_t n) {
@@ -353,6 +369,8 @@ AVX2 double stream_read(const float *data, int64_t n, int threads, int streams) 
 
 #else /* not x86-64 with GCC/Clang: the native path reports itself unsupported */
 int llama_native_supported(void) { return 0; }
+int blocked_matmul(const float *W, int64_t N, int64_t K, int64_t bs, const float *x, int64_t rows,
+                   float *y, int threads) { return -1; }
 int llama_decode(const LlamaWeights *w, int64_t rows, const int64_t *tokens, const int64_t *pos,
                  float *const *kc, float *const *vc, int64_t row_stride, int64_t head_stride,
                  int64_t col, const int64_t *first, float *logits, float *scratch, int threads) {

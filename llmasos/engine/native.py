@@ -111,6 +111,8 @@ def _build_and_load() -> ctypes.CDLL:
     lib.llama_matmuls.argtypes = [p, i64, p, p, c_int]
     lib.llama_matmuls.restype = c_int
     lib.stream_read.argtypes = [p, i64, c_int, c_int]
+    lib.blocked_matmul.argtypes = [p, i64, i64, i64, p, i64, p, c_int]
+    lib.blocked_matmul.restype = c_int
     lib.stream_read.restype = ctypes.c_double
     return lib
 
@@ -148,7 +150,7 @@ class NativeLlama:
             return t
 
         self.embed = held(inner.embed_tokens.weight)
-        lm_head = held(blocked(model.lm_head.weight))
+        self.lm_head = lm_head = held(blocked(model.lm_head.weight))
         per_layer: dict[str, list[torch.Tensor]] = {k: [] for k in
                                                     ("attn_norm", "mlp_norm", "qkv", "o", "gate_up", "down")}
         for layer in layers:
@@ -162,6 +164,7 @@ class NativeLlama:
             per_layer["down"].append(held(blocked(m.down_proj.weight)))
         rotary = inner.rotary_emb
         inv_freq = held(rotary.inv_freq)
+        self.per_layer = per_layer
         self._arrays = {k: _pointers(v) for k, v in per_layer.items()}
         self._keep = keep
         self.vocab_padded = lm_head.shape[0] * 8
@@ -174,7 +177,31 @@ class NativeLlama:
             final_norm=held(inner.norm.weight).data_ptr(), lm_head=lm_head.data_ptr(),
             **{k: ctypes.cast(v, ctypes.c_void_p) for k, v in self._arrays.items()},
         )
-        self.nbytes = sum(t.numel() * 4 for t in keep)
+        self.nbytes = sum(t.numel() * 4 for t in keep if t is not self.embed)  # embed: the model's own
+        self.q_size, self.kv_size = heads * head_dim, kv_heads * head_dim
+
+    def attach(self, model: Any) -> int:
+        """Swap the model's Linear layers for NativeLinear views of this step's blocked weights, so the
+        transformers forward (prefill, large batches) runs on the same kernels and the model holds
+        no second copy of its weights. Returns how many layers are native now."""
+        block = self.hidden * 8  # floats per 8-row block of a matrix with hidden inputs
+        for i, layer in enumerate(model.model.layers):
+            a, m, p = layer.self_attn, layer.mlp, self.per_layer
+            views = {
+                (a, "q_proj"): (p["qkv"][i], 0, self.q_size, block),
+                (a, "k_proj"): (p["qkv"][i], self.q_size // 8 * block, self.kv_size, block),
+                (a, "v_proj"): (p["qkv"][i], (self.q_size + self.kv_size) // 8 * block, self.kv_size, block),
+                (a, "o_proj"): (p["o"][i], 0, self.hidden, self.q_size * 8),
+                (m, "gate_proj"): (p["gate_up"][i], 0, m.gate_proj.out_features, 2 * block),
+                (m, "up_proj"): (p["gate_up"][i], block, m.up_proj.out_features, 2 * block),
+                (m, "down_proj"): (p["down"][i], 0, self.hidden, m.down_proj.in_features * 8),
+            }
+            for (parent, name), (buf, offset, out, stride) in views.items():
+                if type(getattr(parent, name)) is torch.nn.Linear:
+                    setattr(parent, name, NativeLinear(self.lib, buf, offset, out, buf.shape[1], stride))
+        if type(model.lm_head) is torch.nn.Linear:
+            model.lm_head = NativeLinear(self.lib, self.lm_head, 0, self.vocab, self.hidden, block)
+        return sum(isinstance(mod, NativeLinear) for mod in model.modules())
 
     def _scratch(self, rows: int, columns: int, threads: int) -> torch.Tensor:
         n = self.lib.llama_scratch_floats(ctypes.byref(self.weights), rows, columns, threads)
@@ -213,6 +240,32 @@ class NativeLlama:
         scratch = self._scratch(rows, 1, threads).zero_()
         self.lib.llama_matmuls(ctypes.byref(self.weights), rows, logits.data_ptr(), scratch.data_ptr(),
                                threads)
+
+
+class NativeLinear(torch.nn.Module):
+    """``y = x @ W.T`` (no bias) with W a view into a blocked buffer of the native step: the blocks of
+    this layer start ``offset`` floats in and lie ``stride`` floats apart (inference only)."""
+
+    def __init__(self, lib: ctypes.CDLL, buffer: torch.Tensor, offset: int, out_features: int,
+                 in_features: int, stride: int) -> None:
+        super().__init__()
+        self.lib, self.buffer, self.offset, self.stride = lib, buffer, offset, stride
+        self.in_features, self.out_features = in_features, out_features
+        self.padded = (out_features + 7) // 8 * 8
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        rows = x.reshape(-1, self.in_features).to(torch.float32).contiguous()
+        y = torch.empty(rows.shape[0], self.padded, dtype=torch.float32)
+        self.lib.blocked_matmul(self.buffer.data_ptr() + 4 * self.offset, self.padded, self.in_features,
+                                self.stride, rows.data_ptr(), rows.shape[0], y.data_ptr(),
+                                torch.get_num_threads())
+        if self.padded != self.out_features:
+            y = y[:, : self.out_features]
+        return y.reshape(*shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, native blocked"
 
 
 def _check(model: Any, config: Any) -> None:
@@ -276,4 +329,4 @@ def read_bandwidth(gib: float = 1.0, reps: int = 5) -> float:
     return x.numel() * 4 / best
 
 
-__all__ = ["NativeLlama", "NativeUnavailable", "blocked", "for_model", "library", "read_bandwidth"]
+__all__ = ["NativeLinear", "NativeLlama", "NativeUnavailable", "blocked", "for_model", "library", "read_bandwidth"]

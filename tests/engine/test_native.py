@@ -87,6 +87,40 @@ def test_engine_paths_agree_token_for_token(tiny_engine_factory) -> None:
     assert outputs[2] == outputs[0]
 
 
+@torch.inference_mode()
+def test_attached_layers_compute_what_the_linear_layers_did() -> None:
+    _library_or_skip()
+    model = tiny_llama(vocab_size=301)
+    step = native.NativeLlama(model)
+    before = {name: m for name, m in model.named_modules() if type(m) is torch.nn.Linear}
+    assert step.attach(model) == len(before) == 2 * 7 + 1
+    after = dict(model.named_modules())
+    for name, linear in before.items():
+        swapped = after[name]
+        assert isinstance(swapped, native.NativeLinear), name
+        for rows in (1, 3, 7, 40):  # one-, two- and four-row passes, and a remainder
+            x = torch.randn(2, rows, linear.in_features)
+            torch.testing.assert_close(swapped(x), linear(x), atol=1e-4, rtol=1e-4, msg=name)
+    assert not any(type(m) is torch.nn.Linear for m in model.modules())  # one copy of the weights
+
+
+def test_native_engine_generates_what_the_plain_model_generates(tiny_model_dir) -> None:
+    _library_or_skip()
+    from llmasos.engine.hf import HFEngine
+
+    fast = HFEngine.from_pretrained(tiny_model_dir, prefill_chunk=32)
+    plain = HFEngine.from_pretrained(tiny_model_dir, prefill_chunk=32, pack_weights=False, native_decode=False)
+    assert fast.native is not None and fast.packed_layers > 0
+    assert any(isinstance(m, native.NativeLinear) for m in fast.model.modules())
+    assert not any(isinstance(m, native.NativeLinear) for m in plain.model.modules())
+    long_prompt = " ".join(PROMPTS) * 2  # prefilled in 32-token chunks, through the attached layers
+    for prompt in [*PROMPTS, long_prompt]:
+        a, b = make(fast, prompt, max_tokens=10), make(plain, prompt, max_tokens=10)
+        drive(fast, [a])
+        drive(plain, [b])
+        assert a.output_ids == b.output_ids, prompt
+
+
 def test_a_model_it_does_not_cover_falls_back_with_the_reason() -> None:
     _library_or_skip()
     step, why = native.for_model(tiny_llama(attention_bias=True))

@@ -39,8 +39,8 @@ def test_pack_linears_swaps_fp32_layers_only():
 
 @needs_onednn
 def test_packed_engine_generates_what_the_plain_model_generates(tiny_model_dir):
-    packed = HFEngine.from_pretrained(tiny_model_dir)
-    plain = HFEngine.from_pretrained(tiny_model_dir, pack_weights=False)
+    packed = HFEngine.from_pretrained(tiny_model_dir, native_decode=False)  # native: test_native.py
+    plain = HFEngine.from_pretrained(tiny_model_dir, pack_weights=False, native_decode=False)
     assert packed.packed_layers > 0 and plain.packed_layers == 0
     assert not any(isinstance(m, PackedLinear) for m in plain.model.modules())
     for prompt in PROMPTS:
