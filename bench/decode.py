@@ -1,20 +1,20 @@
 """Single-stream decode speed against the memory-bandwidth bound, and fp32 against bf16.
 
 A decode step reads every weight once, so one stream can go no faster than
-    bound tok/s = measured read bandwidth / weight bytes.
-Read bandwidth is measured here: the best of several full reads of a 1 GiB tensor (well beyond the
-caches), by torch's sum and by the native library's streaming read, whichever is faster, right before
-and right after each single-stream run (this machine's bandwidth drifts; the higher reading is used,
-so the bound is never flattered); "of bound" is the median over --rounds such runs of the stream's
-rate against the bound read around it. A second ceiling: the model's weight matmuls alone, one token,
-nothing else ("matmuls only"), with the kernels the engine's decode uses (the native step's for fp32,
-PyTorch's otherwise).
+    bound tok/s = read bandwidth / weight bytes = 1 / (time to read the weights once).
+This machine's memory bandwidth drifts by a third within seconds (other tenants), so the bound is
+measured step by step: every single-stream decode step is followed at once by reading a buffer of
+the weights' size from memory, the fastest of five ways (torch's sum; the native library's streaming
+read with 1, 2, 4 and 8 concurrent streams per thread), and by the step's weight matmuls alone
+("matmuls only": the native step's for fp32, PyTorch's otherwise). "of bound" is the median over
+steps of read time / step time; the other columns are medians over the same steps.
 Rows: fp32 (the default) and bf16; columns: single-stream tok/s through HFEngine (prefill excluded),
 the same engine with the native step turned off (transformers forward, oneDNN-packed layers), plain
-transformers (a bare forward loop), the ceilings and the fraction of each the engine reaches, and the
-aggregate tok/s of a 16-sequence batch (which is why fp32 is the default on CPUs without native bf16).
+transformers (a bare forward loop), the read rate and the bound, the matmul ceiling and the fraction
+of it reached, and the aggregate tok/s of a 16-sequence batch (why fp32 is the default on CPUs
+without native bf16).
 
-Usage: python bench/decode.py [--quick]
+Usage: python bench/decode.py [--quick] [--tokens N]
 """
 
 from __future__ import annotations
@@ -32,45 +32,61 @@ from llmasos.engine import native
 from llmasos.engine.packed import PackedLinear
 
 
-@on_model_thread
-def read_bandwidth(gib: float = 1.0, reps: int = 5) -> float:
-    """Bytes per second read from memory: the better of torch's sum and the native streaming read."""
-    x = torch.ones(int(gib * 2**30 / 4), dtype=torch.float32)
-    x.sum()
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        x.sum()
-        best = min(best, time.perf_counter() - t0)
-    rate = x.numel() * 4 / best
-    del x
+def readers(nbytes: int):
+    """Callables that each read a buffer of nbytes once from memory, in different ways."""
+    buf = torch.ones(nbytes // 4, dtype=torch.float32)
+    ways = [buf.sum]
     try:
-        return max(rate, native.read_bandwidth(gib, reps))
+        lib, threads = native.library(), torch.get_num_threads()
+        ways += [lambda s=s: lib.stream_read(buf.data_ptr(), buf.numel(), threads, s) for s in (1, 2, 4, 8)]
     except native.NativeUnavailable:
-        return rate
+        pass
+    return ways
+
+
+@torch.inference_mode()
+def matmuls_once(engine):
+    """A callable running one token's weight matmuls alone, with the kernels the engine decodes with."""
+    if engine.native is not None:
+        return lambda: engine.native.matmuls(1)
+    layers = [m for m in engine.model.modules() if isinstance(m, (nn.Linear, PackedLinear))]
+    dtype = next(engine.model.parameters()).dtype
+    inputs = [torch.randn(1, m.in_features, dtype=dtype) for m in layers]
+
+    @torch.inference_mode()
+    def run() -> None:
+        for m, x in zip(layers, inputs, strict=True):
+            m(x)
+
+    return run
+
+
+def seconds(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 @on_model_thread
-@torch.inference_mode()
-def matmul_ceiling(engine, reps: int = 5) -> float:
-    """Tokens/s if a decode step did nothing but its weight matmuls (batch 1, the engine's kernels)."""
-    best = float("inf")
-    if engine.native is not None:
-        for _ in range(reps + 1):
-            t0 = time.perf_counter()
-            engine.native.matmuls(1)
-            best = min(best, time.perf_counter() - t0)
-        return 1 / best
-    model = engine.model
-    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, PackedLinear))]
-    dtype = next(model.parameters()).dtype
-    inputs = [torch.randn(1, m.in_features, dtype=dtype) for m in layers]
-    for _ in range(reps + 1):
+def paired_steps(engine, weight_bytes: int, tokens: int) -> list[tuple[float, float, float]]:
+    """(step, read, matmuls) seconds for each decode step of one stream, measured back to back."""
+    ways, matmuls = readers(weight_bytes), matmuls_once(engine)
+    for way in ways:
+        way()  # first touch
+    s = seq(0, tokens + 1)
+    engine.prepare(s)
+    while not s.output_ids:  # prefill (and the first token) off the clock
+        engine.step([s])
+    out = []
+    done = False
+    while not done:
         t0 = time.perf_counter()
-        for m, x in zip(layers, inputs):
-            m(x)
-        best = min(best, time.perf_counter() - t0)
-    return 1 / best
+        events = engine.step([s])
+        step = time.perf_counter() - t0
+        done = bool(events[0].finish_reason)
+        out.append((step, min(seconds(w) for w in ways), seconds(matmuls)))
+    engine.abort(s)
+    return out
 
 
 @on_model_thread
@@ -110,13 +126,12 @@ def decode_rate(engine, n: int, tokens: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="32 tokens per measurement instead of 96")
-    ap.add_argument("--rounds", type=int, default=3,
-                    help="single-stream runs, each between two bandwidth readings; medians are printed")
+    ap.add_argument("--quick", action="store_true", help="24 decode steps per measurement instead of 96")
+    ap.add_argument("--tokens", type=int, default=None, help="decode steps per measurement")
     add_threads_flag(ap)
     args = ap.parse_args()
-    tokens = 32 if args.quick else 96
-    rows, steps, detail = [], [], []
+    tokens = args.tokens or (24 if args.quick else 96)
+    rows, steps = [], []
     for dtype in ("float32", "bfloat16"):
         plain = Plain(dtype)
         weight_bytes = plain.weight_bytes()
@@ -128,26 +143,19 @@ def main() -> None:
         hf_one = decode_rate(torch_path, 1, tokens)
         torch_path.close()
         del torch_path
-        ceiling = matmul_ceiling(engine)
         decode_rate(engine, 1, 4)  # warm up
-        rounds = []  # (tok/s, read bandwidth around it): the bound is taken round by round
-        for _ in range(args.rounds):
-            bw = read_bandwidth()
-            one = decode_rate(engine, 1, tokens)
-            rounds.append((one, max(bw, read_bandwidth())))
-        one, bw = statistics.median(r for r, _ in rounds), statistics.median(b for _, b in rounds)
-        of_bound = statistics.median(r * weight_bytes / b for r, b in rounds)
+        pairs = paired_steps(engine, weight_bytes, tokens)
+        med = statistics.median
+        one, bound, ceiling = med(1 / p[0] for p in pairs), med(1 / p[1] for p in pairs), med(1 / p[2] for p in pairs)
         batch = decode_rate(engine, 16, tokens // 2)
-        detail.append(f"{dtype} rounds (tok/s, of bound): "
-                      + ", ".join(f"({r:.1f}, {r * weight_bytes / b:.2f})" for r, b in rounds))
-        rows.append([dtype, weight_bytes / 2**20, one, hf_one, bare, bw / 2**30, bw / weight_bytes, of_bound,
-                     ceiling, one / ceiling, batch])
+        rows.append([dtype, weight_bytes / 2**20, one, hf_one, bare, bound * weight_bytes / 2**30, bound,
+                     med(r / st for st, r, _ in pairs), ceiling, med(m / st for st, _, m in pairs), batch])
         engine.close()
-    print(f"\ndecode: {torch.get_num_threads()} threads; decode step: " + "; ".join(steps))
+    print(f"\ndecode: {torch.get_num_threads()} threads, {tokens} single-stream steps per row; decode step: "
+          + "; ".join(steps))
     headers = ["dtype", "weights MiB", "1-stream tok/s", "no-native tok/s", "plain HF tok/s", "read GiB/s",
                "bandwidth bound", "of bound", "matmuls only", "of matmuls", "batch-16 tok/s"]
     print(table(headers, rows))
-    print("\n".join(detail))
 
 
 if __name__ == "__main__":

@@ -146,8 +146,9 @@ def main() -> None:
 
 
 def engine_kernels(engine) -> str:
-    decode = "native decode step" if engine.native else f"transformers decode ({engine.native_reason})"
-    return f"{decode}, {engine.packed_layers} layers packed for prefill"
+    if engine.native:
+        return f"native decode step, {engine.packed_layers} Linear layers on its weights for prefill"
+    return f"transformers decode ({engine.native_reason}), {engine.packed_layers} layers packed for oneDNN"
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ Greedy output of a sequence is the same token for token whether it ran alone or 
 
 Chosen over transformers' own continuous batching (``generate_batch`` / ``init_continuous_batching``),
 which is correct on CPU but measured 25-56 % slower than this loop here (see bench/throughput.py).
-Two things make a step cheaper than transformers' own ``generate`` step: fp32 Linear layers are packed
-for oneDNN once at load (engine/packed.py), and the batch cache appends in place (kvbatch.SlackLayer).
+What makes a step cheaper than transformers' own ``generate`` step: for a plain fp32 Llama, every decode
+step is one call into the native step (engine/native.py), whose blocked weights the model's Linear
+layers also use for prefill; otherwise fp32 Linear layers are packed for oneDNN once at load
+(engine/packed.py). The batch cache appends in place (kvbatch.SlackLayer), for both paths.
 The model is loaded, packed and stepped on one thread only (engine/worker.py explains why).
 """
 

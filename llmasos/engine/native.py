@@ -23,7 +23,6 @@ import platform
 import shutil
 import subprocess
 import tempfile
-import time
 import weakref
 from functools import cache
 from pathlib import Path
@@ -213,13 +212,21 @@ class NativeLlama:
 
         keys / values: per layer, the whole contiguous cache buffer [rows, kv_heads, capacity, head_dim]
         (capacity > column); row b attends over columns first[b]..column at position positions[b]."""
-        rows = len(tokens)
+        # Invariant: nothing reaches the C code that could make it read or write out of bounds.
+        rows, layers = len(tokens), self.weights.layers
         k0 = keys[0]
+        if len(keys) != layers or len(values) != layers:
+            raise ValueError(f"{len(keys)} key and {len(values)} value buffers for {layers} layers")
         for buf in (*keys, *values):
-            if buf.stride() != k0.stride() or not buf.is_contiguous() or buf.dtype != torch.float32:
+            if buf.shape != k0.shape or not buf.is_contiguous() or buf.dtype != torch.float32:
                 raise ValueError("native decode needs every layer's cache buffer contiguous, fp32, one shape")
-        if k0.shape[0] != rows or k0.shape[2] <= column:
-            raise ValueError(f"cache buffer {tuple(k0.shape)} cannot take column {column} for {rows} rows")
+        shape = (rows, self.weights.kv_heads, column + 1, self.weights.head_dim)
+        if k0.dim() != 4 or k0.shape[0] != rows or k0.shape[1] != shape[1] or k0.shape[3] != shape[3] \
+                or k0.shape[2] <= column:
+            raise ValueError(f"cache buffer {tuple(k0.shape)} cannot take column {column} for {rows} rows "
+                             f"(needs at least {shape})")
+        if len(positions) != rows or len(first) != rows or any(not 0 <= f <= column for f in first):
+            raise ValueError(f"{rows} rows need {rows} positions and first columns within 0..{column}")
         if any(not 0 <= t < self.vocab for t in tokens):
             raise ValueError(f"token id out of range 0..{self.vocab - 1}: {tokens}")
         threads = torch.get_num_threads()
@@ -314,19 +321,4 @@ def for_model(model: Any) -> tuple[NativeLlama | None, str | None]:
     return _built[model]
 
 
-def read_bandwidth(gib: float = 1.0, reps: int = 5) -> float:
-    """Bytes per second this machine streams from memory: the native read's best, over reps full
-    reads of gib GiB, with 1, 2, 4 and 8 concurrent streams per thread (more streams, more bandwidth)."""
-    lib = library()
-    x = torch.ones(int(gib * 2**30 / 4), dtype=torch.float32)
-    threads = torch.get_num_threads()
-    best = float("inf")
-    for streams in (1, 2, 4, 8):
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            lib.stream_read(x.data_ptr(), x.numel(), threads, streams)
-            best = min(best, time.perf_counter() - t0)
-    return x.numel() * 4 / best
-
-
-__all__ = ["NativeLinear", "NativeLlama", "NativeUnavailable", "blocked", "for_model", "library", "read_bandwidth"]
+__all__ = ["NativeLinear", "NativeLlama", "NativeUnavailable", "blocked", "for_model", "library"]

@@ -4,6 +4,7 @@ Rule: ``pack_linears(model)`` replaces every fp32 ``nn.Linear`` of a model on th
 ``PackedLinear`` holding the same weights reordered once into oneDNN's blocked layout (what PyTorch's
 own compiler does when it freezes a CPU model). Outputs equal the plain layer's up to float rounding.
 Where this PyTorch build has no oneDNN (or the model is not fp32 on the CPU), nothing changes.
+HFEngine uses this when the native step (engine/native.py, faster still) does not cover the model.
 """
 
 from __future__ import annotations

@@ -195,3 +195,11 @@ def test_bad_arguments_are_refused_before_the_c_code_runs() -> None:
         step.decode([300], [1], [0], keys, values, 1)
     with pytest.raises(ValueError, match="contiguous"):
         step.decode([1], [1], [0], [k.transpose(2, 3) for k in keys], values, 1)
+    with pytest.raises(ValueError, match="contiguous, fp32, one shape"):
+        step.decode([1], [1], [0], [keys[0], torch.zeros(1, 2, 3, 16)], values, 1)
+    with pytest.raises(ValueError, match="for 2 rows"):
+        step.decode([1, 2], [1, 1], [0, 0], keys, values, 1)
+    with pytest.raises(ValueError, match="first columns within 0..1"):
+        step.decode([1], [1], [2], keys, values, 1)
+    with pytest.raises(ValueError, match="for 2 layers"):
+        step.decode([1], [1], [0], keys[:1], values, 1)
