@@ -38,9 +38,17 @@ def choose(logits: torch.Tensor, params: SamplingParams, generator: torch.Genera
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
+def _argmax_rows(logits: torch.Tensor) -> list[int]:
+    """Index of each row's largest value (the first, on ties; NaN counts as largest in both paths)."""
+    if logits.device.type == "cpu" and logits.dtype == torch.float32 and not logits.requires_grad:
+        # numpy's argmax is vectorised: ~25 us for 4 x 49k logits here, torch's ~250 us
+        return logits.numpy().argmax(-1).tolist()
+    return torch.argmax(logits, dim=-1).tolist()
+
+
 def choose_batch(logits: torch.Tensor, seqs: list[Any]) -> list[int]:
     """Next token for each row of [B, V] logits; rows with no processor and greedy share one argmax."""
-    greedy = torch.argmax(logits, dim=-1).tolist()
+    greedy = _argmax_rows(logits)
     out = []
     for i, seq in enumerate(seqs):
         params = seq.params

@@ -93,3 +93,24 @@ def test_batch_cache_rows_leave_and_join_across_in_place_appends():
     torch.testing.assert_close(row_a[0][0][:, :, :3], kv[0][0], rtol=0, atol=0)
     assert bool((row_a[1][0][:, :, 3:] == 1.0).all())
     assert [k.shape[2] for k, _ in cache_kv(new_cache(row_a))] == [6, 6]
+
+
+def test_slack_layer_folds_appended_columns_in_only_when_read():
+    layer = SlackLayer()
+    base = torch.randn(1, 2, 3, 4)
+    layer.update(base, base)
+    n = layer.reserve(2)
+    view = layer._keys
+    kbuf, vbuf = layer.buffers()
+    for step in range(2):  # what native decode does: write a column, extend, reserve again
+        kbuf[:, :, n + step] = float(step + 1)
+        vbuf[:, :, n + step] = -float(step + 1)
+        layer.extend(1)
+        assert layer.reserve(1) == n + step + 1
+    assert layer._keys is view  # no views were built for the appended columns yet
+    keys, values = layer.keys, layer.values  # reading folds them in
+    assert keys.shape[-2] == values.shape[-2] == 5 == layer.get_seq_length()
+    torch.testing.assert_close(keys[:, :, :3], base, rtol=0, atol=0)
+    assert bool((keys[:, :, 3] == 1).all()) and bool((values[:, :, 4] == -2).all())
+    layer.keys, layer.values = keys[:, :, 1:], values[:, :, 1:]  # replaced from outside: adopted
+    assert layer.reserve(1) == 4 and layer.keys.shape[-2] == 4

@@ -6,7 +6,7 @@ import torch
 from transformers import AutoTokenizer
 
 from llmasos.engine.base import SamplingParams
-from llmasos.engine.sampling import TextStream, choose, make_generator
+from llmasos.engine.sampling import TextStream, _argmax_rows, choose, make_generator
 
 
 def test_multibyte_characters_are_never_split(tiny_model_dir) -> None:
@@ -48,3 +48,14 @@ def test_top_p_keeps_only_the_nucleus() -> None:
     assert picks == {0, 1}
     assert make_generator(SamplingParams()) is None
     assert choose(logits, SamplingParams(), None) == 0
+
+
+def test_greedy_argmax_matches_torch_on_ties_and_nan() -> None:
+    logits = torch.randn(5, 49153)
+    logits[1, 7] = logits[1, 9000] = 1e9  # a tie: the first index wins, as torch.argmax does
+    logits[2, 123] = float("nan")  # NaN counts as the largest value in both
+    logits[3] = 0.0
+    expected = torch.argmax(logits, dim=-1).tolist()
+    assert _argmax_rows(logits) == expected
+    assert _argmax_rows(logits[:, :40000]) == torch.argmax(logits[:, :40000], dim=-1).tolist()  # strided
+    assert expected[1] == 7 and expected[2] == 123 and expected[3] == 0
