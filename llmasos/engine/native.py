@@ -6,7 +6,8 @@ kernels plus a transformers forward reach about a quarter of what the memory giv
 blocked layout and does the step's small operations in the same OpenMP region; it is compiled once
 with the system C compiler into ``$LLMASOS_HOME/native/`` and loaded with ctypes. HFEngine uses it
 for decode steps of up to ``native_max_batch`` rows when ``for_model`` accepts the model; prefill and
-larger batches stay on transformers. Where it cannot be used - no C compiler, no AVX2/FMA, another
+larger batches go through the transformers forward, whose Linear layers ``attach`` turns into views
+of the same blocked weights (``NativeLinear``, one copy of the weights). Where it cannot be used - no C compiler, no AVX2/FMA, another
 architecture, a model it does not cover, ``LLMASOS_NATIVE=0`` - ``for_model`` says why and the engine
 runs everything through transformers, with the same results.
 
@@ -109,9 +110,9 @@ def _build_and_load() -> ctypes.CDLL:
     lib.llama_decode.restype = c_int
     lib.llama_matmuls.argtypes = [p, i64, p, p, c_int]
     lib.llama_matmuls.restype = c_int
-    lib.stream_read.argtypes = [p, i64, c_int, c_int]
     lib.blocked_matmul.argtypes = [p, i64, i64, i64, p, i64, p, c_int]
     lib.blocked_matmul.restype = c_int
+    lib.stream_read.argtypes = [p, i64, c_int, c_int]
     lib.stream_read.restype = ctypes.c_double
     return lib
 
@@ -176,7 +177,6 @@ class NativeLlama:
             final_norm=held(inner.norm.weight).data_ptr(), lm_head=lm_head.data_ptr(),
             **{k: ctypes.cast(v, ctypes.c_void_p) for k, v in self._arrays.items()},
         )
-        self.nbytes = sum(t.numel() * 4 for t in keep if t is not self.embed)  # embed: the model's own
         self.q_size, self.kv_size = heads * head_dim, kv_heads * head_dim
 
     def attach(self, model: Any) -> int:
