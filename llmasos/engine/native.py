@@ -66,6 +66,9 @@ def _build(cc: str, out: Path) -> None:
         if done.returncode != 0:
             raise NativeUnavailable(f"{cc} could not build {SOURCE.name}: {done.stderr.strip()[-800:]}")
         os.replace(so, out)  # atomic: a concurrent builder finds a whole library or none
+    for stale in out.parent.glob("llama_decode-*.so"):  # builds of other versions of the source
+        if stale != out:
+            stale.unlink(missing_ok=True)  # a process that has one loaded keeps its mapping
 
 
 def library() -> ctypes.CDLL:

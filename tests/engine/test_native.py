@@ -174,7 +174,11 @@ def test_a_compile_error_is_reported(fresh_library, monkeypatch: pytest.MonkeyPa
 
 
 def test_built_once_then_loaded_from_llmasos_home(fresh_library) -> None:
+    stale = fresh_library / "native" / "llama_decode-0000000000000000.so"  # an older version's build
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old")
     _library_or_skip()  # builds under the temporary home
+    assert not stale.exists()
     built = list((fresh_library / "native").glob("llama_decode-*.so"))
     assert len(built) == 1
     stamp = os.stat(built[0]).st_mtime_ns
