@@ -46,7 +46,6 @@ def readers(nbytes: int):
     return ways
 
 
-@torch.inference_mode()
 def matmuls_once(engine):
     """A callable running one token's weight matmuls alone, with the kernels the engine decodes with."""
     if engine.native is not None:

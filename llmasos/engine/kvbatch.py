@@ -46,29 +46,18 @@ class SlackLayer(DynamicLayer):
     _kbuf: torch.Tensor
     _vbuf: torch.Tensor
 
-    @property
-    def keys(self) -> torch.Tensor | None:
-        if self._pending:
-            self._fold()
-        return self._keys
+    keys = property(lambda self: self._folded("_keys"), lambda self, v: self._replace("_keys", v))
+    values = property(lambda self: self._folded("_values"), lambda self, v: self._replace("_values", v))
 
-    @keys.setter
-    def keys(self, value: torch.Tensor | None) -> None:
+    def _folded(self, name: str) -> torch.Tensor | None:
         if self._pending:
             self._fold()
-        self._keys = value
+        return getattr(self, name)
 
-    @property
-    def values(self) -> torch.Tensor | None:
-        if self._pending:
+    def _replace(self, name: str, value: torch.Tensor | None) -> None:
+        if self._pending:  # pending columns join first, so keys and values never disagree
             self._fold()
-        return self._values
-
-    @values.setter
-    def values(self, value: torch.Tensor | None) -> None:
-        if self._pending:
-            self._fold()
-        self._values = value
+        setattr(self, name, value)
 
     def _fold(self) -> None:
         assert self._keys is not None
