@@ -36,11 +36,13 @@ from llmasos.engine.packed import PackedLinear
 def readers(nbytes: int):
     """Callables that each read a buffer of nbytes once from memory, in different ways."""
     buf = torch.ones(nbytes // 4, dtype=torch.float32)
-    ways = {"torch sum": buf.sum}
+    huge = native.huge_empty(nbytes // 4).fill_(1.0)  # where the native step keeps its weights
+    ways = {"torch sum": buf.sum, "torch sum, huge pages": huge.sum}
     try:
         lib, threads = native.library(), torch.get_num_threads()
         for n in (1, 2, 4, 8):
-            ways[f"{n}-stream read"] = lambda n=n: lib.stream_read(buf.data_ptr(), buf.numel(), threads, n)
+            for name, b in (("", buf), (", huge pages", huge)):
+                ways[f"{n}-stream read{name}"] = lambda n=n, b=b: lib.stream_read(b.data_ptr(), b.numel(), threads, n)
     except native.NativeUnavailable:
         pass
     return ways

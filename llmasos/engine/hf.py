@@ -34,7 +34,7 @@ from llmasos.engine.base import Capacity, Message, SamplingParams, Sequence, Tok
 from llmasos.engine.errors import ModelUnsupported
 from llmasos.engine.kvbatch import KV, BatchKV, cache_kv, new_cache
 from llmasos.engine.packed import pack_linears
-from llmasos.engine.sampling import TextStream, choose_batch, make_generator
+from llmasos.engine.sampling import TextStream, all_greedy, choose_batch, make_generator
 from llmasos.syscalls.errors import ContextOverflow
 
 
@@ -155,10 +155,22 @@ class HFEngine:
 
     # -- the step ------------------------------------------------------------------------------------
 
-    @torch.inference_mode()
     def step(self, batch: Seq[Sequence],
              early: Callable[[list[TokenEvent]], None] | None = None) -> list[TokenEvent]:
         self.steps += 1
+        rows = self.batch.rows
+        if (self.native is not None and rows and len(batch) == len(rows) <= self.native_max_batch
+                and all(s.engine_state.in_batch for s in batch)):
+            # Only the batch's decode, which the native step runs: no torch call, not even entering
+            # inference mode (~0.1 ms once the weights' stream has left the caches cold).
+            events: list[TokenEvent] = []
+            self._decode(events)
+            self._enforce_resident_limit()
+            return events
+        with torch.inference_mode():
+            return self._step(batch, early)
+
+    def _step(self, batch: Seq[Sequence], early: Callable[[list[TokenEvent]], None] | None) -> list[TokenEvent]:
         chosen = {s.sid for s in batch}
         # 1. Parked sequences that are back will rejoin; the rest need (some) prefill.
         rejoin, todo = [], []
@@ -278,7 +290,8 @@ class HFEngine:
     def _decode(self, events: list[TokenEvent]) -> None:
         rows = self.batch.rows
         if self.native is not None and len(rows) <= self.native_max_batch:
-            logits = self._native_logits(rows)
+            greedy = self._native_step(rows)
+            tokens = greedy if all_greedy(rows) else choose_batch(self.native.last_logits(), rows, greedy)
         else:
             lengths = self.batch.lengths()
             ids = torch.tensor([[s.output_ids[-1]] for s in rows])
@@ -287,8 +300,7 @@ class HFEngine:
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
                              cache=self.batch.cache, use_cache=True, logits_to_keep=1)
             self.batch.cache, self.batch.mask = out.cache, mask
-            logits = out.logits[:, -1]
-        tokens = choose_batch(logits.float(), rows)
+            tokens = choose_batch(out.logits[:, -1].float(), rows)
         keep = []
         for i, (seq, token) in enumerate(zip(rows, tokens, strict=True)):
             event = self._emit(seq, token)
@@ -297,15 +309,19 @@ class HFEngine:
                 keep.append(i)
             else:
                 seq.engine_state.in_batch = False
-        self.batch.keep(keep)
+        if len(keep) < len(rows):
+            with torch.inference_mode():
+                self.batch.keep(keep)
 
-    def _native_logits(self, rows: list[Sequence]) -> torch.Tensor:
-        """One decode step of every row through the native C step, appending in place to the cache."""
+    def _native_step(self, rows: list[Sequence]) -> list[int]:
+        """One decode step of every row through the native C step, appending in place to the cache;
+        returns each row's greedy token (its logits are then ``native.last_logits()``)."""
         assert self.native is not None
         step = self.native.decode
         tokens = [s.output_ids[-1] for s in rows]
         lengths = self.batch.lengths()  # a row of n real tokens holds them in its last n columns
-        first = [self.batch.width - n for n in lengths]
+        width = self.batch.width
+        first = [width - n for n in lengths]
         return self.batch.decode_in_place(
             lambda keys, values, column: step(tokens, lengths, first, keys, values, column))
 

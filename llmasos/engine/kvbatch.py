@@ -101,6 +101,10 @@ class SlackLayer(DynamicLayer):
         """The next t columns of the buffers (written by the caller) become part of the cache."""
         self._pending += t
 
+    def appending(self, kbuf: torch.Tensor) -> bool:
+        """Whether the next column goes into kbuf, this layer's key buffer, with nothing to adopt."""
+        return self._kbuf is kbuf and self._keys is self._kview
+
     def buffers(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The whole key and value buffers (after ``reserve``): [rows, kv_heads, capacity, head_dim]."""
         return self._kbuf, self._vbuf
@@ -135,20 +139,37 @@ class BatchKV:
         self.rows: list[Any] = []  # the Sequence in each row
         self.cache: DynamicCache | None = None
         self.mask = torch.zeros(0, 0, dtype=torch.long)  # [rows, columns]: 1 for real tokens
+        self._buffers: tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...], int] | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
 
+    # Invariant: a native decode step makes no torch call here (each costs ~0.1 ms after the weights
+    # streamed through the caches): its column joins the mask when the mask is next read, and the
+    # width and lengths are kept as plain ints.
+    @property
+    def mask(self) -> torch.Tensor:
+        if self._appended:
+            self._mask = F.pad(self._mask, (0, self._appended), value=1)
+            self._appended = 0
+        return self._mask
+
+    @mask.setter
+    def mask(self, mask: torch.Tensor) -> None:
+        self._mask, self._appended, self._width, self._lengths = mask, 0, mask.shape[1], None
+
     @property
     def width(self) -> int:
-        return self.mask.shape[1]
+        return self._width
 
     def lengths(self) -> list[int]:
         """Real (unpadded) tokens held per row."""
-        return self.mask.sum(dim=1).tolist()
+        if self._lengths is None:
+            self._lengths = self.mask.sum(dim=1).tolist()
+        return list(self._lengths)
 
     def resident_tokens(self) -> int:
-        return int(self.mask.sum())
+        return sum(self.lengths())
 
     def index(self, seq: Any) -> int:
         for i, row in enumerate(self.rows):
@@ -194,7 +215,7 @@ class BatchKV:
             for layer in self.cache.layers
         ]
 
-    def decode_in_place(self, write: Callable[[list[torch.Tensor], list[torch.Tensor], int], T]) -> T:
+    def decode_in_place(self, write: Callable[[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...], int], T]) -> T:
         """Append one column to every row, written by ``write(keys, values, column)``; return its result.
 
         keys / values: per layer, the whole contiguous buffer [rows, kv_heads, capacity, head_dim]
@@ -202,13 +223,23 @@ class BatchKV:
         assert self.cache is not None
         layers = self.cache.layers
         column = self.width
-        if {layer.reserve(1) for layer in layers} != {column}:
-            raise RuntimeError("batch cache layers disagree with the mask on the number of columns")
-        bufs = [layer.buffers() for layer in layers]
-        result = write([k for k, _ in bufs], [v for _, v in bufs], column)
+        held = self._buffers
+        # The same buffers as last step while every layer still appends to its own (none was
+        # replaced from outside) and has room; otherwise reserve again (~0.15 ms for 30 layers).
+        if held is None or column >= held[2] or len(held[0]) != len(layers) \
+                or not all(layer.appending(k) for layer, k in zip(layers, held[0])):
+            if {layer.reserve(1) for layer in layers} != {column}:
+                raise RuntimeError("batch cache layers disagree with the mask on the number of columns")
+            bufs = [layer.buffers() for layer in layers]
+            keys, values = tuple(k for k, _ in bufs), tuple(v for _, v in bufs)
+            held = self._buffers = (keys, values, min(k.shape[2] for k in keys))
+        result = write(held[0], held[1], column)
         for layer in layers:
             layer.extend(1)
-        self.mask = torch.cat([self.mask, torch.ones(len(self.rows), 1, dtype=torch.long)], dim=1)
+        self._appended += 1
+        self._width += 1
+        if self._lengths is not None:
+            self._lengths = [n + 1 for n in self._lengths]
         return result
 
     # -- rows join --------------------------------------------------------------------------------

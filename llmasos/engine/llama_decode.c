@@ -26,7 +26,7 @@
 #include <omp.h>
 
 typedef struct {
-    int64_t hidden, heads, kv_heads, head_dim, inter, vocab_padded, layers;
+    int64_t hidden, heads, kv_heads, head_dim, inter, vocab_padded, layers, vocab;
     float eps, attn_scale, rope_scale;
     const float *inv_freq;   /* [head_dim / 2] */
     const float *embed;      /* [vocab][hidden], row-major */
@@ -279,13 +279,41 @@ AVX2 static void attend(const float *q, const float *kc, const float *vc, int64_
     }
 }
 
-/* One decode step for `rows` sequences: logits[rows][vocab_padded]. kc / vc: per layer, the cache
+/* Index of the largest of v[0..n) (the first on ties); a NaN counts as largest (the first NaN), as
+ * numpy's argmax has it. Two passes over a row that is still in cache: max (and any NaN), then find. */
+AVX2 static int64_t argmax(const float *v, int64_t n) {
+    int64_t i = 0, n8 = n / 8 * 8;
+    __m256 best = _mm256_set1_ps(-INFINITY), nan = _mm256_setzero_ps();
+    for (; i < n8; i += 8) {
+        __m256 x = _mm256_loadu_ps(v + i);
+        best = _mm256_max_ps(best, x);
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+    }
+    float lanes[8], m;
+    _mm256_storeu_ps(lanes, best);
+    m = lanes[0];
+    for (int j = 1; j < 8; j++) m = lanes[j] > m ? lanes[j] : m;
+    int any_nan = _mm256_movemask_ps(nan) != 0;
+    for (; i < n; i++) {
+        if (v[i] != v[i]) any_nan = 1;
+        else if (v[i] > m) m = v[i];
+    }
+    for (i = 0; i < n; i++)
+        if (any_nan ? v[i] != v[i] : v[i] == m) return i;
+    return 0;
+}
+
+AVX2 int64_t llama_argmax(const float *v, int64_t n) { return argmax(v, n); }  /* for the tests */
+
+/* One decode step for `rows` sequences: logits[rows][vocab_padded], and where `greedy` is not NULL
+ * each row's argmax over its first `vocab` logits in greedy[rows]. kc / vc: per layer, the cache
  * buffer's first element; the new column is `col`; row b attends over columns first[b]..col at
  * position pos[b]. Returns 0 (-1 where not built for x86-64). Callers check llama_native_supported()
  * first: these functions use AVX2 and FMA instructions. */
 AVX2 int llama_decode(const LlamaWeights *w, int64_t rows, const int64_t *tokens, const int64_t *pos,
                       float *const *kc, float *const *vc, int64_t row_stride, int64_t head_stride,
-                      int64_t col, const int64_t *first, float *logits, float *scratch, int threads) {
+                      int64_t col, const int64_t *first, float *logits, int64_t *greedy, float *scratch,
+                      int threads) {
     int64_t H = w->hidden, D = w->head_dim, nq = w->heads * D, nkv = w->kv_heads * D;
     int64_t nqkv = pad8(nq + 2 * nkv), I = w->inter;
     float *x = scratch, *h = x + rows * H, *qkv = h + rows * H, *att = qkv + rows * nqkv;
@@ -327,6 +355,10 @@ AVX2 int llama_decode(const LlamaWeights *w, int64_t rows, const int64_t *tokens
 #pragma omp single
         rmsnorm(x, w->final_norm, h, rows, H, w->eps);
         gemv(w->lm_head, w->vocab_padded, H, h, H, rows, logits, w->vocab_padded, STORE);
+        if (greedy) {
+#pragma omp for schedule(static)
+            for (int64_t b = 0; b < rows; b++) greedy[b] = argmax(logits + b * w->vocab_padded, w->vocab);
+        }
     }
     return 0;
 }
@@ -385,9 +417,11 @@ int blocked_matmul(const float *W, int64_t N, int64_t K, int64_t bs, const float
                    float *y, int threads) { return -1; }
 int llama_decode(const LlamaWeights *w, int64_t rows, const int64_t *tokens, const int64_t *pos,
                  float *const *kc, float *const *vc, int64_t row_stride, int64_t head_stride,
-                 int64_t col, const int64_t *first, float *logits, float *scratch, int threads) {
+                 int64_t col, const int64_t *first, float *logits, int64_t *greedy, float *scratch,
+                 int threads) {
     return -1;
 }
 int llama_matmuls(const LlamaWeights *w, int64_t rows, float *logits, float *scratch, int threads) { return -1; }
 double stream_read(const float *data, int64_t n, int threads, int streams) { return 0.0; }
+int64_t llama_argmax(const float *v, int64_t n) { return -1; }
 #endif

@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import math
 import os
 import platform
 import shutil
 import subprocess
 import tempfile
 import weakref
+from collections.abc import Sequence as Seq
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -46,7 +48,7 @@ class NativeUnavailable(Exception):
 class _Weights(ctypes.Structure):
     _fields_ = [
         *[(f, ctypes.c_int64) for f in
-          ("hidden", "heads", "kv_heads", "head_dim", "inter", "vocab_padded", "layers")],
+          ("hidden", "heads", "kv_heads", "head_dim", "inter", "vocab_padded", "layers", "vocab")],
         ("eps", ctypes.c_float), ("attn_scale", ctypes.c_float), ("rope_scale", ctypes.c_float),
         *[(f, ctypes.c_void_p) for f in
           ("inv_freq", "embed", "final_norm", "lm_head", "attn_norm", "mlp_norm", "qkv", "o",
@@ -109,12 +111,14 @@ def _build_and_load() -> ctypes.CDLL:
     p, i64, c_int = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
     lib.llama_scratch_floats.argtypes = [p, i64, i64, c_int]
     lib.llama_scratch_floats.restype = i64
-    lib.llama_decode.argtypes = [p, i64, p, p, p, p, i64, i64, i64, p, p, p, c_int]
+    lib.llama_decode.argtypes = [p, i64, p, p, p, p, i64, i64, i64, p, p, p, p, c_int]
     lib.llama_decode.restype = c_int
     lib.llama_matmuls.argtypes = [p, i64, p, p, c_int]
     lib.llama_matmuls.restype = c_int
     lib.blocked_matmul.argtypes = [p, i64, i64, i64, p, i64, p, c_int]
     lib.blocked_matmul.restype = c_int
+    lib.llama_argmax.argtypes = [p, i64]
+    lib.llama_argmax.restype = i64
     lib.stream_read.argtypes = [p, i64, c_int, c_int]
     lib.stream_read.restype = ctypes.c_double
     return lib
@@ -126,6 +130,73 @@ def blocked(weight: torch.Tensor) -> torch.Tensor:
     if n % 8:
         weight = F.pad(weight, (0, 0, 0, 8 - n % 8))
     return weight.detach().reshape(-1, 8, k).transpose(1, 2).contiguous()
+
+
+HUGE_PAGE = 2 << 20
+
+
+def huge_empty(numel: int) -> torch.Tensor:
+    """An uninitialised fp32 tensor on 2 MiB-aligned memory advised for transparent huge pages.
+
+    Rule: memory the native step streams every token lives here. On this machine (a KVM guest,
+    where a TLB miss walks two page tables) reading 0.5 GiB from huge pages took ~8 % less time than
+    from 4 KiB pages. Where the advice is refused (not Linux, THP off) it is plain memory."""
+    pad = HUGE_PAGE // 4
+    raw = torch.empty(numel + pad, dtype=torch.float32)
+    start = (-raw.data_ptr() % HUGE_PAGE) // 4
+    view = raw[start : start + numel]  # the view keeps raw's storage alive
+    _advise_huge(view.data_ptr(), numel * 4)
+    return view
+
+
+def _advise_huge(address: int, nbytes: int) -> bool:
+    """madvise(MADV_HUGEPAGE) before the memory is first touched; False where refused."""
+    madvise = getattr(_libc(), "madvise", None)
+    if madvise is None or platform.system() != "Linux" or nbytes < HUGE_PAGE:
+        return False
+    return madvise(ctypes.c_void_p(address), ctypes.c_size_t(nbytes), 14) == 0  # 14: MADV_HUGEPAGE
+
+
+@cache
+def _libc() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+class _Blocked:
+    """A weight matrix to be laid out blocked, made only when asked: the rows of ``weights`` one after
+    another (q, k, v fused), or with ``interleave`` their blocks alternating (gate, up: SwiGLU is
+    applied as both sums of a block finish)."""
+
+    def __init__(self, *weights: torch.Tensor, interleave: bool = False) -> None:
+        self.weights, self.interleave = weights, interleave
+        k = weights[0].shape[1]
+        if interleave:
+            self.shape = (sum((w.shape[0] + 7) // 8 for w in weights), k, 8)
+        else:
+            self.shape = ((sum(w.shape[0] for w in weights) + 7) // 8, k, 8)
+
+    def make(self) -> torch.Tensor:
+        if self.interleave:
+            return torch.stack([blocked(w) for w in self.weights], dim=1).reshape(self.shape)
+        return blocked(torch.cat(self.weights) if len(self.weights) > 1 else self.weights[0])
+
+
+def _place(parts: list[tuple[str, Any]]) -> list[tuple[str, torch.Tensor]]:
+    """Copy named tensors (or ``_Blocked`` layouts, made one at a time) as fp32 into consecutive
+    64-byte-aligned views of one ``huge_empty`` buffer."""
+    shapes = [tuple(t.shape) for _, t in parts]
+    sizes = [(math.prod(shape) + 15) // 16 * 16 for shape in shapes]
+    arena = huge_empty(sum(sizes))
+    placed, offset = [], 0
+    for (name, t), shape, size in zip(parts, shapes, sizes, strict=True):
+        view = arena[offset : offset + math.prod(shape)].view(shape)
+        view.copy_(t.make() if isinstance(t, _Blocked) else t.detach())
+        placed.append((name, view))
+        offset += size
+    return placed
 
 
 def _pointers(tensors: list[torch.Tensor]) -> Any:
@@ -145,42 +216,46 @@ class NativeLlama:
         self.hidden = config.hidden_size
         heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
         head_dim = attn0.head_dim
-        keep: list[torch.Tensor] = []  # every tensor the C side points into stays alive here
-
-        def held(t: torch.Tensor) -> torch.Tensor:
-            t = t.detach().float().contiguous()
-            keep.append(t)
-            return t
-
-        self.embed = held(inner.embed_tokens.weight)
-        self.lm_head = lm_head = held(blocked(model.lm_head.weight))
-        per_layer: dict[str, list[torch.Tensor]] = {k: [] for k in
-                                                    ("attn_norm", "mlp_norm", "qkv", "o", "gate_up", "down")}
+        # The weights in the order a step reads them, each made (blocked) only when it is copied into
+        # one buffer on huge pages (``huge_empty``): loading holds one blocked copy at a time.
+        parts: list[tuple[str, Any]] = [("embed", inner.embed_tokens.weight),
+                                        ("inv_freq", inner.rotary_emb.inv_freq)]
         for layer in layers:
             a, m = layer.self_attn, layer.mlp
-            per_layer["attn_norm"].append(held(layer.input_layernorm.weight))
-            per_layer["mlp_norm"].append(held(layer.post_attention_layernorm.weight))
-            per_layer["qkv"].append(held(blocked(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]))))
-            per_layer["o"].append(held(blocked(a.o_proj.weight)))
-            gate_up = torch.stack([blocked(m.gate_proj.weight), blocked(m.up_proj.weight)], dim=1)
-            per_layer["gate_up"].append(held(gate_up.reshape(-1, self.hidden, 8)))
-            per_layer["down"].append(held(blocked(m.down_proj.weight)))
+            parts += [("attn_norm", layer.input_layernorm.weight),
+                      ("qkv", _Blocked(a.q_proj.weight, a.k_proj.weight, a.v_proj.weight)),
+                      ("o", _Blocked(a.o_proj.weight)),
+                      ("mlp_norm", layer.post_attention_layernorm.weight),
+                      ("gate_up", _Blocked(m.gate_proj.weight, m.up_proj.weight, interleave=True)),
+                      ("down", _Blocked(m.down_proj.weight))]
+        parts += [("final_norm", inner.norm.weight), ("lm_head", _Blocked(model.lm_head.weight))]
+        placed = _place(parts)
+        self._keep = [t for _, t in placed]  # every tensor the C side points into stays alive here
+        one = {name: t for name, t in placed if name in ("embed", "inv_freq", "final_norm", "lm_head")}
+        per_layer: dict[str, list[torch.Tensor]] = {k: [] for k in
+                                                    ("attn_norm", "mlp_norm", "qkv", "o", "gate_up", "down")}
+        for name, t in placed:
+            if name in per_layer:
+                per_layer[name].append(t)
+        self.embed, self.lm_head = one["embed"], one["lm_head"]
         rotary = inner.rotary_emb
-        inv_freq = held(rotary.inv_freq)
         self.per_layer = per_layer
         self._arrays = {k: _pointers(v) for k, v in per_layer.items()}
-        self._keep = keep
-        self.vocab_padded = lm_head.shape[0] * 8
+        self.vocab_padded = self.lm_head.shape[0] * 8
         self.weights = _Weights(
             hidden=self.hidden, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
-            inter=config.intermediate_size, vocab_padded=self.vocab_padded, layers=len(layers),
+            inter=config.intermediate_size, vocab_padded=self.vocab_padded, layers=len(layers), vocab=self.vocab,
             eps=float(config.rms_norm_eps), attn_scale=float(attn0.scaling),
             rope_scale=float(getattr(rotary, "attention_scaling", 1.0)),
-            inv_freq=inv_freq.data_ptr(), embed=self.embed.data_ptr(),
-            final_norm=held(inner.norm.weight).data_ptr(), lm_head=lm_head.data_ptr(),
+            inv_freq=one["inv_freq"].data_ptr(), embed=self.embed.data_ptr(),
+            final_norm=one["final_norm"].data_ptr(), lm_head=self.lm_head.data_ptr(),
             **{k: ctypes.cast(v, ctypes.c_void_p) for k, v in self._arrays.items()},
         )
         self.q_size, self.kv_size = heads * head_dim, kv_heads * head_dim
+        self._wref = ctypes.byref(self.weights)
+        self._fits = (0, 0, 0)  # rows, columns, threads the step buffers fit (_room)
+        self._rows = 0  # rows of the last decode step
+        self._bound: _Bound | None = None  # the cache buffers last checked (decode)
 
     def attach(self, model: Any) -> int:
         """Swap the model's Linear layers for NativeLinear views of this step's blocked weights, so the
@@ -205,51 +280,95 @@ class NativeLlama:
             model.lm_head = NativeLinear(self.lib, self.lm_head, 0, self.vocab, self.hidden, block)
         return sum(isinstance(mod, NativeLinear) for mod in model.modules())
 
-    def _scratch(self, rows: int, columns: int, threads: int) -> torch.Tensor:
-        n = self.lib.llama_scratch_floats(ctypes.byref(self.weights), rows, columns, threads)
-        return torch.empty(n, dtype=torch.float32)
+    def _room(self, rows: int, columns: int, threads: int) -> None:
+        """Grow what a step writes (logits, scratch, the token/position/first/greedy integers) to fit
+        rows x columns; kept across steps, so a step allocates nothing (every torch call a decode step
+        makes costs ~0.1 ms here: streaming the weights leaves the caches cold)."""
+        fits = self._fits
+        if rows <= fits[0] and columns <= fits[1] and threads <= fits[2]:
+            return
+        rows, columns, threads = max(rows, fits[0]), columns + max(64, columns // 4), max(threads, fits[2])
+        n = self.lib.llama_scratch_floats(self._wref, rows, columns, threads)
+        with torch.inference_mode(False):  # normal tensors: usable in and out of inference mode
+            self._scratch = torch.empty(n, dtype=torch.float32)
+            self._logits = torch.empty(rows, self.vocab_padded, dtype=torch.float32)
+        self._ints = (ctypes.c_int64 * (4 * rows))()  # tokens, positions, first columns, greedy tokens
+        self._fits = (rows, columns, threads)
 
     def decode(self, tokens: list[int], positions: list[int], first: list[int],
-               keys: list[torch.Tensor], values: list[torch.Tensor], column: int) -> torch.Tensor:
-        """Logits [rows, vocab] of one decode step; writes each row's new key and value at ``column``.
+               keys: Seq[torch.Tensor], values: Seq[torch.Tensor], column: int) -> list[int]:
+        """One decode step of len(tokens) rows: writes each row's new key and value at ``column`` and
+        returns each row's greedy next token (the argmax, first on ties; ``last_logits()`` has them all).
 
         keys / values: per layer, the whole contiguous cache buffer [rows, kv_heads, capacity, head_dim]
-        (capacity > column); row b attends over columns first[b]..column at position positions[b]."""
+        (capacity > column); row b attends over columns first[b]..column at position positions[b].
+        Tuples of buffers are checked once and remembered, as long as the same tuples come back."""
         # Invariant: nothing reaches the C code that could make it read or write out of bounds.
-        rows, layers = len(tokens), self.weights.layers
-        k0 = keys[0]
-        if len(keys) != layers or len(values) != layers:
-            raise ValueError(f"{len(keys)} key and {len(values)} value buffers for {layers} layers")
-        for buf in (*keys, *values):
-            if buf.shape != k0.shape or not buf.is_contiguous() or buf.dtype != torch.float32:
-                raise ValueError("native decode needs every layer's cache buffer contiguous, fp32, one shape")
-        shape = (rows, self.weights.kv_heads, column + 1, self.weights.head_dim)
-        if k0.dim() != 4 or k0.shape[0] != rows or k0.shape[1] != shape[1] or k0.shape[3] != shape[3] \
-                or k0.shape[2] <= column:
-            raise ValueError(f"cache buffer {tuple(k0.shape)} cannot take column {column} for {rows} rows "
-                             f"(needs at least {shape})")
+        rows = len(tokens)
+        bound = self._bound
+        if bound is None or keys is not bound.keys or values is not bound.values:
+            bound = self._bind(keys, values)
+        if rows != bound.rows or not 0 <= column < bound.capacity:
+            raise ValueError(f"cache buffer {bound.shape} cannot take column {column} for {rows} rows")
         if len(positions) != rows or len(first) != rows or any(not 0 <= f <= column for f in first):
             raise ValueError(f"{rows} rows need {rows} positions and first columns within 0..{column}")
         if any(not 0 <= t < self.vocab for t in tokens):
             raise ValueError(f"token id out of range 0..{self.vocab - 1}: {tokens}")
         threads = torch.get_num_threads()
-        ids = torch.tensor(tokens, dtype=torch.int64)
-        pos = torch.tensor(positions, dtype=torch.int64)
-        start = torch.tensor(first, dtype=torch.int64)
-        logits = torch.empty(rows, self.vocab_padded, dtype=torch.float32)
-        scratch = self._scratch(rows, column + 1, threads)
-        self.lib.llama_decode(ctypes.byref(self.weights), rows, ids.data_ptr(), pos.data_ptr(),
-                              _pointers(keys), _pointers(values), k0.stride(0), k0.stride(1), column,
-                              start.data_ptr(), logits.data_ptr(), scratch.data_ptr(), threads)
-        return logits[:, : self.vocab]
+        self._room(rows, column + 1, threads)
+        ints, cap = self._ints, self._fits[0]
+        ints[0:rows], ints[cap : cap + rows], ints[2 * cap : 2 * cap + rows] = tokens, positions, first
+        at = ctypes.addressof(ints)
+        self.lib.llama_decode(self._wref, rows, at, at + 8 * cap, bound.key_pointers, bound.value_pointers,
+                              bound.row_stride, bound.head_stride, column, at + 16 * cap,
+                              self._logits.data_ptr(), at + 24 * cap, self._scratch.data_ptr(), threads)
+        self._rows = rows
+        return ints[3 * cap : 3 * cap + rows]
+
+    def last_logits(self) -> torch.Tensor:
+        """Logits [rows, vocab] of the last decode step: a view, overwritten by the next step."""
+        return self._logits[: self._rows, : self.vocab]
+
+    def _bind(self, keys: Seq[torch.Tensor], values: Seq[torch.Tensor]) -> _Bound:
+        """Check every layer's buffers (one shape, contiguous, fp32, the model's heads) and make their
+        pointer arrays."""
+        layers = self.weights.layers
+        if len(keys) != layers or len(values) != layers:
+            raise ValueError(f"{len(keys)} key and {len(values)} value buffers for {layers} layers")
+        k0 = keys[0]
+        for buf in (*keys, *values):
+            if buf.shape != k0.shape or not buf.is_contiguous() or buf.dtype != torch.float32:
+                raise ValueError("native decode needs every layer's cache buffer contiguous, fp32, one shape")
+        shape = tuple(k0.shape)
+        if len(shape) != 4 or shape[1] != self.weights.kv_heads or shape[3] != self.weights.head_dim:
+            raise ValueError(f"cache buffer {shape} is not [rows, {self.weights.kv_heads} kv heads, columns, "
+                             f"{self.weights.head_dim}]")
+        bound = _Bound(keys, values, _pointers(keys), _pointers(values), shape[0], shape[2], shape,
+                       k0.stride(0), k0.stride(1))
+        if isinstance(keys, tuple) and isinstance(values, tuple):  # lists could change; not kept
+            self._bound = bound
+        return bound
 
     def matmuls(self, rows: int = 1) -> None:
         """Only the weight matrix-vector products of one step (a ceiling for benchmarks)."""
         threads = torch.get_num_threads()
-        logits = torch.empty(rows, self.vocab_padded, dtype=torch.float32)
-        scratch = self._scratch(rows, 1, threads).zero_()
-        self.lib.llama_matmuls(ctypes.byref(self.weights), rows, logits.data_ptr(), scratch.data_ptr(),
-                               threads)
+        self._room(rows, 1, threads)
+        self._scratch.zero_()
+        self.lib.llama_matmuls(self._wref, rows, self._logits.data_ptr(), self._scratch.data_ptr(), threads)
+
+
+class _Bound(NamedTuple):
+    """Cache buffers checked for the native step, with what the C call needs of them."""
+
+    keys: Seq[torch.Tensor]
+    values: Seq[torch.Tensor]
+    key_pointers: Any
+    value_pointers: Any
+    rows: int
+    capacity: int
+    shape: tuple[int, ...]
+    row_stride: int
+    head_stride: int
 
 
 class NativeLinear(torch.nn.Module):

@@ -46,13 +46,24 @@ def _argmax_rows(logits: torch.Tensor) -> list[int]:
     return torch.argmax(logits, dim=-1).tolist()
 
 
-def choose_batch(logits: torch.Tensor, seqs: list[Any]) -> list[int]:
-    """Next token for each row of [B, V] logits; rows with no processor and greedy share one argmax."""
-    greedy = _argmax_rows(logits)
+def _plain_greedy(params: SamplingParams) -> bool:
+    return params.logits_processor is None and params.temperature == 0
+
+
+def all_greedy(seqs: list[Any]) -> bool:
+    """Whether every sequence takes the argmax of its logits (greedy, no logits processor)."""
+    return all(_plain_greedy(seq.params) for seq in seqs)
+
+
+def choose_batch(logits: torch.Tensor, seqs: list[Any], greedy: list[int] | None = None) -> list[int]:
+    """Next token for each row of [B, V] logits; rows with no processor and greedy share one argmax
+    (``greedy``, where the caller has it already)."""
+    if greedy is None:
+        greedy = _argmax_rows(logits)
     out = []
     for i, seq in enumerate(seqs):
         params = seq.params
-        if params.logits_processor is None and params.temperature == 0:
+        if _plain_greedy(params):
             out.append(greedy[i])
             continue
         row = logits[i]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 
+import numpy as np
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -14,9 +16,9 @@ from llmasos.engine.kvbatch import BatchKV, cache_kv, new_cache
 from .test_hf import PROMPTS, drive, make
 
 
-def _library_or_skip() -> None:
+def _library_or_skip() -> ctypes.CDLL:
     try:
-        native.library()
+        return native.library()
     except native.NativeUnavailable as exc:  # a machine without a C compiler or AVX2
         pytest.skip(f"native step unavailable here: {exc}")
 
@@ -59,10 +61,12 @@ def test_step_matches_the_transformers_forward_on_a_padded_batch(shape) -> None:
     ref_cache = new_cache([(k.clone(), v.clone()) for k, v in cache_kv(batch.cache)])
     ref = model(input_ids=torch.tensor([[t] for t in next_ids]), attention_mask=mask,
                 position_ids=torch.tensor([[n] for n in lengths]), cache=ref_cache, use_cache=True)
-    got = batch.decode_in_place(lambda keys, values, column: step.decode(
+    greedy = batch.decode_in_place(lambda keys, values, column: step.decode(
         next_ids, lengths, [width - n for n in lengths], keys, values, column))
+    got = step.last_logits()
     assert got.shape == (3, 301)
     torch.testing.assert_close(got, ref.logits[:, -1], atol=1e-4, rtol=1e-4)
+    assert greedy == got.argmax(-1).tolist()  # over the real vocabulary only, never a padding column
     assert batch.width == width + 1 and batch.lengths() == [n + 1 for n in lengths]
     for (k, v), (rk, rv) in zip(cache_kv(batch.cache), cache_kv(ref.cache), strict=True):
         real = mask.bool()[:, None, :, None]  # padding columns hold whatever; compare real ones
@@ -186,6 +190,28 @@ def test_built_once_then_loaded_from_llmasos_home(fresh_library) -> None:
     native.library()
     assert os.stat(built[0]).st_mtime_ns == stamp
     assert list((fresh_library / "native").glob("llama_decode-*.so")) == built
+
+
+def test_the_steps_argmax_follows_numpy_rules() -> None:
+    """Greedy tokens come from the C step: first index on ties, NaN counts as largest (numpy's rules,
+    which the transformers path follows), and never one of the zero padding columns after the vocab."""
+    lib = _library_or_skip()
+
+    def c_argmax(values: list[float], n: int | None = None) -> int:
+        row = torch.tensor(values, dtype=torch.float32)
+        return lib.llama_argmax(row.data_ptr(), len(values) if n is None else n)
+
+    rng = torch.Generator().manual_seed(0)
+    for n in (1, 7, 8, 9, 301):
+        row = torch.randn(n, generator=rng).tolist()
+        assert c_argmax(row) == int(np.argmax(row))
+    assert c_argmax([1.0, 3.0, 3.0, 2.0] * 5) == 1
+    assert c_argmax([1.0] * 20 + [5.0] + [5.0] * 3) == 20  # the tie after the vector part
+    nan = float("nan")
+    assert c_argmax([1.0] * 10 + [nan] + [9.0, nan]) == 10
+    assert c_argmax([9.0, 1.0, 2.0, nan]) == 3  # a NaN in the scalar tail
+    assert c_argmax([-3.0] * 301 + [0.0] * 3, n=301) == 0  # padding zeros beyond n never win
+    assert c_argmax([float("-inf")] * 9) == 0
 
 
 def test_bad_arguments_are_refused_before_the_c_code_runs() -> None:
