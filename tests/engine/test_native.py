@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,6 +69,7 @@ def test_step_matches_the_transformers_forward_on_a_padded_batch(shape) -> None:
     torch.testing.assert_close(got, ref.logits[:, -1], atol=1e-4, rtol=1e-4)
     assert greedy == got.argmax(-1).tolist()  # over the real vocabulary only, never a padding column
     assert batch.width == width + 1 and batch.lengths() == [n + 1 for n in lengths]
+    assert torch.equal(batch.mask, mask)  # the appended column joins the mask when it is read
     for (k, v), (rk, rv) in zip(cache_kv(batch.cache), cache_kv(ref.cache), strict=True):
         real = mask.bool()[:, None, :, None]  # padding columns hold whatever; compare real ones
         torch.testing.assert_close(k * real, rk * real, atol=1e-5, rtol=1e-5)
@@ -89,6 +91,57 @@ def test_engine_paths_agree_token_for_token(tiny_engine_factory) -> None:
         outputs.append([s.output_ids for s in (*seqs, late)])
     assert outputs[1] == outputs[0]
     assert outputs[2] == outputs[0]
+
+
+def test_a_decode_only_step_makes_no_torch_call(tiny_engine_factory) -> None:
+    """After a step has streamed the weights every cache is cold and each torch call costs ~0.1 ms:
+    a step that only decodes the batch, through the native step, must make none (sampled rows too)."""
+    _library_or_skip()
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ops: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    engine = tiny_engine_factory()
+    seqs = [make(engine, PROMPTS[0], max_tokens=12), make(engine, PROMPTS[1], max_tokens=12)]
+    for _ in range(3):  # prefill, then a decode step that makes each layer's cache buffer
+        engine.step(seqs)
+    with Count() as count:
+        events = [e for _ in range(3) for e in engine.step(seqs)]
+    assert len(events) == 6 and count.ops == []
+    with Count() as count:  # a row that samples reads the step's logits; finishing rows leave
+        sampled = make(engine, PROMPTS[2], max_tokens=3, temperature=1.0, seed=3)
+        drive(engine, [*seqs, sampled])
+    assert count.ops and all(s.finish_reason for s in (*seqs, sampled))
+
+
+def test_weights_are_one_buffer_on_huge_pages_in_the_order_a_step_reads_them() -> None:
+    _library_or_skip()
+    step = native.NativeLlama(tiny_llama())
+    starts = [t.data_ptr() for t in step._keep]
+    assert starts == sorted(starts)
+    assert len({t.untyped_storage().data_ptr() for t in step._keep}) == 1
+    assert starts[0] % native.HUGE_PAGE == 0
+    layer0 = [step.per_layer[k][0].data_ptr() for k in ("attn_norm", "qkv", "o", "mlp_norm", "gate_up", "down")]
+    assert layer0 == sorted(layer0) and step.lm_head.data_ptr() == starts[-1]
+
+
+def test_huge_empty_is_aligned_and_advised_where_the_kernel_has_huge_pages() -> None:
+    buf = native.huge_empty(3 * native.HUGE_PAGE // 4 + 5)
+    assert buf.numel() == 3 * native.HUGE_PAGE // 4 + 5 and buf.dtype == torch.float32
+    assert buf.data_ptr() % native.HUGE_PAGE == 0
+    buf.fill_(2.0)
+    assert float(buf.sum()) == 2.0 * buf.numel()
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if thp.exists():  # a Linux kernel built with transparent huge pages takes the advice
+        assert native._advise_huge(buf.data_ptr(), buf.numel() * 4)
+    assert not native._advise_huge(buf.data_ptr(), 4096)  # less than one huge page: not asked
 
 
 @torch.inference_mode()
