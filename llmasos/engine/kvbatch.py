@@ -12,8 +12,8 @@ copies every key and value once per token; at 32 rows that copy cost as much as 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar, overload
 
 import torch
 import torch.nn.functional as F
@@ -110,6 +110,30 @@ class SlackLayer(DynamicLayer):
         return self._kbuf, self._vbuf
 
 
+class LayerBuffers(Sequence[torch.Tensor]):
+    """Each layer's whole key (or value) buffer, as the native step takes them: an immutable sequence
+    that can be weakly referenced (tuples cannot), so the native step remembers the buffers it has
+    checked without keeping them alive, and checks again when new LayerBuffers come."""
+
+    __slots__ = ("__weakref__", "_items")
+
+    def __init__(self, items: Iterable[torch.Tensor]) -> None:
+        self._items = tuple(items)
+
+    @overload
+    def __getitem__(self, i: int) -> torch.Tensor: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[torch.Tensor, ...]: ...
+    def __getitem__(self, i: int | slice) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        return self._items[i]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return iter(self._items)
+
+
 def _with_room(x: torch.Tensor, cap: int) -> torch.Tensor:
     b, h, n, d = x.shape
     buf = x.new_empty(b, h, cap, d)
@@ -139,7 +163,7 @@ class BatchKV:
         self.rows: list[Any] = []  # the Sequence in each row
         self.cache: DynamicCache | None = None
         self.mask = torch.zeros(0, 0, dtype=torch.long)  # [rows, columns]: 1 for real tokens
-        self._buffers: tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...], int] | None = None
+        self._buffers: tuple[LayerBuffers, LayerBuffers, int] | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -215,7 +239,7 @@ class BatchKV:
             for layer in self.cache.layers
         ]
 
-    def decode_in_place(self, write: Callable[[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...], int], T]) -> T:
+    def decode_in_place(self, write: Callable[[LayerBuffers, LayerBuffers, int], T]) -> T:
         """Append one column to every row, written by ``write(keys, values, column)``; return its result.
 
         keys / values: per layer, the whole contiguous buffer [rows, kv_heads, capacity, head_dim]
@@ -231,7 +255,7 @@ class BatchKV:
             if {layer.reserve(1) for layer in layers} != {column}:
                 raise RuntimeError("batch cache layers disagree with the mask on the number of columns")
             bufs = [layer.buffers() for layer in layers]
-            keys, values = tuple(k for k, _ in bufs), tuple(v for _, v in bufs)
+            keys, values = LayerBuffers(k for k, _ in bufs), LayerBuffers(v for _, v in bufs)
             held = self._buffers = (keys, values, min(k.shape[2] for k in keys))
         result = write(held[0], held[1], column)
         for layer in layers:

@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import tempfile
 import weakref
+from collections.abc import Callable
 from collections.abc import Sequence as Seq
 from functools import cache
 from pathlib import Path
@@ -34,6 +35,7 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 
+from llmasos.engine.kvbatch import LayerBuffers
 from llmasos.engine.models import llmasos_home
 
 SOURCE = Path(__file__).with_name("llama_decode.c")
@@ -302,11 +304,12 @@ class NativeLlama:
 
         keys / values: per layer, the whole contiguous cache buffer [rows, kv_heads, capacity, head_dim]
         (capacity > column); row b attends over columns first[b]..column at position positions[b].
-        Tuples of buffers are checked once and remembered, as long as the same tuples come back."""
+        Buffers given as ``kvbatch.LayerBuffers`` are checked once and remembered (weakly, so they are
+        not kept alive) while the same ones come back; any other sequence is checked every call."""
         # Invariant: nothing reaches the C code that could make it read or write out of bounds.
         rows = len(tokens)
         bound = self._bound
-        if bound is None or keys is not bound.keys or values is not bound.values:
+        if bound is None or bound.keys() is not keys or bound.values() is not values:
             bound = self._bind(keys, values)
         if rows != bound.rows or not 0 <= column < bound.capacity:
             raise ValueError(f"cache buffer {bound.shape} cannot take column {column} for {rows} rows")
@@ -343,10 +346,11 @@ class NativeLlama:
         if len(shape) != 4 or shape[1] != self.weights.kv_heads or shape[3] != self.weights.head_dim:
             raise ValueError(f"cache buffer {shape} is not [rows, {self.weights.kv_heads} kv heads, columns, "
                              f"{self.weights.head_dim}]")
-        bound = _Bound(keys, values, _pointers(keys), _pointers(values), shape[0], shape[2], shape,
-                       k0.stride(0), k0.stride(1))
-        if isinstance(keys, tuple) and isinstance(values, tuple):  # lists could change; not kept
-            self._bound = bound
+        remember = isinstance(keys, LayerBuffers) and isinstance(values, LayerBuffers)  # immutable
+        refs = (weakref.ref(keys), weakref.ref(values)) if remember else None
+        bound = _Bound(*(refs or (lambda: None, lambda: None)), _pointers(keys), _pointers(values),
+                       shape[0], shape[2], shape, k0.stride(0), k0.stride(1))
+        self._bound = bound if refs else None
         return bound
 
     def matmuls(self, rows: int = 1) -> None:
@@ -358,10 +362,11 @@ class NativeLlama:
 
 
 class _Bound(NamedTuple):
-    """Cache buffers checked for the native step, with what the C call needs of them."""
+    """Cache buffers checked for the native step (weak references to them: the batch owns them), with
+    what the C call needs of them."""
 
-    keys: Seq[torch.Tensor]
-    values: Seq[torch.Tensor]
+    keys: Callable[[], Any]
+    values: Callable[[], Any]
     key_pointers: Any
     value_pointers: Any
     rows: int

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from llmasos.engine import native
-from llmasos.engine.kvbatch import BatchKV, cache_kv, new_cache
+from llmasos.engine.kvbatch import BatchKV, LayerBuffers, cache_kv, new_cache
 
 from .test_hf import PROMPTS, drive, make
 
@@ -265,6 +267,27 @@ def test_the_steps_argmax_follows_numpy_rules() -> None:
     assert c_argmax([9.0, 1.0, 2.0, nan]) == 3  # a NaN in the scalar tail
     assert c_argmax([-3.0] * 301 + [0.0] * 3, n=301) == 0  # padding zeros beyond n never win
     assert c_argmax([float("-inf")] * 9) == 0
+
+
+def test_checked_cache_buffers_are_remembered_weakly_and_lists_checked_every_call() -> None:
+    _library_or_skip()
+    step = native.NativeLlama(tiny_llama())
+    keys = LayerBuffers(torch.zeros(1, 2, 8, 16) for _ in range(2))
+    values = LayerBuffers(torch.zeros(1, 2, 8, 16) for _ in range(2))
+    step.decode([1], [0], [0], keys, values, 0)
+    checked = step._bound
+    step.decode([2], [1], [0], keys, values, 1)
+    assert checked is not None and step._bound is checked  # not checked again
+    probe = weakref.ref(keys[0])
+    del keys, values
+    gc.collect()
+    assert probe() is None  # a finished batch's cache is not kept alive by the step
+    keys = [torch.zeros(1, 2, 8, 16) for _ in range(2)]
+    values = [torch.zeros(1, 2, 8, 16) for _ in range(2)]
+    step.decode([1], [0], [0], keys, values, 0)
+    keys[1] = torch.zeros(1, 2, 16, 8).transpose(2, 3)  # a list can change between calls
+    with pytest.raises(ValueError, match="contiguous, fp32, one shape"):
+        step.decode([2], [1], [0], keys, values, 1)
 
 
 def test_bad_arguments_are_refused_before_the_c_code_runs() -> None:
