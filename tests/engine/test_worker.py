@@ -39,6 +39,37 @@ async def test_run_keeps_the_event_loop_free():
         assert await worker.run(gate.wait, 5) is True
 
 
+async def test_a_cancelled_caller_still_waits_for_the_model_thread():
+    """Cancelling a waiter never leaves the engine mid-step behind a caller that thinks it stopped."""
+    started, release, done = threading.Event(), threading.Event(), []
+
+    def step() -> str:
+        started.set()
+        release.wait(5)
+        done.append(True)
+        return "finished"
+
+    async def releaser() -> None:
+        await anyio.to_thread.run_sync(started.wait, 5)
+        await anyio.sleep(0.05)
+        release.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(releaser)
+        with anyio.move_on_after(0.01) as scope:
+            assert await worker.run(step) == "finished"
+        assert done == [True]  # the wait ended only once the step had
+    assert scope.cancel_called
+
+
+async def test_run_returns_errors_to_the_awaiting_caller():
+    def boom() -> None:
+        raise KeyError("raised on the model thread")
+
+    with pytest.raises(KeyError, match="raised on the model thread"):
+        await worker.run(boom)
+
+
 asker = App("asker-on-thread")
 
 
