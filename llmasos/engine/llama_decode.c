@@ -44,9 +44,10 @@ enum { STORE = 0, ADD = 1, SWIGLU = 2 };
 static int64_t pad8(int64_t n) { return (n + 7) / 8 * 8; }
 
 int64_t llama_scratch_floats(const LlamaWeights *w, int64_t rows, int64_t columns, int threads) {
-    int64_t q = w->heads * w->head_dim;
+    int64_t q = w->heads * w->head_dim, group = w->heads / w->kv_heads;
     return rows * (2 * w->hidden + pad8(q + 2 * w->kv_heads * w->head_dim) + q + w->inter + w->head_dim)
-           + (int64_t)threads * (columns + 8);
+           + (int64_t)threads * group * (columns + 16)                       /* scores, per thread */
+           + rows * w->heads * 2 * (int64_t)threads * (w->head_dim + 2);     /* attention partials */
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -229,54 +230,116 @@ static void rotate_and_store(const LlamaWeights *w, float *qkv_row, float *kc, f
     for (int64_t h = g * group; h < (g + 1) * group; h++) rope(qkv_row + h * D, cs, sn, half);
 }
 
-/* out = softmax(q . k_t * scale) . v_t over columns first..col of one kv head's cache (kc, vc). */
-AVX2 static void attend(const float *q, const float *kc, const float *vc, int64_t D, float scale,
-                        int64_t first, int64_t col, float *scores, float *out) {
-    int64_t n = col - first + 1;
-    kc += first * D;
-    vc += first * D;
-    float top = -INFINITY;
-    for (int64_t t = 0; t < n; t++) {
-        float s = dot(q, kc + t * D, D) * scale;
-        scores[t] = s;
-        if (s > top) top = s;
+/* The eight sums of a[0..7]'s lanes, as one vector: lane j holds the sum of a[j]. */
+AVX2 static inline __m256 sum_each(const __m256 *a) {
+    __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+    __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+/* o[h][d..d + 8W) += sum_t p[h][t] v_t[d..d + 8W) for NH heads over n columns of v (row stride D):
+ * NH * W sums stay in registers while each value row is loaded once for all NH heads. */
+#define DEF_VACC(NH, W)                                                                            \
+    AVX2 __attribute__((noinline)) static void vacc_##NH##_##W(                                    \
+        const float *const *p, const float *v, int64_t n, int64_t D, int64_t d, float *const *o) { \
+        __m256 a[NH][W];                                                                           \
+        UNROLL for (int h = 0; h < NH; h++) UNROLL for (int j = 0; j < W; j++) a[h][j] = _mm256_setzero_ps(); \
+        for (int64_t t = 0; t < n; t++) {                                                          \
+            __m256 x[W];                                                                           \
+            UNROLL for (int j = 0; j < W; j++) x[j] = _mm256_loadu_ps(v + t * D + d + 8 * j);     \
+            UNROLL for (int h = 0; h < NH; h++) {                                                  \
+                __m256 ph = _mm256_broadcast_ss(p[h] + t);                                         \
+                UNROLL for (int j = 0; j < W; j++) a[h][j] = _mm256_fmadd_ps(ph, x[j], a[h][j]);   \
+            }                                                                                      \
+        }                                                                                          \
+        UNROLL for (int h = 0; h < NH; h++) UNROLL for (int j = 0; j < W; j++) {                  \
+            float *out = o[h] + d + 8 * j;                                                         \
+            _mm256_storeu_ps(out, _mm256_add_ps(_mm256_loadu_ps(out), a[h][j]));                   \
+        }                                                                                          \
     }
-    __m256 sum8 = _mm256_setzero_ps(), top8 = _mm256_set1_ps(top);
+DEF_VACC(1, 4)
+DEF_VACC(2, 4)
+DEF_VACC(3, 4)
+DEF_VACC(1, 1)
+DEF_VACC(2, 1)
+DEF_VACC(3, 1)
+
+/* Attention of the G query heads q[0..G) (D apart) that share one kv head, over columns lo..hi-1 of
+ * its cache (kc, vc), not yet normalised: per head h, m[h] = the largest score, s[h] = the sum of
+ * exp(score - m[h]) and o[h * D ..] = that sum's weighted values. Keys and values are read from
+ * memory once for the whole group (each query head reading them again was the cost at long
+ * contexts); scores: G * (hi - lo + 8) floats of scratch. */
+AVX2 static void attend_part(const float *q, int64_t G, const float *kc, const float *vc, int64_t D,
+                             float scale, int64_t lo, int64_t hi, float *scores, float *m, float *s,
+                             float *o) {
+    int64_t n = hi - lo, ld = (n + 8) / 8 * 8;
+    const float *k = kc + lo * D, *v = vc + lo * D;
+    __m256 scale8 = _mm256_set1_ps(scale);
     int64_t t = 0;
-    for (; t + 8 <= n; t += 8) {
-        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(scores + t), top8));
-        _mm256_storeu_ps(scores + t, e);
-        sum8 = _mm256_add_ps(sum8, e);
-    }
-    float part[8], total = 0.0f;
-    _mm256_storeu_ps(part, sum8);
-    for (int j = 0; j < 8; j++) total += part[j];
-    for (; t < n; t++) total += scores[t] = expf(scores[t] - top);
-    __m256 inv = _mm256_set1_ps(1.0f / total);
-    int64_t d = 0;
-    for (; d + 64 <= D; d += 64) {  /* eight independent sums: the loop runs at FMA throughput */
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-        for (t = 0; t < n; t++) {
-            const float *v = vc + t * D + d;
-            __m256 p = _mm256_broadcast_ss(scores + t);
-            a0 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v), a0);
-            a1 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 8), a1);
-            a2 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 16), a2);
-            a3 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 24), a3);
-            a4 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 32), a4);
-            a5 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 40), a5);
-            a6 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 48), a6);
-            a7 = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 56), a7);
+    for (; t + 8 <= n; t += 8) {  /* eight columns at a time, each head in turn (the keys stay in L1) */
+        for (int64_t h = 0; h < G; h++) {
+            __m256 a[8];
+            for (int j = 0; j < 8; j++) a[j] = _mm256_setzero_ps();
+            for (int64_t d = 0; d < D; d += 8) {
+                __m256 qd = _mm256_loadu_ps(q + h * D + d);
+                for (int j = 0; j < 8; j++) a[j] = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + (t + j) * D + d), a[j]);
+            }
+            _mm256_storeu_ps(scores + h * ld + t, _mm256_mul_ps(sum_each(a), scale8));
         }
-        __m256 acc[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
-        for (int j = 0; j < 8; j++) _mm256_storeu_ps(out + d + 8 * j, _mm256_mul_ps(acc[j], inv));
     }
-    for (; d < D; d += 8) {
-        __m256 acc = _mm256_setzero_ps();
-        for (t = 0; t < n; t++)
-            acc = _mm256_fmadd_ps(_mm256_broadcast_ss(scores + t), _mm256_loadu_ps(vc + t * D + d), acc);
-        _mm256_storeu_ps(out + d, _mm256_mul_ps(acc, inv));
+    for (; t < n; t++)
+        for (int64_t h = 0; h < G; h++) scores[h * ld + t] = dot(q + h * D, k + t * D, D) * scale;
+    for (int64_t h = 0; h < G; h++) {  /* exp(score - max), in place, and the sum */
+        float *sc = scores + h * ld, top = -INFINITY, total = 0.0f;
+        for (t = 0; t < n; t++) top = sc[t] > top ? sc[t] : top;
+        __m256 top8 = _mm256_set1_ps(top), sum8 = _mm256_setzero_ps();
+        for (t = 0; t + 8 <= n; t += 8) {
+            __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(sc + t), top8));
+            _mm256_storeu_ps(sc + t, e);
+            sum8 = _mm256_add_ps(sum8, e);
+        }
+        float part[8];
+        _mm256_storeu_ps(part, sum8);
+        for (int j = 0; j < 8; j++) total += part[j];
+        for (; t < n; t++) total += sc[t] = expf(sc[t] - top);
+        m[h] = top;
+        s[h] = total;
+        memset(o + h * D, 0, (size_t)D * sizeof(float));
     }
+    for (int64_t t0 = 0; t0 < n; t0 += 64) {  /* tiles of 64 columns: a tile's values stay in L1 */
+        int64_t tn = n - t0 < 64 ? n - t0 : 64;
+        for (int64_t h = 0; h < G; h += 3) {  /* three heads a pass */
+            int nh = G - h < 3 ? (int)(G - h) : 3;
+            const float *p[3];
+            float *oh[3];
+            for (int j = 0; j < 3; j++) {
+                int64_t hj = h + (j < nh ? j : 0);
+                p[j] = scores + hj * ld + t0;
+                oh[j] = o + hj * D;
+            }
+            const float *vt = v + t0 * D;
+            int64_t d = 0;
+            for (; d + 32 <= D; d += 32) {
+                if (nh == 3) vacc_3_4(p, vt, tn, D, d, oh);
+                else if (nh == 2) vacc_2_4(p, vt, tn, D, d, oh);
+                else vacc_1_4(p, vt, tn, D, d, oh);
+            }
+            for (; d < D; d += 8) {
+                if (nh == 3) vacc_3_1(p, vt, tn, D, d, oh);
+                else if (nh == 2) vacc_2_1(p, vt, tn, D, d, oh);
+                else vacc_1_1(p, vt, tn, D, d, oh);
+            }
+        }
+    }
+}
+
+/* Column splits per (row, kv head) of a step's attention: enough tasks for every thread twice over,
+ * none shorter than 64 columns. */
+static int64_t attention_splits(int64_t rows, int64_t kv_heads, int64_t columns, int threads) {
+    int64_t want = (2 * (int64_t)threads + rows * kv_heads - 1) / (rows * kv_heads);
+    int64_t most = columns / 64 > 1 ? columns / 64 : 1;
+    want = want < most ? want : most;
+    return want < 1 ? 1 : want > 2 * (int64_t)threads ? 2 * (int64_t)threads : want;
 }
 
 /* Index of the largest of v[0..n) (the first on ties); a NaN counts as largest (the first NaN), as
@@ -318,6 +381,8 @@ AVX2 int llama_decode(const LlamaWeights *w, int64_t rows, const int64_t *tokens
     int64_t nqkv = pad8(nq + 2 * nkv), I = w->inter;
     float *x = scratch, *h = x + rows * H, *qkv = h + rows * H, *att = qkv + rows * nqkv;
     float *act = att + rows * nq, *rot = act + rows * I, *scores = rot + rows * D;
+    int64_t G = w->heads / w->kv_heads, S = attention_splits(rows, w->kv_heads, col + 1, threads);
+    float *parts = scores + (int64_t)threads * G * (col + 16);  /* [rows][kv_heads][S][G * (D + 2)] */
     for (int64_t b = 0; b < rows; b++) {
         memcpy(x + b * H, w->embed + tokens[b] * H, (size_t)H * sizeof(float));
         for (int64_t i = 0; i < D / 2; i++) {  /* the row's rotary cosines, then sines: same in every layer */
@@ -328,7 +393,7 @@ AVX2 int llama_decode(const LlamaWeights *w, int64_t rows, const int64_t *tokens
     }
 #pragma omp parallel num_threads(threads)
     {
-        float *mine = scores + (int64_t)omp_get_thread_num() * (col + 8);
+        float *mine = scores + (int64_t)omp_get_thread_num() * G * (col + 16);
         for (int64_t l = 0; l < w->layers; l++) {
 #pragma omp single
             rmsnorm(x, w->attn_norm[l], h, rows, H, w->eps);
@@ -340,11 +405,37 @@ AVX2 int llama_decode(const LlamaWeights *w, int64_t rows, const int64_t *tokens
                 rotate_and_store(w, qkv + b * nqkv, kc[l] + at, vc[l] + at, g, rot + b * D, rot + b * D + D / 2, col);
             }
 #pragma omp for schedule(dynamic, 1)
-            for (int64_t task = 0; task < rows * w->heads; task++) {
-                int64_t b = task / w->heads, h = task % w->heads, g = h / (w->heads / w->kv_heads);
+            for (int64_t task = 0; task < rows * w->kv_heads * S; task++) {
+                int64_t b = task / (w->kv_heads * S), g = task / S % w->kv_heads, sp = task % S;
+                int64_t n = col - first[b] + 1, lo = first[b] + n * sp / S, hi = first[b] + n * (sp + 1) / S;
                 int64_t at = b * row_stride + g * head_stride;
-                attend(qkv + b * nqkv + h * D, kc[l] + at, vc[l] + at, D, w->attn_scale, first[b], col, mine,
-                       att + b * nq + h * D);
+                float *part = parts + task * G * (D + 2), *m = part, *sum = part + G, *o = part + 2 * G;
+                attend_part(qkv + b * nqkv + g * G * D, G, kc[l] + at, vc[l] + at, D, w->attn_scale, lo, hi,
+                            mine, m, sum, o);
+                if (S == 1)
+                    for (int64_t j = 0; j < G; j++)
+                        for (int64_t d = 0; d < D; d++) att[b * nq + (g * G + j) * D + d] = o[j * D + d] / sum[j];
+            }
+            if (S > 1) {  /* join each head's column splits (the softmax of the whole row) */
+#pragma omp for schedule(static)
+                for (int64_t task = 0; task < rows * w->heads; task++) {
+                    int64_t b = task / w->heads, h = task % w->heads, g = h / G, j = h % G;
+                    const float *first_part = parts + (b * w->kv_heads + g) * S * G * (D + 2);
+                    float top = -INFINITY, total = 0.0f, *out = att + b * nq + h * D;
+                    for (int64_t sp = 0; sp < S; sp++) {
+                        float mj = first_part[sp * G * (D + 2) + j];
+                        top = mj > top ? mj : top;
+                    }
+                    memset(out, 0, (size_t)D * sizeof(float));
+                    for (int64_t sp = 0; sp < S; sp++) {
+                        const float *part = first_part + sp * G * (D + 2);
+                        if (part[G + j] == 0.0f) continue;  /* an empty split */
+                        float f = expf(part[j] - top);
+                        total += part[G + j] * f;
+                        for (int64_t d = 0; d < D; d++) out[d] += part[2 * G + j * D + d] * f;
+                    }
+                    for (int64_t d = 0; d < D; d++) out[d] /= total;
+                }
             }
             gemv(w->o[l], H, nq, att, nq, rows, x, H, ADD);
 #pragma omp single

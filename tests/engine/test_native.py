@@ -44,38 +44,56 @@ def tiny_llama(**overrides) -> LlamaForCausalLM:
     return LlamaForCausalLM(LlamaConfig(**kw)).eval()
 
 
-@pytest.mark.parametrize("shape", [dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2),
-                                   dict(hidden_size=192, num_attention_heads=3, num_key_value_heads=1)],
-                         ids=["head_dim16", "head_dim64"])  # the generic and the unrolled attention loop
+LONG = [(i * 37) % 290 + 5 for i in range(200)]  # 200 columns: the attention splits them among threads
+
+
+@pytest.mark.parametrize(("shape", "prompts"), [
+    (dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2),  # head_dim 16: 8-wide value sums
+     [[5, 17, 200, 42, 7, 9, 8, 1, 2, 3, 4, 5, 6], [3], [250, 11, 12]]),  # > 8 columns: vector exp
+    (dict(hidden_size=192, num_attention_heads=3, num_key_value_heads=1),  # head_dim 64: 32-wide sums
+     [[5, 17, 200, 42, 7, 9, 8, 1, 2, 3, 4, 5, 6], [3], [250, 11, 12]]),
+    (dict(hidden_size=192, num_attention_heads=6, num_key_value_heads=1),  # six heads a kv head: 3 + 3
+     [LONG, [3]]),  # one row's columns split in parts and joined; the padded row's first part empty
+    (dict(hidden_size=160, num_attention_heads=10, num_key_value_heads=2, head_dim=16),  # 5 = 3 + 2 heads
+     [LONG[:131], LONG[7:9]]),
+], ids=["head_dim16", "head_dim64", "long-group6", "long-group5"])
 @torch.inference_mode()
-def test_step_matches_the_transformers_forward_on_a_padded_batch(shape) -> None:
+def test_step_matches_the_transformers_forward_on_a_padded_batch(shape, prompts) -> None:
     _library_or_skip()
     model = tiny_llama(vocab_size=301, **shape)  # a vocabulary not a multiple of 8 is padded inside
     step = native.NativeLlama(model)
-    prompts = [[5, 17, 200, 42, 7, 9, 8, 1, 2, 3, 4, 5, 6], [3], [250, 11, 12]]  # > 8 columns: vector exp
+    threads = torch.get_num_threads()
+    torch.set_num_threads(4)  # the same column splits on any machine (two per kv head and row here)
     batch = BatchKV()
     for i, p in enumerate(prompts):
         out = model(input_ids=torch.tensor([p]), cache=new_cache(), use_cache=True)
         batch.merge_one(f"row{i}", cache_kv(out.cache))
     lengths, width = batch.lengths(), batch.width
-    next_ids = [99, 4, 300]
-    mask = torch.cat([batch.mask, torch.ones(3, 1, dtype=torch.long)], dim=1)
+    next_ids = [99, 4, 300][: len(prompts)]
+    rows = len(prompts)
+    mask = torch.cat([batch.mask, torch.ones(rows, 1, dtype=torch.long)], dim=1)
     # transformers on a copy of the same cache, for reference
     ref_cache = new_cache([(k.clone(), v.clone()) for k, v in cache_kv(batch.cache)])
     ref = model(input_ids=torch.tensor([[t] for t in next_ids]), attention_mask=mask,
                 position_ids=torch.tensor([[n] for n in lengths]), cache=ref_cache, use_cache=True)
-    greedy = batch.decode_in_place(lambda keys, values, column: step.decode(
-        next_ids, lengths, [width - n for n in lengths], keys, values, column))
+    try:
+        greedy = batch.decode_in_place(lambda keys, values, column: step.decode(
+            next_ids, lengths, [width - n for n in lengths], keys, values, column))
+    finally:
+        torch.set_num_threads(threads)
     got = step.last_logits()
-    assert got.shape == (3, 301)
-    torch.testing.assert_close(got, ref.logits[:, -1], atol=1e-4, rtol=1e-4)
+    assert got.shape == (rows, 301)
+    # 200 positions of a model with large random weights: both sides' float rounding grows to ~3e-4
+    # (the per-head attention of session 3 differed as much); a wrong join would be off by ~0.1-1
+    tol = 1e-4 if len(prompts[0]) < 100 else 1e-3
+    torch.testing.assert_close(got, ref.logits[:, -1], atol=tol, rtol=tol)
     assert greedy == got.argmax(-1).tolist()  # over the real vocabulary only, never a padding column
     assert batch.width == width + 1 and batch.lengths() == [n + 1 for n in lengths]
     assert torch.equal(batch.mask, mask)  # the appended column joins the mask when it is read
     for (k, v), (rk, rv) in zip(cache_kv(batch.cache), cache_kv(ref.cache), strict=True):
         real = mask.bool()[:, None, :, None]  # padding columns hold whatever; compare real ones
-        torch.testing.assert_close(k * real, rk * real, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(v * real, rv * real, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(k * real, rk * real, atol=tol / 10, rtol=tol / 10)
+        torch.testing.assert_close(v * real, rv * real, atol=tol / 10, rtol=tol / 10)
 
 
 def test_engine_paths_agree_token_for_token(tiny_engine_factory) -> None:
