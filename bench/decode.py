@@ -15,7 +15,7 @@ transformers (a bare forward loop), the read rate and the bound, the matmul ceil
 of it reached, and the aggregate tok/s of a 16-sequence batch (why fp32 is the default on CPUs
 without native bf16).
 
-Usage: python bench/decode.py [--quick] [--tokens N]
+Usage: python bench/decode.py [--quick] [--tokens N] [--context N]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import statistics
 import time
 
 import torch
-from _common import Plain, add_threads_flag, load_engine, on_model_thread, seq, table
+from _common import Plain, add_threads_flag, load_engine, on_model_thread, prompt, seq, table
 from torch import nn
 from transformers import DynamicCache
 
@@ -83,13 +83,25 @@ def seconds(fn) -> float:
     return time.perf_counter() - t0
 
 
+def long_prompt(engine, n: int) -> str:
+    """Story openings one after another, until the text is at least n tokens long."""
+    text, i = "", 0
+    while engine.count_tokens(text) < n:
+        text += prompt(i) + " "
+        i += 1
+    return text
+
+
 @on_model_thread
-def paired_steps(engine, weight_bytes: int, tokens: int) -> tuple[list[tuple[float, float, float]], str]:
+def paired_steps(engine, weight_bytes: int, tokens: int,
+                 context: int | None = None) -> tuple[list[tuple[float, float, float]], str]:
     """(step, read, matmuls) seconds for each decode step of one stream, measured back to back,
-    and which read was the fastest."""
+    and which read was the fastest. context: the prompt's length in tokens (default ~30)."""
     matmuls = matmuls_once(engine)
     how, read = fastest(readers(weight_bytes))
     s = seq(0, tokens + 1)
+    if context:
+        s.prompt = long_prompt(engine, context)
     engine.prepare(s)
     while not s.output_ids:  # prefill (and the first token) off the clock
         engine.step([s])
@@ -144,6 +156,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="24 decode steps per measurement instead of 96")
     ap.add_argument("--tokens", type=int, default=None, help="decode steps per measurement")
+    ap.add_argument("--context", type=int, default=None,
+                    help="prompt length in tokens for the paired single-stream columns (1-stream, of "
+                         "bound, of matmuls; default ~30); the bound counts the weights only, so a long "
+                         "context, whose cache is read too, lowers 'of bound'")
     add_threads_flag(ap)
     args = ap.parse_args()
     tokens = args.tokens or (24 if args.quick else 96)
@@ -160,7 +176,7 @@ def main() -> None:
         torch_path.close()
         del torch_path
         decode_rate(engine, 1, 4)  # warm up
-        pairs, how = paired_steps(engine, weight_bytes, tokens)
+        pairs, how = paired_steps(engine, weight_bytes, tokens, args.context)
         med = statistics.median
         one, bound, ceiling = med(1 / p[0] for p in pairs), med(1 / p[1] for p in pairs), med(1 / p[2] for p in pairs)
         batch = decode_rate(engine, 16, tokens // 2)
@@ -168,7 +184,8 @@ def main() -> None:
         rows.append([dtype, weight_bytes / 2**20, one, hf_one, bare, bound * weight_bytes / 2**30, bound,
                      med(r / st for st, r, _ in pairs), ceiling, med(m / st for st, _, m in pairs), batch])
         engine.close()
-    print(f"\ndecode: {torch.get_num_threads()} threads, {tokens} single-stream steps per row; decode step: "
+    where = f" after a {args.context}-token prompt" if args.context else ""
+    print(f"\ndecode: {torch.get_num_threads()} threads, {tokens} single-stream steps per row{where}; decode step: "
           + "; ".join(steps))
     headers = ["dtype", "weights MiB", "1-stream tok/s", "no-native tok/s", "plain HF tok/s", "read GiB/s",
                "bandwidth bound", "of bound", "matmuls only", "of matmuls", "batch-16 tok/s"]
