@@ -84,10 +84,9 @@ class SlackLayer(DynamicLayer):
         """Make room for t more columns after the held ones, in buffers that start at column 0;
         return the number of columns held (where the next column goes)."""
         assert self._keys is not None
-        if self._keys is self._kview and self._pending:
-            n = self._keys.shape[-2] + self._pending  # the views stay stale; nothing is built
-        else:
-            n = self.keys.shape[-2]
+        # Pending columns exist only while _keys is this layer's own view (_replace folds them first),
+        # so this counts them without building a view.
+        n = self._keys.shape[-2] + self._pending
         if self._keys is not self._kview or n + t > self._kbuf.shape[-2]:
             held_k, held_v = self.keys, self.values  # (folds pending columns in)
             cap = n + t + max(self.SLACK, n // 4)

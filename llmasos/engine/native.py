@@ -311,7 +311,7 @@ class NativeLlama:
         bound = self._bound
         if bound is None or bound.keys() is not keys or bound.values() is not values:
             bound = self._bind(keys, values)
-        if rows != bound.rows or not 0 <= column < bound.capacity:
+        if rows != bound.shape[0] or not 0 <= column < bound.shape[2]:
             raise ValueError(f"cache buffer {bound.shape} cannot take column {column} for {rows} rows")
         if len(positions) != rows or len(first) != rows or any(not 0 <= f <= column for f in first):
             raise ValueError(f"{rows} rows need {rows} positions and first columns within 0..{column}")
@@ -349,7 +349,7 @@ class NativeLlama:
         remember = isinstance(keys, LayerBuffers) and isinstance(values, LayerBuffers)  # immutable
         refs = (weakref.ref(keys), weakref.ref(values)) if remember else None
         bound = _Bound(*(refs or (lambda: None, lambda: None)), _pointers(keys), _pointers(values),
-                       shape[0], shape[2], shape, k0.stride(0), k0.stride(1))
+                       shape, k0.stride(0), k0.stride(1))
         self._bound = bound if refs else None
         return bound
 
@@ -369,9 +369,7 @@ class _Bound(NamedTuple):
     values: Callable[[], Any]
     key_pointers: Any
     value_pointers: Any
-    rows: int
-    capacity: int
-    shape: tuple[int, ...]
+    shape: tuple[int, ...]  # [rows, kv_heads, capacity, head_dim]
     row_stride: int
     head_stride: int
 
