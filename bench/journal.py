@@ -80,7 +80,7 @@ async def restore(count: int) -> tuple[float, float, int]:
         while not all(k.get(p).waiting_on == "recv" for p in pids):
             await anyio.sleep(0.005)
         replayed = time.perf_counter() - t0
-        restored = len(k.memory.recovery.restored)
+        restored = len(k.recovery.restored)
         await k.shutdown()
     return booted, replayed, restored
 

@@ -13,16 +13,33 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("LLMASOS_HOME", str(Path(__file__).resolve().parent.parent / ".cache" / "test-home"))
 
+import anyio  # noqa: E402
 import pytest  # noqa: E402
 
 from llmasos.engine.fake import FakeEngine  # noqa: E402
 from llmasos.kernel import Kernel, KernelConfig  # noqa: E402
+from llmasos.syscalls.calls import Generate  # noqa: E402
+from llmasos.syscalls.types import Completion  # noqa: E402
 
 
 def make_kernel(tmp_path: Path, engine: object | None = None, **overrides: object) -> Kernel:
     """A kernel on the scripted FakeEngine with its home (database, jails) in tmp_path."""
     return Kernel(KernelConfig(engine=engine if engine is not None else FakeEngine(), home=tmp_path,
                                **overrides))
+
+
+async def generate_all(kernel: Kernel, calls: list[Generate], face: str = "test") -> list[Completion]:
+    """Run generate calls concurrently, each as its own request process (so they batch together)."""
+    results: list[Completion | None] = [None] * len(calls)
+
+    async def one(i: int, call: Generate) -> None:
+        async with kernel.session(face) as sys:
+            results[i] = await sys._trap(call)
+
+    async with anyio.create_task_group() as tg:
+        for i, call in enumerate(calls):
+            tg.start_soon(one, i, call)
+    return results  # type: ignore[return-value]
 
 
 @pytest.fixture

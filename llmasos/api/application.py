@@ -8,9 +8,11 @@
 
     app.run()          # serves http://127.0.0.1:8000/ask?question=...
 
-Rule: a request becomes a process (visible in ps, killable, its generate calls batched with every
-other request's); handler arguments come from the query string or a JSON body and are checked against
-the handler's signature before it runs.
+Rule: one door. A request opens a request process of the app (``kernel.session``, caps from
+``KernelConfig.request_caps``), which spawns the route's process as its child and waits for it: both
+are in ps, killable, traced and charged to that budget, and the route's generate calls are batched with
+every other request's. Handler arguments come from the query string or a JSON body and are checked
+against the handler's signature before it runs.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import anyio
 
 from llmasos.apps.app import App
+from llmasos.syscalls.calls import Spawn
 from llmasos.syscalls.errors import InvalidArguments
 from llmasos.syscalls.types import as_dict
 
@@ -67,11 +70,12 @@ class Application:
                     if not isinstance(body, dict):
                         return JSONResponse({"error": "the JSON body must be an object"}, status_code=400)
                     params.update(body)
-                try:
-                    pid = await kernel.spawn(app, **params)
-                except InvalidArguments as exc:
-                    return JSONResponse({"error": str(exc)}, status_code=422)
-                status = await kernel.wait(pid)
+                async with kernel.session(self.name) as sys:
+                    try:
+                        pid = await sys.syscall(Spawn(app, (), params))
+                    except InvalidArguments as exc:
+                        return JSONResponse({"error": str(exc)}, status_code=422)
+                    status = await sys.wait(pid)
                 if status.state != "exited":
                     reason = (status.error or status.state).strip().splitlines()[-1]
                     code = 500 if status.state == "crashed" else 503

@@ -1,8 +1,10 @@
 """LLM: the seed's model handle (``LLM.from_pretrained(...)``, ``generate_text``, ``chat``).
 
-Rule: every call goes through a kernel's generate syscall, so it is batched with everyone else's.
-Inside a process (its code, or a worker thread it started) the call is that process's syscall; in a
-plain script a private kernel is booted in a background thread on first use.
+Rule: every call is a generate syscall, so it is batched with everyone else's and passes the chokepoint.
+Inside a process (its code, or a worker thread it started) the call is that process's syscall. Outside
+one, the call is made by a request process of its own (``kernel.session("llm")``): visible in ps and
+strace while it runs, charged to ``KernelConfig.request_caps``; in a plain script a private kernel is
+booted in a background thread on first use.
 """
 
 from __future__ import annotations
@@ -112,9 +114,9 @@ class LLM:
 
         sys = current_sys.get()
         if sys is not None:
-            return await sys._trap(call)
+            return await sys.syscall(call)
         if self._runtime is not None and self._runtime.kernel is not None:
-            return await self._runtime.kernel.submit(None, call).collect()
+            return await _request(self._runtime.kernel, call)
         raise LLMUsageError("outside a kernel process, use the blocking generate_text()/chat(), "
                             "or run your code as an app (llmasos run file.py)")
 
@@ -124,7 +126,7 @@ class LLM:
         sys = current_sys.get()
         in_loop = _in_event_loop()
         if sys is not None and not in_loop:  # a worker thread of a process (e.g. an Application route)
-            return anyio.from_thread.run(sys._trap, call)
+            return anyio.from_thread.run(sys.syscall, call)
         if in_loop:
             raise LLMUsageError("generate_text() blocks, and this code runs on the kernel's event loop; "
                                 "use `await model.agenerate_text(...)` or `await sys.generate(...)`")
@@ -138,6 +140,12 @@ class LLM:
         if self._runtime is not None:
             self._runtime.close()
             self._runtime = None
+
+
+async def _request(kernel: Any, call: Generate) -> Completion:
+    """call, made by a request process of the LLM face."""
+    async with kernel.session("llm") as sys:
+        return await sys.syscall(call)
 
 
 def _in_event_loop() -> bool:
@@ -166,10 +174,7 @@ class _Runtime:
         self.kernel = kernel
 
     def call(self, call: Generate) -> Completion:
-        async def run() -> Completion:
-            return await self.kernel.submit(None, call).collect()
-
-        return self.portal.call(run)
+        return self.portal.call(_request, self.kernel, call)
 
     def close(self) -> None:
         try:

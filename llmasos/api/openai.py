@@ -1,11 +1,12 @@
 """OpenAI-compatible endpoints: /v1/models, /v1/chat/completions, /v1/completions.
 
-Rule: a request is a root-level generate (``Kernel.submit(None, Generate(...))``): it enters the same
-scheduler as every process's generate call, so concurrent HTTP requests and agent processes share the
-model's batched forward steps. It is not a process: an HTTP request cannot be replayed after a crash
-(its connection is gone), so journaling it, or filling the process table with one entry per request,
-would cost SQLite writes for nothing. A client that disconnects frees its sequence before the next step.
-Replies follow OpenAI's shapes exactly, including the SSE chunk stream that ends with ``data: [DONE]``.
+Rule: one door. A request is a generate syscall of its own request process (``kernel.session("openai")``):
+it is checked against the request caps (``KernelConfig.request_caps``: a token budget, say), journaled,
+accounted, and visible in ps, top and strace while it runs; it enters the same scheduler as every
+process's generate call, so concurrent HTTP requests and agent processes share the model's batched
+forward steps. It is never restarted after a crash (its connection is gone). A client that disconnects
+ends its process, which frees its sequence before the next step. Replies follow OpenAI's shapes exactly,
+including the SSE chunk stream that ends with ``data: [DONE]``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -25,10 +26,11 @@ from llmasos.api.errors import error_body, status_of
 from llmasos.api.http import unless_gone
 from llmasos.errors import LlmasosError
 from llmasos.kernel.kernel import Kernel, KernelNotRunning
-from llmasos.kernel.llm import TokenStream
 from llmasos.syscalls.calls import Generate
 from llmasos.syscalls.errors import InvalidArguments
-from llmasos.syscalls.types import Completion
+from llmasos.syscalls.types import Completion, ReplyStream
+
+FACE = "openai"  # the name of the OpenAI endpoint's request processes in ps
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -97,13 +99,12 @@ def router(kernel: Kernel) -> APIRouter:
             raise InvalidArguments("messages must hold at least one message")
         if body.tool_choice not in (None, "none") and not body.tools:
             raise InvalidArguments("tool_choice needs tools=[...] to choose from")
-        stream = kernel.submit(None, call)
         reply = _Reply("chatcmpl", "chat.completion", model_name())
         if body.stream:
             tools_on = bool(body.tools) and body.tool_choice != "none"
             usage = bool((body.stream_options or {}).get("include_usage"))
-            return _sse(reply.chat_chunks(stream, buffer=tools_on, usage=usage))
-        completion = await _collect(request, stream)
+            return _sse(_streamed(kernel, call, lambda s: reply.chat_chunks(s, buffer=tools_on, usage=usage)))
+        completion = await _collect(request, kernel, call)
         return reply.chat(completion) if completion is not None else _gone()
 
     @r.post("/v1/completions", summary="Text completion (stream=true: server-sent events)")
@@ -118,11 +119,11 @@ def router(kernel: Kernel) -> APIRouter:
         call = Generate(prompt=prompt, max_tokens=body.max_tokens,
                         temperature=1.0 if body.temperature is None else body.temperature,
                         top_p=1.0 if body.top_p is None else body.top_p, seed=body.seed, stop=_stop(body.stop))
-        stream = kernel.submit(None, call)
         reply = _Reply("cmpl", "text_completion", model_name())
         if body.stream:
-            return _sse(reply.text_chunks(stream, usage=bool((body.stream_options or {}).get("include_usage"))))
-        completion = await _collect(request, stream)
+            usage = bool((body.stream_options or {}).get("include_usage"))
+            return _sse(_streamed(kernel, call, lambda s: reply.text_chunks(s, usage=usage)))
+        completion = await _collect(request, kernel, call)
         return reply.text(completion) if completion is not None else _gone()
 
     return r
@@ -164,15 +165,36 @@ def _stop(stop: str | list[str] | None) -> tuple[str, ...]:
     return (stop,) if isinstance(stop, str) else tuple(s for s in stop if s)
 
 
-async def _collect(request: Request, stream: TokenStream) -> Completion | None:
-    """The whole reply; None if the client left first (its sequence is then freed)."""
-    completion = await unless_gone(request, stream.collect)
+async def _collect(request: Request, kernel: Kernel, call: Generate) -> Completion | None:
+    """The whole reply of call, made by a request process; None if the client left first (the process
+    then ends, and its sequence is freed)."""
+
+    async def generate() -> Completion:
+        async with kernel.session(FACE) as sys:
+            return await sys.generate(**{**_fields(call), "stream": False})
+
+    completion = await unless_gone(request, generate)
     if completion is None:
-        stream.close()
         return None
     if completion.finish_reason == "abort":
         raise KernelNotRunning("the kernel stopped before the reply was complete; try again")
     return completion
+
+
+async def _streamed(kernel: Kernel, call: Generate,
+                    chunks: Callable[[ReplyStream], AsyncIterator[dict]]) -> AsyncIterator[dict]:
+    """The chunks of a streamed reply, generated by a request process that lives as long as the stream."""
+    async with kernel.session(FACE) as sys:
+        stream = sys.generate(**{**_fields(call), "stream": True})
+        async with aclosing(chunks(stream)) as source:
+            async for chunk in source:
+                yield chunk
+
+
+def _fields(call: Generate) -> dict[str, Any]:
+    """call's fields as sys.generate's keyword arguments."""
+    return {f: getattr(call, f) for f in ("prompt", "messages", "max_tokens", "temperature", "top_p", "seed",
+                                          "stop", "stream", "tools", "tool_choice", "truncate")}
 
 
 # -- replies ------------------------------------------------------------------------------------------
@@ -226,7 +248,7 @@ class _Reply:
             chunk["usage"] = None
         return chunk
 
-    async def chat_chunks(self, stream: TokenStream, *, buffer: bool, usage: bool) -> AsyncIterator[dict]:
+    async def chat_chunks(self, stream: Any, *, buffer: bool, usage: bool) -> AsyncIterator[dict]:
         """role first, then content deltas, then an empty delta with finish_reason (then usage).
 
         With tools offered the reply is held back until it is complete, because the model's raw text of
@@ -250,7 +272,7 @@ class _Reply:
         if usage:
             yield {**self._head("chat.completion.chunk"), "choices": [], "usage": _usage(c)}
 
-    async def text_chunks(self, stream: TokenStream, *, usage: bool) -> AsyncIterator[dict]:
+    async def text_chunks(self, stream: Any, *, usage: bool) -> AsyncIterator[dict]:
         def chunk(text: str, finish: str | None) -> dict[str, Any]:
             out = {**self._head("text_completion"),
                    "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}]}

@@ -57,6 +57,27 @@ def find_app(spec: str) -> App:
     return app
 
 
+def app_spec(app: App) -> str | None:
+    """How ``find_app`` finds app again after a restart (None when it cannot)."""
+    for spec, cached in list(_cache.items()):
+        if cached is app:
+            target, sep, attr = spec.partition(":")
+            if target.endswith(".py") or "/" in target or "\\" in target:
+                return str(Path(target).expanduser().resolve()) + sep + attr
+            return spec
+    module = sys.modules.get(getattr(app.entry, "__module__", ""), None) if app._main else None
+    if module is None:
+        return None
+    for attr, value in vars(module).items():
+        if value is app:
+            name = module.__name__
+            if name == "__main__" or name.startswith("llmasos_user_app_"):
+                path = getattr(module, "__file__", None)
+                return f"{Path(path).resolve()}:{attr}" if path else None
+            return f"{name}:{attr}"
+    return None
+
+
 def _resolve(spec: str) -> App:
     target, _, attr = spec.partition(":")
     if target.endswith(".py") or "/" in target or "\\" in target:

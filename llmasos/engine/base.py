@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import enum
 import itertools
+import math
 import time
 from collections.abc import Callable, Sequence as Seq
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+from llmasos.syscalls.errors import InvalidArguments
 
 Message = dict[str, Any]
 """A chat message as in the OpenAI API: {"role": ..., "content": ...}."""
@@ -36,15 +39,24 @@ class SamplingParams:
     truncate: bool = False  # drop the oldest prompt tokens instead of raising ContextOverflow
 
     def __post_init__(self) -> None:
-        if self.max_tokens < 1:
-            raise ValueError(f"max_tokens must be at least 1, not {self.max_tokens}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, not {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], not {self.top_p}")
+        """Validate what a requester gave (InvalidArguments: the requester's fault, never the engine's)."""
+        if not isinstance(self.max_tokens, int) or isinstance(self.max_tokens, bool) or self.max_tokens < 1:
+            raise InvalidArguments(f"max_tokens must be a whole number of at least 1, not {self.max_tokens!r}")
+        if not _finite(self.temperature) or self.temperature < 0:
+            raise InvalidArguments(f"temperature must be a finite number >= 0, not {self.temperature!r}")
+        if not _finite(self.top_p) or not 0 < self.top_p <= 1:
+            raise InvalidArguments(f"top_p must be a number in (0, 1], not {self.top_p!r}")
+        if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool)):
+            raise InvalidArguments(f"seed must be a whole number or None, not {self.seed!r}")
         if isinstance(self.stop, str):
             self.stop = (self.stop,)
         self.stop = tuple(self.stop)
+        if not all(isinstance(s, str) and s for s in self.stop):
+            raise InvalidArguments(f"stop must be non-empty strings, not {list(self.stop)!r}")
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 class SeqStatus(enum.Enum):

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from llmasos.engine.errors import ModelNotFound, ModelUnsupported
+from llmasos.home import llmasos_home
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -70,11 +71,6 @@ class ModelRow:
     source: str
     cached: bool
     size: int | None  # bytes on disk once cached
-
-
-def llmasos_home() -> Path:
-    """$LLMASOS_HOME, or ~/.llmasos."""
-    return Path(os.environ.get("LLMASOS_HOME") or Path.home() / ".llmasos").expanduser()
 
 
 def models_dir() -> Path:

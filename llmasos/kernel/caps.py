@@ -193,6 +193,23 @@ _RULES: dict[type, Callable[[Any, Caps, Any], None]] = {
 }
 
 
+def intersect(a: Caps, b: Caps) -> Caps:
+    """What both a and b allow (None: unlimited): a resumed process's caps, and a child under a parent."""
+    return Caps(
+        tools=_meet(a.tools, b.tools), memory=_meet(a.memory, b.memory), can_spawn=a.can_spawn and b.can_spawn,
+        max_children=_least(a.max_children, b.max_children), token_budget=_least(a.token_budget, b.token_budget),
+        syscall_budget=_least(a.syscall_budget, b.syscall_budget),
+    )
+
+
+def _meet(a: frozenset[str] | None, b: frozenset[str] | None) -> frozenset[str] | None:
+    return b if a is None else a if b is None else a & b
+
+
+def _least(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
 def restrict(caps: Caps, **changes: Any) -> Caps:
     """caps with some fields changed (tests and the shell use it)."""
     return replace(caps, **changes)

@@ -5,21 +5,16 @@ Rule: no other module invents a limit; it reads it from here.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from llmasos.errors import LlmasosError
+from llmasos.home import llmasos_home
 
 
 class ConfigError(LlmasosError):
     """A KernelConfig value is out of range."""
-
-
-def llmasos_home() -> Path:
-    """Where llmasos keeps its database, model cache, history and tool jails ($LLMASOS_HOME)."""
-    return Path(os.environ.get("LLMASOS_HOME") or Path.home() / ".llmasos").expanduser()
 
 
 @dataclass(slots=True)
@@ -30,7 +25,7 @@ class KernelConfig:
     policy: str = "fifo"  # scheduling policy: fifo, rr, priority, fair
     max_procs: int = 4096  # live (not yet reaped) processes in the table
     max_zombies: int = 1024  # exited processes kept for wait/ps before the oldest are reaped
-    mailbox_size: int = 1024  # messages queued per process before send blocks
+    mailbox_size: int = 1024  # unread messages a process may hold; past it, send raises MailboxFull
     stdout_lines: int = 2000  # lines of stdout kept per process for logs/attach
     kill_grace: float = 2.0  # seconds a killed process may take to unwind before it is reported
     max_batch: int = 32  # sequences in one forward step
@@ -38,6 +33,8 @@ class KernelConfig:
     max_resident_tokens: int = 65536  # KV-cache tokens held at once
     quantum: int = 16  # rr policy: tokens per turn
     default_max_tokens: int = 256  # generate's max_tokens when the app gives none
+    request_caps: dict[str, Any] | None = None  # caps of the processes that faces open per request
+    # (OpenAI endpoint, LLM, Application routes), e.g. {"token_budget": 2048}; None: all of root's
     home: Path = field(default_factory=llmasos_home)
     database: str | None = None  # SQLAlchemy URL; None: sqlite under home (memory manager)
     trace_buffer: int = 256  # recent syscall trace events kept per process
@@ -49,11 +46,16 @@ class KernelConfig:
     group_commit_ms: float = 5.0  # group mode: how long a result may wait for others to share a commit
     db_busy_timeout: float = 5.0  # seconds to wait for a locked database before reporting it
     db_synchronous: str = "NORMAL"  # SQLite: NORMAL survives a killed kernel; FULL also a power loss
+    pid_block: int = 64  # pids reserved in the database at a time (a crash skips at most this many)
+    # -- context paging (kernel/paging.py) --
+    message_tokens: int = 4  # tokens a chat template adds around each message (an upper bound)
+    page_target: float = 0.75  # after paging, the context fills at most this share of the window
+    summary_share: float = 0.125  # share of the window a paged-out summary may take
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser()
         for name in ("max_procs", "max_batch", "max_step_tokens", "max_resident_tokens", "quantum",
-                     "default_max_tokens", "mailbox_size", "stdout_lines", "trace_buffer"):
+                     "default_max_tokens", "mailbox_size", "stdout_lines", "trace_buffer", "pid_block"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"KernelConfig.{name} must be a positive integer, not {value!r}")
@@ -63,6 +65,8 @@ class KernelConfig:
             raise ConfigError(f"KernelConfig.kill_grace must be >= 0, not {self.kill_grace!r}")
         if self.journal_commit not in ("call", "group"):
             raise ConfigError(f"KernelConfig.journal_commit is 'call' or 'group', not {self.journal_commit!r}")
+        if not (0 < self.summary_share < self.page_target <= 1) or self.message_tokens < 0:
+            raise ConfigError("KernelConfig needs 0 < summary_share < page_target <= 1 and message_tokens >= 0")
         if self.group_commit_ms < 0 or self.db_busy_timeout < 0:
             raise ConfigError("KernelConfig.group_commit_ms and db_busy_timeout must be >= 0")
         self.db_synchronous = str(self.db_synchronous).upper()

@@ -8,8 +8,8 @@ through narrow interfaces; features belong there, not here.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
-import functools
 import itertools
 import time
 import traceback
@@ -21,32 +21,33 @@ import anyio
 
 from llmasos.apps.app import App
 from llmasos.apps.registry import find_app
-from llmasos.engine.base import Engine, SamplingParams, Sequence
-from llmasos.errors import LlmasosError
+from llmasos.engine.base import Engine
+from llmasos.engine.loader import is_engine, open_engine
 from llmasos.kernel import caps as capmod
 from llmasos.kernel.config import KernelConfig
-from llmasos.kernel.llm import LLMLoop, TokenStream
-from llmasos.kernel.proc import LIVE, ProcState, Process
+from llmasos.kernel.errors import KernelNotRunning, blame, log
+from llmasos.kernel.journal import FRAME, Durability, Journal, NoJournal
+from llmasos.kernel.llm import LLMLoop
+from llmasos.kernel.proc import ProcState, Process
+from llmasos.kernel.recovery import FACE_SPEC, Recovery, recover
 from llmasos.kernel.sched import SchedLimits, make_scheduler
 from llmasos.kernel.table import TABLE, ExitProcess
 from llmasos.kernel.trace import TraceBus, TraceEvent
-from llmasos.syscalls.calls import Generate, Syscall
+from llmasos.syscalls.calls import Syscall
 from llmasos.syscalls.errors import (
-    InvalidArguments, MailboxFull, NoSuchProcess, NotSupported, ProcessLimit, SyscallError, WaitTimeout,
+    InvalidArguments, MailboxFull, NoSuchProcess, NotSupported, ProcessKilled, ProcessLimit, SyscallError,
+    WaitTimeout,
 )
 from llmasos.syscalls.sys import Sys
-from llmasos.tools.calling import prepare as prepare_tools
 from llmasos.syscalls.types import ExitStatus, Message, ProcInfo, Usage
 
 if TYPE_CHECKING:
     from llmasos.kernel.caps import Caps
+    from llmasos.memory.errors import MemoryStoreError
+    from llmasos.memory.manager import MemoryManager
 
 current_sys: contextvars.ContextVar[Sys | None] = contextvars.ContextVar("llmasos_sys", default=None)
 """The Sys of the process whose code is running (None outside any process)."""
-
-
-class KernelNotRunning(LlmasosError):
-    """The kernel has not been booted, or was shut down."""
 
 
 class Kernel:
@@ -64,8 +65,10 @@ class Kernel:
         self.engine: Engine | None = None
         self.llm: LLMLoop | None = None
         self.tracer = TraceBus()
-        self.journal: Any = None  # the memory manager's syscall journal, when one is attached
-        self.memory: Any = None  # the memory manager (llmasos/memory/), while booted with one
+        self.durability: Durability = NoJournal()  # the journal, while booted with a durable database
+        self.memory: MemoryManager | None = None  # the memory manager (llmasos/memory/), while booted with one
+        self.recovery = Recovery()  # what the last boot's crash recovery did
+        self._faces: dict[str, App] = {}  # name -> the App of that face's request processes
         self._procs: dict[int, Process] = {}  # pid -> process, live or not yet reaped
         self._zombies: deque[int] = deque()  # ended, unreaped pids, oldest first
         self._live = 0
@@ -86,19 +89,21 @@ class Kernel:
         """Load the engine and start the kernel's task group and LLM loop."""
         if self._tg is not None:
             raise KernelNotRunning("this kernel is already booted")
-        if self.config.memory:  # -- memory: open the database first; a broken one refuses to boot
+        cfg = self.config
+        if cfg.memory:  # -- memory: open the database first; a broken one refuses to boot
             from llmasos.memory.manager import MemoryManager
 
-            self.memory = await MemoryManager.open(self.config)
+            self.memory = await MemoryManager.open(cfg)
+            self.memory.writer.on_error = self._write_failed
             self._pids = self.memory.pids  # pids persist: never reused across restarts
         try:
-            self.engine = await _open_engine(self.config)
+            self.engine = await open_engine(cfg.engine, max_batch=cfg.max_batch,
+                                            max_resident_tokens=cfg.max_resident_tokens)
         except BaseException:
             if self.memory is not None:
                 await self.memory.close()
                 self.memory = None
             raise
-        cfg = self.config
         limits = SchedLimits(cfg.max_batch, cfg.max_step_tokens, cfg.max_resident_tokens, cfg.quantum)
         self.llm = LLMLoop(self.engine, make_scheduler(cfg.policy, limits))
         self._tg = anyio.create_task_group()
@@ -106,8 +111,10 @@ class Kernel:
         self._tg.start_soon(self.llm.run, name="llmasos llm loop")
         if self.memory is not None:  # -- memory: the writer task, the journal, crash recovery
             self._tg.start_soon(self.memory.serve, name="llmasos memory writer")
-            self.journal = self.memory.journal
-            await self.memory.recover(self)
+            if self.memory.journal_rows is not None:
+                journal = Journal(self.memory.journal_rows)
+                self.durability = journal
+                self.recovery = await recover(self, journal)
         self.booted_at = time.time()
 
     async def shutdown(self) -> None:
@@ -120,12 +127,19 @@ class Kernel:
         finally:
             self._tg = None
             self.tracer.close()
-            if self.engine is not None and self.config.engine is not self.engine:
+            if self.engine is not None and not is_engine(self.config.engine):
                 self.engine.close()  # we built it, we free it
             if self.memory is not None:  # -- memory: commit what is queued, release the database
-                self.journal = None
+                self.durability = NoJournal()
                 memory, self.memory = self.memory, None
                 await memory.close()
+
+    def _write_failed(self, error: MemoryStoreError, pid: int | None) -> None:
+        """A queued write failed: log it, and raise it in the process that made it at its next syscall."""
+        log.error("a queued write to the database failed%s: %s", f" for process {pid}" if pid else "", error)
+        proc = self._procs.get(pid) if pid is not None else None
+        if proc is not None and proc.alive and proc.write_error is None:
+            proc.write_error = error
 
     def _require_running(self) -> anyio.abc.TaskGroup:
         if self._tg is None:
@@ -135,40 +149,45 @@ class Kernel:
     # -- the chokepoint ----------------------------------------------------------------------
 
     async def syscall(self, proc: Process, call: Syscall) -> Any:
-        """The one way into the kernel: check, dispatch, account, trace, and type the errors."""
+        """The one way into the kernel: check, journal, dispatch, account, trace, and type the errors."""
         handler = TABLE.get(type(call))
         if handler is None:
-            raise NotSupported(f"{call.name} is not a syscall this kernel offers")
+            raise NotSupported(f"{getattr(call, 'name', type(call).__name__)} is not a syscall this kernel offers")
         usage = proc.usage
         usage.syscalls += 1
         n = usage.syscalls
+        frame = FRAME.get()
+        if frame is not None and n > frame[0]:  # made inside another journaled syscall: it takes this position
+            frame[0] = n
         # Invariant: a process yields at least every 8th syscall, so one looping on calls that never
         # block (write, getpid) still lets the others run; a killed process unwinds here at once.
         if proc.killed or not n & 7:
             await anyio.lowlevel.checkpoint()
+            if proc.killed and proc.face is not None:  # a request process: it has no scope to cancel
+                raise ProcessKilled(f"process {proc.pid} was killed; this request has ended")
         start = time.perf_counter()
         waits = call.waits
         if waits is not None:
             proc.state, proc.waiting_on = ProcState.WAITING, waits
         result = error = None
         try:
+            if proc.write_error is not None:  # a write this process queued failed: it hears of it now
+                failed, proc.write_error = proc.write_error, None
+                raise failed
             capmod.check(proc, call)
-            if self.journal is not None:
-                result = await self.journal.run(self, proc, n, call, handler)
+            if call.journaled:
+                result = await self.durability.run(self, proc, n, call, handler)
             else:
                 result = await handler(self, proc, call)
             return result
         except (SyscallError, ExitProcess) as exc:
             error = exc
             raise
-        except (TypeError, ValueError) as exc:
-            error = InvalidArguments(f"{call.name}: {exc}")
-            raise error from exc
         except anyio.get_cancelled_exc_class() as exc:
             error = exc
             raise
-        except Exception as exc:  # a handler bug must not take the kernel down
-            error = SyscallError(f"{call.name} failed inside the kernel: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # a handler bug must not take the kernel down, nor be blamed on the caller
+            error = blame(call, exc)
             raise error from exc
         finally:
             duration = time.perf_counter() - start
@@ -190,9 +209,14 @@ class Kernel:
         return self.start_process(app, args, kwargs, priority=priority, parent=parent, caps=caps).pid
 
     def start_process(self, app: str | App, args: tuple[Any, ...] = (), kwargs: dict | None = None, *,
-                      priority: int | None = None, parent: int = 0, caps: dict[str, Any] | None = None,
-                      pid: int | None = None) -> Process:
-        """Validate and start a process (the spawn syscall and spawn() both end here)."""
+                      priority: int | None = None, parent: int = 0, caps: dict[str, Any] | Caps | None = None,
+                      pid: int | None = None, task: bool = True) -> Process:
+        """Validate and start a process (the spawn syscall, spawn(), recovery and sessions end here).
+
+        caps: what the spawner asks for (a dict, checked against the parent), or, from recovery, Caps
+        already decided (narrowed to the parent's). task=False: no task is started; the caller runs the
+        process's code in its own task (a face's request process, see ``session``).
+        """
         tg = self._require_running()
         if isinstance(app, str):
             app = find_app(app)
@@ -208,23 +232,27 @@ class Kernel:
         if parent and (parent_proc is None or not parent_proc.alive):
             raise NoSuchProcess(f"no live parent process {parent}")
         parent_caps = parent_proc.caps if parent_proc is not None else capmod.ROOT
-        granted: Caps = capmod.grant(parent_caps, app, caps)
+        if isinstance(caps, capmod.Caps):
+            granted: Caps = capmod.intersect(caps, parent_caps)
+        else:
+            granted = capmod.grant(parent_caps, app, caps)
         proc = Process(
             pid=pid if pid is not None else next(self._pids), app=app, args=args, kwargs=kwargs,
             parent=parent, priority=app.priority if priority is None else priority, caps=granted,
         )
+        self.durability.process_started(proc)  # InvalidArguments if its arguments cannot be stored
         self._procs[proc.pid] = proc
-        if self.journal is not None:
-            self.journal.process_started(proc)
         self._live += 1
         if parent_proc is not None:
             parent_proc.children.add(proc.pid)
-        tg.start_soon(self._run, proc, name=f"llmasos pid {proc.pid} ({app.name})")
+        if task:
+            tg.start_soon(self._run, proc, name=f"llmasos pid {proc.pid} ({app.name})")
         return proc
 
     async def _run(self, proc: Process) -> None:
         sys = Sys(self, proc)
         current_sys.set(sys)
+        FRAME.set(None)  # Invariant: a process spawned inside a syscall does not inherit its frame
         with anyio.CancelScope() as scope:
             proc.scope = scope
             if proc.killed:
@@ -277,8 +305,7 @@ class Kernel:
             if child is not None:
                 child.parent = 0
         proc.children = set()
-        if self.journal is not None:
-            self.journal.process_ended(proc)
+        self.durability.process_ended(proc)
         proc.done.set()
         self._zombies.append(proc.pid)
         while len(self._zombies) > self.config.max_zombies:
@@ -309,6 +336,9 @@ class Kernel:
             if child in self._procs:
                 self.kill(child)
         proc.killed = True
+        if proc.face is not None:  # a request process has no task to cancel: end it now (see session)
+            self._end(proc, ProcState.KILLED, error="killed")
+            return True
         if proc.scope is not None:
             proc.scope.cancel()
         if self._tg is not None and self.config.kill_grace:
@@ -377,8 +407,7 @@ class Kernel:
         if len(box.items) >= self.config.mailbox_size:
             raise MailboxFull(f"process {pid} has {len(box.items)} unread messages; try again later")
         message = Message(sender, body)
-        if self.journal is not None:
-            self.journal.message_sent(pid, message)  # persisted until a recv takes it
+        self.durability.message_sent(pid, message)  # persisted until a recv takes it
         box.put(message)
 
     def write_stdin(self, pid: int, text: str) -> None:
@@ -388,8 +417,7 @@ class Kernel:
             raise NoSuchProcess(f"process {pid} has ended; its stdin is closed")
         stdin = proc.get_stdin()
         for line in text.splitlines(keepends=True):
-            if self.journal is not None:
-                self.journal.stdin_written(pid, line)  # persisted until a readline takes it
+            self.durability.stdin_written(pid, line)  # persisted until a readline takes it
             stdin.put(line)
 
     def close_stdin(self, pid: int) -> None:
@@ -424,33 +452,48 @@ class Kernel:
                 out.followers.remove(send)
             send.close()
 
-    # -- the model, from the root user -------------------------------------------------------
+    # -- faces: request processes -------------------------------------------------------------
 
-    def submit(self, proc: Process | None, call: Generate) -> TokenStream:
-        """Prepare and queue one generate request (the generate syscall and root calls share this)."""
-        if self.llm is None or self.engine is None:
-            raise KernelNotRunning("boot the kernel first: `async with Kernel(...) as kernel:`")
-        params = SamplingParams(
-            max_tokens=call.max_tokens or self.config.default_max_tokens, temperature=call.temperature,
-            top_p=call.top_p, seed=call.seed, stop=call.stop, truncate=call.truncate,
-        )
-        if (call.prompt is None) == (call.messages is None):
-            raise InvalidArguments("generate needs exactly one of a prompt or messages")
-        seq = Sequence(
-            pid=proc.pid if proc is not None else 0, params=params, prompt=call.prompt,
-            messages=[dict(m) for m in call.messages] if call.messages is not None else None,
-            priority=proc.priority if proc is not None else 0,
-        )
-        # -- tools: offer them in the prompt, constrain decoding, parse calls (tools/calling.py)
-        tooling = prepare_tools(call, getattr(self.engine, "tokenizer", None), f"{seq.sid}_")
-        if tooling is not None:
-            seq.prompt, seq.messages = tooling.prompt, tooling.messages
-            params.logits_processor = tooling.logits_processor
-        self.engine.prepare(seq)
-        stream = self.llm.submit(proc, seq)
-        if tooling is not None:
-            stream.postprocess = tooling.postprocess
-        return stream
+    @contextlib.asynccontextmanager
+    async def session(self, face: str, *, caps: dict[str, Any] | None = None, parent: int = 0,
+                      args: tuple[Any, ...] = ()) -> AsyncIterator[Sys]:
+        """A process for one request from a face (HTTP, the OpenAI endpoint, ``LLM``, the shell).
+
+        ``async with kernel.session("openai") as sys: await sys.generate(...)``. The process is in the
+        table (``ps``, ``top``, ``strace``, ``kill``) while the block runs, in the caller's own task; every
+        call it makes crosses the chokepoint (checked, budgeted, journaled, accounted, traced). Its caps
+        are everything its parent holds narrowed by caps (default: ``KernelConfig.request_caps``). It is
+        never restarted after a crash (its client is gone) and is reaped when the block ends. A kill
+        ends it at once (its generations stop) and raises ``ProcessKilled`` in the caller.
+        """
+        app = self._faces.get(face)
+        if app is None:
+            app = self._faces[face] = App(face, f"requests from {face}", tools=["*"], memory=["*"],
+                                          can_spawn=True, restartable=False)
+            app.source = FACE_SPEC + face
+            app.main(_face_main)
+        asked = self.config.request_caps if caps is None else caps
+        proc = self.start_process(app, args, {}, parent=parent, caps=asked, task=False)
+        proc.state, proc.face = ProcState.RUNNING, face
+        # Invariant: no cancel scope spans the block (it may sit in an async generator, such as a
+        # streamed HTTP reply): a kill ends the process at once, which aborts its sequences, and its
+        # next syscall or the end of the block raises ProcessKilled.
+        try:
+            yield Sys(self, proc)
+        except ExitProcess as exc:
+            self._end(proc, ProcState.EXITED, value=exc.value)
+        except anyio.get_cancelled_exc_class():
+            self._end(proc, ProcState.KILLED, error="its client went away")
+            raise
+        except BaseException as exc:
+            self._end(proc, ProcState.CRASHED, error=f"{type(exc).__name__}: {exc}")
+            raise
+        else:
+            if proc.killed:
+                raise ProcessKilled(f"request process {proc.pid} ({face}) was killed before it ended")
+            self._end(proc, ProcState.EXITED)
+        finally:
+            self._reap(proc)
 
     def set_policy(self, policy: str) -> None:
         """Switch the scheduling policy at run time."""
@@ -464,14 +507,6 @@ class Kernel:
         return self.llm.scheduler.policy if self.llm is not None else self.config.policy
 
 
-async def _open_engine(config: KernelConfig) -> Engine:
-    """An Engine from KernelConfig.engine: an Engine as is, else a model name or path to load."""
-    spec = config.engine
-    if spec is not None and not isinstance(spec, (str, bytes)) and hasattr(spec, "step"):
-        return spec
-    from llmasos.engine import worker
-    from llmasos.engine.hf import HFEngine
-
-    load = functools.partial(HFEngine.from_pretrained, spec or "smollm2-135m", max_batch=config.max_batch,
-                             max_resident_tokens=config.max_resident_tokens)
-    return await worker.run(load)
+async def _face_main(sys: Sys, *args: Any) -> None:
+    """The main of a face's request process: never called (its code runs in the face's own task)."""
+    raise AssertionError("a request process has no task of its own")

@@ -129,6 +129,8 @@ class Process:
     trace: deque[Any] | None = None  # recent TraceEvents, created on first syscall
     seqs: set[Sequence] = field(default_factory=set)  # live sequences in the engine
     restored: bool = False  # re-run after a kernel crash
+    face: str | None = None  # a face's request process (kernel.session): it runs in the face's task
+    write_error: Any = None  # a queued database write of this process failed: raised at its next syscall
 
     @property
     def alive(self) -> bool:

@@ -1,21 +1,63 @@
-"""Handlers for the model syscalls.
+"""Handlers for the model syscalls, and the one place a generate request becomes a sequence.
 
 Rule: the handler prepares and queues the request; the LLM loop batches it with everyone else's.
+``start_generate`` is the only way to the model: the generate syscall uses it, and so does chat (its
+own generate, as part of the chat syscall). Tools offered to the model are turned into prompt text, a
+decoding constraint and a parser of the reply here (``tools/calling.py``), not in the kernel object.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from llmasos.engine.base import SamplingParams, Sequence
+from llmasos.kernel.errors import KernelNotRunning
 from llmasos.syscalls import calls as c
+from llmasos.syscalls.errors import InvalidArguments, QuotaExceeded
+from llmasos.tools.calling import prepare as prepare_tools
 
 if TYPE_CHECKING:
     from llmasos.kernel.kernel import Kernel
+    from llmasos.kernel.llm import TokenStream
     from llmasos.kernel.proc import Process
 
 
+def start_generate(k: Kernel, p: Process, call: c.Generate) -> TokenStream:
+    """Validate, prepare (template, tools, context check) and queue one generate request of p."""
+    if k.llm is None or k.engine is None:
+        raise KernelNotRunning("boot the kernel first: `async with Kernel(...) as kernel:`")
+    if (call.prompt is None) == (call.messages is None):
+        raise InvalidArguments("generate needs exactly one of a prompt or messages")
+    params = SamplingParams(
+        max_tokens=call.max_tokens or k.config.default_max_tokens, temperature=call.temperature,
+        top_p=call.top_p, seed=call.seed, stop=call.stop, truncate=call.truncate,
+    )
+    seq = Sequence(
+        pid=p.pid, params=params, prompt=call.prompt,
+        messages=[dict(m) for m in call.messages] if call.messages is not None else None, priority=p.priority,
+    )
+    tooling = prepare_tools(call, getattr(k.engine, "tokenizer", None), f"{seq.sid}_")
+    if tooling is not None:  # offer the tools in the prompt, constrain decoding, parse calls
+        seq.prompt, seq.messages = tooling.prompt, tooling.messages
+        params.logits_processor = tooling.logits_processor
+    k.engine.prepare(seq)
+    budget = p.caps.token_budget
+    if budget is not None:  # the reply is cut to what is left of the budget once the prompt is paid
+        left = budget - p.usage.prompt_tokens - p.usage.completion_tokens - len(seq.prompt_ids)
+        if left < 1:
+            raise QuotaExceeded(
+                f"process {p.pid} ({p.app.name}) has {budget - p.usage.prompt_tokens - p.usage.completion_tokens} "
+                f"tokens left of its {budget}-token budget, and this prompt alone takes {len(seq.prompt_ids)}; "
+                "shorten it, or give the process a larger token_budget")
+        params.max_tokens = min(params.max_tokens, left)
+    stream = k.llm.submit(p, seq)
+    if tooling is not None:
+        stream.postprocess = tooling.postprocess
+    return stream
+
+
 async def sys_generate(k: Kernel, p: Process, call: c.Generate) -> Any:
-    stream = k.submit(p, call)
+    stream = start_generate(k, p, call)
     if call.stream:
         return stream
     return await stream.collect()

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from llmasos.kernel.paging import chat, own_namespace
 from llmasos.memory.keys import current_idempotency_key
-from llmasos.memory.paging import chat, own_namespace
 from llmasos.syscalls import calls as c
-from llmasos.syscalls.errors import NotSupported
+from llmasos.syscalls.errors import InvalidArguments, NotSupported
 from llmasos.syscalls.types import Completion, Note
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 def _store(k: Kernel) -> Store:
-    memory = getattr(k, "memory", None)
+    memory = k.memory
     if memory is None:
         raise NotSupported("this kernel runs without a memory manager; boot it with a database")
     return memory.store
@@ -33,10 +33,16 @@ def _ns(p: Process, namespace: str | None) -> str:
 
 
 def _key(call: Any) -> str:
-    key = str(call.key)
-    if not key:
-        raise ValueError("a memory key cannot be empty")
+    key = call.key
+    if not isinstance(key, str) or not key:
+        raise InvalidArguments(f"a memory key is a non-empty string, not {key!r}")
     return key
+
+
+def _text(what: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidArguments(f"{what} is a string, not {type(value).__name__}")
+    return value
 
 
 async def sys_mem_get(k: Kernel, p: Process, call: c.MemGet) -> Any:
@@ -53,19 +59,21 @@ async def sys_mem_delete(k: Kernel, p: Process, call: c.MemDelete) -> bool:
 
 
 async def sys_mem_keys(k: Kernel, p: Process, call: c.MemKeys) -> list[str]:
-    return await _store(k).kv_keys(_ns(p, call.namespace), call.prefix)
+    return await _store(k).kv_keys(_ns(p, call.namespace), _text("a key prefix", call.prefix))
 
 
 async def sys_remember(k: Kernel, p: Process, call: c.Remember) -> int:
-    if not str(call.text).strip():
-        raise ValueError("remember needs some text")
+    text = _text("a note", call.text)
+    if not text.strip():
+        raise InvalidArguments("remember needs some text")
     tags = (call.tags,) if isinstance(call.tags, str) else tuple(str(t) for t in call.tags)
-    return await _store(k).remember(_ns(p, call.namespace), str(call.text), tags,
-                                    current_idempotency_key())
+    return await _store(k).remember(_ns(p, call.namespace), text, tags, current_idempotency_key())
 
 
 async def sys_search(k: Kernel, p: Process, call: c.Search) -> list[Note]:
-    return await _store(k).search(_ns(p, call.namespace), str(call.query), int(call.k))
+    if not isinstance(call.k, int) or isinstance(call.k, bool) or call.k < 1:
+        raise InvalidArguments(f"search's k is a whole number of at least 1, not {call.k!r}")
+    return await _store(k).search(_ns(p, call.namespace), _text("a search query", call.query), call.k)
 
 
 async def sys_chat(k: Kernel, p: Process, call: c.Chat) -> Completion:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from llmasos.syscalls import calls as c
-from llmasos.syscalls.errors import NoSuchProcess, RecvTimeout
+from llmasos.syscalls.errors import InvalidArguments, NoSuchProcess, RecvTimeout
 
 if TYPE_CHECKING:
     from llmasos.kernel.kernel import Kernel
@@ -33,13 +33,13 @@ async def sys_spawn(k: Kernel, p: Process, call: c.Spawn) -> int:
 
 
 async def sys_kill(k: Kernel, p: Process, call: c.Kill) -> bool:
-    return k.kill(call.pid)
+    return k.kill(pid_of(call.pid))
 
 
 async def sys_wait(k: Kernel, p: Process, call: c.Wait) -> Any:
-    if call.pid == p.pid:
+    if pid_of(call.pid) == p.pid:
         raise NoSuchProcess("a process cannot wait for itself")
-    return await k.wait(call.pid, call.timeout)
+    return await k.wait(call.pid, seconds("wait's timeout", call.timeout, optional=True))
 
 
 async def sys_getpid(k: Kernel, p: Process, call: c.GetPid) -> int:
@@ -50,10 +50,23 @@ async def sys_ps(k: Kernel, p: Process, call: c.Ps) -> list:
     return k.ps(all=call.all)
 
 
+def seconds(what: str, value: Any, *, optional: bool = False) -> float | None:
+    """value as a number of seconds (>= 0); InvalidArguments otherwise."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
+        raise InvalidArguments(f"{what} is a number of seconds >= 0{' or None' if optional else ''}, not {value!r}")
+    return float(value)
+
+
+def pid_of(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidArguments(f"a pid is a whole number, not {value!r}")
+    return value
+
+
 async def sys_sleep(k: Kernel, p: Process, call: c.Sleep) -> None:
-    if call.seconds < 0:
-        raise ValueError(f"cannot sleep for a negative time ({call.seconds}s)")
-    await anyio.sleep(call.seconds)
+    await anyio.sleep(seconds("sleep's time", call.seconds))
 
 
 async def sys_exit(k: Kernel, p: Process, call: c.Exit) -> None:
@@ -61,12 +74,12 @@ async def sys_exit(k: Kernel, p: Process, call: c.Exit) -> None:
 
 
 async def sys_send(k: Kernel, p: Process, call: c.Send) -> None:
-    k.send(call.pid, call.body, sender=p.pid)
+    k.send(pid_of(call.pid), call.body, sender=p.pid)
 
 
 async def sys_recv(k: Kernel, p: Process, call: c.Recv) -> Any:
     box = p.get_mailbox()
-    with anyio.move_on_after(call.timeout):
+    with anyio.move_on_after(seconds("recv's timeout", call.timeout, optional=True)):
         return await box.get()
     raise RecvTimeout(f"no message arrived within {call.timeout}s")
 
@@ -77,7 +90,7 @@ async def sys_readline(k: Kernel, p: Process, call: c.ReadLine) -> str | None:
 
 async def sys_write(k: Kernel, p: Process, call: c.Write) -> None:
     if call.stream not in ("stdout", "stderr"):
-        raise ValueError(f"write goes to 'stdout' or 'stderr', not {call.stream!r}")
+        raise InvalidArguments(f"write goes to 'stdout' or 'stderr', not {call.stream!r}")
     p.get_output(k.config.stdout_lines).write(call.stream, str(call.text))
 
 

@@ -1,21 +1,24 @@
-"""Encoding syscall values for the database: JSON with tags for tuples, records and odd objects.
+"""Encoding syscall values for the database: JSON, with tags for tuples, odd dicts and records.
 
-Rule: ``decode(encode(v)) == v`` for everything a syscall may return (plain JSON, tuples, the records
-in ``syscalls.types``, and any record class passed to ``register``); anything else is pickled, which is
-the best we can do for an app's private objects (the database is the user's own, so pickle is safe).
+Rule: values are JSON, never pickle. A database may be shared (PostgreSQL between machines), so
+whatever is read back is data, never code: ``decode`` builds only JSON values, tuples, and the record
+classes registered here. ``decode(encode(v)) == v`` for plain JSON, tuples, dicts with any JSON-able
+keys, the records in ``syscalls.types``, and any dataclass passed to ``register``. A value outside that
+is refused at the call that gives it (``InvalidArguments``), except where ``lenient`` asks for its
+``repr`` instead (an ended process's exit value, which no call can take back).
 ``digest`` is a stable hash of a syscall's arguments, used to detect non-deterministic replay.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hashlib
 import json
-import pickle
 from typing import Any
 
+from llmasos.memory.errors import JournalError
 from llmasos.syscalls import types as t
+from llmasos.syscalls.errors import InvalidArguments
 
 _RECORDS: dict[str, type] = {}
 
@@ -30,56 +33,77 @@ for _cls in (t.Completion, t.ToolCall, t.Usage, t.ProcInfo, t.ExitStatus, t.Mess
     register(_cls)
 
 
-def encode(value: Any) -> Any:
-    """A JSON-able form of value."""
-    if value is None or isinstance(value, (bool, int, float, str)):
+def encode(value: Any, lenient: bool = False) -> Any:
+    """A JSON-able form of value; InvalidArguments if it has none (lenient: its repr instead)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return {"__f": repr(value)}  # JSON has no NaN or infinities
         return value
     if isinstance(value, list):
-        return [encode(v) for v in value]
+        return [encode(v, lenient) for v in value]
     if isinstance(value, tuple):
-        return {"__t": [encode(v) for v in value]}
+        return {"__t": [encode(v, lenient) for v in value]}
     if isinstance(value, dict):
         if all(isinstance(k, str) and not k.startswith("__") for k in value):
-            return {k: encode(v) for k, v in value.items()}
-        return {"__m": [[encode(k), encode(v)] for k, v in value.items()]}
+            return {k: encode(v, lenient) for k, v in value.items()}
+        return {"__m": [[encode(k, lenient), encode(v, lenient)] for k, v in value.items()]}
     cls = type(value)
     if dataclasses.is_dataclass(value) and _RECORDS.get(cls.__name__) is cls:
-        fields = {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        fields = {f.name: encode(getattr(value, f.name), lenient) for f in dataclasses.fields(value)}
         return {"__r": cls.__name__, "f": fields}
-    try:
-        return {"__p": base64.b64encode(pickle.dumps(value)).decode("ascii")}
-    except Exception:
+    if lenient:
         return {"__repr": repr(value)}
+    raise InvalidArguments(
+        f"a {cls.__module__}.{cls.__qualname__} cannot be stored: the kernel keeps values as JSON "
+        "(str, numbers, bools, None, lists, tuples, dicts) and records registered with "
+        "llmasos.memory.codec.register; pass plain data instead")
 
 
 def decode(data: Any) -> Any:
-    """The value encode() was given."""
+    """The value encode() was given. Builds data only: an unknown tag is a JournalError, never code."""
     if isinstance(data, list):
         return [decode(v) for v in data]
     if not isinstance(data, dict):
         return data
-    if "__t" in data:
-        return tuple(decode(v) for v in data["__t"])
-    if "__m" in data:
-        return {decode(k): decode(v) for k, v in data["__m"]}
-    if "__r" in data:
-        cls = _RECORDS[data["__r"]]
-        return cls(**{k: decode(v) for k, v in data["f"].items()})
-    if "__p" in data:
-        return pickle.loads(base64.b64decode(data["__p"]))
-    if "__repr" in data:
-        return data["__repr"]
+    if len(data) == 1 or (len(data) == 2 and "__r" in data):
+        tag = next(iter(data)) if "__r" not in data else "__r"
+        if tag == "__t":
+            return tuple(decode(v) for v in data["__t"])
+        if tag == "__m":
+            return {decode(k): decode(v) for k, v in data["__m"]}
+        if tag == "__r":
+            cls = _RECORDS.get(data["__r"])
+            if cls is None or not isinstance(data.get("f"), dict):
+                raise JournalError(f"the database holds a record of unknown type {data['__r']!r}; "
+                                   "register its class with llmasos.memory.codec.register first")
+            return cls(**{k: decode(v) for k, v in data["f"].items()})
+        if tag == "__f":
+            return float(data["__f"]) if data["__f"] in ("nan", "inf", "-inf") else _refuse(tag)
+        if tag == "__repr":
+            return str(data["__repr"])
+        if tag.startswith("__"):
+            _refuse(tag)
     return {k: decode(v) for k, v in data.items()}
+
+
+def _refuse(tag: str) -> Any:
+    raise JournalError(
+        f"the database holds a value tagged {tag!r}, which llmasos does not decode (values are plain "
+        "JSON; older versions pickled some, and a pickle is code). Delete that row, or write it again")
+
 
 
 _SCALARS = (str, int, float, bool, type(None))
 _DUMPS = json.JSONEncoder(separators=(",", ":")).encode  # made once: json.dumps builds one per call
 
 
-def dumps(value: Any) -> str:
+def dumps(value: Any, lenient: bool = False) -> str:
+    """value as codec JSON; InvalidArguments if it is not storable (lenient: its repr instead)."""
     if value is None:
         return "null"
-    return _DUMPS(encode(value))
+    return _DUMPS(encode(value, lenient))
 
 
 def loads(text: str | None) -> Any:

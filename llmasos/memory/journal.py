@@ -1,54 +1,95 @@
-"""The syscall journal: every syscall's result is committed before the process sees it, and replayed.
+"""The journal's storage: journal entries, persisted mailbox rows, process rows, and the pid block.
 
-Rule: ``Kernel.syscall`` hands each call to ``Journal.run``. A live call runs its handler and its
-result (or typed error) is committed to the journal at (pid, n) before it is returned; a process
-restored after a crash gets, for each position its journal holds, the recorded result without the
-handler running (no model call, no tool run, no sleep). The first position the journal lacks runs
-live. A call with an external effect (spawn, kill, send, call_tool) also commits its *intent* before
-it runs; one that was in flight at the crash is re-issued with the same idempotency key.
-
-Guarantee: a journaled result never re-executes. A call in flight at the crash (intent recorded, no
-result) is re-issued at least once, with the same key (``current_idempotency_key()``), so a tool that
-honours the key takes effect exactly once. In ``group`` commit mode, results of calls without an
-external effect are committed within ``group_commit_ms``; those lost in that window run again live.
+Rule: storage only. This module knows how the kernel's journal is laid out in the database and
+nothing of what an entry means: which syscalls are journaled, how they replay and which have effects
+is declared on the syscall classes and decided by the kernel (``kernel/journal.py``). Everything
+here takes and returns plain data: ``Entry`` records, codec JSON strings, and row tuples queued on
+the Writer.
 """
 
 from __future__ import annotations
 
-import importlib
-import itertools
-import json
 import time
-from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-from llmasos.memory import codec
-from llmasos.memory.keys import KEY as _KEY
-from llmasos.memory.keys import current_idempotency_key
-from llmasos.memory.streams import JournaledStream, ReplayStream
-from llmasos.syscalls.errors import ReplayMismatch, SyscallError
-from llmasos.syscalls.types import Completion, ExitStatus, Message
 
 if TYPE_CHECKING:
     from llmasos.memory.store import Store
+    from llmasos.memory.writer import Row
 
-
-NOT_JOURNALED = frozenset({"GetPid", "Exit"})  # pure, or ends the process (its row records that)
-REPLAY_BY_RUNNING = frozenset({"Write"})  # replay re-runs them: they rebuild in-memory state (the log)
 STDIN = -1  # the sender of a mailbox row that is an unread stdin line
-EFFECTS = frozenset({"Spawn", "Kill", "Send", "CallTool"})  # intent first; a syscall class may also
-# declare ``effect: ClassVar[bool] = True``
 
-__all__ = ["EFFECTS", "Journal", "PidAllocator", "current_idempotency_key"]
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One journal row: the outcome of syscall number n of process pid."""
+
+    pid: int
+    n: int
+    call: str  # the syscall's type name
+    digest: str  # codec.digest of the call
+    status: str  # intent, ok or error
+    result: str | None = None  # codec JSON of the result, or the error message
+    error_type: str | None = None  # module:qualname of the error raised
+    span: int = 0  # positions taken by the syscalls made inside this one (a tool's, a chat's)
+
+    def row(self, update: bool) -> Row:
+        values = {"pid": self.pid, "n": self.n, "call": self.call, "digest": self.digest,
+                  "status": self.status, "result": self.result, "error_type": self.error_type,
+                  "span": self.span, "at": time.time()}
+        return ("journal=" if update else "journal+", values)
+
+
+class JournalStore:
+    """The journal's rows on one Store: commit them, queue them, or queue the rows around them."""
+
+    def __init__(self, store: Store, db_id: str, *, group: bool) -> None:
+        self.store = store
+        self.db_id = db_id  # part of every idempotency key: keys never repeat across databases
+        self.group = group  # rows that may wait are posted for a group commit, not committed at once
+
+    def key(self, pid: int, n: int) -> str:
+        """The idempotency key of syscall n of pid: the same when the call is re-issued after a crash."""
+        return f"{self.db_id}-{pid}-{n}"
+
+    async def commit(self, entry: Entry, *, update: bool, taken: int | None = None,
+                     alone: bool = False) -> None:
+        """Commit entry (and delete the mailbox row its call took) before returning.
+
+        alone: no other process could share the commit, so it is made at once on this thread when
+        the writer can; otherwise the writer's task groups it with other processes' entries.
+        """
+        rows = _with_taken(entry.row(update), taken)
+        if not (alone and self.store.w.write_now(rows)):
+            await self.store.w.run(rows=rows)
+
+    def post(self, entry: Entry, *, update: bool, taken: int | None = None, owner: int | None = None) -> None:
+        """Queue entry for the next group commit; a failure is reported to the writer's on_error."""
+        self.store.w.post(rows=_with_taken(entry.row(update), taken), owner=owner)
+
+    def post_mail(self, row_id: int, pid: int, sender: int, body: str) -> None:
+        """Persist a message (or, from STDIN, a stdin line) until the call that takes it deletes it."""
+        self.store.w.post(rows=[("mailbox+", {"id": row_id, "pid": pid, "sender": sender, "body": body})],
+                          urgent=not self.group, owner=pid)
+
+    def post_process(self, row: dict[str, Any]) -> None:
+        self.store.post_process(row, urgent=not self.group)
+
+    def post_process_end(self, pid: int, values: dict[str, Any]) -> None:
+        self.store.post_process_end(pid, values, urgent=not self.group)
+
+
+def _with_taken(row: Row, taken: int | None) -> list[Row]:
+    # Invariant: a message (stdin line) leaves the mailbox table in the commit of the call that took it.
+    return [row] if taken is None else [row, ("mailbox-", {"id": taken})]
 
 
 class PidAllocator:
     """Pids from a block reserved in the database: a pid is never handed out twice, across restarts."""
 
-    BLOCK = 64
-
-    def __init__(self, store: Store, start: int) -> None:
-        self.store, self.next, self.limit = store, start, start + self.BLOCK
+    def __init__(self, store: Store, start: int, block: int) -> None:
+        self.store, self.next, self.block = store, start, block
+        self.limit = start + block
 
     def __iter__(self) -> PidAllocator:
         return self
@@ -56,244 +97,8 @@ class PidAllocator:
     def __next__(self) -> int:
         pid = self.next
         self.next += 1
-        if self.next + self.BLOCK // 2 > self.limit:
+        if self.next + self.block // 2 > self.limit:
             # Invariant: the new limit is queued before any row that uses a pid from its block.
-            self.limit += self.BLOCK
+            self.limit += self.block
             self.store.post_meta("next_pid", str(self.limit))
         return pid
-
-
-class Journal:
-    """The kernel's journal hook (``kernel.journal``)."""
-
-    def __init__(self, store: Store, db_id: str, *, group: bool = False) -> None:
-        self.store = store
-        self.db_id = db_id
-        self.group = group  # group commit: results of effect-free calls are posted, not awaited
-        self.replay: dict[int, dict[int, Any]] = {}  # restored pid -> n -> journal row not yet replayed
-        self.replay_end: dict[int, int] = {}  # restored pid -> its last journaled position
-        self.spawned: dict[str, int] = {}  # key of a spawn in flight at the crash -> the pid it made
-        self.ended: dict[int, ExitStatus] = {}  # children that ended in an earlier life, for waits
-        self.restoring = False  # recovery is starting processes: they are in the table already
-        self._spawn_key: str | None = None  # while a spawn handler runs: the key its child records
-        self._messages: dict[int, tuple[Message, int, int]] = {}  # id(msg) -> (msg, row id, pid)
-        self._msg_ids = itertools.count(1)
-        self._stdin: dict[int, deque[int]] = {}  # pid -> row ids of its unread stdin lines, in order
-        self.live = 0  # processes started and not ended (whether a commit has anyone to share with)
-
-    def key(self, pid: int, n: int) -> str:
-        return f"{self.db_id}-{pid}-{n}"
-
-    # -- the chokepoint's hook ---------------------------------------------------------------
-
-    async def run(self, kernel: Any, proc: Any, n: int, call: Any, handler: Any) -> Any:
-        name = type(call).__name__
-        if name in NOT_JOURNALED:
-            return await handler(kernel, proc, call)
-        digest = codec.digest(call)
-        in_flight = False
-        if proc.restored and proc.pid in self.replay:
-            entry = self._next_entry(proc, n, name, digest)
-            if entry is not None:
-                if entry.status != "intent":
-                    return await self._replayed(kernel, proc, call, entry, handler)
-                in_flight = True  # started before the crash, outcome unknown: re-issue, same key
-        effect = name in EFFECTS or bool(getattr(type(call), "effect", False))
-        row = {"pid": proc.pid, "n": n, "call": name, "digest": digest}
-        if effect and not in_flight:
-            await self._write([("journal+", {**row, "status": "intent", "result": None,
-                                             "error_type": None, "at": time.time()})])
-        recorded = effect or in_flight
-        token = _KEY.set(self.key(proc.pid, n))
-        try:
-            result = await self._execute(kernel, proc, call, handler)
-        except SyscallError as exc:
-            await self._commit(row, recorded, effect, error=exc)
-            raise
-        except (TypeError, ValueError) as exc:
-            from llmasos.syscalls.errors import InvalidArguments
-
-            await self._commit(row, recorded, effect, error=InvalidArguments(f"{call.name}: {exc}"))
-            raise
-        finally:
-            _KEY.reset(token)
-        if name == "Generate" and getattr(call, "stream", False) and not isinstance(result, Completion):
-            return JournaledStream(
-                result, lambda value: self._commit(row, recorded, effect, value=value),
-                lambda value: self._post(row, recorded, value))
-        await self._commit(row, recorded, effect, value=result)
-        return result
-
-    async def _execute(self, kernel: Any, proc: Any, call: Any, handler: Any) -> Any:
-        name = type(call).__name__
-        if name == "Spawn":
-            key = _KEY.get()
-            made = self.spawned.pop(key, None) if key is not None else None
-            if made is not None:  # the child exists (and is restored on its own): do not spawn twice
-                return made
-            self._spawn_key = key
-            try:
-                return await handler(kernel, proc, call)
-            finally:
-                self._spawn_key = None
-        if name == "Wait" and call.pid in self.ended and call.pid not in kernel.processes:
-            return self.ended.pop(call.pid)
-        return await handler(kernel, proc, call)
-
-    async def _commit(self, row: dict[str, Any], update_: bool, effect: bool, *, value: Any = None,
-                      error: BaseException | None = None) -> None:
-        rows = self._rows(row, update_, value, error)
-        if self.group and not effect:
-            self.store.w.post(rows=rows)
-        else:
-            await self._write(rows)
-
-    async def _write(self, rows: list[tuple[str, dict[str, Any]]]) -> None:
-        """Commit rows before returning: grouped with other processes' by the writer's task, or, when
-        this is the only live process (nobody to share a commit with), at once on this thread."""
-        if self.live > 1 or not self.store.w.write_now(rows):
-            await self.store.w.run(rows=rows)
-
-    def _post(self, row: dict[str, Any], update_: bool, value: Any) -> None:
-        self.store.w.post(rows=self._rows(row, update_, value, None))
-
-    def _rows(self, row: dict[str, Any], update_: bool, value: Any,
-              error: BaseException | None) -> list[tuple[str, dict[str, Any]]]:
-        message_row = None
-        if error is not None:
-            cls = type(error)
-            full = {**row, "status": "error", "result": str(error),
-                    "error_type": f"{cls.__module__}:{cls.__qualname__}", "at": time.time()}
-        else:
-            full = {**row, "status": "ok", "result": codec.dumps(value), "error_type": None,
-                    "at": time.time()}
-            if row["call"] == "Recv" and isinstance(value, Message):
-                taken = self._messages.pop(id(value), None)
-                message_row = taken[1] if taken is not None else None
-            elif row["call"] == "ReadLine" and isinstance(value, str):
-                lines = self._stdin.get(row["pid"])
-                message_row = lines.popleft() if lines else None  # stdin is read in order
-        rows = [("journal=" if update_ else "journal+", full)]
-        if message_row is not None:  # the message (line) leaves the mailbox with the call's entry
-            rows.append(("mailbox-", {"id": message_row}))
-        return rows
-
-    # -- replay ------------------------------------------------------------------------------
-
-    def _next_entry(self, proc: Any, n: int, name: str, digest: str) -> Any:
-        pending = self.replay[proc.pid]
-        entry = pending.pop(n, None)
-        if not pending:
-            self.replay.pop(proc.pid, None)
-        if entry is None:
-            if n < self.replay_end.get(proc.pid, 0) and name != "Generate":
-                # (a streamed generate is journaled when it ends, after the writes of its chunks)
-                self.replay.pop(proc.pid, None)
-                raise ReplayMismatch(
-                    f"process {proc.pid} ({proc.app.name}) cannot resume: after the restart its syscall "
-                    f"#{n} is {name}, but nothing was journaled at #{n} the first time. {_DETERMINISM}")
-            return None
-        if entry.call != name or entry.digest != digest:
-            self.replay.pop(proc.pid, None)
-            what = "the same syscall with different arguments" if entry.call == name else entry.call
-            raise ReplayMismatch(
-                f"process {proc.pid} ({proc.app.name}) cannot resume: after the restart its syscall #{n} "
-                f"is {name}, but its journal recorded {what} at #{n}. {_DETERMINISM}")
-        return entry
-
-    async def _replayed(self, kernel: Any, proc: Any, call: Any, entry: Any, handler: Any) -> Any:
-        if entry.status == "error":
-            raise _revive(entry.error_type, entry.result)
-        value = codec.loads(entry.result)
-        if entry.call in REPLAY_BY_RUNNING:
-            await handler(kernel, proc, call)
-        elif isinstance(value, dict) and "chunks" in value:  # a streamed generate
-            _account(proc, value["completion"])
-            return ReplayStream(value["chunks"], value["completion"])
-        elif isinstance(value, Completion):
-            _account(proc, value)
-        return value
-
-    # -- hooks the kernel calls --------------------------------------------------------------
-
-    def process_started(self, proc: Any) -> None:
-        """Queue the new process's row (recovery's own restarts are already in the table)."""
-        self.live += 1
-        if self.restoring:
-            return
-        from llmasos.memory.recovery import app_spec
-
-        spec = app_spec(proc.app)
-        self.store.post_process({
-            "pid": proc.pid, "app": proc.app.name, "spec": spec, "args": codec.dumps(proc.args),
-            "kwargs": codec.dumps(proc.kwargs), "state": proc.state.value, "priority": proc.priority,
-            "parent": proc.parent, "caps": json.dumps(proc.caps.as_dict()), "usage": None,
-            "exit_value": None, "error": None, "started": proc.started, "ended": None,
-            "spawn_key": self._spawn_key,
-        }, urgent=not self.group)
-        self._spawn_key = None  # Invariant: a spawn handler starts exactly one process
-
-    def process_ended(self, proc: Any) -> None:
-        """Queue how proc ended; it will not be restored, and its unread mail is dropped."""
-        self.live -= 1
-        u = proc.usage
-        self.store.post_process_end(proc.pid, {
-            "state": proc.state.value, "ended": proc.ended, "exit_value": codec.dumps(proc.exit_value),
-            "error": proc.error, "usage": json.dumps({
-                "syscalls": u.syscalls, "prompt_tokens": u.prompt_tokens,
-                "completion_tokens": u.completion_tokens, "model_time": u.model_time,
-                "syscall_time": u.syscall_time}),
-        }, urgent=not self.group)
-        self.replay.pop(proc.pid, None)
-        for key in [k for k, (_, _, pid) in self._messages.items() if pid == proc.pid]:
-            del self._messages[key]
-        self._stdin.pop(proc.pid, None)
-
-    def message_sent(self, pid: int, msg: Message) -> None:
-        """Persist a message put in pid's mailbox until a recv takes it (its journal entry deletes it)."""
-        row_id = next(self._msg_ids)
-        self._messages[id(msg)] = (msg, row_id, pid)
-        self.store.w.post(rows=[("mailbox+", {"id": row_id, "pid": pid, "sender": msg.sender,
-                                              "body": codec.dumps(msg.body)})], urgent=not self.group)
-
-    def adopt_message(self, pid: int, msg: Message, row_id: int) -> None:
-        """A persisted unread message, put back in a restored mailbox."""
-        self._messages[id(msg)] = (msg, row_id, pid)
-
-    def stdin_written(self, pid: int, line: str) -> None:
-        """Persist a line put in pid's stdin until a readline takes it (a mailbox row from STDIN)."""
-        row_id = next(self._msg_ids)
-        self._stdin.setdefault(pid, deque()).append(row_id)
-        self.store.w.post(rows=[("mailbox+", {"id": row_id, "pid": pid, "sender": STDIN,
-                                              "body": codec.dumps(line)})], urgent=not self.group)
-
-    def adopt_stdin(self, pid: int, row_id: int) -> None:
-        """A persisted unread stdin line, put back in a restored stdin (in order)."""
-        self._stdin.setdefault(pid, deque()).append(row_id)
-
-    def start_message_ids(self, after: int) -> None:
-        self._msg_ids = itertools.count(after + 1)
-
-
-_DETERMINISM = ("An app's code between syscalls must be deterministic (time, randomness and I/O go "
-                "through syscalls) for the kernel to replay it; spawn it anew.")
-
-
-def _account(proc: Any, completion: Completion | None) -> None:
-    if completion is not None:
-        proc.usage.prompt_tokens += completion.prompt_tokens
-        proc.usage.completion_tokens += completion.completion_tokens
-
-
-def _revive(error_type: str | None, message: str) -> SyscallError:
-    """The recorded error, raised again."""
-    try:
-        module, _, qualname = (error_type or "").partition(":")
-        cls: Any = importlib.import_module(module)
-        for part in qualname.split("."):
-            cls = getattr(cls, part)
-        if isinstance(cls, type) and issubclass(cls, SyscallError):
-            return cls(message)
-    except Exception:
-        pass
-    return SyscallError(message)

@@ -1,8 +1,9 @@
-"""The memory manager: opens the database, runs its writer, and owns the store and the journal.
+"""The memory manager: opens the database, runs its writer, and owns the store and the journal's rows.
 
 Rule: the kernel talks to memory through this object only: ``open`` before the kernel's task group
 exists (lock, migrations; a broken database refuses to boot, untouched), ``serve`` as a task of the
-kernel, ``recover`` once the kernel runs, ``close`` after it stopped (what is queued is committed).
+kernel, ``close`` after it stopped (what is queued is committed). It stores and returns plain data;
+what the journal means and which processes recovery restarts is the kernel's business.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from llmasos.memory import db
 from llmasos.memory.errors import MemoryStoreError
-from llmasos.memory.journal import Journal, PidAllocator
+from llmasos.memory.journal import JournalStore, PidAllocator
 from llmasos.memory.migrations import migrate
-from llmasos.memory.recovery import Recovery, recover
 from llmasos.memory.store import Store
 from llmasos.memory.writer import Writer
 
@@ -29,11 +29,10 @@ class MemoryManager:
         self.engine = engine
         self.writer = writer
         self.store = Store(writer)
-        self.journal: Journal | None = None
+        self.journal_rows: JournalStore | None = None  # None: the kernel runs without a journal
         self.pids: PidAllocator | None = None
         self.db_id = ""
         self.version = 0
-        self.recovery = Recovery()
         self._lock = lock
 
     @classmethod
@@ -60,7 +59,7 @@ class MemoryManager:
             meta = await self.store.meta()
             self.db_id = meta["db_id"]
             start = int(meta["next_pid"])
-            self.pids = PidAllocator(self.store, start)
+            self.pids = PidAllocator(self.store, start, config.pid_block)
             await self.store.set_meta("next_pid", str(self.pids.limit))
         except BaseException as exc:
             await self._dispose()
@@ -68,7 +67,7 @@ class MemoryManager:
                 raise
             raise db.translate(exc, where) from exc
         if config.durable:
-            self.journal = Journal(self.store, self.db_id, group=config.journal_commit == "group")
+            self.journal_rows = JournalStore(self.store, self.db_id, group=config.journal_commit == "group")
         return self
 
     async def _pg_lock(self, conn: Any) -> None:
@@ -83,11 +82,6 @@ class MemoryManager:
     async def serve(self) -> None:
         """The writer task (run it in the kernel's task group)."""
         await self.writer.serve()
-
-    async def recover(self, kernel: Any) -> Recovery:
-        """Restart the processes that were alive when the kernel last stopped."""
-        self.recovery = await recover(kernel, self)
-        return self.recovery
 
     async def flush(self) -> None:
         """Wait until everything queued (journal entries, process rows) is committed."""

@@ -11,19 +11,35 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-from sqlalchemy import Connection, text
+from sqlalchemy import (
+    Column, Connection, Float, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text, text,
+)
 
 from llmasos.memory import schema as s
 from llmasos.memory.errors import SchemaTooNew
 
 Migration = Callable[[Connection], None]
 
+# The journal table as migration 1 made it (schema.journal has grown since: see m003).
+_JOURNAL_V1 = Table(
+    "journal", MetaData(),
+    Column("pid", Integer, nullable=False),
+    Column("n", Integer, nullable=False),
+    Column("call", String(64), nullable=False),
+    Column("digest", String(32), nullable=False),
+    Column("status", String(8), nullable=False),
+    Column("result", Text),
+    Column("error_type", String(200)),
+    Column("at", Float, nullable=False),
+    PrimaryKeyConstraint("pid", "n"),
+)
+
 
 def m001_initial(conn: Connection) -> None:
     """Process table, journal, mailboxes, key-value, notes (with full-text index), contexts."""
     # Invariant: once a later migration alters one of these tables, copy its version-1 definition
     # into this function first, so that a blank database still goes through every version.
-    for table in (s.meta, s.processes, s.journal, s.mailbox, s.kv, s.notes, s.context):
+    for table in (s.meta, s.processes, _JOURNAL_V1, s.mailbox, s.kv, s.notes, s.context):
         table.create(conn)
     dialect = conn.dialect.name
     if dialect == "sqlite":
@@ -57,7 +73,13 @@ def m002_processes_parent_index(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX IF NOT EXISTS ix_processes_parent ON processes (parent)"))
 
 
-MIGRATIONS: list[Migration] = [m001_initial, m002_processes_parent_index]
+def m003_journal_span(conn: Connection) -> None:
+    """journal.span: how many positions the syscalls made inside a journaled call took, so that a
+    restored process that replays the call skips them (a memory tool's nested syscalls)."""
+    conn.execute(text("ALTER TABLE journal ADD COLUMN span INTEGER NOT NULL DEFAULT 0"))
+
+
+MIGRATIONS: list[Migration] = [m001_initial, m002_processes_parent_index, m003_journal_span]
 
 
 def current_version(conn: Connection) -> int:

@@ -51,6 +51,8 @@ journal = Table(
     Column("result", Text),  # codec JSON of the result, or the error message
     Column("error_type", String(200)),  # module:qualname of the error raised
     Column("at", Float, nullable=False),
+    Column("span", Integer, nullable=False, server_default="0"),  # since migration 3: positions taken
+    # by the syscalls made inside this one (a tool's memory calls, a chat's summary)
     PrimaryKeyConstraint("pid", "n"),
 )
 

@@ -47,12 +47,12 @@ class Store:
     # -- processes ---------------------------------------------------------------------------
 
     def post_process(self, row: dict[str, Any], *, urgent: bool) -> None:
-        self.w.post(rows=[("process+", row)], urgent=urgent)
+        self.w.post(rows=[("process+", row)], urgent=urgent, owner=row["pid"])
 
     def post_process_end(self, pid: int, values: dict[str, Any], *, urgent: bool) -> None:
         """Queue how pid ended (state, ended, exit_value, error, usage); its unread mail goes."""
         self.w.post(rows=[("process-end", {"pid": pid, **values}),
-                          ("mailbox-of", {"pid": pid})], urgent=urgent)
+                          ("mailbox-of", {"pid": pid})], urgent=urgent, owner=pid)
 
     def post_process_lost(self, pid: int, state: str, why: str, *, urgent: bool = True) -> None:
         """Queue that recovery could not restart pid (state LOST or KILLED, and why); its mail goes."""

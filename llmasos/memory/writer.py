@@ -21,6 +21,7 @@ or EXTRA (an fsync per commit), run in the driver's thread (aiosqlite) or on the
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,14 +34,15 @@ from llmasos.memory.errors import DatabaseCorrupt, DatabaseFull, DatabaseLocked,
 
 Op = Callable[[AsyncConnection], Awaitable[Any]]
 Row = tuple[str, dict[str, Any]]  # (a ROW_SQL name, its parameters)
+_log = logging.getLogger("llmasos.memory")
 _FATAL = (DatabaseLocked, DatabaseFull, DatabaseCorrupt)
 CHECKPOINT_EVERY = 256  # commits between WAL checkpoints when rows commit on the loop's thread
 
 ROW_SQL = {
-    "journal+": "INSERT INTO journal (pid, n, call, digest, status, result, error_type, at) "
-                "VALUES (:pid, :n, :call, :digest, :status, :result, :error_type, :at)",
+    "journal+": "INSERT INTO journal (pid, n, call, digest, status, result, error_type, span, at) "
+                "VALUES (:pid, :n, :call, :digest, :status, :result, :error_type, :span, :at)",
     "journal=": "UPDATE journal SET call = :call, digest = :digest, status = :status, result = :result, "
-                "error_type = :error_type, at = :at WHERE pid = :pid AND n = :n",
+                "error_type = :error_type, span = :span, at = :at WHERE pid = :pid AND n = :n",
     "mailbox+": "INSERT INTO mailbox (id, pid, sender, body) VALUES (:id, :pid, :sender, :body)",
     "mailbox-": "DELETE FROM mailbox WHERE id = :id",
     "mailbox-of": "DELETE FROM mailbox WHERE pid = :pid",
@@ -57,11 +59,12 @@ _TEXT = {kind: text(sql) for kind, sql in ROW_SQL.items()}  # compiled once, for
 
 
 class _Pending:
-    __slots__ = ("fn", "rows", "done", "value", "error")
+    __slots__ = ("fn", "rows", "owner", "done", "value", "error")
 
-    def __init__(self, fn: Op | None, rows: list[Row] | None = None) -> None:
+    def __init__(self, fn: Op | None, rows: list[Row] | None = None, owner: int | None = None) -> None:
         self.fn = fn
         self.rows = rows or []
+        self.owner = owner  # the pid whose call queued it (posted operations), for on_error
         self.done: anyio.Event | None = None
         self.value: Any = None
         self.error: BaseException | None = None
@@ -118,16 +121,22 @@ class Writer:
             raise op.error
         return op.value
 
-    def post(self, fn: Op | None = None, *, rows: list[Row] | None = None, urgent: bool = False) -> None:
-        """Queue fn(conn) (or rows) and return at once; its errors are reported by ``on_error``."""
-        self._push(_Pending(fn, rows), urgent=urgent)
+    def post(self, fn: Op | None = None, *, rows: list[Row] | None = None, urgent: bool = False,
+             owner: int | None = None) -> None:
+        """Queue fn(conn) (or rows) and return at once; its errors go to ``on_error`` with owner."""
+        self._push(_Pending(fn, rows, owner), urgent=urgent)
 
     async def flush(self) -> None:
         """Wait until everything queued so far is committed."""
         await self.run(rows=[])
 
-    def on_error(self, error: MemoryStoreError) -> None:
-        """Called with the error of a posted operation that nobody waits for (override to log)."""
+    def on_error(self, error: MemoryStoreError, owner: int | None) -> None:
+        """The error of a posted operation that nobody waits for, and the pid that posted it (or None).
+
+        Replaced by whoever runs the writer (the kernel reports it on that process); until then it is
+        logged, so a failed queued write never vanishes.
+        """
+        _log.error("a queued write to %s failed (pid %s): %s", self.where, owner, error)
 
     def _push(self, op: _Pending, *, urgent: bool) -> None:
         self._queue.append(op)
@@ -273,14 +282,14 @@ class Writer:
         try:
             await self._driver._execute(_checkpoint, self._raw)
         except Exception as exc:
-            self.on_error(translate(exc, self.where))
+            self.on_error(translate(exc, self.where), None)
 
     def _finish(self, op: _Pending, value: Any, error: BaseException | None) -> None:
         op.value, op.error = value, error
         if op.done is not None:
             op.done.set()
         elif error is not None:
-            self.on_error(error)  # type: ignore[arg-type]
+            self.on_error(error, op.owner)  # type: ignore[arg-type]
 
     async def close(self) -> None:
         """Commit what is still queued, then close the connection."""

@@ -218,7 +218,7 @@ class LocalClient:
         memory = getattr(self.kernel, "memory", None)
         if memory is None:
             return MemView([], {}, "this kernel runs without a memory manager (KernelConfig.memory=False)")
-        from llmasos.memory.paging import own_namespace
+        from llmasos.kernel.paging import own_namespace
 
         store = memory.store
         context = [{"role": r.role, "content": r.content, "kind": r.kind} for r in await store.context(pid)]

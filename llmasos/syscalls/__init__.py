@@ -3,7 +3,7 @@
 from llmasos.syscalls import calls
 from llmasos.syscalls.errors import (
     ContextOverflow, EngineError, InvalidArguments, MailboxFull, NoSuchApp, NoSuchProcess,
-    NotSupported, PermissionDenied, ProcessLimit, QuotaExceeded, RecvTimeout, ReplayMismatch,
+    NotSupported, PermissionDenied, ProcessKilled, ProcessLimit, QuotaExceeded, RecvTimeout, ReplayMismatch,
     SyscallError, ToolError, WaitTimeout,
 )
 from llmasos.syscalls.sys import Sys
@@ -12,6 +12,6 @@ from llmasos.syscalls.types import Completion, ExitStatus, Message, ProcInfo, To
 __all__ = [
     "Completion", "ContextOverflow", "EngineError", "ExitStatus", "InvalidArguments", "MailboxFull",
     "Message", "NoSuchApp", "NoSuchProcess", "NotSupported", "PermissionDenied", "ProcInfo",
-    "ProcessLimit", "QuotaExceeded", "RecvTimeout", "ReplayMismatch", "Sys", "SyscallError",
-    "ToolCall", "Usage", "WaitTimeout", "calls",
+    "ProcessKilled", "ProcessLimit", "QuotaExceeded", "RecvTimeout", "ReplayMismatch", "Sys", "SyscallError",
+    "ToolCall", "ToolError", "Usage", "WaitTimeout", "calls",
 ]

@@ -1,8 +1,15 @@
 """The syscall values: one frozen dataclass per syscall.
 
 Rule: a syscall is plain data. ``Sys`` builds one and hands it to the kernel's single chokepoint
-(``Kernel.syscall``), which looks its handler up in an explicit table. ``waits`` names what the
-process waits on while the call is in progress (shown by ps and top); ``None`` means it does not block.
+(``Kernel.syscall``), which looks its handler up in an explicit table. Each class declares, as class
+variables, what the kernel needs to know about it beyond its handler:
+
+- ``waits``: what the process waits on while the call is in progress (ps, top); ``None``: it does not block.
+- ``journaled``: whether the kernel's journal records it (False: pure, or it ends the process).
+- ``replay``: how a process restored after a crash gets a journaled call back: ``"result"`` (the recorded
+  result, the handler does not run) or ``"rerun"`` (the handler runs again: it rebuilds in-memory state).
+- ``effect``: it acts outside the calling process; its intent is journaled before it runs, and a call in
+  flight at a crash is re-issued with the same idempotency key.
 """
 
 from __future__ import annotations
@@ -16,6 +23,9 @@ class Syscall:
     """Base of all syscalls."""
 
     waits: ClassVar[str | None] = None
+    journaled: ClassVar[bool] = True
+    replay: ClassVar[str] = "result"
+    effect: ClassVar[bool] = False
 
     @property
     def name(self) -> str:
@@ -29,6 +39,8 @@ class Syscall:
 class Spawn(Syscall):
     """Start a child process running app with args; returns its pid."""
 
+    effect: ClassVar[bool] = True
+
     app: Any  # an app name, a path spec ("file.py:app") or an App
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
@@ -39,6 +51,8 @@ class Spawn(Syscall):
 @dataclass(frozen=True, slots=True)
 class Kill(Syscall):
     """Kill a process and its descendants."""
+
+    effect: ClassVar[bool] = True
 
     pid: int
 
@@ -55,6 +69,8 @@ class Wait(Syscall):
 @dataclass(frozen=True, slots=True)
 class GetPid(Syscall):
     """The calling process's pid."""
+
+    journaled: ClassVar[bool] = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +92,8 @@ class Sleep(Syscall):
 class Exit(Syscall):
     """End the calling process with value as its exit value."""
 
+    journaled: ClassVar[bool] = False
+
     value: Any = None
 
 
@@ -85,6 +103,8 @@ class Exit(Syscall):
 @dataclass(frozen=True, slots=True)
 class Send(Syscall):
     """Put a message in another process's mailbox."""
+
+    effect: ClassVar[bool] = True
 
     pid: int
     body: Any
@@ -108,6 +128,8 @@ class ReadLine(Syscall):
 @dataclass(frozen=True, slots=True)
 class Write(Syscall):
     """Write text to the caller's stdout (or stderr)."""
+
+    replay: ClassVar[str] = "rerun"  # it rebuilds the process's in-memory log
 
     text: str
     stream: str = "stdout"
@@ -140,6 +162,7 @@ class Generate(Syscall):
 @dataclass(frozen=True, slots=True)
 class CallTool(Syscall):
     """Run a tool with arguments (checked against its schema first); returns its JSON result."""
+    effect: ClassVar[bool] = True
 
     waits: ClassVar[str | None] = "tool"
     tool: str

@@ -67,3 +67,7 @@ class WaitTimeout(SyscallError, TimeoutError):
 
 class MailboxFull(SyscallError):
     """The receiver's mailbox holds too many unread messages."""
+
+
+class ProcessKilled(SyscallError):
+    """The process that served this request was killed (by a user, a parent or the kernel) before it ended."""

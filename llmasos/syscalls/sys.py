@@ -30,6 +30,10 @@ class Sys:
     async def _trap(self, call: c.Syscall) -> Any:
         return await self._kernel.syscall(self._proc, call)
 
+    async def syscall(self, call: c.Syscall) -> Any:
+        """Make the syscall call (a value from ``llmasos.syscalls.calls``) as this process."""
+        return await self._kernel.syscall(self._proc, call)
+
     @property
     def pid(self) -> int:
         """This process's pid (no syscall needed: it never changes)."""
@@ -170,10 +174,14 @@ class _Streamed:
         """The whole Completion, once the stream has ended."""
         return self._stream.completion if self._stream is not None else None
 
-    async def aclose(self) -> None:
-        """Stop generating early."""
+    def close(self) -> None:
+        """Stop generating early (the engine frees the sequence before its next step)."""
         if self._stream is not None:
             self._stream.close()
+
+    async def aclose(self) -> None:
+        """Stop generating early."""
+        self.close()
 
 
 class Memory:

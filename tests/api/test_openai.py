@@ -10,7 +10,7 @@ import anyio
 import httpx
 import pytest
 
-from llmasos.api.openai import _Reply
+from llmasos.api.openai import _Reply, _streamed
 from llmasos.engine.fake import FakeEngine
 from llmasos.syscalls.calls import Generate
 from tests.api.conftest import TOKEN
@@ -201,22 +201,61 @@ async def test_http_requests_and_processes_share_forward_steps(served) -> None:
         r = await s.http.post("/v1/chat/completions", json={"messages": USER, "max_tokens": 20})
         assert r.status_code == 200
         await s.http.post(f"/v1/procs/{pid}/wait")
-        assert any(0 in b and pid in b for b in s.engine.batches), s.engine.batches
+        assert any(len(b) == 2 and pid in b for b in s.engine.batches), s.engine.batches
 
 
-async def test_leaving_a_stream_early_frees_the_sequence(served) -> None:
+async def test_leaving_a_stream_early_ends_its_process_and_frees_the_sequence(served) -> None:
     async with served(engine=FakeEngine(step_delay=0.01)) as s:
         s.engine.responder = lambda seq: "word " * 200
-        stream = s.kernel.submit(None, Generate(messages=tuple(USER), max_tokens=200, stream=True))
-        chunks = _Reply("chatcmpl", "chat.completion", "fake").chat_chunks(stream, buffer=False, usage=False)
+        reply = _Reply("chatcmpl", "chat.completion", "fake")
+        call = Generate(messages=tuple(USER), max_tokens=200, stream=True)
+        chunks = _streamed(s.kernel, call, lambda st: reply.chat_chunks(st, buffer=False, usage=False))
         assert (await chunks.__anext__())["choices"][0]["delta"]["role"] == "assistant"
         await chunks.__anext__()
+        (proc,) = [p for p in s.kernel.processes.values() if p.face == "openai"]
+        (seq,) = proc.seqs
         await chunks.aclose()  # what Starlette does when the client disconnects
+        assert proc.pid not in s.kernel.processes  # the request process ended and was reaped
         # The engine frees it on its model thread before its next step: wait for that, not longer.
         with anyio.fail_after(2):
-            while s.kernel.llm.pending or stream.seq.sid not in s.engine.aborted:
+            while s.kernel.llm.pending or seq.sid not in s.engine.aborted:
                 await anyio.sleep(0.01)
-        assert len(stream.seq.output_ids) < 50
+        assert len(seq.output_ids) < 50
+
+
+async def test_a_request_is_a_process_in_ps_and_strace_while_it_runs(served) -> None:
+    async with served(engine=FakeEngine(step_delay=0.01)) as s:
+        s.engine.responder = lambda seq: "w " * 30
+        with s.kernel.tracer.subscribe(None) as events:
+            async with anyio.create_task_group() as tg:
+                done: list[httpx.Response] = []
+
+                async def ask() -> None:
+                    done.append(await s.http.post("/v1/chat/completions", json={"messages": USER, "max_tokens": 30}))
+
+                tg.start_soon(ask)
+                with anyio.fail_after(5):
+                    while not (rows := [p for p in (await s.http.get("/v1/procs")).json()["data"]
+                                        if p["app"] == "openai"]):
+                        await anyio.sleep(0.005)
+            event = await events.receive()
+        assert done[0].status_code == 200
+        (row,) = rows
+        assert row["state"] in ("running", "waiting") and row["waiting_on"] in (None, "llm")
+        assert event.pid == row["pid"] and event.call.name == "generate" and event.error is None
+        assert row["pid"] not in s.kernel.processes  # reaped once answered
+
+
+async def test_requests_are_charged_to_the_request_budget(served) -> None:
+    async with served(request_caps={"token_budget": 12}) as s:
+        s.engine.responder = lambda seq: "w " * 50
+        r = await s.http.post("/v1/chat/completions", json={"messages": USER, "max_tokens": 100})
+        assert r.status_code == 200
+        usage = r.json()["usage"]
+        assert usage["total_tokens"] <= 12 and r.json()["choices"][0]["finish_reason"] == "length"
+        long = [{"role": "user", "content": "word " * 40}]  # the prompt alone is over the budget
+        r = await s.http.post("/v1/chat/completions", json={"messages": long, "max_tokens": 5})
+        assert r.status_code == 429 and "token budget" in r.json()["error"]["message"]
 
 
 # -- the official client --------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 from llmasos import App
 from llmasos.kernel import table
 from llmasos.syscalls import calls
-from llmasos.syscalls.errors import NotSupported, SyscallError
+from llmasos.syscalls.errors import InvalidArguments, NotSupported, SyscallError
 from tests.conftest import make_kernel
 
 
@@ -40,24 +40,30 @@ async def test_unknown_syscall_is_not_supported(tmp_path):
         assert "bogus is not a syscall" in (await k.run(app)).value
 
 
-async def test_handler_bug_becomes_a_syscall_error(tmp_path, monkeypatch):
+@pytest.mark.parametrize("bug", [KeyError("oops"), ValueError("oops"), TypeError("oops")])
+async def test_handler_bug_is_an_internal_error_not_the_callers_fault(tmp_path, monkeypatch, caplog, bug):
     async def broken(k, p, call):
-        raise KeyError("oops")
+        raise bug
 
     monkeypatch.setitem(table.TABLE, calls.GetPid, broken)
     app = App("victim")
 
     @app.main
-    async def main(sys) -> str:
+    async def main(sys) -> tuple[str, str]:
         try:
             await sys.getpid()
         except SyscallError as exc:
-            return str(exc)
-        return "no error"
+            return type(exc).__name__, str(exc)
+        return "none", "no error"
 
     async with make_kernel(tmp_path) as k:
-        assert (await k.run(app)).value == "getpid failed inside the kernel: KeyError: 'oops'"
+        kind, message = (await k.run(app)).value
+        assert kind == "InternalError"  # a ValueError in our code is not InvalidArguments
+        assert message.startswith(f"getpid failed with an internal error ({type(bug).__name__}: ")
+        assert "not in your arguments" in message
         assert (await k.run("echo", "still up")).value == "still up"
+    logged = [r for r in caplog.records if r.name == "llmasos.kernel" and r.exc_info]
+    assert logged and logged[0].exc_info[1] is bug  # the traceback is in the kernel log
 
 
 traced = App("traced")
@@ -94,7 +100,7 @@ async def test_every_syscall_is_traced_and_counted(tmp_path):
         sub.close()
         assert [e.call.name for e in events] == ["getpid", "sleep", "sleep", "write", "getpid"]
         assert [e.n for e in events] == [1, 2, 3, 4, 5]
-        assert events[2].error is not None and "negative" in str(events[2].error)
+        assert isinstance(events[2].error, InvalidArguments) and ">= 0" in str(events[2].error)
         assert "sleep(seconds=-1)" in events[2].format()
         assert events[0].format().endswith(f"= {pid} <{events[0].duration:.4f}s>")
         assert proc.usage.syscalls == 5

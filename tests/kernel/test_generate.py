@@ -146,18 +146,24 @@ async def test_bad_generate_arguments(tmp_path):
     async with make_kernel(tmp_path) as k:
         assert "exactly one of a prompt or messages" in (await k.run(bad, "both")).value
         assert "exactly one of a prompt or messages" in (await k.run(bad, "none")).value
-        assert "max_tokens must be at least 1" in (await k.run(bad, "tokens")).value
-        assert "temperature must be >= 0" in (await k.run(bad, "temp")).value
+        assert "max_tokens must be a whole number of at least 1" in (await k.run(bad, "tokens")).value
+        assert "temperature must be a finite number >= 0" in (await k.run(bad, "temp")).value
 
 
-async def test_root_generate_without_a_process(tmp_path):
-    from llmasos.syscalls.calls import Generate
-
+async def test_a_face_generates_as_a_request_process_through_the_chokepoint(tmp_path):
     engine = FakeEngine()
-    engine.enqueue("root reply")
+    engine.enqueue("face reply")
     async with make_kernel(tmp_path, engine=engine) as k:
-        completion = await k.submit(None, Generate(prompt="hi")).collect()
-    assert completion.text == "root reply"
+        assert not hasattr(k, "submit")  # no door into the model beside the syscall
+        with k.tracer.subscribe(None) as events:
+            async with k.session("tester") as sys:
+                listed = [p for p in k.ps() if p.pid == sys.pid]
+                completion = await sys.generate("hi")
+            event = await events.receive()
+        assert listed and listed[0].app == "tester" and listed[0].state == "running"
+        assert sys.pid not in k.processes  # reaped when the request ended
+    assert completion.text == "face reply"
+    assert event.pid == sys.pid and event.call.name == "generate" and event.error is None
 
 
 async def test_switching_policy_at_run_time(tmp_path):

@@ -40,7 +40,7 @@ async def main(home: Path, workdir: Path, honour: bool) -> None:
     engine = FakeEngine(step_delay=0.002)
     async with Kernel(KernelConfig(engine=engine, home=home)) as k:
         with open(workdir / "boots.log", "a") as f:
-            f.write(f"{os.getpid()} restored={len(k.memory.recovery.restored)}\n")
+            f.write(f"{os.getpid()} restored={len(k.recovery.restored)}\n")
         store = k.memory.store
         if not await store.processes():
             for attr, args in plan(workdir, honour):

@@ -132,7 +132,7 @@ async def test_an_app_that_cannot_be_found_is_marked_lost(home, tmp_path):
     from llmasos.apps import registry
     registry._cache.clear()
     async with Kernel(config(home)) as k:
-        assert pid in k.memory.recovery.lost
+        assert pid in k.recovery.lost
         assert [p.pid for p in k.ps()] == []  # not runnable
         (info,) = [p for p in k.ps(all=True) if p.pid == pid]  # but shown by ps -a, with why
         assert info.state == "lost" and info.app == "gone" and "could not be found" in info.error
@@ -142,7 +142,7 @@ async def test_an_app_that_cannot_be_found_is_marked_lost(home, tmp_path):
     row = (await _rows(home, pids=[pid]))[0]
     assert row.state == "lost" and "could not be found" in row.error
     async with Kernel(config(home)) as k:  # a later boot neither restarts nor shows it again
-        assert pid not in k.processes and not k.memory.recovery.lost
+        assert pid not in k.processes and not k.recovery.lost
 
 
 async def test_pids_are_never_reused_across_restarts(home):

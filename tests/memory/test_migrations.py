@@ -67,18 +67,21 @@ def test_database_url_defaults_to_sqlite_under_home(tmp_path):
     assert db.database_url("postgresql://u@h/db", tmp_path).startswith("postgresql+asyncpg://")
 
 
-async def test_a_version_1_database_gets_the_parent_index(home):
+async def test_a_version_1_database_gets_the_parent_index_and_the_journal_span(home):
     mm = await MemoryManager.open(config(home))
     await mm.close()
     with sqlite3.connect(home / "llmasos.db") as conn:  # as migration 1 left it
         conn.execute("DROP INDEX ix_processes_parent")
+        conn.execute("ALTER TABLE journal DROP COLUMN span")
+        conn.execute("INSERT INTO journal (pid, n, call, digest, status, at) VALUES (1, 1, 'Sleep', 'd', 'ok', 0)")
         conn.execute("UPDATE schema_version SET version = 1")
     mm = await MemoryManager.open(config(home))
     await mm.close()
     with sqlite3.connect(home / "llmasos.db") as conn:
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert "ix_processes_parent" in names
-        assert conn.execute("SELECT version FROM schema_version").fetchone() == (2,)
+        assert conn.execute("SELECT span FROM journal WHERE pid = 1").fetchone() == (0,)  # old rows: 0
+        assert conn.execute("SELECT version FROM schema_version").fetchone() == (3,)
 
 
 async def test_a_default_kernel_boots_fast_on_an_existing_database(tmp_path, monkeypatch):

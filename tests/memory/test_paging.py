@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from llmasos import App, Kernel
 from llmasos.engine.fake import FakeEngine
-from llmasos.memory.paging import SUMMARY_PROMPT
+from llmasos.kernel.paging import SUMMARY_PROMPT
 
 from .conftest import config
 

@@ -9,6 +9,8 @@ import torch
 
 from llmasos.kernel import Kernel, KernelConfig
 from llmasos.syscalls.calls import Generate
+
+from ..conftest import generate_all
 from llmasos.tools.calling import resolve
 from llmasos.tools.grammar import ToolCallProcessor, apply_bitmask, call_schema, lark_grammar
 
@@ -62,11 +64,10 @@ async def test_constrained_through_the_kernel_in_one_batch(tiny_engine_factory, 
     engine = tiny_engine_factory(max_batch=8)
     async with Kernel(KernelConfig(engine=engine, home=tmp_path)) as k:
         msgs = ({"role": "user", "content": "weather?"},)
-        streams = [k.submit(None, Generate(messages=msgs, tools=(UNIT, SWITCH), tool_choice="required",
-                                           max_tokens=60, temperature=1.0, seed=i)) for i in range(4)]
-        plain = k.submit(None, Generate(messages=msgs, max_tokens=8))  # an unconstrained neighbour
-        results = [await s.collect() for s in streams]
-        await plain.collect()
+        calls = [Generate(messages=msgs, tools=(UNIT, SWITCH), tool_choice="required", max_tokens=60,
+                          temperature=1.0, seed=i) for i in range(4)]
+        plain = Generate(messages=msgs, max_tokens=8)  # an unconstrained neighbour
+        results = (await generate_all(k, [*calls, plain]))[:4]
     for c in results:
         assert c.finish_reason == "tool_calls", c.text
         assert c.tool_calls[0].name in ("weather", "switch")
@@ -76,8 +77,8 @@ async def test_auto_gives_a_call_or_text_not_starting_a_call(tiny_engine_factory
     engine = tiny_engine_factory()
     async with Kernel(KernelConfig(engine=engine, home=tmp_path)) as k:
         for seed in range(3):
-            c = await k.submit(None, Generate(prompt="hi", tools=(SWITCH,), tool_choice="auto", max_tokens=12,
-                                              temperature=1.0, seed=seed)).collect()
+            [c] = await generate_all(k, [Generate(prompt="hi", tools=(SWITCH,), tool_choice="auto",
+                                                  max_tokens=12, temperature=1.0, seed=seed)])
             assert c.tool_calls or not c.text.startswith("<")
 
 

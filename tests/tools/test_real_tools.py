@@ -7,6 +7,8 @@ import pytest
 from llmasos.kernel import Kernel, KernelConfig
 from llmasos.syscalls.calls import Generate
 
+from ..conftest import generate_all
+
 pytestmark = pytest.mark.slow
 
 
@@ -20,12 +22,11 @@ def real_engine():
 async def test_constrained_calls_are_valid_on_the_default_model(real_engine, tmp_path) -> None:
     async with Kernel(KernelConfig(engine=real_engine, home=tmp_path)) as k:
         questions = ["What is 17 * 23?", "What time is it in Paris?", "Add 12 and 30."]
-        streams = [k.submit(None, Generate(messages=({"role": "user", "content": q},),
-                                           tools=("calculator", "clock"), tool_choice="required",
-                                           max_tokens=64)) for q in questions]
+        replies = await generate_all(k, [Generate(messages=({"role": "user", "content": q},),
+                                                  tools=("calculator", "clock"), tool_choice="required",
+                                                  max_tokens=64) for q in questions])
         calls = 0
-        for s in streams:
-            c = await s.collect()
+        for c in replies:
             # Constrained: a schema-valid call of an offered tool, or (only) a call cut off by max_tokens.
             if c.finish_reason == "length":
                 assert c.text.startswith("<tool_call>"), c.text

@@ -4,20 +4,24 @@ Rule (after MemGPT): when the context plus the reply budget would not fit the mo
 oldest turns move to the process's long-term notes (still found by ``sys.memory.search``) and a short
 summary, written by the model, stays at the head of the context. A chat's user turn and reply are
 appended together, under the syscall's idempotency key, so a chat re-issued after a crash appends
-nothing twice and returns the reply already stored.
+nothing twice and returns the reply already stored. The summary is a generate syscall made inside the
+chat (checked against the budget, traced and journaled like any other); the chat's own reply is the
+chat syscall's work. memory/ only stores the rows (``Store.append_context``, ``Store.page_out``).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from llmasos.kernel.sys_llm import start_generate
 from llmasos.syscalls.calls import Generate
 from llmasos.syscalls.types import Completion
 
 if TYPE_CHECKING:
+    from llmasos.kernel.kernel import Kernel
+    from llmasos.kernel.proc import Process
     from llmasos.memory.store import Store
 
-PER_MESSAGE = 4  # tokens a chat template adds around each message (an upper bound for small models)
 SUMMARY_PROMPT = (
     "Summarize the conversation below in a few sentences for your own memory. Keep names, facts, "
     "numbers and decisions; leave out pleasantries.\n\n"
@@ -29,21 +33,21 @@ def own_namespace(pid: int) -> str:
     return f"pid:{pid}"
 
 
-def count(kernel: Any, role: str, content: str) -> int:
+def count(kernel: Kernel, role: str, content: str) -> int:
     """Tokens one message takes in a prompt (by the engine's tokenizer, plus template overhead)."""
-    engine = kernel.engine
     text = f"{role}: {content}"
-    try:
-        return int(engine.count_tokens(text)) + PER_MESSAGE
-    except Exception:
-        return len(text) // 3 + PER_MESSAGE
+    overhead = kernel.config.message_tokens
+    counter = getattr(kernel.engine, "count_tokens", None)
+    if counter is None:  # an engine without a tokenizer: about three characters a token
+        return len(text) // 3 + overhead
+    return int(counter(text)) + overhead
 
 
 def as_messages(rows: list[Any]) -> list[dict[str, Any]]:
     return [{"role": r.role, "content": r.content} for r in rows]
 
 
-async def chat(kernel: Any, proc: Any, call: Any, store: Store, key: str | None) -> Completion:
+async def chat(kernel: Kernel, proc: Process, call: Any, store: Store, key: str | None) -> Completion:
     """The chat syscall: generate over the context plus call.text, then append both turns."""
     rows = await store.context(proc.pid)
     if key is not None:
@@ -59,7 +63,7 @@ async def chat(kernel: Any, proc: Any, call: Any, store: Store, key: str | None)
         messages.insert(0, {"role": "system", "content": call.system})
     gen = Generate(messages=tuple(messages), max_tokens=max_tokens, temperature=call.temperature,
                    top_p=call.top_p, seed=call.seed, stop=call.stop)
-    completion = await kernel.submit(proc, gen).collect()
+    completion = await start_generate(kernel, proc, gen).collect()
     reply = {"role": "assistant", "content": completion.text,
              "tokens": count(kernel, "assistant", completion.text), "key": f"{key}:a" if key else None}
     first = []
@@ -70,16 +74,16 @@ async def chat(kernel: Any, proc: Any, call: Any, store: Store, key: str | None)
     return completion
 
 
-async def fit(kernel: Any, proc: Any, store: Store, rows: list[Any], need: int) -> list[Any]:
+async def fit(kernel: Kernel, proc: Process, store: Store, rows: list[Any], need: int) -> list[Any]:
     """rows, after paging out the oldest turns if rows plus need tokens exceed the model's window."""
     window = int(getattr(kernel.engine, "context_window", 0) or 0)
     used = sum(r.tokens for r in rows)
     if not window or used + need <= window:
         return rows
-    summary_budget = max(8, window // 8)
+    summary_budget = max(8, int(window * kernel.config.summary_share))
     head = [r for r in rows if r.kind == "summary"]
     turns = [r for r in rows if r.kind != "summary"]
-    target = (window * 3) // 4  # leave room, so the next turns do not page again at once
+    target = int(window * kernel.config.page_target)  # leave room: the next turns do not page at once
     evicted: list[Any] = []
     while turns and sum(r.tokens for r in turns) + summary_budget + need > target:
         evicted.append(turns.pop(0))
@@ -88,8 +92,7 @@ async def fit(kernel: Any, proc: Any, store: Store, rows: list[Any], need: int) 
     old = head[0].content if head else ""
     transcript = "\n".join(f"{r.role}: {r.content}" for r in evicted)
     prompt = SUMMARY_PROMPT + (f"Earlier summary: {old}\n\n" if old else "") + transcript + "\n\nSummary:"
-    done = await kernel.submit(proc, Generate(prompt=prompt, max_tokens=summary_budget,
-                                              truncate=True)).collect()
+    done = await kernel.syscall(proc, Generate(prompt=prompt, max_tokens=summary_budget, truncate=True))
     summary = "Summary of the earlier conversation: " + done.text.strip()
     tokens = count(kernel, "system", summary)
     await store.page_out(proc.pid, own_namespace(proc.pid), evicted, summary, tokens)
