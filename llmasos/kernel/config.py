@@ -5,21 +5,16 @@ Rule: no other module invents a limit; it reads it from here.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from llmasos.errors import LlmasosError
+from llmasos.home import llmasos_home
 
 
 class ConfigError(LlmasosError):
     """A KernelConfig value is out of range."""
-
-
-def llmasos_home() -> Path:
-    """Where llmasos keeps its database, model cache, history and tool jails ($LLMASOS_HOME)."""
-    return Path(os.environ.get("LLMASOS_HOME") or Path.home() / ".llmasos").expanduser()
 
 
 @dataclass(slots=True)

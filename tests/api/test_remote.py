@@ -1,4 +1,4 @@
-"""RemoteClient (the shell's KernelClient over HTTP), the shell connected to a daemon, and one real daemon:
+"""RemoteClient (a KernelClient over HTTP), the shell connected to a daemon, and one real daemon:
 `llmasos serve --model fake` in a subprocess, driven by `llmasos ps/spawn/logs/kill/wait`, RemoteClient
 and the openai client over a loopback socket."""
 
@@ -20,11 +20,12 @@ import pytest
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
-from llmasos.api.auth import ENV
-from llmasos.api.client import RemoteClient
-from llmasos.api.errors import DaemonUnreachable, Unauthorized
+from llmasos.client import KernelClient
+from llmasos.client.auth import ENV
+from llmasos.client.local import LocalClient
+from llmasos.client.remote import RemoteClient
+from llmasos.client.wire import DaemonUnreachable, Unauthorized
 from llmasos.shell import Shell
-from llmasos.shell.client import KernelClient, LocalClient
 from llmasos.syscalls.errors import InvalidArguments, NoSuchApp, NoSuchProcess, WaitTimeout
 from tests.api.conftest import TOKEN
 from tests.shell.conftest import Driver
@@ -200,7 +201,7 @@ def test_a_real_daemon(tmp_path: Path) -> None:
 
         anyio.run(drive)
         ps, bad = _cli_all(["ps", "-a"], ["ps"], env=env, bad_env={**env, ENV: "wrong"})
-        assert ps.returncode == 0 and re.search(r"1\s+0\s+echo\s+exited.*= hello world", ps.stdout), ps.stdout
+        assert ps.returncode == 0 and re.search(r"1\s+0\s+echo\s+exited.*→ 'hello world'", ps.stdout), ps.stdout
         assert re.search(r"2\s+0\s+lines\s+waiting:stdin", ps.stdout), ps.stdout
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "refused the API token" in bad.stderr
         kill, wait = _cli_all(["kill", "2", "77"], ["wait", "1"], env=env)
