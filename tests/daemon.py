@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from llmasos.client.auth import ENV
+from llmasos.client.wire import ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 LLMASOS = [sys.executable, "-m", "llmasos.cli"]

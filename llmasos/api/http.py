@@ -32,10 +32,9 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmasos.api.errors import ServeError, status_of
-from llmasos.client.auth import server_token
 from llmasos.client.local import LocalClient
 from llmasos.client.records import EngineStats
-from llmasos.client.wire import Unauthorized, error_body
+from llmasos.client.wire import Unauthorized, error_body, server_token
 from llmasos.errors import LlmasosError
 from llmasos.syscalls.errors import InvalidArguments, WaitTimeout
 from llmasos.syscalls.types import as_dict
@@ -140,7 +139,7 @@ async def unless_gone(request: Request, fn: Callable[[], Awaitable[T]]) -> T | N
 def create_app(kernel: Kernel, token: str) -> FastAPI:
     """The HTTP API over a booted kernel; every /v1 endpoint needs ``Authorization: Bearer <token>``."""
     if not token:
-        raise ValueError("the HTTP API needs a token (see llmasos.client.auth.server_token)")
+        raise ValueError("the HTTP API needs a token (see llmasos.client.wire.server_token)")
     expected = token.encode()
 
     async def authorize(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:

@@ -126,7 +126,7 @@ def serve(
     Stop with Ctrl-C. docs/http.md lists the endpoints; interactive docs are at URL/docs.
     """
     from llmasos.api.http import serve as serve_api
-    from llmasos.client.auth import server_token
+    from llmasos.client.wire import server_token
 
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:

@@ -2,7 +2,7 @@
 
 Modules: records (the protocol and what it returns), local (``LocalClient`` over a kernel in this
 process, and how to boot one), remote (``RemoteClient`` over a daemon's HTTP API), wire (errors over
-HTTP), auth (the API token), tables (the listings both the shell and the CLI print).
+HTTP, the API token), tables (the listings both the shell and the CLI print).
 
 Rule: importing this package (or ``llmasos.client.remote``) loads no kernel, engine, memory or torch;
 only ``llmasos.client.local`` reaches into the kernel, and it never imports a face (shell, cli, api).

@@ -16,9 +16,8 @@ from typing import Any
 
 import httpx
 
-from llmasos.client.auth import ENV, client_token, token_path
 from llmasos.client.records import AppRow, EngineStats, MemView, Row
-from llmasos.client.wire import DEFAULT_URL, DaemonUnreachable, Unauthorized, error_from
+from llmasos.client.wire import DEFAULT_URL, ENV, DaemonUnreachable, Unauthorized, client_token, error_from, token_path
 from llmasos.home import llmasos_home
 from llmasos.syscalls.types import ExitStatus, ProcInfo, Usage
 

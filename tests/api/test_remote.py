@@ -18,10 +18,9 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from llmasos.client import KernelClient
-from llmasos.client.auth import ENV
 from llmasos.client.local import LocalClient
 from llmasos.client.remote import RemoteClient
-from llmasos.client.wire import DaemonUnreachable, Unauthorized
+from llmasos.client.wire import ENV, DaemonUnreachable, Unauthorized
 from llmasos.shell import Shell
 from llmasos.syscalls.errors import InvalidArguments, NoSuchApp, NoSuchProcess, WaitTimeout
 from tests.api.conftest import TOKEN
