@@ -35,7 +35,10 @@ _PUBLIC = {
     "tool": "llmasos.tools",
 }
 
-__all__ = [*sorted(_PUBLIC), "__version__"]
+__all__ = [
+    "App", "Application", "Completion", "ExitStatus", "Kernel", "KernelConfig", "LLM", "LlmasosError", "Message",
+    "ProcInfo", "ProcState", "Sys", "Tool", "ToolContext", "__version__", "tool",
+]
 
 if TYPE_CHECKING:
     from llmasos.api import LLM, Application
