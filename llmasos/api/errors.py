@@ -1,33 +1,20 @@
-"""Errors of the HTTP API, and how llmasos errors travel over it.
+"""The HTTP API's status codes for llmasos errors, and its own errors.
 
-Rule: a typed llmasos error becomes ``{"error": {"message", "type", "code"}}`` (OpenAI's error shape;
-``code`` is the llmasos class name) with the status code in ``STATUS``; ``RemoteClient`` turns it back
-into the same class, so the shell shows a daemon's errors exactly as it shows a local kernel's.
+Rule: a typed llmasos error is answered with the status code in ``STATUS`` and the error body of
+client/wire.py (which clients turn back into the same class); the most specific class in an error's
+MRO wins, and anything unknown is a 500.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
+from llmasos.client.records import NotAvailable
+from llmasos.client.wire import ApiError, Unauthorized
 from llmasos.engine.errors import EngineSetupError
 from llmasos.errors import LlmasosError
 from llmasos.kernel.config import ConfigError
 from llmasos.kernel.kernel import KernelNotRunning
-from llmasos.shell.client import NotAvailable
 from llmasos.syscalls import errors as se
 from llmasos.tools.errors import UnknownTool
-
-
-class ApiError(LlmasosError):
-    """The HTTP API refused a request, or a client could not talk to it."""
-
-
-class Unauthorized(ApiError):
-    """The request carried no bearer token, or the wrong one."""
-
-
-class DaemonUnreachable(ApiError):
-    """No llmasos daemon answers at the URL."""
 
 
 class ServeError(ApiError):
@@ -64,30 +51,3 @@ def status_of(exc: BaseException) -> tuple[int, str]:
         if cls in STATUS:
             return STATUS[cls]
     return 500, "server_error"
-
-
-def error_body(message: str, type_: str, code: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type_, "code": code, "param": None}}
-
-
-def _classes() -> dict[str, type[LlmasosError]]:
-    out: dict[str, type[LlmasosError]] = {}
-    pending: list[type[LlmasosError]] = [LlmasosError]
-    while pending:  # every LlmasosError subclass imported so far, by name
-        cls = pending.pop()
-        out.setdefault(cls.__name__, cls)
-        pending.extend(cls.__subclasses__())
-    return out
-
-
-def error_from(body: Any, status: int) -> LlmasosError:
-    """The llmasos error an error response stands for (LlmasosError when the class is unknown here)."""
-    err = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(err, dict):
-        return ApiError(f"the daemon answered HTTP {status}: {str(body)[:200]}")
-    message = str(err.get("message") or f"HTTP {status}")
-    cls = _classes().get(str(err.get("code") or ""), LlmasosError)
-    try:
-        return cls(message)
-    except Exception:  # a subclass with another constructor
-        return LlmasosError(message)

@@ -2,8 +2,8 @@
 
     app = create_app(kernel, token)        # a FastAPI app; `llmasos serve` runs it under uvicorn
 
-Rule: the REST half is the shell's ``KernelClient`` protocol over the wire: each endpoint calls one
-``LocalClient`` method and returns its records as JSON (``RemoteClient`` reads them back), so a shell
+Rule: the REST half is the ``KernelClient`` protocol (llmasos.client) over the wire: each endpoint calls
+``LocalClient`` methods and returns their records as JSON (``RemoteClient`` reads them back), so a shell
 connected to a daemon sees what an in-process shell sees. Every endpoint needs the bearer token; every
 error is ``{"error": {...}}`` with a status code (api/errors.py), never a traceback. A request the
 client abandons (a disconnect during wait, a long poll or a stream) is cancelled; it never reaps or
@@ -20,7 +20,7 @@ import signal
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import aclosing
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import uvicorn
@@ -31,12 +31,17 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from llmasos.api.errors import ServeError, Unauthorized, error_body, status_of
+from llmasos.api.errors import ServeError, status_of
+from llmasos.client.local import LocalClient
+from llmasos.client.records import EngineStats
+from llmasos.client.wire import Unauthorized, error_body, server_token
 from llmasos.errors import LlmasosError
-from llmasos.kernel.kernel import Kernel
-from llmasos.shell.client import LocalClient
 from llmasos.syscalls.errors import InvalidArguments, WaitTimeout
 from llmasos.syscalls.types import as_dict
+
+if TYPE_CHECKING:
+    from llmasos.kernel.config import KernelConfig
+    from llmasos.kernel.kernel import Kernel
 
 T = TypeVar("T")
 NDJSON = "application/x-ndjson"
@@ -134,7 +139,7 @@ async def unless_gone(request: Request, fn: Callable[[], Awaitable[T]]) -> T | N
 def create_app(kernel: Kernel, token: str) -> FastAPI:
     """The HTTP API over a booted kernel; every /v1 endpoint needs ``Authorization: Bearer <token>``."""
     if not token:
-        raise ValueError("the HTTP API needs a token (see llmasos.api.auth.server_token)")
+        raise ValueError("the HTTP API needs a token (see llmasos.client.wire.server_token)")
     expected = token.encode()
 
     async def authorize(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
@@ -151,7 +156,7 @@ def create_app(kernel: Kernel, token: str) -> FastAPI:
     )
     api.state.kernel = kernel
     _install_error_handlers(api)
-    _process_routes(api, kernel, LocalClient(kernel))
+    _process_routes(api, LocalClient(kernel))
     from llmasos.api.openai import router
 
     api.include_router(router(kernel))
@@ -188,7 +193,7 @@ def _install_error_handlers(api: FastAPI) -> None:
     api.add_exception_handler(Exception, internal_error)
 
 
-def _process_routes(api: FastAPI, kernel: Kernel, local: LocalClient) -> None:
+def _process_routes(api: FastAPI, local: LocalClient) -> None:
     """The KernelClient protocol: apps, processes, stdio, ipc, trace, scheduling, stats."""
 
     @api.get("/v1/apps", tags=["processes"], summary="Apps that can be spawned by name")
@@ -201,15 +206,14 @@ def _process_routes(api: FastAPI, kernel: Kernel, local: LocalClient) -> None:
 
     @api.post("/v1/procs", tags=["processes"], status_code=201, summary="Spawn a process; returns its pid")
     async def spawn(body: SpawnBody) -> Any:
-        pid = await kernel.spawn(body.app, *body.args, priority=body.priority, caps=body.caps, **body.kwargs)
-        return {"pid": pid}
+        return {"pid": await local.spawn(body.app, body.args, body.kwargs, priority=body.priority, caps=body.caps)}
 
     @api.get("/v1/procs/{pid}", tags=["processes"], summary="One process (wait=true: once it has ended)")
     async def info(request: Request, pid: int, wait: bool = False, timeout: float | None = None) -> Any:
-        if wait and kernel.get(pid).alive:  # a long poll: answer once it has ended (not reaped)
+        if wait and await local.alive(pid):  # a long poll: answer once it has ended (not reaped)
             with anyio.move_on_after(timeout):
                 await unless_gone(request, lambda: local.ended(pid))
-            if kernel.get(pid).alive:
+            if await local.alive(pid):
                 raise WaitTimeout(f"process {pid} still runs after {timeout}s")
         return jsonable(await local.info(pid))
 
@@ -219,7 +223,7 @@ def _process_routes(api: FastAPI, kernel: Kernel, local: LocalClient) -> None:
 
     @api.post("/v1/procs/{pid}/wait", tags=["processes"], summary="Wait for a process to end and reap it")
     async def wait(request: Request, pid: int, timeout: float | None = None) -> Any:
-        kernel.get(pid)
+        await local.info(pid)  # NoSuchProcess now, not after the long call
         return jsonable(await unless_gone(request, lambda: local.wait(pid, timeout)))
 
     @api.post("/v1/procs/{pid}/stdin", tags=["stdio"], summary="Write to a process's stdin (close: end it)")
@@ -234,12 +238,12 @@ def _process_routes(api: FastAPI, kernel: Kernel, local: LocalClient) -> None:
     async def logs(pid: int, follow: bool = False, history: bool = True) -> Any:
         if not follow:
             return {"pid": pid, "output": [{"stream": s, "text": t} for s, t in await local.output(pid)]}
-        kernel.get(pid)
+        await local.info(pid)
         return ndjson(_chunks(local.follow(pid, history)))
 
     @api.post("/v1/procs/{pid}/messages", tags=["ipc"], summary="Put a message in a process's mailbox")
     async def message(pid: int, body: MessageBody) -> Any:
-        kernel.send(pid, body.body)
+        await local.send(pid, body.body)
         return {"pid": pid}
 
     @api.get("/v1/procs/{pid}/mem", tags=["processes"], summary="Its context and memory keys")
@@ -248,21 +252,20 @@ def _process_routes(api: FastAPI, kernel: Kernel, local: LocalClient) -> None:
 
     @api.get("/v1/procs/{pid}/trace", tags=["trace"], summary="Its recent syscalls (follow=true: stream)")
     async def trace(pid: int, follow: bool = False) -> Any:
-        proc = kernel.get(pid)
+        await local.info(pid)
         if follow:
             return ndjson(_lines(local.strace(pid)))
-        return {"pid": pid, "lines": [e.format() for e in proc.trace or ()]}
+        return {"pid": pid, "lines": await local.trace(pid)}
 
     @api.get("/v1/trace", tags=["trace"], summary="Every process's recent syscalls (follow=true: stream)")
     async def trace_all(follow: bool = False) -> Any:
         if follow:
             return ndjson(_lines(local.strace(None)))
-        events = [e for p in kernel.processes.values() for e in p.trace or ()]
-        return {"lines": [e.format() for e in sorted(events, key=lambda e: e.start)]}
+        return {"lines": await local.trace(None)}
 
     @api.get("/v1/sched", tags=["scheduling"], summary="The scheduling policy and the choices")
     async def sched() -> Any:
-        return {"policy": kernel.policy, "policies": await local.policies()}
+        return {"policy": (await local.stats()).policy, "policies": await local.policies()}
 
     @api.put("/v1/sched", tags=["scheduling"], summary="Switch the scheduling policy now")
     async def set_sched(body: PolicyBody) -> Any:
@@ -270,7 +273,7 @@ def _process_routes(api: FastAPI, kernel: Kernel, local: LocalClient) -> None:
         if body.policy not in names:
             raise InvalidArguments(f"unknown scheduling policy {body.policy!r}; choose one of: {', '.join(names)}")
         await local.set_policy(body.policy)
-        return {"policy": kernel.policy, "policies": names}
+        return {"policy": (await local.stats()).policy, "policies": names}
 
     @api.get("/v1/stats", tags=["scheduling"], summary="The model side of top: batch, queues, tokens")
     async def stats() -> Any:
@@ -299,14 +302,12 @@ async def _lines(source: AsyncIterator[str]) -> AsyncIterator[dict[str, str]]:
 # -- serving ------------------------------------------------------------------------------------------
 
 
-async def serve(config: Any, host: str = "127.0.0.1", port: int = 8765, *, token: str | None = None,
-                on_ready: Callable[[str, Kernel], None] | None = None) -> None:
+async def serve(config: KernelConfig, host: str = "127.0.0.1", port: int = 8765, *, token: str | None = None,
+                on_ready: Callable[[str, EngineStats], None] | None = None) -> None:
     """Boot a kernel from config and serve the API on host:port until SIGINT/SIGTERM (or cancellation).
 
-    on_ready(url, kernel) runs once the socket listens (port 0 picks a free port; the url has it).
+    on_ready(url, stats) runs once the socket listens (port 0 picks a free port; the url has it).
     """
-    from llmasos.api.auth import server_token
-
     if token is None:
         token, _where = server_token(config.home)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -321,8 +322,8 @@ async def serve(config: Any, host: str = "127.0.0.1", port: int = 8765, *, token
     bound = sock.getsockname()[1]
     url = f"http://{'[' + host + ']' if ':' in host else host}:{bound}"
     try:
-        async with Kernel(config) as kernel:
-            server = _Server(uvicorn.Config(create_app(kernel, token), log_level="warning", lifespan="off",
+        async with LocalClient.boot(config) as local:
+            server = _Server(uvicorn.Config(create_app(local.kernel, token), log_level="warning", lifespan="off",
                                             timeout_graceful_shutdown=2))
             async with anyio.create_task_group() as tg:
 
@@ -336,7 +337,7 @@ async def serve(config: Any, host: str = "127.0.0.1", port: int = 8765, *, token
                     while not server.started:
                         await anyio.sleep(0.02)
                     if on_ready is not None:
-                        on_ready(url, kernel)
+                        on_ready(url, await local.stats())
 
                 tg.start_soon(stop_on_signal)
                 tg.start_soon(announce)

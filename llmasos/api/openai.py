@@ -22,8 +22,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmasos.api.errors import error_body, status_of
+from llmasos.api.errors import status_of
 from llmasos.api.http import unless_gone
+from llmasos.client.wire import error_body
 from llmasos.errors import LlmasosError
 from llmasos.kernel.kernel import Kernel, KernelNotRunning
 from llmasos.syscalls.calls import Generate
@@ -77,7 +78,7 @@ def router(kernel: Kernel) -> APIRouter:
         created = int(kernel.booted_at or time.time())
         data = [{"id": model_name(), "object": "model", "created": created, "owned_by": "llmasos"}]
         if all:
-            from llmasos.shell.client import LocalClient
+            from llmasos.client.local import LocalClient
 
             data = [{"id": row.name, "object": "model", "created": created, "owned_by": "llmasos",
                      "description": row.description, "status": row.extra}

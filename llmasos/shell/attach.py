@@ -25,8 +25,8 @@ from prompt_toolkit.layout import Layout, Window
 from prompt_toolkit.layout.controls import FormattedTextControl
 from rich.text import Text
 
+from llmasos.client.tables import ended_line
 from llmasos.errors import LlmasosError
-from llmasos.shell.builtins import ended_line
 from llmasos.shell.commands import command, parse_number, parse_pid, parse_spawn, take_options, usage_error
 
 if TYPE_CHECKING:

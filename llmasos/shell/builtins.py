@@ -6,67 +6,20 @@ Rule: no command here holds the terminal; a handler returns as soon as its answe
 from __future__ import annotations
 
 import re
-import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 
+from llmasos.client import NotAvailable
+from llmasos.client.tables import apps_table, ended_line, models_table, ps_table, short
 from llmasos.errors import LlmasosError
 from llmasos.shell.commands import (
     ALIASES, COMMANDS, ExitShell, command, lookup, parse_number, parse_pid, parse_spawn, take_options,
     usage_error,
 )
-from llmasos.shell.client import NotAvailable
 
 if TYPE_CHECKING:
     from llmasos.shell.repl import Shell
-    from llmasos.syscalls.types import ProcInfo
-
-
-# -- formatting ---------------------------------------------------------------------------------------
-
-
-def short(value: Any, width: int = 60) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    text = text.replace("\n", "\\n")
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def ended_line(pid: int, state: str, value: Any = None, error: str | None = None) -> str:
-    """`[3] exited: 'hi'`, `[4] killed`, `[5] crashed: ValueError: bad` (the traceback is in logs)."""
-    if state == "exited":
-        return f"[{pid}] exited" + (f": {short(repr(value))}" if value is not None else "")
-    if state == "crashed" and error:
-        last = [line for line in error.strip().splitlines() if line.strip()]
-        return f"[{pid}] crashed: {short(last[-1] if last else error)} (see logs {pid})"
-    return f"[{pid}] {state}" + (f": {short(error)}" if error and error != "killed" else "")
-
-
-def age(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-def ps_table(sh: Shell, rows: list[ProcInfo]) -> Any:
-    table = sh.table("PID", "PPID", "APP", "STATE", "PRIO", "TOKENS in/out", "CALLS", "MODEL", "TIME", "ARGS / RESULT")
-    now = time.time()
-    for p in sorted(rows, key=lambda r: r.pid):
-        state = p.state + (f":{p.waiting_on}" if p.waiting_on else "")
-        style = {"exited": "dim", "killed": "yellow", "crashed": "red", "lost": "red"}.get(p.state, "")
-        tail = " ".join(short(a, 20) for a in p.args)
-        if p.state == "exited" and p.exit_value is not None:
-            tail = "→ " + short(repr(p.exit_value), 40)
-        u = p.usage
-        table.add_row(
-            str(p.pid), str(p.ppid), p.app, Text(state, style=style), str(p.priority),
-            f"{u.prompt_tokens}/{u.completion_tokens}", str(u.syscalls), f"{u.model_time:.2f}s",
-            age((p.ended or now) - p.started), Text(tail),
-        )
-    return table
 
 
 HELP_ORDER = ("help", "apps", "spawn", "run", "ps", "kill", "wait", "logs", "attach", "top", "strace", "mem",
@@ -115,12 +68,9 @@ async def apps(sh: Shell, args: list[str]) -> None:
     """
     if args:
         raise usage_error("apps", "takes no arguments")
-    table = sh.table("APP", "USAGE", "DESCRIPTION", "SOURCE")
     rows = await sh.client.apps()
-    for a in rows:
-        table.add_row(Text(a.name, style="bold"), Text(a.usage), Text(a.description), Text(a.source, style="dim"))
     sh.cache.apps = [a.name for a in rows]
-    sh.print(table)
+    sh.print(apps_table(rows, color=sh.color))
 
 
 @command("spawn APP [ARGS...] [--prio N] [--caps K=V...] [--KEY=VALUE...]", complete="app",
@@ -159,7 +109,7 @@ async def ps(sh: Shell, args: list[str]) -> None:
     if not rows:
         sh.note("no processes" + ("" if opts.get("-a") else " running (ps -a shows ended ones)"))
         return
-    sh.print(ps_table(sh, rows))
+    sh.print(ps_table(rows, color=sh.color))
 
 
 @command("kill PID...", complete="pid")
@@ -270,10 +220,7 @@ async def models(sh: Shell, args: list[str]) -> None:
     """List the models this machine can run (the loaded one is marked)."""
     if args:
         raise usage_error("models", "takes no arguments")
-    table = sh.table("MODEL", "SOURCE", "STATUS")
-    for r in await sh.client.models():
-        table.add_row(Text(r.name, style="bold"), Text(r.description, style="dim"), r.extra)
-    sh.print(table)
+    sh.print(models_table(await sh.client.models(), color=sh.color))
 
 
 @command("exit [-f]", flags=("-f",))

@@ -30,9 +30,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from llmasos.client import KernelClient, NotAvailable, tables
+from llmasos.client.tables import ended_line
 from llmasos.errors import LlmasosError
-from llmasos.shell.builtins import ended_line
-from llmasos.shell.client import KernelClient, NotAvailable
 from llmasos.shell.commands import ALIASES, COMMANDS, ExitShell, UsageError, dispatch_words, lookup, register_all
 
 PROMPT = "llmasos> "
@@ -169,8 +169,7 @@ class Shell:
         return f"\x1b[31m{text}\x1b[0m" if self.color and text else text
 
     def table(self, *columns: str, title: str | None = None) -> Table:
-        return Table(*columns, title=title, box=None, header_style="bold reverse" if self.color else "bold",
-                     pad_edge=False, title_justify="left")
+        return tables.table(*columns, title=title, color=self.color)
 
     # -- jobs ----------------------------------------------------------------------------------------
 

@@ -21,8 +21,8 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from llmasos.shell.builtins import age
-from llmasos.shell.client import EngineStats
+from llmasos.client import EngineStats
+from llmasos.client.tables import age
 from llmasos.shell.commands import command, parse_number, take_options, usage_error
 
 if TYPE_CHECKING:

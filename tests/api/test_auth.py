@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from llmasos.api.auth import ENV, client_token, server_token, token_path
+from llmasos.client.wire import ENV, client_token, server_token, token_path
 from llmasos.api.http import create_app
 
 

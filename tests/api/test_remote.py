@@ -1,4 +1,4 @@
-"""RemoteClient (the shell's KernelClient over HTTP), the shell connected to a daemon, and one real daemon:
+"""RemoteClient (a KernelClient over HTTP), the shell connected to a daemon, and one real daemon:
 `llmasos serve --model fake` in a subprocess, driven by `llmasos ps/spawn/logs/kill/wait`, RemoteClient
 and the openai client over a loopback socket."""
 
@@ -7,10 +7,7 @@ from __future__ import annotations
 import io
 import os
 import re
-import select
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,18 +17,18 @@ import pytest
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
-from llmasos.api.auth import ENV
-from llmasos.api.client import RemoteClient
-from llmasos.api.errors import DaemonUnreachable, Unauthorized
+from llmasos.client import KernelClient
+from llmasos.client.local import LocalClient
+from llmasos.client.remote import RemoteClient
+from llmasos.client.wire import ENV, DaemonUnreachable, Unauthorized
 from llmasos.shell import Shell
-from llmasos.shell.client import KernelClient, LocalClient
 from llmasos.syscalls.errors import InvalidArguments, NoSuchApp, NoSuchProcess, WaitTimeout
 from tests.api.conftest import TOKEN
+from tests.daemon import LLMASOS, ROOT, daemon_env, readline, start_daemon, stop, stop_daemon
 from tests.shell.conftest import Driver
 
 APPS = Path(__file__).parent.parent / "apps_for_tests.py"
 LINES, SLEEPER = f"{APPS}:lines", f"{APPS}:sleeper"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def remote(s) -> RemoteClient:
@@ -136,14 +133,14 @@ async def test_the_shell_drives_a_daemon(served, tmp_path: Path) -> None:
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "llmasos.cli", *args], capture_output=True, text=True,
+    return subprocess.run([*LLMASOS, *args], capture_output=True, text=True,
                           timeout=60, env=env, cwd=ROOT)
 
 
 def _cli_all(first: list[str], second: list[str], *, env: dict[str, str],
              bad_env: dict[str, str] | None = None) -> list[subprocess.CompletedProcess]:
     """Two `llmasos` commands at once (each spends a second or two importing)."""
-    procs = [subprocess.Popen([sys.executable, "-m", "llmasos.cli", *args], stdout=subprocess.PIPE,
+    procs = [subprocess.Popen([*LLMASOS, *args], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=e, cwd=ROOT)
              for args, e in ((first, env), (second, bad_env or env))]
     out = []
@@ -153,31 +150,11 @@ def _cli_all(first: list[str], second: list[str], *, env: dict[str, str],
     return out
 
 
-def _readline(stream, timeout: float) -> str:
-    ready, _, _ = select.select([stream], [], [], timeout)
-    if not ready:
-        raise AssertionError(f"nothing to read after {timeout}s")
-    return stream.readline()
-
-
-def _stop(p: subprocess.Popen) -> None:
-    if p.poll() is None:
-        p.kill()
-    p.wait(10)
-    for f in (p.stdout, p.stderr):
-        if f is not None:
-            f.close()
-
-
 def test_a_real_daemon(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in (ENV, "LLMASOS_URL")}
-    env.update(LLMASOS_HOME=str(tmp_path), PYTHONUNBUFFERED="1")
-    daemon = subprocess.Popen([sys.executable, "-m", "llmasos.cli", "serve", "--model", "fake", "--port", "0"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    env = daemon_env(tmp_path)
+    daemon, url = start_daemon(env)
     follower = None
     try:
-        line = _readline(daemon.stdout, 30)
-        url = re.search(r"serving (http://127\.0\.0\.1:\d+) \(model fake, policy fifo\)", line).group(1)
         token_file = tmp_path / "api_token"
         assert token_file.stat().st_mode & 0o777 == 0o600
         token = token_file.read_text().strip()
@@ -190,17 +167,17 @@ def test_a_real_daemon(tmp_path: Path) -> None:
             async with RemoteClient(url, token) as client:
                 assert await client.spawn(LINES, [], {}) == 2
                 # logs -f streams over the socket as the process writes, and ends when it does.
-                follower = subprocess.Popen([sys.executable, "-m", "llmasos.cli", "logs", "2", "-f"], env=env,
+                follower = subprocess.Popen([*LLMASOS, "logs", "2", "-f"], env=env,
                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
                 await client.write_stdin(2, "first\n")
-                assert await anyio.to_thread.run_sync(_readline, follower.stdout, 20) == "FIRST\n"
+                assert await anyio.to_thread.run_sync(readline, follower.stdout, 20) == "FIRST\n"
                 await client.write_stdin(2, "second\n")
-                assert await anyio.to_thread.run_sync(_readline, follower.stdout, 5) == "SECOND\n"
+                assert await anyio.to_thread.run_sync(readline, follower.stdout, 5) == "SECOND\n"
                 assert [p.app for p in await client.ps(all=True)] == ["echo", "lines"]
 
         anyio.run(drive)
         ps, bad = _cli_all(["ps", "-a"], ["ps"], env=env, bad_env={**env, ENV: "wrong"})
-        assert ps.returncode == 0 and re.search(r"1\s+0\s+echo\s+exited.*= hello world", ps.stdout), ps.stdout
+        assert ps.returncode == 0 and re.search(r"1\s+0\s+echo\s+exited.*→ 'hello world'", ps.stdout), ps.stdout
         assert re.search(r"2\s+0\s+lines\s+waiting:stdin", ps.stdout), ps.stdout
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "refused the API token" in bad.stderr
         kill, wait = _cli_all(["kill", "2", "77"], ["wait", "1"], env=env)
@@ -223,15 +200,8 @@ def test_a_real_daemon(tmp_path: Path) -> None:
             client.close()
     finally:
         if follower is not None:
-            _stop(follower)
-        daemon.send_signal(signal.SIGINT)
-        try:
-            rc = daemon.wait(10)
-        except subprocess.TimeoutExpired:
-            _stop(daemon)
-            raise
-        err = daemon.stderr.read()
-        _stop(daemon)
+            stop(follower)
+        rc, err = stop_daemon(daemon)
     assert rc == 0, err
     assert "Traceback" not in err
 

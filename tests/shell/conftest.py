@@ -14,9 +14,10 @@ import pytest
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
+from llmasos.client.local import LocalClient
 from llmasos.engine.fake import FakeEngine
 from llmasos.kernel import Kernel, KernelConfig
-from llmasos.shell import LocalClient, Shell
+from llmasos.shell import Shell
 
 
 class Driver:

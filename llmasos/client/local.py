@@ -1,104 +1,65 @@
-"""What the shell needs from a kernel, as one small async interface, and its in-process implementation.
+"""LocalClient: a KernelClient over a kernel in this process, and how a face boots one.
 
-Rule: the shell talks to a kernel only through ``KernelClient``, so the same REPL drives a kernel in
-this process (``LocalClient``) or a daemon over the HTTP syscall API (a ``RemoteClient`` with the same
-methods). Every method is async and returns plain records (``ProcInfo``, ``ExitStatus``, rows below),
-never kernel internals; failures are ``LlmasosError`` with a message meant for the user.
+    async with LocalClient.boot(kernel_config("fake")) as client:
+        pid = await client.spawn("echo", ["hi"], {})
+
+Rule: this is the only face module that reaches into the kernel, the engine, memory, tools and apps;
+the shell, the CLI and the HTTP API hold a ``LocalClient`` (or a ``RemoteClient``) and see only the
+records of client/records.py. Kernel modules are imported where they are used, so a face that only
+lists apps does not load a model runtime.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from llmasos.errors import LlmasosError
+from llmasos.client.records import AppRow, EngineStats, MemView, NotAvailable, Row
 from llmasos.syscalls.types import ExitStatus, ProcInfo
 
 if TYPE_CHECKING:
+    from llmasos.kernel.config import KernelConfig
     from llmasos.kernel.kernel import Kernel
 
 
-class NotAvailable(LlmasosError):
-    """This kernel (or this build of llmasos) does not offer what the command needs yet."""
+def kernel_config(model: str | None = None, policy: str = "fifo") -> KernelConfig:
+    """The config for a face's --model and --policy: a model name or path, None (the default model) or
+    'fake' (the scripted test engine)."""
+    from llmasos.kernel.config import KernelConfig
+
+    if model == "fake":
+        from llmasos.engine.fake import FakeEngine
+
+        return KernelConfig(engine=FakeEngine(), policy=policy)
+    return KernelConfig(engine=model, policy=policy)
 
 
-@dataclass(frozen=True, slots=True)
-class AppRow:
-    """One line of `apps`."""
+def app_rows() -> list[AppRow]:
+    """The apps that can be spawned by name (no kernel needed)."""
+    from llmasos.apps.registry import list_apps
 
-    name: str
-    usage: str
-    description: str
-    source: str
+    return [AppRow(a.name, a.usage(), a.description, a.source or "") for a in list_apps()]
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """A generic (name, description, extra) line: tools, models."""
-
-    name: str
-    description: str = ""
-    extra: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class EngineStats:
-    """The model side of `top`: counters are totals since boot; rates are computed by the caller."""
-
-    engine: str
-    policy: str
-    max_batch: int
-    last_batch: int  # sequences in the latest forward step
-    running: int  # admitted sequences (hold a KV cache)
-    waiting: int  # queued, not yet admitted
-    steps: int
-    tokens: int
-    busy_time: float  # seconds spent in forward steps
-    resident_tokens: int
-    max_resident_tokens: int
-    uptime: float
-    at: float = field(default_factory=time.monotonic)
-
-
-@dataclass(frozen=True, slots=True)
-class MemView:
-    """What `mem PID` shows: the process's context messages and its memory keys."""
-
-    context: list[dict[str, Any]]
-    keys: dict[str, list[str]]  # namespace -> keys
-    note: str = ""  # why a part is missing, when it is
-
-
-@runtime_checkable
-class KernelClient(Protocol):
-    """The shell's view of a kernel."""
-
-    remote: bool  # True when the kernel is a daemon the shell only connects to
-    where: str  # "in-process" or the daemon's URL
-
-    async def apps(self) -> list[AppRow]: ...
-    async def spawn(self, app: str, args: list[str], kwargs: dict[str, str], *, priority: int | None = None,
-                    caps: dict[str, Any] | None = None) -> int: ...
-    async def kill(self, pid: int) -> bool: ...
-    async def wait(self, pid: int, timeout: float | None = None) -> ExitStatus: ...
-    async def ended(self, pid: int) -> ProcInfo: ...
-    async def ps(self, all: bool = False) -> list[ProcInfo]: ...
-    async def info(self, pid: int) -> ProcInfo: ...
-    async def write_stdin(self, pid: int, text: str) -> None: ...
-    async def close_stdin(self, pid: int) -> None: ...
-    async def output(self, pid: int) -> list[tuple[str, str]]: ...
-    def follow(self, pid: int, history: bool = True) -> AsyncIterator[tuple[str, str]]: ...
-    def strace(self, pid: int | None) -> AsyncIterator[str]: ...
-    async def stats(self) -> EngineStats: ...
-    async def policies(self) -> list[str]: ...
-    async def set_policy(self, name: str) -> None: ...
-    async def models(self) -> list[Row]: ...
-    async def tools(self) -> list[Row]: ...
-    async def mem(self, pid: int) -> MemView: ...
+def model_rows(current: str = "") -> list[Row]:
+    """The models this machine can run without a network; current (the loaded one) is marked."""
+    try:
+        from llmasos.engine.models import list_models
+    except ImportError as exc:
+        raise NotAvailable(f"the model registry is not available: {exc}") from None
+    out = []
+    for m in list_models():
+        size = f"{m.size / 1e6:.0f} MB" if m.size else ""
+        flags = ", ".join(f for f in ("loaded" if m.name == current else "", "cached" if m.cached else "") if f)
+        out.append(Row(m.name, m.source, " ".join(x for x in (flags, size) if x)))
+    if current and not any(r.name == current for r in out):
+        out.insert(0, Row(current, "the running engine", "loaded"))
+    return out
 
 
 class LocalClient:
@@ -110,12 +71,24 @@ class LocalClient:
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
 
+    @classmethod
+    @asynccontextmanager
+    async def boot(cls, config: KernelConfig) -> AsyncIterator[LocalClient]:
+        """Boot a kernel from config, yield a client over it, shut the kernel down on the way out."""
+        from llmasos.kernel.kernel import Kernel
+
+        async with Kernel(config) as kernel:
+            yield cls(kernel)
+
+    @property
+    def home(self) -> Path:
+        """The kernel's $LLMASOS_HOME (its database, the shell's history, the API token)."""
+        return self.kernel.config.home
+
     async def apps(self) -> list[AppRow]:
-        from llmasos.apps.registry import list_apps
+        return app_rows()
 
-        return [AppRow(a.name, a.usage(), a.description, a.source or "") for a in list_apps()]
-
-    async def spawn(self, app: str, args: list[str], kwargs: dict[str, str], *, priority: int | None = None,
+    async def spawn(self, app: str, args: list[Any], kwargs: dict[str, Any], *, priority: int | None = None,
                     caps: dict[str, Any] | None = None) -> int:
         return await self.kernel.spawn(app, *args, priority=priority, caps=caps, **kwargs)
 
@@ -130,6 +103,10 @@ class LocalClient:
         await self.kernel.get(pid).done.wait()
         return self.kernel.info(pid)
 
+    async def alive(self, pid: int) -> bool:
+        """Whether pid still runs (NoSuchProcess for a bad pid)."""
+        return self.kernel.get(pid).alive
+
     async def ps(self, all: bool = False) -> list[ProcInfo]:
         return self.kernel.ps(all)
 
@@ -142,12 +119,21 @@ class LocalClient:
     async def close_stdin(self, pid: int) -> None:
         self.kernel.close_stdin(pid)
 
+    async def send(self, pid: int, body: Any) -> None:
+        self.kernel.send(pid, body)
+
     async def output(self, pid: int) -> list[tuple[str, str]]:
         return self.kernel.output(pid)
 
     async def follow(self, pid: int, history: bool = True) -> AsyncIterator[tuple[str, str]]:
         async for chunk in self.kernel.follow(pid, history=history):
             yield chunk
+
+    async def trace(self, pid: int | None) -> list[str]:
+        """The recent syscalls of pid (None: of every process), oldest first, as strace prints them."""
+        procs = [self.kernel.get(pid)] if pid is not None else list(self.kernel.processes.values())
+        events = [e for p in procs for e in p.trace or ()]
+        return [e.format() for e in sorted(events, key=lambda e: e.start)]
 
     async def strace(self, pid: int | None) -> AsyncIterator[str]:
         if pid is not None:
@@ -190,21 +176,7 @@ class LocalClient:
         self.kernel.set_policy(name)
 
     async def models(self) -> list[Row]:
-        try:
-            from llmasos.engine.models import list_models
-        except ImportError as exc:
-            raise NotAvailable(f"the model registry is not available: {exc}") from None
-        current = getattr(self.kernel.engine, "name", "")
-        rows = await anyio.to_thread.run_sync(list_models)
-        out = []
-        for m in rows:
-            size = f"{m.size / 1e6:.0f} MB" if m.size else ""
-            flags = ", ".join(f for f in ("loaded" if m.name == current else "",
-                                          "cached" if m.cached else "") if f)
-            out.append(Row(m.name, m.source, " ".join(x for x in (flags, size) if x)))
-        if current and not any(r.name == current for r in out):
-            out.insert(0, Row(current, "the running engine", "loaded"))
-        return out
+        return await anyio.to_thread.run_sync(model_rows, getattr(self.kernel.engine, "name", ""))
 
     async def tools(self) -> list[Row]:
         try:
@@ -238,15 +210,3 @@ def _drain(events: Any) -> list[Any]:
             out.append(events.receive_nowait())
         except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
             return out
-
-
-def connect(url: str) -> KernelClient:
-    """A client for the kernel daemon at url (the HTTP syscall API)."""
-    try:
-        from llmasos.api.client import RemoteClient  # type: ignore[import-not-found]
-    except ImportError:
-        raise NotAvailable(
-            f"cannot connect to {url}: this build has no HTTP syscall API yet (llmasos.api); "
-            "run `llmasos shell` without --connect to use a kernel in this process"
-        ) from None
-    return RemoteClient(url)

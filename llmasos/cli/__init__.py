@@ -1,0 +1,41 @@
+"""The `llmasos` command: run an app, list apps and models, open the shell, serve the HTTP API, and
+drive a running daemon (ps, spawn, kill, logs, wait).
+
+Rule: this module only assembles the command from local.py (no daemon needed) and remote.py (against a
+daemon, via --url); options are defined once in options.py. Importing it loads no kernel, engine or
+torch: a command that boots a kernel loads one when it runs.
+"""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from llmasos.cli import local, remote
+
+__all__ = ["cli", "main"]
+
+EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}  # an app's own words and --key=value
+
+cli = typer.Typer(
+    name="llmasos", no_args_is_help=False, add_completion=False, pretty_exceptions_enable=False,
+    help="An operating system for LLM agents. With no command: open the shell.",
+)
+cli.callback(invoke_without_command=True)(local.root)
+cli.command(context_settings=EXTRA_ARGS)(local.run)
+cli.command()(local.apps)
+cli.command()(local.shell)
+cli.command()(local.models)
+cli.command()(local.serve)
+cli.command()(remote.ps)
+cli.command(context_settings=EXTRA_ARGS)(remote.spawn)
+cli.command()(remote.kill)
+cli.command()(remote.logs)
+cli.command()(remote.wait)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never hang on an unreachable hub
+    cli()

@@ -1,0 +1,148 @@
+"""The commands that need no daemon: `run`, `apps`, `models`, `shell`, and `serve` (which starts one).
+
+Rule: each command is a thin wrapper over llmasos.client (``LocalClient.boot`` for a kernel in this
+process) or over a face's entry point (the shell's ``open_shell``, the HTTP API's ``serve``); it never
+imports the kernel itself.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import anyio
+import typer
+from rich.console import Console
+
+from llmasos.cli.options import ModelOpt, PolicyOpt, fail, run_async, split_args, write_chunk
+from llmasos.client.local import LocalClient, app_rows, kernel_config, model_rows
+from llmasos.client.records import EngineStats
+from llmasos.client.tables import apps_table, models_table
+from llmasos.errors import LlmasosError
+from llmasos.syscalls.types import ExitStatus
+
+
+def root(ctx: typer.Context) -> None:
+    """With no command: open the shell."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(shell)
+
+
+def run(
+    ctx: typer.Context,
+    app: Annotated[str, typer.Argument(help="App name, file.py[:app] or module:attr")],
+    model: ModelOpt = None,
+    policy: PolicyOpt = "fifo",
+) -> None:
+    """Boot a kernel, run APP [ARGS...] to the end, stream its output, print its exit value.
+
+    Arguments of the form --key=value become keyword arguments of the app's main. Standard input,
+    when piped, becomes the process's stdin.
+    """
+    args, kwargs = split_args(ctx.args)
+    status = run_async(_run, app, args, kwargs, model, policy)
+    if status.state == "exited":
+        if status.value is not None:
+            typer.echo(f"[exit] {status.value!r}", err=True)
+        raise typer.Exit(0)
+    typer.echo(f"[{status.state}] {status.error or ''}".rstrip(), err=True)
+    raise typer.Exit(1)
+
+
+async def _run(app: str, args: list[str], kwargs: dict[str, str], model: str | None, policy: str) -> ExitStatus:
+    async with LocalClient.boot(kernel_config(model, policy)) as client:
+        pid = await client.spawn(app, args, kwargs)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_pump_stdout, client, pid)
+            if not sys.stdin.isatty():
+                tg.start_soon(_pump_stdin, client, pid)
+            status = await client.wait(pid)
+            tg.cancel_scope.cancel()
+        return status
+
+
+async def _pump_stdout(client: LocalClient, pid: int) -> None:
+    async for stream, text in client.follow(pid):
+        write_chunk(stream, text)
+
+
+async def _pump_stdin(client: LocalClient, pid: int) -> None:
+    while True:
+        line = await anyio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
+        try:
+            if not line:
+                await client.close_stdin(pid)
+                return
+            await client.write_stdin(pid, line)
+        except LlmasosError:
+            return
+
+
+def apps() -> None:
+    """List the apps that can be spawned by name."""
+    Console().print(apps_table(app_rows()))
+
+
+def models() -> None:
+    """List the models this machine can run without a network."""
+    try:
+        rows = model_rows()
+    except LlmasosError as exc:
+        fail(str(exc))
+    Console().print(models_table(rows))
+
+
+def shell(
+    model: ModelOpt = None,
+    policy: PolicyOpt = "fifo",
+    connect: Annotated[str | None, typer.Option(
+        "--connect", help="Drive the kernel daemon at this URL instead of booting one")] = None,
+) -> None:
+    """Open the shell: spawn, watch and kill apps (type help inside).
+
+    Boots a kernel in this process on the default model, or drives a running daemon with --connect URL.
+
+    History is kept in $LLMASOS_HOME/shell_history; docs/shell.md lists every command.
+    """
+    from llmasos.shell import open_shell
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # the shell shows its own status
+    run_async(lambda: open_shell(model=model, policy=policy, url=connect))
+
+
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (loopback by default)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on (0: any free port)")] = 8765,
+    model: ModelOpt = None,
+    policy: PolicyOpt = "fifo",
+) -> None:
+    """Boot a kernel and serve its HTTP API: processes, stats, and OpenAI-compatible chat completions.
+
+    Every request needs `Authorization: Bearer TOKEN`.
+
+    The token is $LLMASOS_API_TOKEN, or the one in $LLMASOS_HOME/api_token (made at the first start).
+
+    Stop with Ctrl-C. docs/http.md lists the endpoints; interactive docs are at URL/docs.
+    """
+    from llmasos.api.http import serve as serve_api
+    from llmasos.client.wire import server_token
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        config = kernel_config(model, policy)
+        token, where = server_token(config.home)
+    except (LlmasosError, OSError) as exc:
+        fail(str(exc))
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(f"llmasos: warning: listening on {host}: anyone who can reach it and has the token "
+                   "can run processes here", err=True)
+    typer.echo(f"llmasos: loading model {model or 'smollm2-135m'}…", err=True)
+
+    def ready(url: str, stats: EngineStats) -> None:
+        typer.echo(f"llmasos: serving {url} (model {stats.engine}, policy {stats.policy})\n"
+                   f"  token: {where}   docs: {url}/docs   OpenAI base_url: {url}/v1\n"
+                   f"  try: llmasos ps --url {url}   or   llmasos shell --connect {url}")
+        sys.stdout.flush()
+
+    run_async(lambda: serve_api(config, host, port, token=token, on_ready=ready))
