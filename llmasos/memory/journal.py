@@ -221,7 +221,7 @@ class Journal:
         self.live += 1
         if self.restoring:
             return
-        from llmasos.memory.recovery import app_spec
+        from llmasos.apps.registry import app_spec
 
         spec = app_spec(proc.app)
         self.store.post_process({

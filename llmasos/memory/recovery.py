@@ -12,13 +12,10 @@ inserted again.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmasos.apps import registry
 from llmasos.apps.app import App
 from llmasos.kernel import caps as capmod
 from llmasos.kernel.proc import LIVE, ProcState, Process
@@ -38,27 +35,6 @@ class Recovery:
     lost: dict[int, str] = field(default_factory=dict)  # pid -> why
     killed: dict[int, str] = field(default_factory=dict)  # not restartable: pid -> why
     seconds: float = 0.0
-
-
-def app_spec(app: App) -> str | None:
-    """How ``find_app`` finds app again after a restart (None when it cannot)."""
-    for spec, cached in list(registry._cache.items()):
-        if cached is app:
-            target, sep, attr = spec.partition(":")
-            if target.endswith(".py") or "/" in target or "\\" in target:
-                return str(Path(target).expanduser().resolve()) + sep + attr
-            return spec
-    module = sys.modules.get(getattr(app.entry, "__module__", ""), None) if app._main else None
-    if module is None:
-        return None
-    for attr, value in vars(module).items():
-        if value is app:
-            name = module.__name__
-            if name == "__main__" or name.startswith("llmasos_user_app_"):
-                path = getattr(module, "__file__", None)
-                return f"{Path(path).resolve()}:{attr}" if path else None
-            return f"{name}:{attr}"
-    return None
 
 
 def caps_from(data: dict[str, Any]) -> capmod.Caps:
