@@ -67,8 +67,8 @@ def app_spec(app: App) -> str | None:
     """The spec by which ``find_app`` finds app again after a restart (None when there is none).
 
     An app found by ``find_app`` keeps its spec (a path made absolute). An App object is named by the
-    module attribute that holds it: ``pkg.mod:attr``, ``/abs/file.py:attr`` for a script (``python
-    file.py``, or a file loaded by path), ``pkg.mod:attr`` for ``python -m pkg.mod``.
+    module attribute that holds it: ``pkg.mod:attr`` (also for a script started as ``python -m
+    pkg.mod``), or ``/resolved/file.py:attr`` for ``python file.py`` and a file loaded by path.
     """
     for spec, cached in list(_cache.items()):
         if cached is app:

@@ -4,7 +4,8 @@ Usage: ``python script.py HOME WORKDIR object|spec`` (test_main_script.py copies
 temporary directory, starts it there and SIGKILLs it). The first start spawns the app, as the App
 object or by the path spec ``script.py:app`` that ``llmasos run`` takes; a start after a kill finds
 the process restored from HOME's database and waits for it. Each start appends a line to
-WORKDIR/boots.log once the kernel is up; the last one prints the exit status as one JSON line.
+WORKDIR/boots.log once the kernel is up; the tool appends to WORKDIR/counter.txt; the last start
+prints the exit status as one JSON line.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ async def run(home: Path, work: Path, mode: str) -> dict:
             f.write(f"{os.getpid()} restored={recovery.restored} lost={recovery.lost}\n")
         rows = await k.memory.store.processes()
         if not rows:  # the first start
-            pid = await k.spawn(app if mode == "object" else f"{sys.argv[0]}:app", str(work / "effects.txt"))
+            pid = await k.spawn(app if mode == "object" else f"{sys.argv[0]}:app", str(work / "counter.txt"))
         else:
             pid = rows[0].pid
         try:

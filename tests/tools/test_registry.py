@@ -130,7 +130,8 @@ def test_another_function_under_a_users_taken_name_is_refused() -> None:
         return 1
 
     try:
-        with pytest.raises(ValueError, match=r"'taken_probe' is already registered \(.*taken_probe in .*test_registry.py\)"):
+        with pytest.raises(ValueError, match=r"'taken_probe' is already registered \(.*taken_probe in "
+                                             r".*test_registry.py\).*@tool\(name=\.\.\.\)"):
             tool(lambda: 2, name="taken_probe")
     finally:
         REGISTRY.unregister("taken_probe")
