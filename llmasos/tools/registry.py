@@ -65,7 +65,7 @@ class Tool:
         self.context_param: str | None = None  # the parameter that receives the ToolContext
         self.params: type[BaseModel] = self._params_model(arg_docs)
         self.source = getattr(fn, "__module__", "") or ""
-        self.file = _defined_in(fn)
+        self.file = _defined_in(fn)  # with the qualname, what makes two Tools one function
 
     def _params_model(self, arg_docs: dict[str, str]) -> type[BaseModel]:
         sig = inspect.signature(self.fn)
