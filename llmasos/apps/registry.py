@@ -2,7 +2,10 @@
 
 Rule: a spec is resolved in this order: a path (``file.py`` or ``file.py:attr``), a module spec
 (``pkg.mod:attr``), a built-in app (a module in this package defining ``app``), an entry point in the
-group ``llmasos.apps``. Failure names the closest known app.
+group ``llmasos.apps``. Failure names the closest known app. A file or module is executed at most once
+per process: one already loaded (the running script ``__main__`` first, matched by resolved path or by
+``python -m`` name) is used as it is, so its tools are not registered twice. ``app_spec`` is the
+inverse: the spec that finds an app again in a restarted process.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ import pkgutil
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
+from types import ModuleType
 
 from llmasos.apps.app import App
 from llmasos.syscalls.errors import NoSuchApp
 
 ENTRY_POINT_GROUP = "llmasos.apps"
 _NOT_APPS = {"app", "registry"}
+_FILE_MODULE = "llmasos_user_app_"  # the module name prefix of an app file loaded by path
 _cache: dict[str, App] = {}
 
 
@@ -50,38 +55,53 @@ def list_apps() -> list[App]:
 
 def find_app(spec: str) -> App:
     """The App named by spec; raises NoSuchApp with a suggestion."""
-    if spec in _cache:
-        return _cache[spec]
-    app = _resolve(spec)
-    _cache[spec] = app
+    key = _canonical(spec)
+    if key in _cache:
+        return _cache[key]
+    app = _resolve(key)
+    _cache[key] = app
     return app
 
 
 def app_spec(app: App) -> str | None:
-    """How ``find_app`` finds app again after a restart (None when it cannot)."""
+    """The spec by which ``find_app`` finds app again after a restart (None when there is none).
+
+    An app found by ``find_app`` keeps its spec (a path made absolute). An App object is named by the
+    module attribute that holds it: ``pkg.mod:attr`` (also for a script started as ``python -m
+    pkg.mod``), or ``/resolved/file.py:attr`` for ``python file.py`` and a file loaded by path.
+    """
     for spec, cached in list(_cache.items()):
         if cached is app:
-            target, sep, attr = spec.partition(":")
-            if target.endswith(".py") or "/" in target or "\\" in target:
-                return str(Path(target).expanduser().resolve()) + sep + attr
             return spec
-    module = sys.modules.get(getattr(app.entry, "__module__", ""), None) if app._main else None
-    if module is None:
+    module = sys.modules.get(getattr(app._main, "__module__", None) or "")
+    attr = next((k for k, v in vars(module).items() if v is app), None) if module is not None else None
+    if attr is None:
         return None
-    for attr, value in vars(module).items():
-        if value is app:
-            name = module.__name__
-            if name == "__main__" or name.startswith("llmasos_user_app_"):
-                path = getattr(module, "__file__", None)
-                return f"{Path(path).resolve()}:{attr}" if path else None
-            return f"{name}:{attr}"
-    return None
+    name = module.__name__
+    if name == "__main__" and getattr(module, "__spec__", None) is not None:
+        name = module.__spec__.name  # started as `python -m name`
+    elif name == "__main__" or name.startswith(_FILE_MODULE):
+        path = getattr(module, "__file__", None)
+        return f"{Path(path).resolve()}:{attr}" if path else None
+    return f"{name}:{attr}"
+
+
+def _is_path(target: str) -> bool:
+    return target.endswith(".py") or "/" in target or "\\" in target
+
+
+def _canonical(spec: str) -> str:
+    """A path spec as ``/resolved/file.py:attr``; any other spec as it is."""
+    target, _, attr = spec.partition(":")
+    if not _is_path(target):
+        return spec
+    return f"{Path(target).expanduser().resolve()}:{attr or 'app'}"
 
 
 def _resolve(spec: str) -> App:
     target, _, attr = spec.partition(":")
-    if target.endswith(".py") or "/" in target or "\\" in target:
-        return _from_file(Path(target), attr or "app", spec)
+    if _is_path(target):
+        return _from_file(Path(target), attr, spec)
     if attr:
         return _from_module(target, attr, spec, source=f"module {target}")
     if spec in builtin_names():
@@ -100,6 +120,9 @@ def _resolve(spec: str) -> App:
 
 
 def _from_module(module: str, attr: str, spec: str, *, source: str) -> App:
+    main = sys.modules.get("__main__")
+    if getattr(getattr(main, "__spec__", None), "name", None) == module:
+        return _check(getattr(main, attr, None), spec, source=source)  # the running `python -m module`
     try:
         mod = importlib.import_module(module)
     except ImportError as exc:
@@ -108,10 +131,26 @@ def _from_module(module: str, attr: str, spec: str, *, source: str) -> App:
 
 
 def _from_file(path: Path, attr: str, spec: str) -> App:
-    path = path.expanduser().resolve()
     if not path.is_file():
         raise NoSuchApp(f"no app file at {path}")
-    name = f"llmasos_user_app_{abs(hash(str(path)))}"
+    mod = _loaded_from(path) or _exec_file(path)
+    return _check(getattr(mod, attr, None), spec, source=str(path))
+
+
+def _loaded_from(path: Path) -> ModuleType | None:
+    """The module already loaded from the file at path (resolved), the running script first."""
+    main = sys.modules.get("__main__")
+    candidates = [main, *(m for m in list(sys.modules.values()) if m is not main)]
+    for mod in candidates:
+        file = getattr(mod, "__file__", None)
+        # A file symlinked under another name is recognised only as the running script.
+        if file and (mod is main or Path(file).name == path.name) and Path(file).resolve() == path:
+            return mod
+    return None
+
+
+def _exec_file(path: Path) -> ModuleType:
+    name = f"{_FILE_MODULE}{abs(hash(str(path)))}"
     loader = importlib.util.spec_from_file_location(name, path)
     if loader is None or loader.loader is None:
         raise NoSuchApp(f"{path} is not a Python file")
@@ -122,7 +161,7 @@ def _from_file(path: Path, attr: str, spec: str) -> App:
     except Exception as exc:
         sys.modules.pop(name, None)
         raise NoSuchApp(f"{path} failed to import: {type(exc).__name__}: {exc}") from exc
-    return _check(getattr(mod, attr, None), spec, source=str(path))
+    return mod
 
 
 def _check(obj: object, spec: str, *, source: str) -> App:

@@ -5,12 +5,16 @@ annotations, docstring) through pydantic, never from hand-written schema code; `
 OpenAI function-calling shape, so it passes as is to chat templates and the HTTP API. Tools are found
 in this order: built-ins (``llmasos.tools.builtin``), ``@tool``-decorated functions, and installed
 packages' entry points in the group ``llmasos.tools`` (each pointing at a Tool or a list of Tools).
+A name names one function: the built-ins are registered before any other tool, so a clash with one
+fails at ``@tool`` time; the same function registered again (its module imported under a second
+name) is no clash; ``register(..., replace=True)`` replaces a tool on purpose.
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
+import os
 import re
 import threading
 import typing
@@ -61,6 +65,7 @@ class Tool:
         self.context_param: str | None = None  # the parameter that receives the ToolContext
         self.params: type[BaseModel] = self._params_model(arg_docs)
         self.source = getattr(fn, "__module__", "") or ""
+        self.file = _defined_in(fn)  # with the qualname, what makes two Tools one function
 
     def _params_model(self, arg_docs: dict[str, str]) -> type[BaseModel]:
         sig = inspect.signature(self.fn)
@@ -134,7 +139,8 @@ def tool(fn: Callable[..., Any] | None = None, *, name: str | None = None, descr
 
 
 class ToolRegistry:
-    """Tools by name. Built-ins and entry points are loaded on first lookup."""
+    """Tools by name. Built-ins are loaded before the first registration or lookup, entry points on
+    the first lookup."""
 
     def __init__(self) -> None:
         self._tools: dict[str, Tool] = {}
@@ -143,12 +149,14 @@ class ToolRegistry:
         self.load_errors: dict[str, str] = {}  # entry point name -> why it failed to load
 
     def register(self, t: Tool, *, replace: bool = False) -> Tool:
-        """Add a tool; a different tool under a taken name is refused unless replace=True."""
+        """Add a tool; a different function under a taken name is refused unless replace=True."""
+        # Invariant: the built-ins are in before any other tool. The import lock makes another thread
+        # wait until they are; their own @tool calls, made during the import, get the package as is.
+        import llmasos.tools.builtin  # noqa: F401  (registers the built-ins)
+
         old = self._tools.get(t.name)
-        same = old is not None and (old.fn.__module__, old.fn.__qualname__) == (t.fn.__module__, t.fn.__qualname__)
-        if old is not None and not (replace or same):
-            raise ValueError(f"a tool named {t.name!r} is already registered (from {old.source}); "
-                             "pick another name or pass replace=True")
+        if old is not None and not replace and not _same_function(old, t):
+            raise ValueError(_clash(old, t))
         self._tools[t.name] = t
         return t
 
@@ -200,6 +208,31 @@ REGISTRY = ToolRegistry()
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+def _same_function(a: Tool, b: Tool) -> bool:
+    """One function, even when its module was imported twice (a script as ``__main__`` and by path)."""
+    same_file = a.file is not None and a.file == b.file
+    return a.fn.__qualname__ == b.fn.__qualname__ and (a.source == b.source or same_file)
+
+
+def _defined_in(fn: Callable[..., Any]) -> str | None:
+    """The resolved path of the file that defines fn (None for code typed in, ``<stdin>``)."""
+    code = getattr(inspect.unwrap(fn), "__code__", None)
+    if code is None or code.co_filename.startswith("<"):
+        return None
+    return os.path.realpath(code.co_filename)
+
+
+def _clash(old: Tool, new: Tool) -> str:
+    where = f"{new.fn.__qualname__} in {new.file or new.source}"
+    if old.source.startswith("llmasos.tools.builtin"):
+        return (f"{where}: {new.name!r} is the name of a built-in tool ({old.source}); rename the function "
+                "or give the tool another name with @tool(name=...); to replace the built-in on purpose, "
+                "use @tool(register=False) and REGISTRY.register(t, replace=True)")
+    return (f"{where}: a tool named {new.name!r} is already registered ({old.fn.__qualname__} in "
+            f"{old.file or old.source}); give one of them another name with @tool(name=...), or pass "
+            "replace=True to register()")
 
 
 def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
 from typing import Literal
 
 import pytest
@@ -67,9 +72,94 @@ def test_unknown_tool_suggests_the_closest_name() -> None:
         REGISTRY.get("calculater")
 
 
-def test_a_taken_name_is_refused() -> None:
-    with pytest.raises(ValueError, match="already registered"):
+def test_a_builtin_name_is_refused_at_decoration() -> None:
+    with pytest.raises(ValueError, match=r"'calculator' is the name of a built-in tool "
+                                         r"\(llmasos.tools.builtin.calculator\); rename .*@tool\(name=\.\.\.\)"):
+        @tool
+        def calculator(expression: str) -> str:
+            return expression
+
+    with pytest.raises(ValueError, match="name of a built-in tool"):
         tool(lambda: 1, name="calculator")
+    assert REGISTRY.get("calculator").source == "llmasos.tools.builtin.calculator"
+
+
+def test_a_builtin_name_is_refused_before_anything_loaded_the_builtins() -> None:
+    code = ("from llmasos.tools.registry import tool\n"
+            "try:\n"
+            "    @tool\n"
+            "    def clock() -> str:\n"
+            "        return 'noon'\n"
+            "except ValueError as exc:\n"
+            "    print(exc)\n")
+    root = Path(__file__).resolve().parent.parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
+    assert "'clock' is the name of a built-in tool" in out.stdout, out.stderr
+
+
+def test_replace_true_replaces_a_builtin_on_purpose() -> None:
+    builtin = REGISTRY.get("calculator")
+
+    @tool(name="calculator", register=False)
+    def mine(expression: str) -> str:
+        return expression
+
+    try:
+        assert REGISTRY.register(mine, replace=True) is REGISTRY.get("calculator") is mine
+    finally:
+        REGISTRY.register(builtin, replace=True)
+
+
+def test_the_same_function_registered_twice_is_no_clash(tmp_path: Path) -> None:
+    source = tmp_path / "twice.py"
+    source.write_text("from llmasos.tools import tool\n\n@tool\ndef twice_probe() -> int:\n    return 2\n")
+    try:
+        first = _import_as("twice_a", source).twice_probe
+        REGISTRY.register(first)
+        second = _import_as("twice_b", source).twice_probe  # the same file under another module name
+        assert REGISTRY.get("twice_probe") is second and first.fn is not second.fn
+    finally:
+        REGISTRY.unregister("twice_probe")
+        sys.modules.pop("twice_a", None)
+        sys.modules.pop("twice_b", None)
+
+
+def test_another_function_under_a_users_taken_name_is_refused() -> None:
+    @tool
+    def taken_probe() -> int:
+        return 1
+
+    try:
+        with pytest.raises(ValueError, match=r"'taken_probe' is already registered \(.*taken_probe in "
+                                             r".*test_registry.py\).*@tool\(name=\.\.\.\)"):
+            tool(lambda: 2, name="taken_probe")
+    finally:
+        REGISTRY.unregister("taken_probe")
+
+
+def test_an_entry_point_tool_with_a_builtin_name_is_a_load_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmasos.tools import registry as regmod
+
+    class EP:
+        name, value = "shadow", "somepkg:calculator"
+
+        def load(self) -> object:
+            return Tool(lambda expression: expression, name="calculator")
+
+    builtin = REGISTRY.get("calculator")
+    monkeypatch.setattr(regmod, "entry_points", lambda group: [EP()])
+    monkeypatch.setattr(REGISTRY, "_loaded", False)
+    monkeypatch.setattr(REGISTRY, "load_errors", {})
+    assert REGISTRY.get("calculator") is builtin
+    assert "name of a built-in tool" in REGISTRY.load_errors["shadow"]
+
+
+def _import_as(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_entry_point_tools_are_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
