@@ -58,7 +58,7 @@ async def main(sys: Sys, path: str, steps: int = STEPS) -> dict:
 
 async def run(home: Path, work: Path, mode: str) -> dict:
     async with Kernel(KernelConfig(engine=FakeEngine(), home=home)) as k:
-        recovery = k.memory.recovery
+        recovery = k.recovery
         with open(work / "boots.log", "a") as f:
             f.write(f"{os.getpid()} restored={recovery.restored} lost={recovery.lost}\n")
         rows = await k.memory.store.processes()
