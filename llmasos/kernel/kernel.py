@@ -168,6 +168,7 @@ class Kernel:
         start = time.perf_counter()
         waits = call.waits
         if waits is not None:
+            before = proc.state, proc.waiting_on  # (a call made inside another restores the outer wait)
             proc.state, proc.waiting_on = ProcState.WAITING, waits
         result = error = None
         try:
@@ -193,7 +194,7 @@ class Kernel:
             duration = time.perf_counter() - start
             usage.syscall_time += duration
             if waits is not None and proc.state is ProcState.WAITING:
-                proc.state, proc.waiting_on = ProcState.RUNNING, None
+                proc.state, proc.waiting_on = before if before[0] is ProcState.WAITING else (ProcState.RUNNING, None)
             event = TraceEvent(proc.pid, n, call, result, error, start, duration)
             if proc.trace is None:
                 proc.trace = deque(maxlen=self.config.trace_buffer)

@@ -1,8 +1,8 @@
 """Handlers for the tool syscalls.
 
 Rule: handlers are thin. The capability check (may this process use this tool?) already happened at
-the chokepoint; here the tool is looked up, given the caller's context, and run by tools/invoke.py,
-which turns every failure into a ToolError.
+the chokepoint; here the tool is looked up, given its port (``ToolContext``: never the kernel), and run
+by tools/invoke.py, which turns every failure into a ToolError.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmasos.memory.keys import current_idempotency_key  # set by the journal around each call
 from llmasos.syscalls import calls as c
+from llmasos.syscalls.calls import Syscall
 from llmasos.tools.invoke import invoke
 from llmasos.tools.registry import REGISTRY, ToolContext
 
@@ -20,11 +21,14 @@ if TYPE_CHECKING:
 
 
 def tool_context(k: Kernel, p: Process) -> ToolContext:
-    """What a tool called by p may know: its pid, its own directory, its Sys, the idempotency key."""
-    from llmasos.kernel.kernel import current_sys
+    """The port a tool called by p gets: p's pid, its jail, the call's idempotency key, and p's chokepoint
+    for the few syscalls a tool may make (never the kernel itself)."""
 
-    return ToolContext(pid=p.pid, home=k.config.home / "procs" / str(p.pid), sys=current_sys.get(),
-                       kernel=k, proc=p, idempotency_key=current_idempotency_key())
+    async def trap(call: Syscall) -> Any:
+        return await k.syscall(p, call)
+
+    return ToolContext(pid=p.pid, home=k.config.home / "procs" / str(p.pid),
+                       idempotency_key=current_idempotency_key(), _trap=trap)
 
 
 async def sys_call_tool(k: Kernel, p: Process, call: c.CallTool) -> Any:

@@ -18,7 +18,7 @@ import os
 import re
 import threading
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -26,6 +26,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from llmasos.syscalls import calls as c
+from llmasos.syscalls.calls import Syscall
+from llmasos.syscalls.errors import NotSupported, PermissionDenied
 from llmasos.tools.errors import ToolArgumentsInvalid, UnknownTool
 
 ENTRY_POINT_GROUP = "llmasos.tools"
@@ -33,20 +36,80 @@ DEFAULT_TIMEOUT = 30.0  # seconds a tool call may take unless the tool or the ca
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 
 
+Trap = Callable[[Syscall], Awaitable[Any]]
+
+TOOL_SYSCALLS: frozenset[type] = frozenset({
+    c.MemGet, c.MemSet, c.MemDelete, c.MemKeys, c.Remember, c.Search, c.Generate, c.ListTools, c.GetPid,
+})
+"""What a tool may ask of the kernel: its process's memory, the model, the tool list. Never process
+control (spawn, kill, wait, signals), ipc, or other tools: a tool is a function its process called, not a
+process of its own."""
+
+
 @dataclass(slots=True)
 class ToolContext:
-    """What a tool may know about its caller; a parameter annotated ``ToolContext`` receives it.
+    """What a tool may know and do; a parameter annotated ``ToolContext`` receives it (never in the schema).
 
-    It is injected by the dispatcher and never appears in the tool's schema.
+    It is a narrow port bound to the calling process, never the kernel: the process's pid, its jail
+    (``home``), the idempotency key of the call, and nested syscalls (``memory``, ``generate``,
+    ``syscall``) limited to ``TOOL_SYSCALLS``. Each passes the kernel's chokepoint as a syscall of the
+    calling process: checked against its caps (memory namespaces, token budget), traced and journaled.
+    Nested syscalls are async: a sync tool (run in a worker thread) makes them with
+    ``anyio.from_thread.run(ctx.syscall, call)``.
     """
 
-    pid: int = 0  # the calling process (0: the root user)
-    home: Path | None = None  # the process's own directory, $LLMASOS_HOME/procs/<pid>
-    sys: Any = None  # the calling process's Sys
-    kernel: Any = None  # the kernel and the process record, for built-in tools that run
-    proc: Any = None  # memory handlers inline (tools/builtin/memory.py); others leave them alone
+    pid: int = 0  # the calling process (0: called outside any process)
+    home: Path | None = None  # the process's own directory (its jail), $LLMASOS_HOME/procs/<pid>
     idempotency_key: str | None = None  # from the syscall journal, when one is attached
     extra: dict[str, Any] = field(default_factory=dict)
+    _trap: Trap | None = field(default=None, repr=False)  # the calling process's chokepoint
+
+    async def syscall(self, call: Syscall) -> Any:
+        """Make call (one of ``TOOL_SYSCALLS``) as the calling process; PermissionDenied for others."""
+        if type(call) not in TOOL_SYSCALLS:
+            raise PermissionDenied(
+                f"a tool may not make the {call.name} syscall; tools may use "
+                f"{', '.join(sorted(t.__name__.lower() for t in TOOL_SYSCALLS))} (an app does the rest)")
+        if self._trap is None:
+            raise NotSupported("this tool was called outside a process (directly, not through call_tool); "
+                               "it has no kernel to make syscalls to")
+        return await self._trap(call)
+
+    @property
+    def memory(self) -> ToolMemory:
+        """The calling process's memory: ``await ctx.memory.get("k")`` and so on (nested syscalls)."""
+        return ToolMemory(self)
+
+    async def generate(self, prompt: str, *, max_tokens: int | None = None, **options: Any) -> Any:
+        """Run the model on prompt as the calling process (charged to its budget); a Completion."""
+        return await self.syscall(c.Generate(prompt=prompt, max_tokens=max_tokens, **options))
+
+
+class ToolMemory:
+    """``ctx.memory``: the memory syscalls of the calling process (namespace None: its own)."""
+
+    __slots__ = ("_ctx",)
+
+    def __init__(self, ctx: ToolContext) -> None:
+        self._ctx = ctx
+
+    async def get(self, key: str, default: Any = None, *, namespace: str | None = None) -> Any:
+        return await self._ctx.syscall(c.MemGet(key, default, namespace))
+
+    async def set(self, key: str, value: Any, *, namespace: str | None = None) -> None:
+        return await self._ctx.syscall(c.MemSet(key, value, namespace))
+
+    async def delete(self, key: str, *, namespace: str | None = None) -> bool:
+        return await self._ctx.syscall(c.MemDelete(key, namespace))
+
+    async def keys(self, prefix: str = "", *, namespace: str | None = None) -> list[str]:
+        return await self._ctx.syscall(c.MemKeys(prefix, namespace))
+
+    async def remember(self, text: str, tags: tuple[str, ...] = (), *, namespace: str | None = None) -> int:
+        return await self._ctx.syscall(c.Remember(text, tuple(tags), namespace))
+
+    async def search(self, query: str, k: int = 5, *, namespace: str | None = None) -> list[Any]:
+        return await self._ctx.syscall(c.Search(query, k, namespace))
 
 
 class Tool:
