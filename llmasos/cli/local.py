@@ -54,12 +54,11 @@ async def _run(app: str, args: list[str], kwargs: dict[str, str], model: str | N
     async with LocalClient.boot(kernel_config(model, policy)) as client:
         pid = await client.spawn(app, args, kwargs)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_pump_stdout, client, pid)
             if not sys.stdin.isatty():
                 tg.start_soon(_pump_stdin, client, pid)
-            status = await client.wait(pid)
+            await _pump_stdout(client, pid)  # all it wrote, until it ends (it is not reaped before)
             tg.cancel_scope.cancel()
-        return status
+        return await client.wait(pid)
 
 
 async def _pump_stdout(client: LocalClient, pid: int) -> None:

@@ -5,8 +5,12 @@
 
 Rule: this is the only face module that reaches into the kernel, the engine, memory, tools and apps;
 the shell, the CLI and the HTTP API hold a ``LocalClient`` (or a ``RemoteClient``) and see only the
-records of client/records.py. Kernel modules are imported where they are used, so a face that only
-lists apps does not load a model runtime.
+records of client/records.py. One door: every request that changes something (spawn, kill, wait,
+send, stdin, the policy) is a syscall of the root process (pid 0, ``kernel.root``), so it is checked,
+accounted and shown by strace like any process's; what it spawns has ppid 0, as before.
+Reading the tables (ps, logs, trace, stats, mem) is looking, like reading /proc: it reads the kernel's
+records directly. Kernel modules are imported where they are used, so a face that only lists apps does
+not load a model runtime.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from llmasos.syscalls.types import ExitStatus, ProcInfo
 if TYPE_CHECKING:
     from llmasos.kernel.config import KernelConfig
     from llmasos.kernel.kernel import Kernel
+    from llmasos.syscalls.calls import Syscall
 
 
 def kernel_config(model: str | None = None, policy: str = "fifo") -> KernelConfig:
@@ -71,6 +76,10 @@ class LocalClient:
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
 
+    async def _syscall(self, call: Syscall) -> Any:
+        """call, made by the root process (pid 0)."""
+        return await self.kernel.root.syscall(call)
+
     @classmethod
     @asynccontextmanager
     async def boot(cls, config: KernelConfig) -> AsyncIterator[LocalClient]:
@@ -90,13 +99,20 @@ class LocalClient:
 
     async def spawn(self, app: str, args: list[Any], kwargs: dict[str, Any], *, priority: int | None = None,
                     caps: dict[str, Any] | None = None) -> int:
-        return await self.kernel.spawn(app, *args, priority=priority, caps=caps, **kwargs)
+        """Start app as a child of the root process (ppid 0)."""
+        from llmasos.syscalls.calls import Spawn
+
+        return await self._syscall(Spawn(app, tuple(args), dict(kwargs), priority, caps))
 
     async def kill(self, pid: int) -> bool:
-        return self.kernel.kill(pid)
+        from llmasos.syscalls.calls import Kill
+
+        return await self._syscall(Kill(pid))
 
     async def wait(self, pid: int, timeout: float | None = None) -> ExitStatus:
-        return await self.kernel.wait(pid, timeout)
+        from llmasos.syscalls.calls import Wait
+
+        return await self._syscall(Wait(pid, timeout))
 
     async def ended(self, pid: int) -> ProcInfo:
         """Wait until pid ends, without reaping it (ps -a still lists it)."""
@@ -114,13 +130,19 @@ class LocalClient:
         return self.kernel.info(pid)
 
     async def write_stdin(self, pid: int, text: str) -> None:
-        self.kernel.write_stdin(pid, text)
+        from llmasos.syscalls.calls import Stdin
+
+        await self._syscall(Stdin(pid, text))
 
     async def close_stdin(self, pid: int) -> None:
-        self.kernel.close_stdin(pid)
+        from llmasos.syscalls.calls import Stdin
+
+        await self._syscall(Stdin(pid, close=True))
 
     async def send(self, pid: int, body: Any) -> None:
-        self.kernel.send(pid, body)
+        from llmasos.syscalls.calls import Send
+
+        await self._syscall(Send(pid, body))
 
     async def output(self, pid: int) -> list[tuple[str, str]]:
         return self.kernel.output(pid)
@@ -173,7 +195,9 @@ class LocalClient:
         return sorted(POLICIES)
 
     async def set_policy(self, name: str) -> None:
-        self.kernel.set_policy(name)
+        from llmasos.syscalls.calls import SetPolicy
+
+        await self._syscall(SetPolicy(name))
 
     async def models(self) -> list[Row]:
         return await anyio.to_thread.run_sync(model_rows, getattr(self.kernel.engine, "name", ""))

@@ -185,11 +185,25 @@ def _tools(proc: Process, caps: Caps, names: Iterable[str]) -> None:
             f"{sorted(caps.tools or ())}. Ask for them in the manifest: App(..., tools=[...])")
 
 
+def _stdin(proc: Process, caps: Caps, call: c.Stdin) -> None:
+    if caps != ROOT:
+        raise PermissionDenied(f"process {proc.pid} ({proc.app.name}) may not write to another process's "
+                               "stdin; only the root user's faces (shell, HTTP API) may")
+
+
+def _root_only(proc: Process, caps: Caps, call: Syscall) -> None:
+    if caps != ROOT:
+        raise PermissionDenied(f"process {proc.pid} ({proc.app.name}) may not make the {call.name} syscall; "
+                               "only the root user's faces (shell, HTTP API) may")
+
+
 _RULES: dict[type, Callable[[Any, Caps, Any], None]] = {
     c.Spawn: _spawn,
     c.Generate: _generate,
     c.Chat: _token_budget,  # chat generates: the same token budget, no tools
     c.CallTool: _call_tool,
+    c.Stdin: _stdin,
+    c.SetPolicy: _root_only,
 }
 
 

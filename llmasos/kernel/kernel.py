@@ -69,6 +69,11 @@ class Kernel:
         self.memory: MemoryManager | None = None  # the memory manager (llmasos/memory/), while booted with one
         self.recovery = Recovery()  # what the last boot's crash recovery did
         self._faces: dict[str, App] = {}  # name -> the App of that face's request processes
+        # The root process (pid 0): the root user's faces (shell, CLI, HTTP process control) make their
+        # calls as it. It is not in the table (ps, kill and wait never see it), holds every capability,
+        # and its calls are checked, accounted and traced but not journaled (it is never replayed).
+        self._root = Process(pid=0, app=_root_app(), args=(), kwargs={}, parent=0, priority=0, caps=capmod.ROOT,
+                             state=ProcState.RUNNING, face="root", journaled=False)
         self._procs: dict[int, Process] = {}  # pid -> process, live or not yet reaped
         self._zombies: deque[int] = deque()  # ended, unreaped pids, oldest first
         self._live = 0
@@ -176,7 +181,7 @@ class Kernel:
                 failed, proc.write_error = proc.write_error, None
                 raise failed
             capmod.check(proc, call)
-            if call.journaled:
+            if call.journaled and proc.journaled:
                 result = await self.durability.run(self, proc, n, call, handler)
             else:
                 result = await handler(self, proc, call)
@@ -322,7 +327,7 @@ class Kernel:
             self._procs.pop(self._zombies.popleft(), None)
 
     def get(self, pid: int) -> Process:
-        """The process with this pid, live or not yet reaped."""
+        """The process with this pid, live or not yet reaped (never the root process, pid 0)."""
         try:
             return self._procs[pid]
         except KeyError:
@@ -453,7 +458,12 @@ class Kernel:
                 out.followers.remove(send)
             send.close()
 
-    # -- faces: request processes -------------------------------------------------------------
+    # -- faces: the root process and request processes -------------------------------------------
+
+    @property
+    def root(self) -> Sys:
+        """The Sys of the root process (pid 0): how the root user's faces make syscalls."""
+        return Sys(self, self._root)
 
     @contextlib.asynccontextmanager
     async def session(self, face: str, *, caps: dict[str, Any] | None = None, parent: int = 0,
@@ -511,3 +521,9 @@ class Kernel:
 async def _face_main(sys: Sys, *args: Any) -> None:
     """The main of a face's request process: never called (its code runs in the face's own task)."""
     raise AssertionError("a request process has no task of its own")
+
+
+def _root_app() -> App:
+    app = App("root", "the root user's faces: shell, CLI, HTTP process control", restartable=False)
+    app.main(_face_main)
+    return app

@@ -130,6 +130,7 @@ class Process:
     seqs: set[Sequence] = field(default_factory=set)  # live sequences in the engine
     restored: bool = False  # re-run after a kernel crash
     face: str | None = None  # a face's request process (kernel.session): it runs in the face's task
+    journaled: bool = True  # False: the root process (pid 0), whose calls are never replayed
     write_error: Any = None  # a queued database write of this process failed: raised at its next syscall
 
     @property

@@ -94,6 +94,25 @@ async def sys_write(k: Kernel, p: Process, call: c.Write) -> None:
     p.get_output(k.config.stdout_lines).write(call.stream, str(call.text))
 
 
+async def sys_stdin(k: Kernel, p: Process, call: c.Stdin) -> None:
+    pid = pid_of(call.pid)
+    if not isinstance(call.text, str):
+        raise InvalidArguments(f"stdin takes text, not {type(call.text).__name__}")
+    if call.text:
+        k.write_stdin(pid, call.text)
+    if call.close:
+        k.close_stdin(pid)
+
+
+async def sys_set_policy(k: Kernel, p: Process, call: c.SetPolicy) -> None:
+    from llmasos.kernel.sched import POLICIES
+
+    if call.policy not in POLICIES:
+        raise InvalidArguments(f"unknown scheduling policy {call.policy!r}; choose one of: "
+                               f"{', '.join(sorted(POLICIES))}")
+    k.set_policy(call.policy)
+
+
 HANDLERS = {
     c.Spawn: sys_spawn,
     c.Kill: sys_kill,
@@ -106,4 +125,6 @@ HANDLERS = {
     c.Recv: sys_recv,
     c.ReadLine: sys_readline,
     c.Write: sys_write,
+    c.Stdin: sys_stdin,
+    c.SetPolicy: sys_set_policy,
 }

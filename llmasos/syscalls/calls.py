@@ -135,6 +135,29 @@ class Write(Syscall):
     stream: str = "stdout"
 
 
+@dataclass(frozen=True, slots=True)
+class Stdin(Syscall):
+    """Feed text to another process's stdin, a line per newline (close: then end its input)."""
+
+    effect: ClassVar[bool] = True
+
+    pid: int
+    text: str = ""
+    close: bool = False
+
+
+# -- scheduling ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SetPolicy(Syscall):
+    """Switch the kernel's scheduling policy now (fifo, rr, priority, fair); root only."""
+
+    effect: ClassVar[bool] = True
+
+    policy: str
+
+
 # -- llm -------------------------------------------------------------------------------------
 
 
