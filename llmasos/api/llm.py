@@ -9,6 +9,7 @@ booted in a background thread on first use.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Iterable
@@ -34,9 +35,11 @@ class LLM:
     use, once, and are shared by every kernel this handle is given to.
     """
 
-    def __init__(self, name_or_path: str | None = None, *, engine: Any = None) -> None:
+    def __init__(self, name_or_path: str | None = None, *, engine: Any = None, config: Any = None) -> None:
         self.name_or_path = name_or_path
         self._engine = engine
+        self.config = config  # the KernelConfig of the private kernel that serves blocking calls in a plain
+        # script (e.g. its request_caps); its engine defaults to this model's. None: no database, no limits
         self._lock = threading.RLock()
         self._runtime: _Runtime | None = None
 
@@ -165,8 +168,12 @@ class _Runtime:
         self._portal_cm = anyio.from_thread.start_blocking_portal()
         self.portal = self._portal_cm.__enter__()
         self.kernel: Any = None
-        engine = llm.engine
-        kernel = Kernel(KernelConfig(engine=engine, memory=False))
+        if llm.config is None:
+            config = KernelConfig(engine=llm.engine, memory=False)
+        else:
+            engine = llm.config.engine if llm.config.engine is not None else llm.engine
+            config = dataclasses.replace(llm.config, engine=engine)
+        kernel = Kernel(config)
         # Invariant: the kernel's task group is entered and exited by one task, so the portal runs
         # the kernel as a context manager rather than calling boot() and shutdown() apart.
         self._kernel_cm = self.portal.wrap_async_context_manager(kernel)
