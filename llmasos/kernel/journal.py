@@ -273,7 +273,7 @@ class Journal:
         body = codec.dumps(msg.body)  # before anything is queued: a body that cannot be stored is refused
         row_id = next(self._msg_ids)
         self._messages[id(msg)] = (msg, row_id, pid)
-        self.rows.post_mail(row_id, pid, msg.sender, body)
+        self.rows.post_mail(row_id, pid, msg.sender, body, owner=msg.sender or None)
 
     def adopt_message(self, pid: int, msg: Message, row_id: int) -> None:
         """A persisted unread message, put back in a restored mailbox."""
@@ -283,7 +283,7 @@ class Journal:
         """Persist a line put in pid's stdin until a readline takes it (a mailbox row from STDIN)."""
         row_id = next(self._msg_ids)
         self._stdin.setdefault(pid, deque()).append(row_id)
-        self.rows.post_mail(row_id, pid, STDIN, codec.dumps(line))
+        self.rows.post_mail(row_id, pid, STDIN, codec.dumps(line), owner=None)  # written by the root user
 
     def adopt_stdin(self, pid: int, row_id: int) -> None:
         """A persisted unread stdin line, put back in a restored stdin (in order)."""

@@ -67,12 +67,15 @@ class JournalStore:
         """Queue entry for the next group commit; a failure is reported to the writer's on_error."""
         self.store.w.post(rows=_with_taken(entry.row(update), taken), owner=owner)
 
-    def post_mail(self, row_id: int, pid: int, sender: int, body: str) -> None:
-        """Persist a message (or, from STDIN, a stdin line) until the call that takes it deletes it."""
+    def post_mail(self, row_id: int, pid: int, sender: int, body: str, *, owner: int | None) -> None:
+        """Persist a message (or, from STDIN, a stdin line) until the call that takes it deletes it.
+
+        owner: the pid that sent or wrote it, told if the write fails."""
         self.store.w.post(rows=[("mailbox+", {"id": row_id, "pid": pid, "sender": sender, "body": body})],
-                          urgent=not self.group, owner=pid)
+                          urgent=not self.group, owner=owner)
 
     def post_process(self, row: dict[str, Any]) -> None:
+        """Queue a new process's row; its spawner (row's parent) is told if the write fails."""
         self.store.post_process(row, urgent=not self.group)
 
     def post_process_end(self, pid: int, values: dict[str, Any]) -> None:

@@ -47,7 +47,7 @@ class Store:
     # -- processes ---------------------------------------------------------------------------
 
     def post_process(self, row: dict[str, Any], *, urgent: bool) -> None:
-        self.w.post(rows=[("process+", row)], urgent=urgent, owner=row["pid"])
+        self.w.post(rows=[("process+", row)], urgent=urgent, owner=row["parent"] or None)
 
     def post_process_end(self, pid: int, values: dict[str, Any], *, urgent: bool) -> None:
         """Queue how pid ended (state, ended, exit_value, error, usage); its unread mail goes."""
