@@ -95,7 +95,7 @@ class Application:
         """Boot a kernel on the model and serve until cancelled."""
         import uvicorn
 
-        from llmasos.kernel import Kernel, KernelConfig
+        from llmasos.client.kernel import Kernel, KernelConfig
 
         config = self.config or KernelConfig()
         if config.engine is None and self.model is not None:

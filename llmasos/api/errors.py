@@ -7,12 +7,11 @@ MRO wins, and anything unknown is a 500.
 
 from __future__ import annotations
 
+from llmasos.client.kernel import ConfigError, KernelNotRunning
 from llmasos.client.records import NotAvailable
 from llmasos.client.wire import ApiError, Unauthorized
 from llmasos.engine.errors import EngineSetupError
 from llmasos.errors import LlmasosError
-from llmasos.kernel.config import ConfigError
-from llmasos.kernel.kernel import KernelNotRunning
 from llmasos.syscalls import errors as se
 from llmasos.tools.errors import UnknownTool
 

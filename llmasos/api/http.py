@@ -40,8 +40,7 @@ from llmasos.syscalls.errors import InvalidArguments, WaitTimeout
 from llmasos.syscalls.types import as_dict
 
 if TYPE_CHECKING:
-    from llmasos.kernel.config import KernelConfig
-    from llmasos.kernel.kernel import Kernel
+    from llmasos.client.kernel import Kernel, KernelConfig
 
 T = TypeVar("T")
 NDJSON = "application/x-ndjson"

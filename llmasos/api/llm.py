@@ -113,7 +113,7 @@ class LLM:
         return bool(getattr(tokenizer, "chat_template", None))
 
     async def _acall(self, call: Generate) -> Completion:
-        from llmasos.kernel.kernel import current_sys
+        from llmasos.client.kernel import current_sys
 
         sys = current_sys.get()
         if sys is not None:
@@ -124,7 +124,7 @@ class LLM:
                             "or run your code as an app (llmasos run file.py)")
 
     def _call(self, call: Generate) -> Completion:
-        from llmasos.kernel.kernel import current_sys
+        from llmasos.client.kernel import current_sys
 
         sys = current_sys.get()
         in_loop = _in_event_loop()
@@ -163,7 +163,7 @@ class _Runtime:
     """A private kernel in a background thread, for blocking calls from plain scripts."""
 
     def __init__(self, llm: LLM) -> None:
-        from llmasos.kernel import Kernel, KernelConfig
+        from llmasos.client.kernel import Kernel, KernelConfig
 
         self._portal_cm = anyio.from_thread.start_blocking_portal()
         self.portal = self._portal_cm.__enter__()

@@ -24,9 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llmasos.api.errors import status_of
 from llmasos.api.http import unless_gone
+from llmasos.client.kernel import Kernel, KernelNotRunning
 from llmasos.client.wire import error_body
 from llmasos.errors import LlmasosError
-from llmasos.kernel.kernel import Kernel, KernelNotRunning
 from llmasos.syscalls.calls import Generate
 from llmasos.syscalls.errors import InvalidArguments
 from llmasos.syscalls.types import Completion, ReplyStream
