@@ -68,17 +68,24 @@ ARITHMETIC: list[tuple[str, float]] = [
 async def validity(k: Kernel, prompts: list[tuple[str, str]], max_tokens: int) -> dict[str, dict[str, float]]:
     offered = resolve(TOOLS)
     results: dict[str, list[tuple[bool, bool]]] = {"unconstrained": [], "constrained": []}
-    streams = []
+    jobs = []
     for text, want in prompts:
         msgs = ({"role": "user", "content": text},)
         call = Generate(messages=msgs, tools=TOOLS, tool_choice="required", max_tokens=max_tokens)
         plain = prepare(call)  # the same prompt, no logits processor: the unconstrained path
-        streams.append(("unconstrained", want, k.submit(None, Generate(
-            messages=tuple(plain.messages), max_tokens=max_tokens))))
-        streams.append(("constrained", want, k.submit(None, call)))
+        jobs.append(("unconstrained", want, Generate(messages=tuple(plain.messages), max_tokens=max_tokens)))
+        jobs.append(("constrained", want, call))
+    replies: list = [None] * len(jobs)
+
+    async def one(i: int, call: Generate) -> None:  # each request is a process: all batch together
+        async with k.session("bench") as sys:
+            replies[i] = await sys.syscall(call)
+
+    async with anyio.create_task_group() as tg:
+        for i, (_cond, _want, call) in enumerate(jobs):
+            tg.start_soon(one, i, call)
     examples: dict[str, str] = {}
-    for cond, want, stream in streams:
-        c = await stream.collect()
+    for (cond, want, _call), c in zip(jobs, replies):
         if cond == "constrained":
             calls = list(c.tool_calls)
         else:
