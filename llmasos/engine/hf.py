@@ -93,7 +93,7 @@ class HFEngine:
         if any(t != "full_attention" for t in layer_types):
             raise ModelUnsupported(
                 f"{self.name}: HFEngine batches full-attention models only (no sliding windows); "
-                "serve this model through an OpenAI-compatible server instead"
+                "choose a model whose layers all use full attention (a Llama-family model, say)"
             )
         self.context_window = context_window or int(getattr(config, "max_position_embeddings", 2048))
         self.max_batch = max_batch

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from llmasos.engine.kvbatch import LayerBuffers
-from llmasos.engine.models import llmasos_home
+from llmasos.home import llmasos_home
 
 SOURCE = Path(__file__).with_name("llama_decode.c")
 CFLAGS = ("-O3", "-std=gnu11", "-fopenmp", "-fPIC", "-shared")

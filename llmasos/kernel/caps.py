@@ -14,7 +14,7 @@ Memory syscalls are checked generically: a call with a ``namespace`` attribute n
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from llmasos.syscalls import calls as c
@@ -222,8 +222,3 @@ def _meet(a: frozenset[str] | None, b: frozenset[str] | None) -> frozenset[str] 
 
 def _least(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else min(a, b)
-
-
-def restrict(caps: Caps, **changes: Any) -> Caps:
-    """caps with some fields changed (tests and the shell use it)."""
-    return replace(caps, **changes)

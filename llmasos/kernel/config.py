@@ -1,6 +1,10 @@
-"""Every limit and path the kernel uses, in one validated record.
+"""Every limit and path the kernel and its memory manager use, in one validated record.
 
-Rule: no other module invents a limit; it reads it from here.
+Rule: no module of the kernel or of memory/ invents a limit; it reads it from here (memory/ gets the
+values as arguments, from ``MemoryManager.open(config)``). Each field is documented once, in the
+comment beside it and in docs/architecture.md's Limits table (a test keeps the table complete). The
+engine's own options are ``HFEngine``'s constructor's; the built-in tools' bounds are
+``llmasos.tools.limits.ToolLimits``.
 """
 
 from __future__ import annotations
@@ -26,12 +30,15 @@ class KernelConfig:
     max_procs: int = 4096  # live (not yet reaped) processes in the table
     max_zombies: int = 1024  # exited processes kept for wait/ps before the oldest are reaped
     mailbox_size: int = 1024  # unread messages a process may hold; past it, send raises MailboxFull
-    stdout_lines: int = 2000  # lines of stdout kept per process for logs/attach
+    stdout_lines: int = 2000  # stdout/stderr writes kept per process for logs/attach; also how many a
+    # follower (attach, logs -f) may fall behind before it is dropped
     kill_grace: float = 2.0  # seconds a killed process may take to unwind before it is reported
-    max_batch: int = 32  # sequences in one forward step
-    max_step_tokens: int = 2048  # tokens computed in one forward step
-    max_resident_tokens: int = 65536  # KV-cache tokens held at once
-    quantum: int = 16  # rr policy: tokens per turn
+    max_batch: int = 32  # sequences in one forward step (also the engine's, when the kernel builds it)
+    max_step_tokens: int = 2048  # tokens computed in one forward step (a prefill counts its whole prompt)
+    max_resident_tokens: int = 65536  # KV-cache tokens held at once (also the engine's, when the kernel
+    # builds it); over it the scheduler preempts running sequences
+    quantum: int = 16  # rr and fair policies: tokens a sequence decodes before it may yield its slot
+    starvation_steps: int = 256  # fair policy: a sequence that waited this many steps goes first
     default_max_tokens: int = 256  # generate's max_tokens when the app gives none
     request_caps: dict[str, Any] | None = None  # caps of the processes that faces open per request
     # (OpenAI endpoint, LLM, Application routes), e.g. {"token_budget": 2048}; None: all of root's
@@ -47,15 +54,19 @@ class KernelConfig:
     db_busy_timeout: float = 5.0  # seconds to wait for a locked database before reporting it
     db_synchronous: str = "NORMAL"  # SQLite: NORMAL survives a killed kernel; FULL also a power loss
     pid_block: int = 64  # pids reserved in the database at a time (a crash skips at most this many)
+    wal_checkpoint_every: int = 256  # SQLite: commits between the writer's WAL checkpoints
     # -- context paging (kernel/paging.py) --
     message_tokens: int = 4  # tokens a chat template adds around each message (an upper bound)
     page_target: float = 0.75  # after paging, the context fills at most this share of the window
     summary_share: float = 0.125  # share of the window a paged-out summary may take
+    summary_min_tokens: int = 8  # a paged-out summary may take at least this many tokens, however small
+    # the window
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser()
         for name in ("max_procs", "max_batch", "max_step_tokens", "max_resident_tokens", "quantum",
-                     "default_max_tokens", "mailbox_size", "stdout_lines", "trace_buffer", "pid_block"):
+                     "starvation_steps", "default_max_tokens", "mailbox_size", "stdout_lines", "trace_buffer",
+                     "pid_block", "wal_checkpoint_every", "summary_min_tokens"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"KernelConfig.{name} must be a positive integer, not {value!r}")

@@ -145,8 +145,7 @@ class LLMLoop:
             # Invariant: when the loop stops, every open token stream is closed, so its reader
             # ends (it sees an aborted completion) instead of waiting forever, and the engine
             # holds nothing of this kernel's (an engine may outlive its kernel).
-            if self.scheduler is not None:
-                self._to_free += [*self.scheduler.running, *self.scheduler.waiting]
+            self._to_free += [*self.scheduler.running, *self.scheduler.waiting]
             self._to_free += self._aborts
             for _proc, send in self._routes.values():
                 send.close()
@@ -174,7 +173,7 @@ class LLMLoop:
                 self._release(seq, "abort")
             self._aborts.clear()
             await self._free()
-            batch = self.scheduler.schedule(self.engine.capacity()) if self.scheduler else []
+            batch = self.scheduler.schedule(self.engine.capacity()) if len(self.scheduler) else []
             if not batch:
                 await self._wake.wait()
                 self._wake = anyio.Event()

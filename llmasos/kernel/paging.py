@@ -80,7 +80,7 @@ async def fit(kernel: Kernel, proc: Process, store: Store, rows: list[Any], need
     used = sum(r.tokens for r in rows)
     if not window or used + need <= window:
         return rows
-    summary_budget = max(8, int(window * kernel.config.summary_share))
+    summary_budget = max(kernel.config.summary_min_tokens, int(window * kernel.config.summary_share))
     head = [r for r in rows if r.kind == "summary"]
     turns = [r for r in rows if r.kind != "summary"]
     target = int(window * kernel.config.page_target)  # leave room: the next turns do not page at once

@@ -17,25 +17,36 @@ let in so a long prompt cannot starve), and ``max_resident_tokens`` KV tokens ov
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from llmasos.engine.base import Capacity, Sequence, SeqStatus
+from llmasos.kernel.config import KernelConfig
+
+
+def _default(name: str) -> int:
+    return KernelConfig.__dataclass_fields__[name].default
 
 
 @dataclass(slots=True)
 class SchedLimits:
-    """Limits on one step; the kernel fills these from KernelConfig."""
+    """The scheduler's limits: the KernelConfig fields of the same names, with their defaults (each is
+    documented there, and in docs/architecture.md's Limits table)."""
 
-    max_batch: int = 32  # sequences in one forward step
-    max_step_tokens: int = 2048  # tokens computed in one step (prefill counts its whole prompt)
-    max_resident_tokens: int = 65536  # KV-cache tokens held across all admitted sequences
-    quantum: int = 16  # rr / fair: tokens a sequence decodes before it may be made to yield its slot
-    starvation_steps: int = 256  # fair: a sequence waiting this many steps goes first
+    max_batch: int = _default("max_batch")
+    max_step_tokens: int = _default("max_step_tokens")
+    max_resident_tokens: int = _default("max_resident_tokens")
+    quantum: int = _default("quantum")
+    starvation_steps: int = _default("starvation_steps")
 
     def __post_init__(self) -> None:
-        for name in ("max_batch", "max_step_tokens", "max_resident_tokens", "quantum", "starvation_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"SchedLimits.{name} must be at least 1, not {getattr(self, name)}")
+        for f in fields(self):
+            if getattr(self, f.name) < 1:
+                raise ValueError(f"SchedLimits.{f.name} must be at least 1, not {getattr(self, f.name)}")
+
+    @classmethod
+    def from_config(cls, config: KernelConfig) -> SchedLimits:
+        """The scheduler's share of config."""
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
 
 
 class Scheduler:

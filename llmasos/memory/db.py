@@ -24,8 +24,6 @@ from llmasos.memory.errors import (
     DatabaseCorrupt, DatabaseFull, DatabaseLocked, MemoryStoreError,
 )
 
-SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
-
 
 def database_url(database: str | None, home: Path) -> str:
     """The SQLAlchemy URL to use: the configured one, or SQLite at ``home/llmasos.db``."""
@@ -53,7 +51,7 @@ def describe(url: str) -> str:
     return str(path) if path is not None else make_url(url).render_as_string(hide_password=True)
 
 
-def create_engine(url: str, *, busy_timeout: float = 5.0, synchronous: str = "NORMAL") -> AsyncEngine:
+def create_engine(url: str, *, busy_timeout: float, synchronous: str) -> AsyncEngine:
     """An async engine; for SQLite with WAL, a busy timeout and BEGIN IMMEDIATE transactions."""
     u = make_url(url)
     if not u.drivername.startswith("sqlite"):

@@ -8,7 +8,8 @@ what the journal means and which processes recovery restarts is the kernel's bus
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -18,6 +19,20 @@ from llmasos.memory.journal import JournalStore, PidAllocator
 from llmasos.memory.migrations import migrate
 from llmasos.memory.store import Store
 from llmasos.memory.writer import Writer
+
+
+class MemoryConfig(Protocol):
+    """The fields of the kernel's config (``KernelConfig``, documented there) that memory reads."""
+
+    database: str | None
+    home: Path
+    durable: bool
+    journal_commit: str
+    group_commit_ms: float
+    db_busy_timeout: float
+    db_synchronous: str
+    pid_block: int
+    wal_checkpoint_every: int
 
 
 class MemoryManager:
@@ -36,7 +51,7 @@ class MemoryManager:
         self._lock = lock
 
     @classmethod
-    async def open(cls, config: Any) -> MemoryManager:
+    async def open(cls, config: MemoryConfig) -> MemoryManager:
         """Lock, open and migrate the database named by config (``database`` or ``home``)."""
         url = db.database_url(config.database, config.home)
         where = db.describe(url)
@@ -49,7 +64,7 @@ class MemoryManager:
         engine = db.create_engine(url, busy_timeout=config.db_busy_timeout,
                                   synchronous=config.db_synchronous)
         writer = Writer(engine, where, delay=config.group_commit_ms / 1000,
-                        busy_timeout=config.db_busy_timeout)
+                        busy_timeout=config.db_busy_timeout, checkpoint_every=config.wal_checkpoint_every)
         self = cls(url, engine, writer, lock)
         try:
             conn = await writer.open()

@@ -22,6 +22,7 @@ from llmasos.memory.writer import Writer
 from llmasos.syscalls.types import Note
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+_IN_CHUNK = 500  # pids bound in one IN (...): SQLite before 3.32 took at most 999 parameters a statement
 
 
 class Store:
@@ -93,8 +94,8 @@ class Store:
         out: dict[int, dict[int, Any]] = defaultdict(dict)
 
         async def op(conn: AsyncConnection) -> None:
-            for i in range(0, len(pids), 500):
-                rows = await conn.execute(select(s.journal).where(s.journal.c.pid.in_(pids[i:i + 500])))
+            for i in range(0, len(pids), _IN_CHUNK):
+                rows = await conn.execute(select(s.journal).where(s.journal.c.pid.in_(pids[i:i + _IN_CHUNK])))
                 for r in rows:
                     out[r.pid][r.n] = r
         await self.w.run(op)
@@ -105,8 +106,8 @@ class Store:
         out: dict[int, list[Any]] = defaultdict(list)
 
         async def op(conn: AsyncConnection) -> None:
-            for i in range(0, len(pids), 500):
-                rows = await conn.execute(select(s.mailbox).where(s.mailbox.c.pid.in_(pids[i:i + 500]))
+            for i in range(0, len(pids), _IN_CHUNK):
+                rows = await conn.execute(select(s.mailbox).where(s.mailbox.c.pid.in_(pids[i:i + _IN_CHUNK]))
                                           .order_by(s.mailbox.c.id))
                 for r in rows:
                     out[r.pid].append(r)

@@ -15,7 +15,7 @@ writes, no fsync), because a hop to the driver's thread and back costs more than
 the serving task. So that this never stalls the loop, the connection then has ``busy_timeout=0``
 (the writer waits for another program's lock itself, asleep, up to ``busy_timeout`` seconds) and no
 automatic WAL checkpoint (the serving task checkpoints in the driver's thread every
-``CHECKPOINT_EVERY`` commits). Functions, and rows on other databases or with ``synchronous`` FULL
+``checkpoint_every`` commits). Functions, and rows on other databases or with ``synchronous`` FULL
 or EXTRA (an fsync per commit), run in the driver's thread (aiosqlite) or on the async driver.
 """
 
@@ -36,7 +36,6 @@ Op = Callable[[AsyncConnection], Awaitable[Any]]
 Row = tuple[str, dict[str, Any]]  # (a ROW_SQL name, its parameters)
 _log = logging.getLogger("llmasos.memory")
 _FATAL = (DatabaseLocked, DatabaseFull, DatabaseCorrupt)
-CHECKPOINT_EVERY = 256  # commits between WAL checkpoints when rows commit on the loop's thread
 
 ROW_SQL = {
     "journal+": "INSERT INTO journal (pid, n, call, digest, status, result, error_type, span, at) "
@@ -73,12 +72,13 @@ class _Pending:
 class Writer:
     """Ordered, grouped execution of database operations on one connection."""
 
-    def __init__(self, engine: AsyncEngine, where: str, *, delay: float = 0.0,
-                 busy_timeout: float = 5.0) -> None:
+    def __init__(self, engine: AsyncEngine, where: str, *, delay: float, busy_timeout: float,
+                 checkpoint_every: int) -> None:
         self.engine = engine
         self.where = where  # the database, for error messages
         self.delay = delay  # seconds posted operations may wait for company
         self.busy_timeout = busy_timeout  # seconds to wait for another program's lock
+        self.checkpoint_every = checkpoint_every  # commits between WAL checkpoints when rows commit inline
         self.conn: AsyncConnection | None = None
         self.commits = 0  # transactions committed (statistics for benchmarks)
         self._queue: list[_Pending] = []
@@ -164,7 +164,7 @@ class Writer:
             self._serving = True
         try:
             while True:
-                if self._inline and self.commits - self._checkpointed >= CHECKPOINT_EVERY:
+                if self._inline and self.commits - self._checkpointed >= self.checkpoint_every:
                     await self._shielded(self._checkpoint())
                 if not self._queue:
                     self._wake = anyio.Event()
@@ -202,7 +202,7 @@ class Writer:
             return False
         batch = [*self._take(), _Pending(None, rows)]
         if self._commit_inline(batch):
-            if self.commits - self._checkpointed >= CHECKPOINT_EVERY:
+            if self.commits - self._checkpointed >= self.checkpoint_every:
                 self._wake.set()  # the serving task checkpoints
             return True
         self._queue[:0] = batch[:-1]  # back in front, in order

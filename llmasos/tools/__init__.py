@@ -8,9 +8,10 @@ JSON Schema, timeout) is derived from it. Processes reach tools only through sys
 from llmasos.tools.errors import (
     PathOutsideJail, ToolArgumentsInvalid, ToolError, ToolFailed, ToolResultInvalid, ToolTimeout, UnknownTool,
 )
+from llmasos.tools.limits import ToolLimits
 from llmasos.tools.registry import REGISTRY, Tool, ToolContext, ToolRegistry, tool
 
 __all__ = [
     "REGISTRY", "PathOutsideJail", "Tool", "ToolArgumentsInvalid", "ToolContext", "ToolError", "ToolFailed",
-    "ToolRegistry", "ToolResultInvalid", "ToolTimeout", "UnknownTool", "tool",
+    "ToolLimits", "ToolRegistry", "ToolResultInvalid", "ToolTimeout", "UnknownTool", "tool",
 ]

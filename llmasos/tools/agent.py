@@ -46,10 +46,6 @@ class AgentResult:
     def __str__(self) -> str:
         return self.answer
 
-    @property
-    def tool_results(self) -> list[Any]:
-        return [s.result for s in self.steps if s.kind == "call" and s.error is None]
-
 
 async def run_agent(sys: Any, task: str, *, tools: Iterable[Any] | None = None, max_steps: int = 5,
                     system: str | None = DEFAULT_SYSTEM, first_choice: Any = "auto",

@@ -59,7 +59,7 @@ def wants_tools(call: Generate) -> bool:
 def prepare(call: Generate, tokenizer: Any = None, sid_hint: str = "") -> ToolSetup | None:
     """Rewrite a generate request that involves tools; None when it does not.
 
-    tokenizer is the engine's HF tokenizer; without one (the FakeEngine, a remote engine) the output
+    tokenizer is the engine's HF tokenizer; without one (the FakeEngine) the output
     is parsed but not constrained.
     """
     if not wants_tools(call):

@@ -9,7 +9,7 @@ import pytest
 
 from llmasos import App
 from llmasos.engine.fake import FakeEngine
-from llmasos.syscalls.errors import ContextOverflow, EngineError, InvalidArguments
+from llmasos.syscalls.errors import EngineError, InvalidArguments
 from tests.conftest import make_kernel
 
 asker = App("asker")

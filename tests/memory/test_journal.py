@@ -12,7 +12,6 @@ import pytest
 from llmasos import Kernel, ProcState
 from llmasos.engine.fake import FakeEngine
 from llmasos.memory.manager import MemoryManager
-from llmasos.syscalls.errors import ReplayMismatch
 
 from .conftest import config, spec
 

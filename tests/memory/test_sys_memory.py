@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from llmasos import App, Kernel
-from llmasos.kernel.caps import restrict
 from llmasos.syscalls.errors import PermissionDenied, QuotaExceeded
 
 from .conftest import config
@@ -59,7 +60,7 @@ async def test_another_namespace_needs_the_capability(home):
                 return str(exc)
             return "allowed"
         proc = kernel.start_process(_app(main))
-        proc.caps = restrict(proc.caps, memory=frozenset())
+        proc.caps = replace(proc.caps, memory=frozenset())
         status = await kernel.wait(proc.pid)
         assert "may not use memory namespace 'team'" in status.value
 

@@ -1,8 +1,8 @@
 """calculator: arithmetic on numbers, evaluated by walking the parsed expression, never with eval.
 
 Rule: only number literals, + - * / // % ** (``^`` means power, as on a calculator), unary signs and
-parentheses are accepted; exponents, result sizes and expression length are bounded so no input can
-make the kernel hang or run out of memory.
+parentheses are accepted; exponents, result sizes, nesting and expression length are bounded
+(``ToolLimits``, tools/limits.py) so no input can make the kernel hang or run out of memory.
 """
 
 from __future__ import annotations
@@ -14,12 +14,8 @@ from typing import Annotated
 
 from pydantic import Field
 
+from llmasos.tools.limits import TOOL_LIMITS as LIMITS
 from llmasos.tools.registry import tool
-
-MAX_LENGTH = 300  # characters in an expression
-MAX_EXPONENT = 10_000  # |b| in a ** b
-MAX_MAGNITUDE = 1e300  # results larger than this are refused
-MAX_DEPTH = 50  # nesting of the expression tree
 
 _BINARY = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
@@ -27,7 +23,8 @@ _BINARY = {
 }
 _UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
 
-Expression = Annotated[str, Field(min_length=1, max_length=MAX_LENGTH, pattern=r"^[0-9+\-*/%^(). ]+$")]
+Expression = Annotated[str, Field(min_length=1, max_length=LIMITS.expression_chars,
+                                  pattern=r"^[0-9+\-*/%^(). ]+$")]
 
 
 class CalcError(ValueError):
@@ -36,8 +33,8 @@ class CalcError(ValueError):
 
 def evaluate(expression: str) -> int | float:
     """The value of an arithmetic expression (CalcError if it is not one)."""
-    if len(expression) > MAX_LENGTH:
-        raise CalcError(f"the expression is {len(expression)} characters; the limit is {MAX_LENGTH}")
+    if len(expression) > LIMITS.expression_chars:
+        raise CalcError(f"the expression is {len(expression)} characters; the limit is {LIMITS.expression_chars}")
     try:
         tree = ast.parse(expression.replace("^", "**").strip(), mode="eval")
     except SyntaxError:
@@ -46,7 +43,7 @@ def evaluate(expression: str) -> int | float:
 
 
 def _eval(node: ast.AST, depth: int) -> int | float:
-    if depth > MAX_DEPTH:
+    if depth > LIMITS.max_depth:
         raise CalcError("the expression is nested too deeply")
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
         return node.value
@@ -55,9 +52,9 @@ def _eval(node: ast.AST, depth: int) -> int | float:
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left, right = _eval(node.left, depth + 1), _eval(node.right, depth + 1)
         if isinstance(node.op, ast.Pow):
-            if abs(right) > MAX_EXPONENT:
-                raise CalcError(f"exponent {right} is too large (limit {MAX_EXPONENT})")
-            if left != 0 and abs(right) * math.log10(abs(left) + 1) > 300:
+            if abs(right) > LIMITS.max_exponent:
+                raise CalcError(f"exponent {right} is too large (limit {LIMITS.max_exponent})")
+            if left != 0 and abs(right) * math.log10(abs(left) + 1) > math.log10(LIMITS.max_magnitude):
                 raise CalcError("the result would be too large")
         try:
             value = _BINARY[type(node.op)](left, right)
@@ -67,7 +64,7 @@ def _eval(node: ast.AST, depth: int) -> int | float:
             raise CalcError("the result is too large") from None
         if isinstance(value, complex):
             raise CalcError("the result is not a real number")
-        if abs(value) > MAX_MAGNITUDE:
+        if abs(value) > LIMITS.max_magnitude:
             raise CalcError("the result is too large")
         return value
     raise CalcError(f"{type(node).__name__} is not allowed: use numbers, + - * / // % ** and parentheses")

@@ -4,7 +4,8 @@ Rule: the jail is ``$LLMASOS_HOME/procs/<pid>/``. A path is refused (``PathOutsi
 absolute, contains ``..``, or resolves, through any symlink, to somewhere outside the jail. Writes go
 to a temporary file that is renamed into place, so a write repeated after a crash leaves the same
 file, and deleting a missing file is not an error: both are idempotent by construction, which is what
-the syscall journal needs when it re-runs a call that was in flight.
+the syscall journal needs when it re-runs a call that was in flight. What one call may read, write or
+list is bounded by ``ToolLimits`` (tools/limits.py).
 """
 
 from __future__ import annotations
@@ -15,11 +16,8 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from llmasos.tools.errors import PathOutsideJail
+from llmasos.tools.limits import TOOL_LIMITS as LIMITS
 from llmasos.tools.registry import ToolContext, tool
-
-MAX_READ = 256 * 1024  # characters returned by one read
-MAX_WRITE = 1024 * 1024  # characters written by one write
-MAX_LIST = 500  # entries returned by one list
 
 
 def jail_of(ctx: ToolContext) -> Path:
@@ -65,18 +63,18 @@ def files(action: Literal["read", "write", "list", "delete"], path: str = ".", c
     if action == "list":
         if not target.is_dir():
             raise FileNotFoundError(f"{rel} is not a directory")
-        entries = sorted(target.iterdir())[:MAX_LIST]
+        entries = sorted(target.iterdir())[:LIMITS.list_entries]
         return {"path": rel, "entries": [e.name + ("/" if e.is_dir() else "") for e in entries]}
     if action == "read":
         if not target.is_file():
             raise FileNotFoundError(f"no file {rel}; list the directory to see what exists")
         text = target.read_text(encoding="utf-8", errors="replace")
-        return {"path": rel, "content": text[:MAX_READ], "truncated": len(text) > MAX_READ}
+        return {"path": rel, "content": text[:LIMITS.read_chars], "truncated": len(text) > LIMITS.read_chars}
     if action == "write":
         if content is None:
             raise ValueError("write needs content")
-        if len(content) > MAX_WRITE:
-            raise ValueError(f"content is {len(content)} characters; the limit is {MAX_WRITE}")
+        if len(content) > LIMITS.write_chars:
+            raise ValueError(f"content is {len(content)} characters; the limit is {LIMITS.write_chars}")
         if target == jail or target.is_dir():
             raise IsADirectoryError(f"{rel} is a directory")
         target.parent.mkdir(parents=True, exist_ok=True)
