@@ -109,7 +109,7 @@ class Kernel:
                 await self.memory.close()
                 self.memory = None
             raise
-        limits = SchedLimits(cfg.max_batch, cfg.max_step_tokens, cfg.max_resident_tokens, cfg.quantum)
+        limits = SchedLimits.from_config(cfg)
         self.llm = LLMLoop(self.engine, make_scheduler(cfg.policy, limits))
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()

@@ -16,9 +16,8 @@ import anyio
 
 from llmasos.syscalls.errors import SyscallError, ToolError
 from llmasos.tools.errors import ToolFailed, ToolResultInvalid, ToolTimeout
+from llmasos.tools.limits import TOOL_LIMITS
 from llmasos.tools.registry import Tool, ToolContext
-
-MAX_RESULT_CHARS = 100_000  # a result longer than this (as JSON) is refused: the model could not read it
 
 
 async def invoke(t: Tool, arguments: dict[str, Any] | None, ctx: ToolContext | None = None,
@@ -57,7 +56,7 @@ def check_result(name: str, result: Any) -> Any:
         raise ToolResultInvalid(
             f"tool {name} returned a {type(result).__name__}, which is not JSON-serialisable ({exc}); "
             "a tool must return str, numbers, bools, None, lists or dicts of those") from None
-    if len(text) > MAX_RESULT_CHARS:
+    if len(text) > TOOL_LIMITS.result_chars:
         raise ToolResultInvalid(f"tool {name} returned {len(text)} characters of JSON; "
-                                f"the limit is {MAX_RESULT_CHARS}: return less")
+                                f"the limit is {TOOL_LIMITS.result_chars}: return less")
     return json.loads(text)  # a plain copy: tuples become lists, no shared mutable state

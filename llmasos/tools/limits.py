@@ -22,6 +22,9 @@ class ToolLimits:
     max_exponent: int = 10_000  # calculator: |b| in a ** b
     max_magnitude: float = 1e300  # calculator: a larger result (or intermediate value) is refused
     max_depth: int = 50  # calculator: nesting of the expression tree
+    result_chars: int = 100_000  # any tool: characters of JSON one result may take (the model reads it)
+    default_timeout: float = 30.0  # any tool: seconds a call may take unless the tool or the call says
+    recall_notes: int = 20  # recall: notes one search may return
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -30,9 +30,10 @@ from llmasos.syscalls import calls as c
 from llmasos.syscalls.calls import Syscall
 from llmasos.syscalls.errors import NotSupported, PermissionDenied
 from llmasos.tools.errors import ToolArgumentsInvalid, UnknownTool
+from llmasos.tools.limits import TOOL_LIMITS
 
 ENTRY_POINT_GROUP = "llmasos.tools"
-DEFAULT_TIMEOUT = 30.0  # seconds a tool call may take unless the tool or the call says otherwise
+DEFAULT_TIMEOUT = TOOL_LIMITS.default_timeout  # seconds a tool call may take unless the tool or call says
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 
 

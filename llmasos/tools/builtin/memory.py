@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmasos.tools.limits import TOOL_LIMITS
 from llmasos.tools.registry import ToolContext, tool
 
 
@@ -56,5 +57,5 @@ async def recall(query: str, k: int = 3, ctx: ToolContext = None) -> list[dict[s
         query: words to look for
         k: how many notes to return
     """
-    notes = await ctx.memory.search(query, max(1, min(k, 20)))
+    notes = await ctx.memory.search(query, max(1, min(k, TOOL_LIMITS.recall_notes)))
     return [{"text": n.text, "tags": list(n.tags), "score": round(n.score, 3)} for n in notes]
