@@ -90,7 +90,7 @@ def test_sigkill_at_random_points_loses_nothing_and_repeats_nothing(tmp_path, re
     kills = finished = 0
     for i in range(40):
         in_flight = i % 4 == 3  # every 4th kill lands inside a tool call (intent journaled, no result)
-        if _run_and_kill(home, work, "honour", None if in_flight else rng.uniform(0.02, 0.15)):
+        if _run_and_kill(home, work, "honour", None if in_flight else rng.uniform(0.01, 0.08)):
             kills += 1
         elif (work / "results.json").exists():
             finished += 1  # it booted and finished before the kill was sent
