@@ -25,7 +25,8 @@ from llmasos.syscalls.errors import NoSuchApp
 ENTRY_POINT_GROUP = "llmasos.apps"
 _NOT_APPS = {"app", "registry"}
 _FILE_MODULE = "llmasos_user_app_"  # the module name prefix of an app file loaded by path
-_cache: dict[str, App] = {}
+_cache: dict[str, App] = {}  # canonical spec -> app
+_seen: dict[str, App] = {}  # spec as given -> app (a memo in front of _cache)
 
 
 def builtin_names() -> list[str]:
@@ -55,12 +56,27 @@ def list_apps() -> list[App]:
 
 def find_app(spec: str) -> App:
     """The App named by spec; raises NoSuchApp with a suggestion."""
+    app = _seen.get(spec)
+    if app is not None:  # (spawns by the same spec skip resolving its path again)
+        return app
     key = _canonical(spec)
-    if key in _cache:
-        return _cache[key]
-    app = _resolve(key)
-    _cache[key] = app
+    app = _cache.get(key)
+    if app is None:
+        app = _cache[key] = _resolve(key)
+    _seen[spec] = app
     return app
+
+
+def forget(spec: str | None = None) -> None:
+    """Drop what find_app remembers (of spec, or everything): the next find_app resolves it again."""
+    if spec is None:
+        _cache.clear()
+        _seen.clear()
+        return
+    gone = {id(a) for a in (_cache.pop(_canonical(spec), None), _seen.pop(spec, None)) if a is not None}
+    for memo in (_cache, _seen):
+        for key in [k for k, a in memo.items() if id(a) in gone]:
+            del memo[key]
 
 
 def app_spec(app: App) -> str | None:

@@ -159,7 +159,7 @@ class Journal:
     async def _commit(self, pid: int, n: int, name: str, digest: str, span: int, update: bool, effect: bool,
                       *, value: Any = None, error: BaseException | None = None) -> None:
         entry = self._entry(pid, n, name, digest, span, value, error)
-        taken = self._taken(pid, name, value) if error is None else None
+        taken = self._taken(pid, name, value) if error is None and name in _TAKES else None
         if self.rows.group and not effect:
             self.rows.post(entry, update=update, taken=taken, owner=pid)
         else:
@@ -293,6 +293,7 @@ class Journal:
         self._msg_ids = itertools.count(after + 1)
 
 
+_TAKES = frozenset({"Recv", "ReadLine"})  # calls whose result takes a persisted mailbox row
 _DETERMINISM = ("An app's code between syscalls must be deterministic (time, randomness and I/O go "
                 "through syscalls) for the kernel to replay it; spawn it anew.")
 

@@ -66,6 +66,7 @@ class Kernel:
         self.llm: LLMLoop | None = None
         self.tracer = TraceBus()
         self.durability: Durability = NoJournal()  # the journal, while booted with a durable database
+        self._journaling = False  # durability is a Journal (calls made inside calls are tracked)
         self.memory: MemoryManager | None = None  # the memory manager (llmasos/memory/), while booted with one
         self.recovery = Recovery()  # what the last boot's crash recovery did
         self._faces: dict[str, App] = {}  # name -> the App of that face's request processes
@@ -118,7 +119,7 @@ class Kernel:
             self._tg.start_soon(self.memory.serve, name="llmasos memory writer")
             if self.memory.journal_rows is not None:
                 journal = Journal(self.memory.journal_rows)
-                self.durability = journal
+                self.durability, self._journaling = journal, True
                 self.recovery = await recover(self, journal)
         self.booted_at = time.time()
 
@@ -135,7 +136,7 @@ class Kernel:
             if self.engine is not None and not is_engine(self.config.engine):
                 self.engine.close()  # we built it, we free it
             if self.memory is not None:  # -- memory: commit what is queued, release the database
-                self.durability = NoJournal()
+                self.durability, self._journaling = NoJournal(), False
                 memory, self.memory = self.memory, None
                 await memory.close()
 
@@ -144,7 +145,7 @@ class Kernel:
         log.error("a queued write to the database failed%s: %s", f" for process {pid}" if pid else "", error)
         proc = self._procs.get(pid) if pid is not None else None
         if proc is not None and proc.alive and proc.write_error is None:
-            proc.write_error = error
+            proc.write_error, proc.notice = error, True
 
     def _require_running(self) -> anyio.abc.TaskGroup:
         if self._tg is None:
@@ -161,24 +162,26 @@ class Kernel:
         usage = proc.usage
         usage.syscalls += 1
         n = usage.syscalls
-        frame = FRAME.get()
-        if frame is not None and n > frame[0]:  # made inside another journaled syscall: it takes this position
-            frame[0] = n
+        if self._journaling:
+            frame = FRAME.get()
+            if frame is not None and n > frame[0]:  # made inside a journaled syscall: within its span
+                frame[0] = n
         # Invariant: a process yields at least every 8th syscall, so one looping on calls that never
         # block (write, getpid) still lets the others run; a killed process unwinds here at once.
-        if proc.killed or not n & 7:
+        if proc.notice or not n & 7:
             await anyio.lowlevel.checkpoint()
             if proc.killed and proc.face is not None:  # a request process: it has no scope to cancel
                 raise ProcessKilled(f"process {proc.pid} was killed; this request has ended")
         start = time.perf_counter()
         waits = call.waits
         if waits is not None:
-            before = proc.state, proc.waiting_on  # (a call made inside another restores the outer wait)
+            outer = proc.waiting_on  # a call made inside another (a tool's) restores the outer wait
             proc.state, proc.waiting_on = ProcState.WAITING, waits
         result = error = None
         try:
-            if proc.write_error is not None:  # a write this process queued failed: it hears of it now
+            if proc.notice and proc.write_error is not None:  # a write it queued failed: it hears now
                 failed, proc.write_error = proc.write_error, None
+                proc.notice = proc.killed
                 raise failed
             capmod.check(proc, call)
             if call.journaled and proc.journaled:
@@ -199,7 +202,10 @@ class Kernel:
             duration = time.perf_counter() - start
             usage.syscall_time += duration
             if waits is not None and proc.state is ProcState.WAITING:
-                proc.state, proc.waiting_on = before if before[0] is ProcState.WAITING else (ProcState.RUNNING, None)
+                if outer is None:
+                    proc.state, proc.waiting_on = ProcState.RUNNING, None
+                else:
+                    proc.waiting_on = outer
             event = TraceEvent(proc.pid, n, call, result, error, start, duration)
             if proc.trace is None:
                 proc.trace = deque(maxlen=self.config.trace_buffer)
@@ -341,7 +347,7 @@ class Kernel:
         for child in list(proc.children):
             if child in self._procs:
                 self.kill(child)
-        proc.killed = True
+        proc.killed = proc.notice = True
         if proc.face is not None:  # a request process has no task to cancel: end it now (see session)
             self._end(proc, ProcState.KILLED, error="killed")
             return True

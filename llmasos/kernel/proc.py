@@ -120,6 +120,7 @@ class Process:
     exit_value: Any = None
     error: str | None = None  # traceback when crashed, reason when killed or lost
     killed: bool = False  # kill asked; the process unwinds at its next await
+    notice: bool = False  # killed, or a write_error to report: its next syscall takes the slow path
     children: set[int] = field(default_factory=set)  # live children's pids
     scope: anyio.CancelScope | None = None
     done: anyio.Event = field(default_factory=anyio.Event)

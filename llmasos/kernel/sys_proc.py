@@ -66,7 +66,12 @@ def pid_of(value: Any) -> int:
 
 
 async def sys_sleep(k: Kernel, p: Process, call: c.Sleep) -> None:
-    await anyio.sleep(seconds("sleep's time", call.seconds))
+    t = call.seconds
+    try:
+        fine = t >= 0  # (the common case, checked with one comparison)
+    except TypeError:
+        fine = False
+    await anyio.sleep(t if fine else seconds("sleep's time", t))
 
 
 async def sys_exit(k: Kernel, p: Process, call: c.Exit) -> None:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from llmasos.kernel.kernel import Kernel
     from llmasos.kernel.llm import TokenStream
     from llmasos.kernel.proc import Process
+    from llmasos.tools.registry import ToolContext
 
 
 class Sys:
@@ -185,33 +186,34 @@ class _Streamed:
 
 
 class Memory:
-    """``sys.memory``: each method traps one memory syscall (namespace None: the process's own)."""
+    """``sys.memory`` (and a tool's ``ctx.memory``): each method makes one memory syscall through its
+    owner's ``syscall`` (namespace None: the process's own)."""
 
     __slots__ = ("_sys",)
 
-    def __init__(self, sys: Sys) -> None:
+    def __init__(self, sys: Sys | ToolContext) -> None:
         self._sys = sys
 
     async def get(self, key: str, default: Any = None, *, namespace: str | None = None) -> Any:
         """The value stored under key, or default."""
-        return await self._sys._trap(c.MemGet(key, default, namespace))
+        return await self._sys.syscall(c.MemGet(key, default, namespace))
 
     async def set(self, key: str, value: Any, *, namespace: str | None = None) -> None:
         """Store value under key (durable when this returns)."""
-        return await self._sys._trap(c.MemSet(key, value, namespace))
+        return await self._sys.syscall(c.MemSet(key, value, namespace))
 
     async def delete(self, key: str, *, namespace: str | None = None) -> bool:
         """Delete key; True if it was there."""
-        return await self._sys._trap(c.MemDelete(key, namespace))
+        return await self._sys.syscall(c.MemDelete(key, namespace))
 
     async def keys(self, prefix: str = "", *, namespace: str | None = None) -> list[str]:
         """The keys starting with prefix, sorted."""
-        return await self._sys._trap(c.MemKeys(prefix, namespace))
+        return await self._sys.syscall(c.MemKeys(prefix, namespace))
 
     async def remember(self, text: str, tags: Iterable[str] = (), *, namespace: str | None = None) -> int:
         """Keep text as a long-term note (searchable); returns its id."""
-        return await self._sys._trap(c.Remember(text, tuple(tags), namespace))
+        return await self._sys.syscall(c.Remember(text, tuple(tags), namespace))
 
     async def search(self, query: str, k: int = 5, *, namespace: str | None = None) -> list[Note]:
         """The k notes that best match query, best first."""
-        return await self._sys._trap(c.Search(query, k, namespace))
+        return await self._sys.syscall(c.Search(query, k, namespace))

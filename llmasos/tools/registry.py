@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from llmasos.syscalls import calls as c
 from llmasos.syscalls.calls import Syscall
 from llmasos.syscalls.errors import NotSupported, PermissionDenied
+from llmasos.syscalls.sys import Memory
 from llmasos.tools.errors import ToolArgumentsInvalid, UnknownTool
 from llmasos.tools.limits import TOOL_LIMITS
 
@@ -77,40 +78,13 @@ class ToolContext:
         return await self._trap(call)
 
     @property
-    def memory(self) -> ToolMemory:
+    def memory(self) -> Memory:
         """The calling process's memory: ``await ctx.memory.get("k")`` and so on (nested syscalls)."""
-        return ToolMemory(self)
+        return Memory(self)
 
     async def generate(self, prompt: str, *, max_tokens: int | None = None, **options: Any) -> Any:
         """Run the model on prompt as the calling process (charged to its budget); a Completion."""
         return await self.syscall(c.Generate(prompt=prompt, max_tokens=max_tokens, **options))
-
-
-class ToolMemory:
-    """``ctx.memory``: the memory syscalls of the calling process (namespace None: its own)."""
-
-    __slots__ = ("_ctx",)
-
-    def __init__(self, ctx: ToolContext) -> None:
-        self._ctx = ctx
-
-    async def get(self, key: str, default: Any = None, *, namespace: str | None = None) -> Any:
-        return await self._ctx.syscall(c.MemGet(key, default, namespace))
-
-    async def set(self, key: str, value: Any, *, namespace: str | None = None) -> None:
-        return await self._ctx.syscall(c.MemSet(key, value, namespace))
-
-    async def delete(self, key: str, *, namespace: str | None = None) -> bool:
-        return await self._ctx.syscall(c.MemDelete(key, namespace))
-
-    async def keys(self, prefix: str = "", *, namespace: str | None = None) -> list[str]:
-        return await self._ctx.syscall(c.MemKeys(prefix, namespace))
-
-    async def remember(self, text: str, tags: tuple[str, ...] = (), *, namespace: str | None = None) -> int:
-        return await self._ctx.syscall(c.Remember(text, tuple(tags), namespace))
-
-    async def search(self, query: str, k: int = 5, *, namespace: str | None = None) -> list[Any]:
-        return await self._ctx.syscall(c.Search(query, k, namespace))
 
 
 class Tool:

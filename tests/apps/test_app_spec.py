@@ -46,6 +46,7 @@ if __name__ == "__main__":
 @pytest.fixture(autouse=True)
 def _fresh_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(registry, "_cache", {})
+    monkeypatch.setattr(registry, "_seen", {})
 
 
 def _runs(directory: Path) -> list[str]:

@@ -46,7 +46,7 @@ async def _until(predicate, timeout: float = 10.0) -> None:
 
 def _forget(path: Path) -> None:
     """Make the next find_app read the app file again (a restarted kernel is a fresh Python process)."""
-    registry._cache.pop(f"{path.resolve()}:app", None)
+    registry.forget(f"{path.resolve()}:app")
     for name, mod in list(sys.modules.items()):
         file = getattr(mod, "__file__", None)
         if file and Path(file).resolve() == path.resolve():

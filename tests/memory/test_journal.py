@@ -129,7 +129,7 @@ async def test_an_app_that_cannot_be_found_is_marked_lost(home, tmp_path):
         await _until(lambda: k.get(pid).waiting_on == "recv")
     app_file.unlink()
     from llmasos.apps import registry
-    registry._cache.clear()
+    registry.forget()
     async with Kernel(config(home)) as k:
         assert pid in k.recovery.lost
         assert [p.pid for p in k.ps()] == []  # not runnable
