@@ -46,7 +46,8 @@ if TYPE_CHECKING:
     from llmasos.kernel.table import Handler
 
 FRAME: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("llmasos_frame", default=None)
-"""In a task running a journaled syscall: [the highest position any syscall made inside it took]."""
+"""In a task running a journaled nesting syscall (``Syscall.nests``): [the highest position any syscall
+made inside it took]."""
 
 
 class Durability(Protocol):
@@ -111,7 +112,8 @@ class Journal:
             await self.rows.commit(Entry(proc.pid, n, name, digest, "intent"), update=False, alone=self._alone)
         recorded = effect or in_flight
         frame = [n]
-        frame_token = FRAME.set(frame)
+        # Invariant: calls made inside a nesting call (a tool's) find its frame and widen its span.
+        frame_token = FRAME.set(frame) if call.nests else None
         key_token = _KEY.set(self.rows.key(proc.pid, n))
         try:
             result = await self._execute(kernel, proc, call, handler)
@@ -123,10 +125,11 @@ class Journal:
             raise error from exc
         finally:
             _KEY.reset(key_token)
-            FRAME.reset(frame_token)
-            outer = FRAME.get()
-            if outer is not None and frame[0] > outer[0]:
-                outer[0] = frame[0]
+            if frame_token is not None:
+                FRAME.reset(frame_token)
+                outer = FRAME.get()
+                if outer is not None and frame[0] > outer[0]:
+                    outer[0] = frame[0]
         span = frame[0] - n
         if isinstance(call, c.Generate) and call.stream and not isinstance(result, Completion):
             return JournaledStream(

@@ -10,6 +10,8 @@ variables, what the kernel needs to know about it beyond its handler:
   result, the handler does not run) or ``"rerun"`` (the handler runs again: it rebuilds in-memory state).
 - ``effect``: it acts outside the calling process; its intent is journaled before it runs, and a call in
   flight at a crash is re-issued with the same idempotency key.
+- ``nests``: syscalls may be made inside it (a tool's, a chat's summary); the journal records how many
+  positions they took, so that a replay of it skips them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class Syscall:
     journaled: ClassVar[bool] = True
     replay: ClassVar[str] = "result"
     effect: ClassVar[bool] = False
+    nests: ClassVar[bool] = False
 
     @property
     def name(self) -> str:
@@ -185,9 +188,11 @@ class Generate(Syscall):
 @dataclass(frozen=True, slots=True)
 class CallTool(Syscall):
     """Run a tool with arguments (checked against its schema first); returns its JSON result."""
-    effect: ClassVar[bool] = True
 
+    effect: ClassVar[bool] = True
+    nests: ClassVar[bool] = True  # (a tool's memory calls and generates are syscalls inside it)
     waits: ClassVar[str | None] = "tool"
+
     tool: str
     arguments: dict[str, Any] = field(default_factory=dict)
     timeout: float | None = None  # seconds; None: the tool's own timeout
@@ -258,7 +263,9 @@ class Search(Syscall):
 class Chat(Syscall):
     """Append text to the process's persistent context, generate over it, append the reply."""
 
+    nests: ClassVar[bool] = True  # (a summary of paged-out turns is a generate syscall inside it)
     waits: ClassVar[str | None] = "llm"
+
     text: str
     max_tokens: int | None = None
     temperature: float = 0.0
