@@ -249,9 +249,11 @@ def _process_routes(api: FastAPI, local: LocalClient) -> None:
     async def mem(pid: int) -> Any:
         return jsonable(await local.mem(pid))
 
-    @api.get("/v1/procs/{pid}/trace", tags=["trace"], summary="Its recent syscalls (follow=true: stream)")
+    @api.get("/v1/procs/{pid}/trace", tags=["trace"],
+             summary="Its recent syscalls (follow=true: stream); pid 0: the root process (the faces' requests)")
     async def trace(pid: int, follow: bool = False) -> Any:
-        await local.info(pid)
+        if pid:
+            await local.info(pid)  # NoSuchProcess for a bad pid
         if follow:
             return ndjson(_lines(local.strace(pid)))
         return {"pid": pid, "lines": await local.trace(pid)}

@@ -152,20 +152,25 @@ class LocalClient:
             yield chunk
 
     async def trace(self, pid: int | None) -> list[str]:
-        """The recent syscalls of pid (None: of every process), oldest first, as strace prints them."""
-        procs = [self.kernel.get(pid)] if pid is not None else list(self.kernel.processes.values())
+        """The recent syscalls of pid (None: of every process and the root's; 0: the root process's, the
+        faces' requests), oldest first, as strace prints them."""
+        k = self.kernel
+        if pid is None:
+            procs = [k.root_process, *k.processes.values()]
+        else:
+            procs = [k.root_process if pid == 0 else k.get(pid)]
         events = [e for p in procs for e in p.trace or ()]
         return [e.format() for e in sorted(events, key=lambda e: e.start)]
 
     async def strace(self, pid: int | None) -> AsyncIterator[str]:
-        if pid is not None:
-            self.kernel.get(pid)  # NoSuchProcess for a bad pid
+        if pid:
+            self.kernel.get(pid)  # NoSuchProcess for a bad pid (0 is the root process)
         with self.kernel.tracer.subscribe(pid) as events:
             if pid is None:
                 async for event in events:
                     yield event.format()
                 return
-            proc = self.kernel.get(pid)
+            proc = self.kernel.root_process if pid == 0 else self.kernel.get(pid)
             while proc.alive:
                 with anyio.move_on_after(0.5):  # re-check liveness: exit is not a syscall event
                     event = await events.receive()

@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from llmasos.apps.registry import app_spec
 from llmasos.kernel.errors import blame
 from llmasos.kernel.recovery import FACE_SPEC
+from llmasos.kernel.streams import JournaledStream, ReplayStream
 from llmasos.memory import codec
 from llmasos.memory.journal import STDIN, Entry, JournalStore
 from llmasos.memory.keys import KEY as _KEY
-from llmasos.memory.streams import JournaledStream, ReplayStream
 from llmasos.syscalls import calls as c
 from llmasos.syscalls.errors import ReplayMismatch, SyscallError
 from llmasos.syscalls.types import Completion, ExitStatus, Message

@@ -471,6 +471,11 @@ class Kernel:
         """The Sys of the root process (pid 0): how the root user's faces make syscalls."""
         return Sys(self, self._root)
 
+    @property
+    def root_process(self) -> Process:
+        """The root process's record (read-only use: its trace and usage, for strace and top)."""
+        return self._root
+
     @contextlib.asynccontextmanager
     async def session(self, face: str, *, caps: dict[str, Any] | None = None, parent: int = 0,
                       args: tuple[Any, ...] = ()) -> AsyncIterator[Sys]:
