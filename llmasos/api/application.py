@@ -24,7 +24,7 @@ from typing import Any
 
 import anyio
 
-from llmasos.apps.app import App
+from llmasos.apps.app import App, check_name
 from llmasos.syscalls.calls import Spawn
 from llmasos.syscalls.errors import InvalidArguments
 from llmasos.syscalls.types import as_dict
@@ -35,7 +35,7 @@ class Application:
 
     def __init__(self, model: Any = None, *, name: str = "app", config: Any = None) -> None:
         self.model = model
-        self.name = name
+        self.name = check_name(name)  # its request processes are named after it
         self.config = config  # a KernelConfig; its engine defaults to the model's
         self.routes: dict[str, tuple[App, tuple[str, ...]]] = {}
         self.kernel: Any = None  # set while serving
@@ -121,7 +121,8 @@ class Application:
 
 def _route_app(name: str, path: str, fn: Callable) -> App:
     """An App whose main runs fn (in a worker thread if it is not async) with the request's arguments."""
-    app = App(f"{name}:{path}", (inspect.getdoc(fn) or "").split("\n")[0], restartable=False)
+    route = path.strip("/").replace("/", ".") or "index"  # an app name has no ':' or '/': /a/b -> app.a.b
+    app = App(f"{name}.{route}", (inspect.getdoc(fn) or "").split("\n")[0], restartable=False)
     is_async = inspect.iscoroutinefunction(fn)
 
     async def main(sys: Any, *args: Any, **kwargs: Any) -> Any:

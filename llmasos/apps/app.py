@@ -37,19 +37,24 @@ class App:
         restartable: bool = True,
         token_budget: int | None = None,
         syscall_budget: int | None = None,
+        signal: bool = False,
+        see_args: bool = False,
+        secret: Iterable[str] = (),
     ) -> None:
-        if not name or not isinstance(name, str) or any(ch.isspace() for ch in name):
-            raise ValueError(f"an app name is one word, not {name!r}")
-        self.name = name
+        self.name = check_name(name)
         self.description = description
         self.tools = tuple(tools)  # tools it asks to call
-        self.memory = tuple(memory)  # memory namespaces beyond its own that it asks for
+        self.memory = _namespaces(name, memory)  # memory namespaces beyond its own that it asks for
         self.can_spawn = can_spawn
         self.max_children = max_children
         self.priority = priority  # default nice value
         self.restartable = restartable  # may the kernel re-run it after a crash
         self.token_budget = token_budget
         self.syscall_budget = syscall_budget
+        self.signal = signal  # may kill and wait for processes outside its own tree
+        self.see_args = see_args  # sees other processes' arguments in ps
+        # main's parameters whose values ps shows as "***", to everyone
+        self.secret = (secret,) if isinstance(secret, str) else tuple(secret or ())
         self.source: str | None = None  # how it was found: "builtin", "entry point", a path
         self._main: Main | None = None
         self._sig: inspect.Signature | None = None
@@ -71,10 +76,30 @@ class App:
         except Exception:  # unresolvable annotations: no conversion
             hints = {}
         first = next(iter(sig.parameters))
+        unknown = [n for n in self.secret if n not in sig.parameters or n == first]
+        if unknown:
+            raise TypeError(f"{self.name}: secret={unknown} names no parameter of main; "
+                            f"name some of {list(sig.parameters)[1:]}")
         self._hints = {k: v for k, v in hints.items() if k not in (first, "return")}
         if not self.description and fn.__doc__:
             self.description = inspect.cleandoc(fn.__doc__).splitlines()[0]
         return fn
+
+    def shown(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        """args (as ``bind`` returned them) with the values of secret parameters replaced by ``"***"``."""
+        if not self.secret or self._sig is None:
+            return args
+        names: list[str] = []  # the parameter each positional argument binds to
+        star = None
+        for i, p in enumerate(self._sig.parameters.values()):
+            if i == 0:
+                continue
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+                names.append(p.name)
+            elif p.kind is p.VAR_POSITIONAL:
+                star = p.name
+        return tuple(SECRET if (names[i] if i < len(names) else star) in self.secret else a
+                     for i, a in enumerate(args))
 
     @property
     def entry(self) -> Main:
@@ -136,6 +161,37 @@ class App:
                 ) from None
             bound.arguments[name] = value
         return tuple(bound.args[1:]), dict(bound.kwargs)
+
+
+SECRET = "***"  # what ps shows for an argument it may not show
+_FORBIDDEN = frozenset(":/\\*")
+
+
+def check_name(name: Any) -> str:
+    """name, if it can name an app; ValueError otherwise.
+
+    Rule: an app name never looks like a namespace of another kind (``pid:3``) or a path, so naming an
+    app cannot make it anything but itself.
+    """
+    if not isinstance(name, str) or not name or len(name) > 100:
+        raise ValueError(f"an app name is a word of 1 to 100 characters, not {name!r}")
+    bad = sorted({ch for ch in name if ch in _FORBIDDEN or ch.isspace() or not ch.isprintable()})
+    if bad:
+        raise ValueError(f"an app name is one word without {' '.join(sorted(_FORBIDDEN))} or spaces, "
+                         f"not {name!r} (it has {bad}); use letters, digits, '-', '_' or '.'")
+    return name
+
+
+def _namespaces(app: str, asked: Iterable[str]) -> tuple[str, ...]:
+    """The manifest's memory namespaces; another process's private one (pid:N) cannot be asked for."""
+    names = (asked,) if isinstance(asked, str) else tuple(asked)
+    for ns in names:
+        if not isinstance(ns, str):
+            raise ValueError(f"{app}: a memory namespace is a string, not {ns!r}")
+        if ns.startswith("pid:"):
+            raise ValueError(f"{app}: a manifest cannot ask for a process's private namespace {ns!r}; its own "
+                             "is held without asking, and a spawner may share one with caps={'memory': [...]}")
+    return names
 
 
 _adapters: dict[Any, TypeAdapter] = {}

@@ -7,13 +7,15 @@ than silently trimmed. ``check`` runs on every syscall, before the handler, and 
 process and the call and raises ``PermissionDenied`` or ``QuotaExceeded``; the chokepoint records the
 refusal in the process's trace and the kernel goes on.
 
-Memory syscalls are checked generically: a call with a ``namespace`` attribute needs that namespace
-(a process always holds its own: ``None``, ``""``, its app name, ``pid:<pid>`` and ``proc/<pid>``).
+Memory syscalls need the namespace they name: a process holds its own, ``pid:<pid>`` (``None`` means
+it), and the ones granted to it (the manifest's ``memory=[...]``); ``""`` and its app's name are
+namespaces like any other. ``kill`` and ``wait`` reach the caller and its descendants, or any process
+with the ``signal`` capability (``may_signal``, called by their handlers: it reads the process table).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +38,8 @@ class Caps:
     max_children: int | None = None
     token_budget: int | None = None  # prompt + completion tokens over its life
     syscall_budget: int | None = None
+    signal: bool = True  # may kill and wait for any process, not only its own descendants
+    see_args: bool = True  # sees other processes' arguments in ps (secret ones are "***" for all)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +49,7 @@ class Caps:
             "max_children": self.max_children,
             "token_budget": self.token_budget,
             "syscall_budget": self.syscall_budget,
+            "signal": self.signal, "see_args": self.see_args,
         }
 
     def may_use_tool(self, name: str) -> bool:
@@ -52,7 +57,7 @@ class Caps:
 
 
 ROOT = Caps()
-FIELDS = ("tools", "memory", "can_spawn", "max_children", "token_budget", "syscall_budget")
+FIELDS = ("tools", "memory", "can_spawn", "max_children", "token_budget", "syscall_budget", "signal", "see_args")
 ALL = "*"  # in a manifest or caps=: everything the parent holds
 
 
@@ -68,6 +73,7 @@ def grant(parent: Caps, app: App, asked: dict[str, Any] | None = None) -> Caps:
         "tools": app.tools, "memory": app.memory, "can_spawn": app.can_spawn,
         "max_children": app.max_children, "token_budget": app.token_budget,
         "syscall_budget": app.syscall_budget,
+        "signal": app.signal, "see_args": app.see_args,
     }
     if asked:
         unknown = set(asked) - set(FIELDS)
@@ -78,10 +84,12 @@ def grant(parent: Caps, app: App, asked: dict[str, Any] | None = None) -> Caps:
     return Caps(
         tools=_names(who, "tools", want["tools"], parent.tools),
         memory=_names(who, "memory namespaces", want["memory"], parent.memory),
-        can_spawn=_flag(who, bool(want["can_spawn"]), parent.can_spawn),
+        can_spawn=_flag(who, "can_spawn", want["can_spawn"], parent.can_spawn),
         max_children=_limit(who, "max_children", want["max_children"], parent.max_children),
         token_budget=_limit(who, "token_budget", want["token_budget"], parent.token_budget),
         syscall_budget=_limit(who, "syscall_budget", want["syscall_budget"], parent.syscall_budget),
+        signal=_flag(who, "signal", want["signal"], parent.signal),
+        see_args=_flag(who, "see_args", want["see_args"], parent.see_args),
     )
 
 
@@ -99,10 +107,12 @@ def _names(who: str, what: str, asked: Any, held: frozenset[str] | None) -> froz
     return frozenset(asked)
 
 
-def _flag(who: str, asked: bool, held: bool) -> bool:
+def _flag(who: str, what: str, asked: Any, held: bool) -> bool:
+    if not isinstance(asked, bool):
+        raise InvalidArguments(f"{what} is True or False, not {asked!r}")
     if asked and not held:
-        raise PermissionDenied(f"{who} asks to spawn processes, which its parent may not do; "
-                               "spawn it with caps={'can_spawn': False}")
+        raise PermissionDenied(f"{who} asks for {what}, which its parent does not hold; "
+                               f"spawn it with caps={{{what!r}: False}}")
     return asked
 
 
@@ -133,11 +143,6 @@ def check(proc: Process, call: Syscall) -> None:
     rule = _RULES.get(type(call))
     if rule is not None:
         rule(proc, caps, call)
-    namespace = getattr(call, "namespace", None)
-    if namespace is not None and not may_use_namespace(proc, caps, namespace):
-        raise PermissionDenied(f"process {proc.pid} ({proc.app.name}) may not use memory namespace "
-                               f"{namespace!r}; it holds {sorted(caps.memory or ())} and its own; "
-                               "list it in the app's memory=[...] manifest")
 
 
 def may_use_namespace(proc: Process, caps: Caps, namespace: str) -> bool:
@@ -147,8 +152,35 @@ def may_use_namespace(proc: Process, caps: Caps, namespace: str) -> bool:
 
 
 def own_namespaces(proc: Process) -> set[str]:
-    """The memory namespaces a process holds without asking."""
-    return {"", proc.app.name, f"pid:{proc.pid}"}
+    """The memory namespaces a process holds without asking: its private one, bound to its pid."""
+    return {f"pid:{proc.pid}"}
+
+
+def _namespace(proc: Process, caps: Caps, call: Any) -> None:
+    namespace = call.namespace
+    if namespace is not None and not may_use_namespace(proc, caps, namespace):
+        raise PermissionDenied(f"process {proc.pid} ({proc.app.name}) may not use memory namespace "
+                               f"{namespace!r}; it holds {sorted(caps.memory or ())} and its own "
+                               f"(pid:{proc.pid}); list it in the app's memory=[...] manifest")
+
+
+def may_signal(procs: Mapping[int, Process], proc: Process, pid: int) -> None:
+    """Raise PermissionDenied unless proc may kill or wait for pid: itself, one of its descendants, or
+    any process when it holds ``signal``. An unknown pid passes (the handler says NoSuchProcess)."""
+    if proc.caps.signal:
+        return
+    target = procs.get(pid)
+    if target is None:
+        return
+    # Invariant: a parent's pid is lower than its children's (pids only grow), so the walk ends.
+    while target is not None and target.pid >= proc.pid:
+        if target.pid == proc.pid:
+            return
+        parent = target.parent
+        target = procs.get(parent) if 0 < parent < target.pid else None
+    raise PermissionDenied(f"process {proc.pid} ({proc.app.name}) may not signal or wait for process {pid}, "
+                           "which is not one of its descendants; only a process holding the signal "
+                           "capability may (App(..., signal=True), granted by a parent that holds it)")
 
 
 def _spawn(proc: Process, caps: Caps, call: c.Spawn) -> None:
@@ -204,6 +236,13 @@ _RULES: dict[type, Callable[[Any, Caps, Any], None]] = {
     c.CallTool: _call_tool,
     c.Stdin: _stdin,
     c.SetPolicy: _root_only,
+    # Every call with a namespace field needs a rule here (tests/kernel/test_isolation.py checks it).
+    c.MemGet: _namespace,
+    c.MemSet: _namespace,
+    c.MemDelete: _namespace,
+    c.MemKeys: _namespace,
+    c.Remember: _namespace,
+    c.Search: _namespace,
 }
 
 
@@ -211,6 +250,7 @@ def intersect(a: Caps, b: Caps) -> Caps:
     """What both a and b allow (None: unlimited): a resumed process's caps, and a child under a parent."""
     return Caps(
         tools=_meet(a.tools, b.tools), memory=_meet(a.memory, b.memory), can_spawn=a.can_spawn and b.can_spawn,
+        signal=a.signal and b.signal, see_args=a.see_args and b.see_args,
         max_children=_least(a.max_children, b.max_children), token_budget=_least(a.token_budget, b.token_budget),
         syscall_budget=_least(a.syscall_budget, b.syscall_budget),
     )

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from llmasos.apps.app import App
+from llmasos.apps.app import SECRET, App
 from llmasos.apps.registry import find_app
 from llmasos.engine.base import Engine
 from llmasos.engine.loader import is_engine, open_engine
@@ -389,16 +389,21 @@ class Kernel:
         """Spawn app and wait for it."""
         return await self.wait(await self.spawn(app, *args, **kwargs))
 
-    def ps(self, all: bool = False) -> list[ProcInfo]:
-        """The process table: live processes, or also the ended ones not yet reaped."""
-        return [self.info(p.pid) for p in self._procs.values() if all or p.alive]
+    def ps(self, all: bool = False, *, viewer: Process | None = None) -> list[ProcInfo]:
+        """The process table: live processes, or also the ended ones not yet reaped (as viewer sees it)."""
+        return [self.info(p.pid, viewer=viewer) for p in self._procs.values() if all or p.alive]
 
-    def info(self, pid: int) -> ProcInfo:
+    def info(self, pid: int, *, viewer: Process | None = None) -> ProcInfo:
+        """One process's row. Its app's secret arguments show as "***" to everyone; its other arguments
+        too, to a viewer process (None: the root user) that is not pid and does not hold ``see_args``."""
         p = self.get(pid)
         u = p.usage
+        args = p.app.shown(p.args)
+        if viewer is not None and viewer is not p and not viewer.caps.see_args:
+            args = (SECRET,) * len(args)
         return ProcInfo(
             pid=p.pid, ppid=p.parent, app=p.app.name, state=p.state.value, waiting_on=p.waiting_on,
-            priority=p.priority, args=p.args, started=p.started, ended=p.ended,
+            priority=p.priority, args=args, started=p.started, ended=p.ended,
             usage=Usage(u.syscalls, u.prompt_tokens, u.completion_tokens, u.model_time, u.syscall_time),
             exit_value=p.exit_value, error=p.error, caps=p.caps.as_dict(),
         )

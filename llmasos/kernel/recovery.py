@@ -100,7 +100,9 @@ def _ended_process(kernel: Kernel, row: Any, state: ProcState, why: str) -> Proc
     except Exception:
         caps = capmod.Caps()
     parent = kernel.processes.get(row.parent)
-    return Process(pid=row.pid, app=App(row.app, "could not be restarted"), args=args, kwargs={},
+    app = App("lost", "could not be restarted")
+    app.name = row.app  # as stored, even a name that is no longer valid (an older llmasos's)
+    return Process(pid=row.pid, app=app, args=args, kwargs={},
                    parent=row.parent if parent is not None and parent.alive else 0,
                    priority=row.priority, caps=caps, state=state, started=row.started,
                    ended=time.time(), error=why, restored=True)

@@ -1,7 +1,8 @@
 """Handlers for the process, ipc and stdio syscalls.
 
 Rule (after xv6's sysproc.c): handlers are thin. They unpack the call and call the kernel; the checks
-that every syscall needs happen once, in ``Kernel.syscall``.
+that every syscall needs happen once, in ``Kernel.syscall``; kill and wait also ask ``caps.may_signal``
+(the one rule that reads the process table), and ps shows what the caller may see.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from llmasos.kernel.caps import may_signal
 from llmasos.syscalls import calls as c
 from llmasos.syscalls.errors import InvalidArguments, NoSuchProcess, RecvTimeout
 
@@ -33,13 +35,17 @@ async def sys_spawn(k: Kernel, p: Process, call: c.Spawn) -> int:
 
 
 async def sys_kill(k: Kernel, p: Process, call: c.Kill) -> bool:
-    return k.kill(pid_of(call.pid))
+    pid = pid_of(call.pid)
+    may_signal(k.processes, p, pid)
+    return k.kill(pid)
 
 
 async def sys_wait(k: Kernel, p: Process, call: c.Wait) -> Any:
-    if pid_of(call.pid) == p.pid:
+    pid = pid_of(call.pid)
+    if pid == p.pid:
         raise NoSuchProcess("a process cannot wait for itself")
-    return await k.wait(call.pid, seconds("wait's timeout", call.timeout, optional=True))
+    may_signal(k.processes, p, pid)
+    return await k.wait(pid, seconds("wait's timeout", call.timeout, optional=True))
 
 
 async def sys_getpid(k: Kernel, p: Process, call: c.GetPid) -> int:
@@ -47,7 +53,7 @@ async def sys_getpid(k: Kernel, p: Process, call: c.GetPid) -> int:
 
 
 async def sys_ps(k: Kernel, p: Process, call: c.Ps) -> list:
-    return k.ps(all=call.all)
+    return k.ps(all=call.all, viewer=p)
 
 
 def seconds(what: str, value: Any, *, optional: bool = False) -> float | None:

@@ -99,11 +99,11 @@ async def test_an_application_request_is_a_session_process_whose_route_is_its_tr
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(ask_once)
                     with anyio.fail_after(5):
-                        while not (route := [p for p in k.ps(all=True) if p.app == "shop:/ask"]):
+                        while not (route := [p for p in k.ps(all=True) if p.app == "shop.ask"]):
                             await anyio.sleep(0.002)
                         while route[0].waiting_on != "llm":  # the route's generate is under way
                             await anyio.sleep(0.002)
-                            route = [p for p in k.ps(all=True) if p.app == "shop:/ask"]
+                            route = [p for p in k.ps(all=True) if p.app == "shop.ask"]
                     table = {p.pid: p for p in k.ps(all=True)}
                 traced = []
                 while (event := _next_or_none(events)) is not None:
