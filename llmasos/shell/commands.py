@@ -165,8 +165,8 @@ def parse_spawn(cmd: str, args: list[str]) -> tuple[str, list[str], dict[str, st
     return app, pos, kwargs, prio, caps or None
 
 
-_CAP_KINDS = {"tools": "set", "memory": "set", "can_spawn": "bool", "max_children": "int",
-              "token_budget": "int", "syscall_budget": "int"}
+_CAP_KINDS = {"tools": "set", "memory": "set", "can_spawn": "bool", "signal": "bool", "see_args": "bool",
+              "max_children": "int", "token_budget": "int", "syscall_budget": "int"}
 
 
 def parse_caps(cmd: str, spec: str) -> dict[str, Any]:
