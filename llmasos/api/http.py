@@ -28,15 +28,16 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmasos.api.errors import ServeError, status_of
-from llmasos.client.local import LocalClient
+from llmasos.api.spec import INVALID, Count, Int64, Pid, Timeout, errors, invalid, streams
+from llmasos.client.local import LocalClient, policy_names
 from llmasos.client.records import EngineStats
 from llmasos.client.wire import Unauthorized, error_body, server_token
 from llmasos.errors import LlmasosError
-from llmasos.syscalls.errors import InvalidArguments, WaitTimeout
+from llmasos.syscalls.errors import WaitTimeout
 from llmasos.syscalls.types import as_dict
 
 if TYPE_CHECKING:
@@ -50,16 +51,41 @@ bearer = HTTPBearer(auto_error=False, description="The token in $LLMASOS_HOME/ap
 
 # -- request bodies -----------------------------------------------------------------------------------
 
+STRICT = ConfigDict(strict=True)  # JSON types as the spec says: "false" is no boolean, true no number
+
+
+class CapsBody(BaseModel):
+    """The capabilities a spawn asks for (none beyond what the root holds); a field left out is the app's
+    manifest's. Strict: a flag is a JSON boolean and a limit a JSON integer, never a string or a boolean."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    tools: str | list[str] | None = Field(None, description='Tool names it may call; "*": every one')
+    memory: str | list[str] | None = Field(None, description='Memory namespaces beyond its own; "*": every one')
+    can_spawn: bool = Field(True, description="Whether it may spawn processes")
+    max_children: Count | None = None
+    token_budget: Count | None = Field(None, description="Prompt + completion tokens over its life")
+    syscall_budget: Count | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known(cls, data: Any) -> Any:
+        unknown = sorted(set(data) - set(cls.model_fields)) if isinstance(data, dict) else []
+        if unknown:
+            raise invalid(f"unknown capabilities {unknown}; the known ones are {list(cls.model_fields)}")
+        return data
+
 
 class SpawnBody(BaseModel):
+    model_config = STRICT
     app: str = Field(description="An app name, a path (file.py[:app]) or module:attr")
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
-    priority: int | None = None
-    caps: dict[str, Any] | None = Field(None, description="Asked-for capabilities, e.g. {\"tools\": [\"calculator\"]}")
+    priority: Int64 | None = None
+    caps: CapsBody | None = Field(None, description="Asked-for capabilities, e.g. {\"tools\": [\"calculator\"]}")
 
 
 class StdinBody(BaseModel):
+    model_config = STRICT
     text: str = ""
     close: bool = Field(False, description="End the input after text: the process's next read gets None")
 
@@ -68,8 +94,19 @@ class MessageBody(BaseModel):
     body: Any
 
 
+POLICIES = policy_names()
+
+
 class PolicyBody(BaseModel):
-    policy: str = Field(description="fifo, rr, priority or fair")
+    model_config = STRICT
+    policy: str = Field(description="The policy to switch to", json_schema_extra={"enum": POLICIES})
+
+    @field_validator("policy")
+    @classmethod
+    def _known(cls, policy: str) -> str:
+        if policy not in POLICIES:
+            raise invalid(f"unknown scheduling policy {policy!r}; choose one of: {', '.join(POLICIES)}")
+        return policy
 
 
 # -- JSON ---------------------------------------------------------------------------------------------
@@ -170,6 +207,9 @@ def _install_error_handlers(api: FastAPI) -> None:
 
     async def validation_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
+        if exc.errors() and all(e.get("type") == INVALID for e in exc.errors()):  # spec.invalid: 400 as it was
+            return JSONResponse(error_body("; ".join(str(e.get("msg")) for e in exc.errors()),
+                                           "invalid_request_error", "InvalidArguments"), 400)
         parts = []
         for e in exc.errors():
             where = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
@@ -192,23 +232,29 @@ def _install_error_handlers(api: FastAPI) -> None:
     api.add_exception_handler(Exception, internal_error)
 
 
+SYSCALL = (400, 403, 503)  # a root syscall may be refused: its arguments, a capability, the kernel stopped
+
+
 def _process_routes(api: FastAPI, local: LocalClient) -> None:
     """The KernelClient protocol: apps, processes, stdio, ipc, trace, scheduling, stats."""
 
-    @api.get("/v1/apps", tags=["processes"], summary="Apps that can be spawned by name")
+    @api.get("/v1/apps", tags=["processes"], summary="Apps that can be spawned by name", responses=errors())
     async def apps() -> Any:
         return listing(await local.apps())
 
-    @api.get("/v1/procs", tags=["processes"], summary="The process table")
+    @api.get("/v1/procs", tags=["processes"], summary="The process table", responses=errors(422))
     async def ps(all: bool = False) -> Any:
         return listing(await local.ps(all))
 
-    @api.post("/v1/procs", tags=["processes"], status_code=201, summary="Spawn a process; returns its pid")
+    @api.post("/v1/procs", tags=["processes"], status_code=201, summary="Spawn a process; returns its pid",
+              responses=errors(*SYSCALL, 404, 413, 422))
     async def spawn(body: SpawnBody) -> Any:
-        return {"pid": await local.spawn(body.app, body.args, body.kwargs, priority=body.priority, caps=body.caps)}
+        caps = body.caps.model_dump(exclude_unset=True) if body.caps is not None else None
+        return {"pid": await local.spawn(body.app, body.args, body.kwargs, priority=body.priority, caps=caps)}
 
-    @api.get("/v1/procs/{pid}", tags=["processes"], summary="One process (wait=true: once it has ended)")
-    async def info(request: Request, pid: int, wait: bool = False, timeout: float | None = None) -> Any:
+    @api.get("/v1/procs/{pid}", tags=["processes"], summary="One process (wait=true: once it has ended)",
+             responses=errors(404, 408, 422))
+    async def info(request: Request, pid: Pid, wait: bool = False, timeout: Timeout = None) -> Any:
         if wait and await local.alive(pid):  # a long poll: answer once it has ended (not reaped)
             with anyio.move_on_after(timeout):
                 await unless_gone(request, lambda: local.ended(pid))
@@ -216,71 +262,81 @@ def _process_routes(api: FastAPI, local: LocalClient) -> None:
                 raise WaitTimeout(f"process {pid} still runs after {timeout}s")
         return jsonable(await local.info(pid))
 
-    @api.delete("/v1/procs/{pid}", tags=["processes"], summary="Kill a process and its children")
-    async def kill(pid: int) -> Any:
+    @api.delete("/v1/procs/{pid}", tags=["processes"], summary="Kill a process and its children",
+                responses=errors(*SYSCALL, 404, 422))
+    async def kill(pid: Pid) -> Any:
         return {"pid": pid, "killed": await local.kill(pid)}
 
-    @api.post("/v1/procs/{pid}/wait", tags=["processes"], summary="Wait for a process to end and reap it")
-    async def wait(request: Request, pid: int, timeout: float | None = None) -> Any:
+    @api.post("/v1/procs/{pid}/wait", tags=["processes"], summary="Wait for a process to end and reap it",
+              responses=errors(*SYSCALL, 404, 408, 422))
+    async def wait(request: Request, pid: Pid, timeout: Timeout = None) -> Any:
         await local.info(pid)  # NoSuchProcess now, not after the long call
         return jsonable(await unless_gone(request, lambda: local.wait(pid, timeout)))
 
-    @api.post("/v1/procs/{pid}/stdin", tags=["stdio"], summary="Write to a process's stdin (close: end it)")
-    async def stdin(pid: int, body: StdinBody) -> Any:
+    @api.post("/v1/procs/{pid}/stdin", tags=["stdio"], summary="Write to a process's stdin (close: end it)",
+              responses=errors(*SYSCALL, 404, 413, 422))
+    async def stdin(pid: Pid, body: StdinBody) -> Any:
+        if not body.text and not body.close:
+            await local.info(pid)  # NoSuchProcess for a bad pid, as when there is something to write
         if body.text:
             await local.write_stdin(pid, body.text)
         if body.close:
             await local.close_stdin(pid)
         return {"pid": pid}
 
-    @api.get("/v1/procs/{pid}/logs", tags=["stdio"], summary="Its stdout/stderr (follow=true: stream NDJSON)")
-    async def logs(pid: int, follow: bool = False, history: bool = True) -> Any:
+    @api.get("/v1/procs/{pid}/logs", tags=["stdio"], summary="Its stdout/stderr (follow=true: stream NDJSON)",
+             responses={**streams(NDJSON, "NDJSON chunks with follow=true"), **errors(404, 422)})
+    async def logs(pid: Pid, follow: bool = False, history: bool = True) -> Any:
         if not follow:
             return {"pid": pid, "output": [{"stream": s, "text": t} for s, t in await local.output(pid)]}
         await local.info(pid)
         return ndjson(_chunks(local.follow(pid, history)))
 
-    @api.post("/v1/procs/{pid}/messages", tags=["ipc"], summary="Put a message in a process's mailbox")
-    async def message(pid: int, body: MessageBody) -> Any:
+    @api.post("/v1/procs/{pid}/messages", tags=["ipc"], summary="Put a message in a process's mailbox",
+              responses=errors(*SYSCALL, 404, 413, 422, 429))
+    async def message(pid: Pid, body: MessageBody) -> Any:
         await local.send(pid, body.body)
         return {"pid": pid}
 
-    @api.get("/v1/procs/{pid}/mem", tags=["processes"], summary="Its context and memory keys")
-    async def mem(pid: int) -> Any:
+    @api.get("/v1/procs/{pid}/mem", tags=["processes"], summary="Its context and memory keys",
+             responses=errors(404, 422))
+    async def mem(pid: Pid) -> Any:
         return jsonable(await local.mem(pid))
 
     @api.get("/v1/procs/{pid}/trace", tags=["trace"],
-             summary="Its recent syscalls (follow=true: stream); pid 0: the root process (the faces' requests)")
-    async def trace(pid: int, follow: bool = False) -> Any:
+             summary="Its recent syscalls (follow=true: stream); pid 0: the root process (the faces' requests)",
+             responses={**streams(NDJSON, "NDJSON lines with follow=true"), **errors(404, 422)})
+    async def trace(pid: Pid, follow: bool = False) -> Any:
         if pid:
             await local.info(pid)  # NoSuchProcess for a bad pid
         if follow:
             return ndjson(_lines(local.strace(pid)))
         return {"pid": pid, "lines": await local.trace(pid)}
 
-    @api.get("/v1/trace", tags=["trace"], summary="Every process's recent syscalls (follow=true: stream)")
+    @api.get("/v1/trace", tags=["trace"], summary="Every process's recent syscalls (follow=true: stream)",
+             responses={**streams(NDJSON, "NDJSON lines with follow=true"), **errors(422)})
     async def trace_all(follow: bool = False) -> Any:
         if follow:
             return ndjson(_lines(local.strace(None)))
         return {"lines": await local.trace(None)}
 
-    @api.get("/v1/sched", tags=["scheduling"], summary="The scheduling policy and the choices")
+    @api.get("/v1/sched", tags=["scheduling"], summary="The scheduling policy and the choices", responses=errors())
     async def sched() -> Any:
         return {"policy": (await local.stats()).policy, "policies": await local.policies()}
 
-    @api.put("/v1/sched", tags=["scheduling"], summary="Switch the scheduling policy now")
+    @api.put("/v1/sched", tags=["scheduling"], summary="Switch the scheduling policy now",
+             responses=errors(*SYSCALL, 413, 422))
     async def set_sched(body: PolicyBody) -> Any:
-        names = await local.policies()
-        if body.policy not in names:
-            raise InvalidArguments(f"unknown scheduling policy {body.policy!r}; choose one of: {', '.join(names)}")
         await local.set_policy(body.policy)
-        return {"policy": (await local.stats()).policy, "policies": names}
+        return {"policy": (await local.stats()).policy, "policies": await local.policies()}
 
-    @api.get("/v1/stats", tags=["scheduling"], summary="The model side of top: batch, queues, tokens")
+    @api.get("/v1/stats", tags=["scheduling"], summary="The model side of top: batch, queues, tokens",
+             responses=errors())
     async def stats() -> Any:
         return jsonable(await local.stats())
 
-    @api.get("/v1/tools", tags=["processes"], summary="The tools processes may call, with their schemas")
+    @api.get("/v1/tools", tags=["processes"], summary="The tools processes may call, with their schemas",
+             responses=errors())
     async def tools() -> Any:
         from llmasos.tools import REGISTRY
 

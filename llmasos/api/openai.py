@@ -16,14 +16,15 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llmasos.api.errors import status_of
 from llmasos.api.http import unless_gone
+from llmasos.api.spec import INT64_END, SSE, errors, invalid, streams
 from llmasos.client.kernel import Kernel, KernelNotRunning
 from llmasos.client.wire import error_body
 from llmasos.errors import LlmasosError
@@ -36,35 +37,62 @@ FACE = "openai"  # the name of the OpenAI endpoint's request processes in ps
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-class _SamplingRequest(BaseModel):
-    """The fields both OpenAI request kinds share; fields llmasos does not use are accepted and ignored."""
+Stop = Annotated[str, Field(min_length=1)]
+Tokens = Annotated[int, Field(ge=1, lt=INT64_END)]
 
-    model_config = ConfigDict(extra="allow")
+
+class _SamplingRequest(BaseModel):
+    """The fields both OpenAI request kinds share; fields llmasos does not use are accepted and ignored.
+
+    The ranges are OpenAI's; n must be 1 (a 400 with its message, as before the schema said so).
+    """
+
+    model_config = ConfigDict(extra="allow", strict=True)
     model: str | None = Field(None, description="Ignored: the kernel's loaded model answers (see /v1/models)")
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, gt=0, le=1)
-    seed: int | None = None
-    stop: str | list[str] | None = None
+    temperature: float | None = Field(None, ge=0, le=2, allow_inf_nan=False)
+    top_p: float | None = Field(None, gt=0, le=1, allow_inf_nan=False)
+    seed: int | None = Field(None, ge=0, lt=INT64_END)
+    stop: Stop | Annotated[list[Stop], Field(max_length=4)] | None = Field(
+        None, description="Up to 4 non-empty strings; the reply ends before the first one it would contain")
     stream: bool = False
     stream_options: dict[str, Any] | None = None
-    n: int = 1
+    n: int = Field(1, ge=1, le=1, description="Must be 1: send separate requests (they are batched together)")
+
+    @field_validator("n", mode="before")
+    @classmethod
+    def _one(cls, n: Any) -> Any:
+        if isinstance(n, int) and not isinstance(n, bool) and n != 1:
+            raise invalid("n must be 1 (send separate requests: they are batched together)")
+        return n
 
 
 class ChatRequest(_SamplingRequest):
     """OpenAI's chat completion request."""
 
-    messages: list[dict[str, Any]]
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    max_tokens: Tokens | None = None
+    max_completion_tokens: Tokens | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
+
+    @field_validator("messages", mode="before")
+    @classmethod
+    def _some(cls, messages: Any) -> Any:
+        if isinstance(messages, list) and not messages:
+            raise invalid("messages must hold at least one message")
+        return messages
 
 
 class CompletionRequest(_SamplingRequest):
     """OpenAI's legacy text completion request (one prompt)."""
 
     prompt: str | list[str]
-    max_tokens: int | None = Field(16, ge=1)
+    max_tokens: Tokens | None = 16
+
+
+# A generate of a request process: its arguments, its caps (a tool, a budget), the engine, the kernel stopped.
+GENERATE = {**streams(SSE, "server-sent events with stream=true"),
+            **errors(400, 403, 404, 413, 422, 429, 501, 503)}
 
 
 def router(kernel: Kernel) -> APIRouter:
@@ -73,7 +101,8 @@ def router(kernel: Kernel) -> APIRouter:
     def model_name() -> str:
         return str(getattr(kernel.engine, "name", None) or kernel.config.engine or "llmasos")
 
-    @r.get("/v1/models", summary="The model this kernel serves (all=true: also those it could load)")
+    @r.get("/v1/models", summary="The model this kernel serves (all=true: also those it could load)",
+           responses=errors(422, 501))
     async def models(all: bool = False) -> Any:
         created = int(kernel.booted_at or time.time())
         data = [{"id": model_name(), "object": "model", "created": created, "owned_by": "llmasos"}]
@@ -85,10 +114,8 @@ def router(kernel: Kernel) -> APIRouter:
                     for row in await LocalClient(kernel).models()]
         return {"object": "list", "data": data}
 
-    @r.post("/v1/chat/completions", summary="Chat completion (stream=true: server-sent events)")
+    @r.post("/v1/chat/completions", summary="Chat completion (stream=true: server-sent events)", responses=GENERATE)
     async def chat(request: Request, body: ChatRequest) -> Any:
-        if body.n != 1:
-            raise InvalidArguments("n must be 1 (send separate requests: they are batched together)")
         call = Generate(
             messages=tuple(_message(m, i) for i, m in enumerate(body.messages)),
             max_tokens=body.max_completion_tokens or body.max_tokens,
@@ -96,8 +123,6 @@ def router(kernel: Kernel) -> APIRouter:
             top_p=1.0 if body.top_p is None else body.top_p, seed=body.seed, stop=_stop(body.stop),
             stream=body.stream, tools=tuple(body.tools) if body.tools else None, tool_choice=body.tool_choice,
         )
-        if not call.messages:
-            raise InvalidArguments("messages must hold at least one message")
         if body.tool_choice not in (None, "none") and not body.tools:
             raise InvalidArguments("tool_choice needs tools=[...] to choose from")
         reply = _Reply("chatcmpl", "chat.completion", model_name())
@@ -108,15 +133,13 @@ def router(kernel: Kernel) -> APIRouter:
         completion = await _collect(request, kernel, call)
         return reply.chat(completion) if completion is not None else _gone()
 
-    @r.post("/v1/completions", summary="Text completion (stream=true: server-sent events)")
+    @r.post("/v1/completions", summary="Text completion (stream=true: server-sent events)", responses=GENERATE)
     async def complete(request: Request, body: CompletionRequest) -> Any:
         prompt = body.prompt
         if isinstance(prompt, list):
             if len(prompt) != 1:
                 raise InvalidArguments("prompt must be one string (send separate requests: they are batched)")
             prompt = prompt[0]
-        if body.n != 1:
-            raise InvalidArguments("n must be 1 (send separate requests: they are batched together)")
         call = Generate(prompt=prompt, max_tokens=body.max_tokens,
                         temperature=1.0 if body.temperature is None else body.temperature,
                         top_p=1.0 if body.top_p is None else body.top_p, seed=body.seed, stop=_stop(body.stop))
@@ -163,7 +186,7 @@ def _gone() -> Response:
 def _stop(stop: str | list[str] | None) -> tuple[str, ...]:
     if stop is None:
         return ()
-    return (stop,) if isinstance(stop, str) else tuple(s for s in stop if s)
+    return (stop,) if isinstance(stop, str) else tuple(stop)
 
 
 async def _collect(request: Request, kernel: Kernel, call: Generate) -> Completion | None:

@@ -51,6 +51,13 @@ def app_rows() -> list[AppRow]:
     return [AppRow(a.name, a.usage(), a.description, a.source or "") for a in list_apps()]
 
 
+def policy_names() -> list[str]:
+    """The scheduling policies a kernel can switch to (no kernel needed)."""
+    from llmasos.kernel.sched import POLICIES
+
+    return sorted(POLICIES)
+
+
 def model_rows(current: str = "") -> list[Row]:
     """The models this machine can run without a network; current (the loaded one) is marked."""
     try:
@@ -195,9 +202,7 @@ class LocalClient:
         )
 
     async def policies(self) -> list[str]:
-        from llmasos.kernel.sched import POLICIES
-
-        return sorted(POLICIES)
+        return policy_names()
 
     async def set_policy(self, name: str) -> None:
         from llmasos.syscalls.calls import SetPolicy
