@@ -37,6 +37,8 @@ class App:
         restartable: bool = True,
         token_budget: int | None = None,
         syscall_budget: int | None = None,
+        sandbox: bool = False,
+        trusted: bool = False,
     ) -> None:
         if not name or not isinstance(name, str) or any(ch.isspace() for ch in name):
             raise ValueError(f"an app name is one word, not {name!r}")
@@ -50,6 +52,8 @@ class App:
         self.restartable = restartable  # may the kernel re-run it after a crash
         self.token_budget = token_budget
         self.syscall_budget = syscall_budget
+        self.sandbox = sandbox  # run in its own OS process, syscalls over a socket (kernel/sandbox.py)
+        self.trusted = trusted  # an installed package's app that may run in the kernel's process
         self.source: str | None = None  # how it was found: "builtin", "entry point", a path
         self._main: Main | None = None
         self._sig: inspect.Signature | None = None
