@@ -40,6 +40,8 @@ class App:
         signal: bool = False,
         see_args: bool = False,
         secret: Iterable[str] = (),
+        sandbox: bool = False,
+        trusted: bool = False,
     ) -> None:
         self.name = check_name(name)
         self.description = description
@@ -55,6 +57,8 @@ class App:
         self.see_args = see_args  # sees other processes' arguments in ps
         # main's parameters whose values ps shows as "***", to everyone
         self.secret = (secret,) if isinstance(secret, str) else tuple(secret or ())
+        self.sandbox = sandbox  # run in its own OS process, syscalls over a socket (kernel/sandbox.py)
+        self.trusted = trusted  # an installed package's app that may run in the kernel's process
         self.source: str | None = None  # how it was found: "builtin", "entry point", a path
         self._main: Main | None = None
         self._sig: inspect.Signature | None = None

@@ -5,11 +5,14 @@ Rule: a spec is resolved in this order: a path (``file.py`` or ``file.py:attr``)
 group ``llmasos.apps``. Failure names the closest known app. A file or module is executed at most once
 per process: one already loaded (the running script ``__main__`` first, matched by resolved path or by
 ``python -m`` name) is used as it is, so its tools are not registered twice. ``app_spec`` is the
-inverse: the spec that finds an app again in a restarted process.
+inverse: the spec that finds an app again in a restarted process (and in a sandboxed app's child).
+An app from an entry point runs sandboxed (``App.sandbox``) unless it declares ``trusted=True``;
+built-ins and apps given by path or module run as they declare.
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
 import importlib
 import importlib.util
@@ -128,7 +131,11 @@ def _resolve(spec: str) -> App:
             obj = ep.load()
         except Exception as exc:
             raise NoSuchApp(f"app {spec!r} from an installed package failed to load: {exc}") from exc
-        return _check(obj, spec, source=f"entry point {ep.value}")
+        app = _check(obj, spec, source=f"entry point {ep.value}")
+        if not app.trusted and not app.sandbox:  # an installed package's app runs sandboxed unless it
+            app = copy.copy(app)  # says it is trusted (a copy: the same App found otherwise is unchanged)
+            app.sandbox = True
+        return app
     known = [*builtin_names(), *_entry_points()]
     close = difflib.get_close_matches(spec, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else f"; known apps: {', '.join(sorted(known))}"

@@ -21,6 +21,12 @@ class ConfigError(LlmasosError):
     """A KernelConfig value is out of range."""
 
 
+SANDBOX_LIMITS: dict[str, Any] = {
+    "address_space": 4 << 30, "cpu_seconds": None, "open_files": 256, "processes": None,
+    "start_seconds": 30.0, "message_bytes": 64 << 20, "calls_in_flight": 256,
+}
+
+
 @dataclass(slots=True)
 class KernelConfig:
     """Limits, policies and paths for one kernel."""
@@ -45,6 +51,10 @@ class KernelConfig:
     home: Path = field(default_factory=llmasos_home)
     database: str | None = None  # SQLAlchemy URL; None: sqlite under home (memory manager)
     trace_buffer: int = 256  # recent syscall trace events kept per process
+    sandbox_limits: dict[str, Any] = field(default_factory=dict)  # a sandboxed app's child process:
+    # address_space (bytes), cpu_seconds, open_files, processes (rlimits; None: not set), start_seconds
+    # (to load the app), message_bytes (one syscall or result), calls_in_flight (blocking calls at once);
+    # keys not given take SANDBOX_LIMITS's
     # -- memory manager (llmasos/memory/) --
     memory: bool = True  # False: no database at all (no memory syscalls, no journal, no recovery)
     durable: bool = True  # journal syscalls and restart live processes after a crash
@@ -84,6 +94,17 @@ class KernelConfig:
         if self.db_synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ConfigError(f"KernelConfig.db_synchronous is NORMAL, FULL, EXTRA or OFF, not "
                               f"{self.db_synchronous!r}")
+        unknown = set(self.sandbox_limits) - set(SANDBOX_LIMITS)
+        if unknown:
+            raise ConfigError(f"KernelConfig.sandbox_limits has unknown keys {sorted(unknown)}; "
+                              f"the known ones are {list(SANDBOX_LIMITS)}")
+        self.sandbox_limits = {**SANDBOX_LIMITS, **self.sandbox_limits}
+        for key, value in self.sandbox_limits.items():
+            optional = SANDBOX_LIMITS[key] is None
+            if (value is None and not optional) or (value is not None and (
+                    isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0)):
+                raise ConfigError(f"KernelConfig.sandbox_limits[{key!r}] must be a positive number"
+                                  f"{' or None' if optional else ''}, not {value!r}")
         from llmasos.kernel.sched import POLICIES
 
         if self.policy not in POLICIES:

@@ -24,6 +24,7 @@ from llmasos.apps.registry import find_app
 from llmasos.engine.base import Engine
 from llmasos.engine.loader import is_engine, open_engine
 from llmasos.kernel import caps as capmod
+from llmasos.kernel import sandbox
 from llmasos.kernel.config import KernelConfig
 from llmasos.kernel.errors import KernelNotRunning, blame, log
 from llmasos.kernel.journal import FRAME, Durability, Journal, NoJournal
@@ -235,6 +236,8 @@ class Kernel:
         elif not isinstance(app, App):
             raise InvalidArguments(f"spawn needs an app name, a path or an App, not {type(app).__name__}")
         args, kwargs = app.bind(tuple(args), dict(kwargs or {}))
+        if app.sandbox:
+            sandbox.check(app)  # its child finds it by spec (NoSuchApp)
         if self._live >= self.config.max_procs:
             raise ProcessLimit(
                 f"the process table is full ({self.config.max_procs} live processes); "
@@ -272,7 +275,8 @@ class Kernel:
             try:
                 await anyio.lowlevel.checkpoint()
                 proc.state = ProcState.RUNNING
-                value = await proc.app.entry(sys, *proc.args, **proc.kwargs)
+                value = await (sandbox.run(self, proc) if proc.app.sandbox  # in a child OS process
+                               else proc.app.entry(sys, *proc.args, **proc.kwargs))
             except ExitProcess as exc:
                 self._end(proc, ProcState.EXITED, value=exc.value)
             except anyio.get_cancelled_exc_class():
@@ -348,6 +352,8 @@ class Kernel:
             if child in self._procs:
                 self.kill(child)
         proc.killed = proc.notice = True
+        if proc.sandbox is not None:
+            proc.sandbox.kill()  # a sandboxed app's child: SIGKILL, now
         if proc.face is not None:  # a request process has no task to cancel: end it now (see session)
             self._end(proc, ProcState.KILLED, error="killed")
             return True
@@ -405,7 +411,7 @@ class Kernel:
             pid=p.pid, ppid=p.parent, app=p.app.name, state=p.state.value, waiting_on=p.waiting_on,
             priority=p.priority, args=args, started=p.started, ended=p.ended,
             usage=Usage(u.syscalls, u.prompt_tokens, u.completion_tokens, u.model_time, u.syscall_time),
-            exit_value=p.exit_value, error=p.error, caps=p.caps.as_dict(),
+            exit_value=p.exit_value, error=p.error, caps=p.caps.as_dict(), sandbox=sandbox.shown(p),
         )
 
     @property

@@ -133,6 +133,7 @@ class Process:
     face: str | None = None  # a face's request process (kernel.session): it runs in the face's task
     journaled: bool = True  # False: the root process (pid 0), whose calls are never replayed
     write_error: Any = None  # a queued database write of this process failed: raised at its next syscall
+    sandbox: Any = None  # a sandboxed app's child OS process (kernel/sandbox.py: Child), once started
 
     @property
     def alive(self) -> bool:

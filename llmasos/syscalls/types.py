@@ -86,6 +86,7 @@ class ProcInfo:
     exit_value: Any = None
     error: str | None = None
     caps: dict[str, Any] = field(default_factory=dict)
+    sandbox: str | None = None  # a sandboxed app's confinement ("rlimit+landlock+seccomp"); None: in the kernel
 
 
 @dataclass(frozen=True, slots=True)
