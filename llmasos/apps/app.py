@@ -37,6 +37,8 @@ class App:
         restartable: bool = True,
         token_budget: int | None = None,
         syscall_budget: int | None = None,
+        time_budget: float | None = None,
+        model_time_budget: float | None = None,
     ) -> None:
         if not name or not isinstance(name, str) or any(ch.isspace() for ch in name):
             raise ValueError(f"an app name is one word, not {name!r}")
@@ -50,6 +52,8 @@ class App:
         self.restartable = restartable  # may the kernel re-run it after a crash
         self.token_budget = token_budget
         self.syscall_budget = syscall_budget
+        self.time_budget = time_budget  # seconds of life (wall time)
+        self.model_time_budget = model_time_budget  # seconds of model time
         self.source: str | None = None  # how it was found: "builtin", "entry point", a path
         self._main: Main | None = None
         self._sig: inspect.Signature | None = None
