@@ -65,6 +65,8 @@ class CapsBody(BaseModel):
     max_children: Count | None = None
     token_budget: Count | None = Field(None, description="Prompt + completion tokens over its life")
     syscall_budget: Count | None = None
+    time_budget: float | None = Field(None, ge=0, allow_inf_nan=False, description="Seconds of life (wall time)")
+    model_time_budget: float | None = Field(None, ge=0, allow_inf_nan=False, description="Seconds of model time")
     signal: bool = Field(False, description="Whether it may kill or wait for processes outside its own tree")
     see_args: bool = Field(False, description="Whether ps shows it other processes' arguments")
 

@@ -225,6 +225,8 @@ def _fields(call: Generate) -> dict[str, Any]:
 
 
 def _finish(reason: str) -> str:
+    if reason == "budget":  # cut by the request's budget: the partial reply, as a cut by max_tokens
+        return "length"
     return reason if reason in ("stop", "length", "tool_calls") else "stop"
 
 

@@ -42,6 +42,8 @@ class App:
         secret: Iterable[str] = (),
         sandbox: bool = False,
         trusted: bool = False,
+        time_budget: float | None = None,
+        model_time_budget: float | None = None,
     ) -> None:
         self.name = check_name(name)
         self.description = description
@@ -59,6 +61,8 @@ class App:
         self.secret = (secret,) if isinstance(secret, str) else tuple(secret or ())
         self.sandbox = sandbox  # run in its own OS process, syscalls over a socket (kernel/sandbox.py)
         self.trusted = trusted  # an installed package's app that may run in the kernel's process
+        self.time_budget = time_budget  # seconds of life (wall time)
+        self.model_time_budget = model_time_budget  # seconds of model time
         self.source: str | None = None  # how it was found: "builtin", "entry point", a path
         self._main: Main | None = None
         self._sig: inspect.Signature | None = None

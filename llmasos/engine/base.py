@@ -25,13 +25,21 @@ Message = dict[str, Any]
 LogitsProcessor = Callable[[list[int], Any], Any]
 """Per-sequence hook: (output token ids so far, 1-D logits tensor) -> logits. Used for grammars."""
 
+MIN_TEMPERATURE = 1e-3
+"""Temperatures in (0, MIN_TEMPERATURE) decode greedily, as 0 does: sampling at them is greedy in
+effect, and logits divided by a tiny enough one overflow to inf (a step that would fail)."""
+MAX_TEMPERATURE = 100.0
+"""The largest temperature accepted (at 100 the distribution is already close to uniform)."""
+MAX_SEED = 2**63 - 1
+"""The largest seed accepted (seeds are 0 .. 2**63-1: they fit a signed 64-bit integer)."""
+
 
 @dataclass(slots=True)
 class SamplingParams:
     """How one sequence is decoded."""
 
     max_tokens: int = 256
-    temperature: float = 0.0  # 0 means greedy
+    temperature: float = 0.0  # 0 means greedy; so does anything below MIN_TEMPERATURE
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()  # the reply ends before the first of these
@@ -42,12 +50,16 @@ class SamplingParams:
         """Validate what a requester gave (InvalidArguments: the requester's fault, never the engine's)."""
         if not isinstance(self.max_tokens, int) or isinstance(self.max_tokens, bool) or self.max_tokens < 1:
             raise InvalidArguments(f"max_tokens must be a whole number of at least 1, not {self.max_tokens!r}")
-        if not _finite(self.temperature) or self.temperature < 0:
-            raise InvalidArguments(f"temperature must be a finite number >= 0, not {self.temperature!r}")
+        if not _finite(self.temperature) or not 0 <= self.temperature <= MAX_TEMPERATURE:
+            raise InvalidArguments(f"temperature must be a finite number >= 0 (0: greedy) and at most "
+                                   f"{MAX_TEMPERATURE:g}, not {self.temperature!r}")
+        if self.temperature < MIN_TEMPERATURE:
+            self.temperature = 0.0  # Invariant: a sampled sequence divides its logits by >= MIN_TEMPERATURE
         if not _finite(self.top_p) or not 0 < self.top_p <= 1:
             raise InvalidArguments(f"top_p must be a number in (0, 1], not {self.top_p!r}")
-        if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool)):
-            raise InvalidArguments(f"seed must be a whole number or None, not {self.seed!r}")
+        if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool)
+                                      or not 0 <= self.seed <= MAX_SEED):
+            raise InvalidArguments(f"seed must be a whole number from 0 to 2**63-1, or None, not {self.seed!r}")
         if isinstance(self.stop, str):
             self.stop = (self.stop,)
         self.stop = tuple(self.stop)
@@ -83,10 +95,12 @@ class Sequence:
     output_ids: list[int] = field(default_factory=list)
     text: str = ""  # decoded output so far, stop strings removed
     status: SeqStatus = SeqStatus.WAITING
-    finish_reason: str | None = None  # "stop", "length", "abort" or "error"
+    finish_reason: str | None = None  # "stop", "length", "budget", "abort" or "error"
     quantum_used: int = 0  # tokens decoded since the scheduler last (re)admitted it
     first_token_at: float | None = None
     engine_state: Any = None  # private to the engine that owns it
+    reserved: int = 0  # the kernel's: budget tokens reserved for it and not yet charged
+    capped: bool = False  # the kernel's: max_tokens was cut to its process's budget
 
     @property
     def num_tokens(self) -> int:
@@ -101,6 +115,16 @@ class TokenEvent:
     token_id: int
     text: str  # the text this token adds (may be "" while a stop string or a UTF-8 char is pending)
     finish_reason: str | None = None  # set on the sequence's last event
+    error: BaseException | None = None  # finish_reason "error": this sequence alone failed in the step
+
+
+class SequenceFailed(Exception):
+    """Raised by ``Engine.step`` when one sequence failed before the step changed any other's state:
+    the kernel fails that sequence alone and runs the step again without it."""
+
+    def __init__(self, seq: Sequence, cause: BaseException) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.seq, self.cause = seq, cause
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +159,11 @@ class Engine(Protocol):
         a sequence of the batch that already finished gets none either. ``early``, when given, is
         called (from the step's own thread) with the newcomers' first-token events as soon as their
         prefill is done, before the rest of the batch decodes, so a newcomer's time to first token
-        does not include the batch's decode; those events are in the returned list as well."""
+        does not include the batch's decode; those events are in the returned list as well.
+
+        One sequence's own failure (its logits processor or sampling raised) fails it alone: its
+        event has finish_reason "error" and ``error`` set, and the others advance as usual (or, if
+        nothing else changed yet, step raises ``SequenceFailed``). Any other exception fails the batch."""
 
     def abort(self, seq: Sequence) -> None:
         """Free everything the engine holds for seq (finished or not). Idempotent."""

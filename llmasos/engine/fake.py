@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence as Seq
 
-from llmasos.engine.base import Capacity, Sequence, TokenEvent
+from llmasos.engine.base import Capacity, Sequence, SequenceFailed, TokenEvent
 from llmasos.syscalls.errors import ContextOverflow
 
 _TOKEN = re.compile(r"\s*\S+\s*|\s+")
@@ -35,6 +35,9 @@ class FakeEngine:
 
     With nothing queued, ``responder(seq)`` gives the reply (by default: "echo: <prompt>").
     ``step_delay`` seconds of simulated model time per step make the kernel run steps in a thread.
+    A queued exception fails the whole step (a forward that failed); ``fail(seq)`` returning an
+    exception fails that sequence alone (as a logits processor that raises would): the step raises
+    ``SequenceFailed`` before any sequence advances.
     """
 
     name = "fake"
@@ -46,12 +49,14 @@ class FakeEngine:
         max_batch: int = 64,
         step_delay: float = 0.0,
         responder: Callable[[Sequence], str] | None = None,
+        fail: Callable[[Sequence], Exception | None] | None = None,
     ) -> None:
         self.context_window = context_window
         self.max_batch = max_batch
         self.step_delay = step_delay
         self.threaded = step_delay > 0
         self.responder = responder or (lambda seq: "echo: " + _render(seq))
+        self.fail = fail  # per-sequence failure hook (tests)
         self._script: deque[str | Exception] = deque()
         self._lock = threading.Lock()
         self.active: dict[int, Sequence] = {}  # sid -> sequences holding "KV cache"
@@ -92,6 +97,11 @@ class FakeEngine:
              early: Callable[[list[TokenEvent]], None] | None = None) -> list[TokenEvent]:
         if self.step_delay:
             time.sleep(self.step_delay)
+        if self.fail is not None:
+            for seq in batch:
+                error = self.fail(seq)
+                if error is not None:
+                    raise SequenceFailed(seq, error)
         self.batches.append([s.pid for s in batch])
         events = []
         for seq in batch:

@@ -325,19 +325,24 @@ class HFEngine:
         return self.batch.decode_in_place(
             lambda keys, values, column: step(tokens, lengths, first, keys, values, column))
 
-    def _emit(self, seq: Sequence, token: int) -> TokenEvent:
+    def _emit(self, seq: Sequence, token: int | Exception) -> TokenEvent:
         state: SeqState = seq.engine_state
+        if isinstance(token, Exception):  # its logits processor or sampling raised
+            return _failed(seq, token)
         # Invariant: first_token_at belongs to the kernel (it charges prompt tokens on the first event).
         seq.output_ids.append(token)
         finish = None
-        if token in self.eos_ids:
-            text, finish = state.stream.flush(), "stop"
-        else:
-            text, stopped = state.stream.push(token)
-            if stopped:
-                finish = "stop"
-            elif len(seq.output_ids) >= seq.params.max_tokens or seq.num_tokens >= self.context_window:
-                text, finish = text + state.stream.flush(), "length"
+        try:
+            if token in self.eos_ids:
+                text, finish = state.stream.flush(), "stop"
+            else:
+                text, stopped = state.stream.push(token)
+                if stopped:
+                    finish = "stop"
+                elif len(seq.output_ids) >= seq.params.max_tokens or seq.num_tokens >= self.context_window:
+                    text, finish = text + state.stream.flush(), "length"
+        except Exception as exc:  # its detokenizer or stop matching: this row alone fails
+            return _failed(seq, exc)
         seq.text += text
         if finish is not None:
             seq.finish_reason, state.done = finish, True
@@ -381,6 +386,13 @@ class HFEngine:
         self.batch = BatchKV()
         self.parked.clear()
         self.resident = 0
+
+
+def _failed(seq: Sequence, exc: Exception) -> TokenEvent:
+    """The last event of a sequence whose own per-row work raised; the rest of the batch goes on."""
+    seq.finish_reason = "error"
+    seq.engine_state.done = True
+    return TokenEvent(seq, -1, "", "error", exc)
 
 
 def _prefill_target(seq: Sequence) -> list[int]:

@@ -2,7 +2,9 @@
 
 Rule: everything here is per sequence and deterministic given its inputs: a seeded ``torch.Generator``
 per sequence means a sampled reply does not depend on which other sequences shared its batch, and
-released text never contains a stop string nor the first half of a multi-byte character.
+released text never contains a stop string nor the first half of a multi-byte character. What one
+sequence's own hooks do (a logits processor that raises, logits it turns to NaN) fails that row
+alone: ``choose_batch`` returns the exception in its place.
 """
 
 from __future__ import annotations
@@ -55,21 +57,25 @@ def all_greedy(seqs: list[Any]) -> bool:
     return all(_plain_greedy(seq.params) for seq in seqs)
 
 
-def choose_batch(logits: torch.Tensor, seqs: list[Any], greedy: list[int] | None = None) -> list[int]:
+def choose_batch(logits: torch.Tensor, seqs: list[Any],
+                 greedy: list[int] | None = None) -> list[int | Exception]:
     """Next token for each row of [B, V] logits; rows with no processor and greedy share one argmax
-    (``greedy``, where the caller has it already)."""
+    (``greedy``, where the caller has it already). A row whose own work raised gets the exception."""
     if greedy is None:
         greedy = _argmax_rows(logits)
-    out = []
+    out: list[int | Exception] = []
     for i, seq in enumerate(seqs):
         params = seq.params
         if _plain_greedy(params):
             out.append(greedy[i])
             continue
-        row = logits[i]
-        if params.logits_processor is not None:
-            row = params.logits_processor(list(seq.output_ids), row.clone())
-        out.append(choose(row, params, seq.engine_state.generator))
+        try:
+            row = logits[i]
+            if params.logits_processor is not None:
+                row = params.logits_processor(list(seq.output_ids), row.clone())
+            out.append(choose(row, params, seq.engine_state.generator))
+        except Exception as exc:  # Invariant: one sequence's hook or sampling fails its row alone
+            out.append(exc)
     return out
 
 

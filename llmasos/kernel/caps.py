@@ -11,14 +11,23 @@ Memory syscalls need the namespace they name: a process holds its own, ``pid:<pi
 it), and the ones granted to it (the manifest's ``memory=[...]``); ``""`` and its app's name are
 namespaces like any other. ``kill`` and ``wait`` reach the caller and its descendants, or any process
 with the ``signal`` capability (``may_signal``, called by their handlers: it reads the process table).
+
+Budgets (``kernel/budget.py`` keeps their accounts): a child's token and model-time budgets are carved
+out of what its parent has left (asking for more than that is refused); its wall-time budget
+(``time_budget``, seconds of life) is a deadline that never passes its parent's (an ask beyond it is
+cut to it).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
+from llmasos.kernel import budget
 from llmasos.syscalls import calls as c
 from llmasos.syscalls.errors import InvalidArguments, PermissionDenied, QuotaExceeded
 
@@ -36,8 +45,10 @@ class Caps:
     memory: frozenset[str] | None = None  # memory namespaces beyond its own
     can_spawn: bool = True
     max_children: int | None = None
-    token_budget: int | None = None  # prompt + completion tokens over its life
+    token_budget: int | None = None  # prompt + completion tokens over its life (its children's included)
     syscall_budget: int | None = None
+    time_budget: float | None = None  # seconds of life (wall time); then it is killed
+    model_time_budget: float | None = None  # seconds of model time (its share of the steps it ran in)
     signal: bool = True  # may kill and wait for any process, not only its own descendants
     see_args: bool = True  # sees other processes' arguments in ps (secret ones are "***" for all)
 
@@ -49,6 +60,8 @@ class Caps:
             "max_children": self.max_children,
             "token_budget": self.token_budget,
             "syscall_budget": self.syscall_budget,
+            "time_budget": self.time_budget,
+            "model_time_budget": self.model_time_budget,
             "signal": self.signal, "see_args": self.see_args,
         }
 
@@ -57,7 +70,8 @@ class Caps:
 
 
 ROOT = Caps()
-FIELDS = ("tools", "memory", "can_spawn", "max_children", "token_budget", "syscall_budget", "signal", "see_args")
+FIELDS = ("tools", "memory", "can_spawn", "max_children", "token_budget", "syscall_budget", "time_budget",
+          "model_time_budget", "signal", "see_args")
 ALL = "*"  # in a manifest or caps=: everything the parent holds
 
 
@@ -65,13 +79,16 @@ ALL = "*"  # in a manifest or caps=: everything the parent holds
 
 
 def grant(parent: Caps, app: App, asked: dict[str, Any] | None = None) -> Caps:
-    """The caps a new process running app gets from a parent holding parent.
+    """The caps a new process running app gets from a parent holding parent (its budgets: what the
+    parent has left, ``budget.available``).
 
     Raises PermissionDenied when the manifest or the spawner asks for more than parent holds.
     """
     want = {
         "tools": app.tools, "memory": app.memory, "can_spawn": app.can_spawn,
         "max_children": app.max_children, "token_budget": app.token_budget,
+        "syscall_budget": app.syscall_budget, "time_budget": app.time_budget,
+        "model_time_budget": app.model_time_budget,
         "syscall_budget": app.syscall_budget,
         "signal": app.signal, "see_args": app.see_args,
     }
@@ -88,6 +105,8 @@ def grant(parent: Caps, app: App, asked: dict[str, Any] | None = None) -> Caps:
         max_children=_limit(who, "max_children", want["max_children"], parent.max_children),
         token_budget=_limit(who, "token_budget", want["token_budget"], parent.token_budget),
         syscall_budget=_limit(who, "syscall_budget", want["syscall_budget"], parent.syscall_budget),
+        time_budget=_seconds(who, "time_budget", want["time_budget"], parent.time_budget, cut=True),
+        model_time_budget=_seconds(who, "model_time_budget", want["model_time_budget"], parent.model_time_budget),
         signal=_flag(who, "signal", want["signal"], parent.signal),
         see_args=_flag(who, "see_args", want["see_args"], parent.see_args),
     )
@@ -117,15 +136,29 @@ def _flag(who: str, what: str, asked: Any, held: bool) -> bool:
 
 
 def _limit(who: str, what: str, asked: int | None, held: int | None) -> int | None:
-    if asked is not None and (not isinstance(asked, int) or asked < 0):
+    if asked is not None and (not isinstance(asked, int) or isinstance(asked, bool) or asked < 0):
         raise InvalidArguments(f"{what} is a non-negative integer or None, not {asked!r}")
     if held is None:
         return asked
     if asked is None:
-        return held  # an unlimited ask under a limited parent inherits the parent's limit
+        return held  # an unlimited ask under a limited parent inherits what the parent has (left)
     if asked > held:
-        raise PermissionDenied(f"{who} asks for {what}={asked}, more than its parent's {held}; ask for at most {held}")
+        raise PermissionDenied(f"{who} asks for {what}={asked}, more than its parent has ({held}); "
+                               f"ask for at most {held}")
     return asked
+
+
+def _seconds(who: str, what: str, asked: float | None, held: float | None, cut: bool = False) -> float | None:
+    """A budget in seconds; cut=True: an ask beyond what the parent has is cut to it (a deadline)."""
+    if asked is not None and (not isinstance(asked, (int, float)) or isinstance(asked, bool)
+                              or not math.isfinite(asked) or asked < 0):
+        raise InvalidArguments(f"{what} is a non-negative number of seconds or None, not {asked!r}")
+    if held is None or asked is None:
+        return held if asked is None else float(asked)
+    if asked > held and not cut:
+        raise PermissionDenied(f"{who} asks for {what}={asked:g}s, more than its parent has left "
+                               f"({held:g}s); ask for at most that")
+    return float(min(asked, held))
 
 
 # -- check: at every syscall -------------------------------------------------------------------
@@ -140,6 +173,9 @@ def check(proc: Process, call: Syscall) -> None:
             and not isinstance(call, c.Exit):
         raise QuotaExceeded(f"process {proc.pid} has used its budget of {caps.syscall_budget} syscalls; "
                             "it can only exit now (spawn it with a larger syscall_budget)")
+    if proc.deadline is not None and anyio.current_time() >= proc.deadline and not isinstance(call, c.Exit):
+        raise QuotaExceeded(f"process {proc.pid} has used its time_budget of {caps.time_budget:g}s; "
+                            "it can only exit now (spawn it with a larger time_budget)")
     rule = _RULES.get(type(call))
     if rule is not None:
         rule(proc, caps, call)
@@ -193,11 +229,16 @@ def _spawn(proc: Process, caps: Caps, call: c.Spawn) -> None:
 
 
 def _token_budget(proc: Process, caps: Caps, call: c.Generate | c.Chat) -> None:
-    if caps.token_budget is not None:
-        used = proc.usage.prompt_tokens + proc.usage.completion_tokens
-        if used >= caps.token_budget:
-            raise QuotaExceeded(f"process {proc.pid} has used {used} of its {caps.token_budget}-token budget; "
-                                "spawn it with a larger token_budget")
+    """Model calls: tokens and model time left (reserved and carved tokens count as used)."""
+    left = budget.tokens_left(proc)
+    if left is not None and left < 1:
+        raise QuotaExceeded(f"process {proc.pid} has no tokens left of its {caps.token_budget}-token budget "
+                            f"({budget.tokens_held(proc)} used, reserved by its running generates or "
+                            "given to its children); spawn it with a larger token_budget")
+    seconds = budget.model_time_left(proc)
+    if seconds is not None and seconds <= 0:
+        raise QuotaExceeded(f"process {proc.pid} has used its model_time_budget of {caps.model_time_budget:g}s; "
+                            "spawn it with a larger model_time_budget")
 
 
 def _generate(proc: Process, caps: Caps, call: c.Generate) -> None:
@@ -252,7 +293,8 @@ def intersect(a: Caps, b: Caps) -> Caps:
         tools=_meet(a.tools, b.tools), memory=_meet(a.memory, b.memory), can_spawn=a.can_spawn and b.can_spawn,
         signal=a.signal and b.signal, see_args=a.see_args and b.see_args,
         max_children=_least(a.max_children, b.max_children), token_budget=_least(a.token_budget, b.token_budget),
-        syscall_budget=_least(a.syscall_budget, b.syscall_budget),
+        syscall_budget=_least(a.syscall_budget, b.syscall_budget), time_budget=_least(a.time_budget, b.time_budget),
+        model_time_budget=_least(a.model_time_budget, b.model_time_budget),
     )
 
 
@@ -260,5 +302,5 @@ def _meet(a: frozenset[str] | None, b: frozenset[str] | None) -> frozenset[str] 
     return b if a is None else a if b is None else a & b
 
 
-def _least(a: int | None, b: int | None) -> int | None:
+def _least(a: Any, b: Any) -> Any:
     return b if a is None else a if b is None else min(a, b)

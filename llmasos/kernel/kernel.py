@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import itertools
+import math
 import time
 import traceback
 from collections import deque
@@ -23,8 +24,8 @@ from llmasos.apps.app import SECRET, App
 from llmasos.apps.registry import find_app
 from llmasos.engine.base import Engine
 from llmasos.engine.loader import is_engine, open_engine
+from llmasos.kernel import budget, sandbox
 from llmasos.kernel import caps as capmod
-from llmasos.kernel import sandbox
 from llmasos.kernel.config import KernelConfig
 from llmasos.kernel.errors import KernelNotRunning, blame, log
 from llmasos.kernel.journal import FRAME, Durability, Journal, NoJournal
@@ -246,7 +247,7 @@ class Kernel:
         parent_proc = self._procs.get(parent) if parent else None
         if parent and (parent_proc is None or not parent_proc.alive):
             raise NoSuchProcess(f"no live parent process {parent}")
-        parent_caps = parent_proc.caps if parent_proc is not None else capmod.ROOT
+        parent_caps = budget.available(parent_proc, parent_proc.caps) if parent_proc is not None else capmod.ROOT
         if isinstance(caps, capmod.Caps):
             granted: Caps = capmod.intersect(caps, parent_caps)
         else:
@@ -256,6 +257,7 @@ class Kernel:
             parent=parent, priority=app.priority if priority is None else priority, caps=granted,
         )
         self.durability.process_started(proc)  # InvalidArguments if its arguments cannot be stored
+        budget.carve(parent_proc, proc)  # its budgets come out of what the parent has left
         self._procs[proc.pid] = proc
         self._live += 1
         if parent_proc is not None:
@@ -268,7 +270,7 @@ class Kernel:
         sys = Sys(self, proc)
         current_sys.set(sys)
         FRAME.set(None)  # Invariant: a process spawned inside a syscall does not inherit its frame
-        with anyio.CancelScope() as scope:
+        with anyio.CancelScope(deadline=math.inf if proc.deadline is None else proc.deadline) as scope:
             proc.scope = scope
             if proc.killed:
                 scope.cancel()
@@ -292,6 +294,9 @@ class Kernel:
                     self._end(proc, ProcState.EXITED, value=value)
         if proc.alive and proc.killed:
             self._end(proc, ProcState.KILLED, error="killed")
+        if proc.alive and scope.cancelled_caught:  # its deadline passed
+            self._end(proc, ProcState.KILLED, error=f"QuotaExceeded: its time_budget of {proc.caps.time_budget:g}s "
+                                                    "ran out (spawn it with a larger time_budget)")
         # Invariant: on kernel shutdown a live process keeps its state, so a persisted process
         # table shows it as alive and recovery can restart it.
 
@@ -303,6 +308,7 @@ class Kernel:
         proc.ended = time.time()
         proc.exit_value, proc.error = value, error
         self._live -= 1
+        budget.settle(proc)  # what it did not use goes back to the parent it was carved from
         if self.llm is not None:
             for seq in list(proc.seqs):
                 self.llm.cancel(seq)

@@ -2,7 +2,11 @@
 
 Rule: only this loop touches the engine's mutable state (step and abort), one call at a time and
 always on the model thread (engine/worker.py), so engines need no locks. Processes talk to it
-through ``submit`` and ``cancel``, which never block.
+through ``submit`` and ``cancel``, which never block. No request can fail another's: a sequence that
+fails alone in a step (an error event, or ``SequenceFailed``) fails alone, and the step goes on (or
+runs again) without it; only a step that fails as a whole fails its batch. Budgets hold per token:
+each delivered token is charged to its process, and a process out of tokens, model time or time
+has its sequence ended with ``finish_reason="budget"`` (``kernel/budget.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from llmasos.engine import worker
-from llmasos.engine.base import Engine, Sequence, SeqStatus, TokenEvent
+from llmasos.engine.base import Engine, Sequence, SequenceFailed, SeqStatus, TokenEvent
+from llmasos.kernel import budget
 from llmasos.kernel.sched import Scheduler
 from llmasos.syscalls.errors import EngineError
 from llmasos.syscalls.types import Completion, ReplyStream
@@ -63,6 +68,8 @@ class TokenStream(ReplyStream):
 
     def _finish(self, reason: str) -> None:
         seq = self.seq
+        if reason == "length" and seq.capped and len(seq.output_ids) >= seq.params.max_tokens:
+            reason = "budget"  # its max_tokens was what its process's budget had left
         self.completion = Completion(
             text=seq.text, finish_reason=reason, prompt_tokens=len(seq.prompt_ids),
             completion_tokens=len(seq.output_ids), model=self._llm.engine.name,
@@ -134,6 +141,8 @@ class LLMLoop:
             proc, send = owner
             if proc is not None:
                 proc.seqs.discard(seq)
+                if seq.reserved:
+                    budget.release(proc, seq)
             send.close()
 
     async def run(self) -> None:
@@ -180,14 +189,12 @@ class LLMLoop:
                 continue
             t0 = time.perf_counter()
             try:
-                if self.engine.threaded:
-                    early = None if worker.on_model_thread() else self._early
-                    events = await worker.run(self.engine.step, batch, early)
-                else:
-                    events = self.engine.step(batch)
+                batch, events = await self._step(batch)
             except Exception as exc:  # the engine failed: fail this batch, keep the kernel
                 self._sent_early.clear()
                 self._fail(batch, exc)
+                continue
+            if not batch:
                 continue
             elapsed = time.perf_counter() - t0
             self._deliver(batch, events, elapsed)
@@ -195,6 +202,24 @@ class LLMLoop:
             await self._free()  # what finished or was dropped in this step
             if not self.engine.threaded:
                 await anyio.lowlevel.checkpoint()  # let the processes that got tokens run
+
+    async def _step(self, batch: list[Sequence]) -> tuple[list[Sequence], list[TokenEvent]]:
+        """engine.step(batch); a sequence that failed alone (SequenceFailed) is failed, and the step runs
+        again without it. Returns the batch that ran and its events."""
+        while True:
+            try:
+                if self.engine.threaded:
+                    early = None if worker.on_model_thread() else self._early
+                    return batch, await worker.run(self.engine.step, batch, early)
+                return batch, self.engine.step(batch)
+            except SequenceFailed as exc:
+                if not any(s is exc.seq for s in batch):
+                    raise
+                self._sent_early.clear()
+                self._fail([exc.seq], exc.cause, alone=True)
+                batch = [s for s in batch if s is not exc.seq]
+                if not batch:
+                    return batch, []
 
     def _early(self, events: list[TokenEvent]) -> None:
         """From the model thread, mid-step: hand newcomers their first token now."""
@@ -230,13 +255,27 @@ class LLMLoop:
                 self._to_free.append(seq)
                 continue
             proc, send = owner
+            if event.error is not None:  # this sequence alone failed in the step
+                self._fail([seq], event.error, alone=True)
+                continue
             early = seq.sid in self._sent_early
+            over = None
             if proc is not None:
                 usage = proc.usage
+                tokens = 1
                 if seq.first_token_at is None or early:  # its first token: charge the prompt
                     usage.prompt_tokens += len(seq.prompt_ids)
+                    tokens += len(seq.prompt_ids)
                 usage.completion_tokens += 1
                 usage.model_time += share
+                if seq.reserved:
+                    budget.charge(proc, seq, tokens)
+                caps = proc.caps
+                # Invariant (belt and braces, whatever was reserved): once its process's budget is
+                # spent, a sequence gets no further token; this one goes out and the stream ends.
+                if event.finish_reason is None and (caps.token_budget is not None or proc.deadline is not None
+                                                    or caps.model_time_budget is not None):
+                    over = budget.exhausted(proc)
             if seq.first_token_at is None:
                 seq.first_token_at = now
             try:
@@ -248,10 +287,17 @@ class LLMLoop:
                 continue
             if event.finish_reason is not None:
                 self._release(seq, event.finish_reason)
+            elif over is not None:  # its stream ends here, with the partial reply
+                self._release(seq, "budget")
         self._sent_early.clear()
 
-    def _fail(self, batch: list[Sequence], exc: Exception) -> None:
-        error = EngineError(f"the model failed during a forward step: {type(exc).__name__}: {exc}")
+    def _fail(self, batch: list[Sequence], exc: BaseException, alone: bool = False) -> None:
+        if alone:
+            error = EngineError(f"this request failed in the model step: {type(exc).__name__}: {exc} "
+                                "(the other requests in its batch went on); check its sampling arguments, "
+                                "logits processor or tools")
+        else:
+            error = EngineError(f"the model failed during a forward step: {type(exc).__name__}: {exc}")
         for seq in batch:
             owner = self._routes.get(seq.sid)
             if owner is not None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from llmasos.kernel.sys_llm import start_generate
+from llmasos.kernel.sys_llm import resolve_max_tokens, start_generate
 from llmasos.syscalls.calls import Generate
 from llmasos.syscalls.types import Completion
 
@@ -54,7 +54,7 @@ async def chat(kernel: Kernel, proc: Process, call: Any, store: Store, key: str 
         for r in rows:
             if r.key == f"{key}:a":  # re-issued after a crash: the reply is already there
                 return Completion(text=r.content, finish_reason="stop", completion_tokens=r.tokens)
-    max_tokens = call.max_tokens or kernel.config.default_max_tokens
+    max_tokens = resolve_max_tokens(kernel, call.max_tokens)  # a 0 given is refused, not the default
     user = {"role": "user", "content": call.text, "tokens": count(kernel, "user", call.text),
             "key": f"{key}:u" if key else None}
     rows = await fit(kernel, proc, store, rows, user["tokens"] + max_tokens)

@@ -134,6 +134,12 @@ class Process:
     journaled: bool = True  # False: the root process (pid 0), whose calls are never replayed
     write_error: Any = None  # a queued database write of this process failed: raised at its next syscall
     sandbox: Any = None  # a sandboxed app's child OS process (kernel/sandbox.py: Child), once started
+    # -- budgets (kernel/budget.py): the parts of its budgets that are spoken for
+    reserved: int = 0  # tokens held by its running generates (prompt + max_tokens, less what was charged)
+    lent_tokens: int = 0  # tokens carved out for its children: a live one's grant, an ended one's use
+    lent_time: float = 0.0  # model seconds carved out for its children, likewise
+    lender: Process | None = None  # the parent its budgets were carved from (kept when root adopts it)
+    deadline: float | None = None  # anyio.current_time() when its time_budget runs out
 
     @property
     def alive(self) -> bool:

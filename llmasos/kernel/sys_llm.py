@@ -4,6 +4,8 @@ Rule: the handler prepares and queues the request; the LLM loop batches it with 
 ``start_generate`` is the only way to the model: the generate syscall uses it, and so does chat (its
 own generate, as part of the chat syscall). Tools offered to the model are turned into prompt text, a
 decoding constraint and a parser of the reply here (``tools/calling.py``), not in the kernel object.
+Under a token budget the prompt and max_tokens are reserved here, before the sequence is queued
+(``kernel/budget.py``); a reply cut to fit the budget ends with ``finish_reason="budget"``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from llmasos.engine.base import SamplingParams, Sequence
+from llmasos.kernel import budget
 from llmasos.kernel.errors import KernelNotRunning
 from llmasos.syscalls import calls as c
 from llmasos.syscalls.errors import InvalidArguments, QuotaExceeded
@@ -29,7 +32,7 @@ def start_generate(k: Kernel, p: Process, call: c.Generate) -> TokenStream:
     if (call.prompt is None) == (call.messages is None):
         raise InvalidArguments("generate needs exactly one of a prompt or messages")
     params = SamplingParams(
-        max_tokens=call.max_tokens or k.config.default_max_tokens, temperature=call.temperature,
+        max_tokens=resolve_max_tokens(k, call.max_tokens), temperature=call.temperature,
         top_p=call.top_p, seed=call.seed, stop=call.stop, truncate=call.truncate,
     )
     seq = Sequence(
@@ -41,19 +44,27 @@ def start_generate(k: Kernel, p: Process, call: c.Generate) -> TokenStream:
         seq.prompt, seq.messages = tooling.prompt, tooling.messages
         params.logits_processor = tooling.logits_processor
     k.engine.prepare(seq)
-    budget = p.caps.token_budget
-    if budget is not None:  # the reply is cut to what is left of the budget once the prompt is paid
-        left = budget - p.usage.prompt_tokens - p.usage.completion_tokens - len(seq.prompt_ids)
-        if left < 1:
+    left = budget.tokens_left(p)
+    if left is not None:  # reserve the prompt and the reply, cut to what is left of the budget
+        prompt = len(seq.prompt_ids)
+        if left - prompt < 1:
             raise QuotaExceeded(
-                f"process {p.pid} ({p.app.name}) has {budget - p.usage.prompt_tokens - p.usage.completion_tokens} "
-                f"tokens left of its {budget}-token budget, and this prompt alone takes {len(seq.prompt_ids)}; "
-                "shorten it, or give the process a larger token_budget")
-        params.max_tokens = min(params.max_tokens, left)
+                f"process {p.pid} ({p.app.name}) has {max(left, 0)} tokens left of its {p.caps.token_budget}-token "
+                f"budget, and this prompt alone takes {prompt} (tokens used, reserved by its running generates "
+                "or given to its children are spent); shorten it, or give the process a larger token_budget")
+        if params.max_tokens > left - prompt:
+            params.max_tokens, seq.capped = left - prompt, True
+        budget.reserve(p, seq, prompt + params.max_tokens)
     stream = k.llm.submit(p, seq)
     if tooling is not None:
         stream.postprocess = tooling.postprocess
     return stream
+
+
+def resolve_max_tokens(k: Kernel, asked: int | None) -> int:
+    """The max_tokens of a generate or chat: the config's default when none is given (a 0 given is
+    refused by SamplingParams, not replaced)."""
+    return k.config.default_max_tokens if asked is None else asked
 
 
 async def sys_generate(k: Kernel, p: Process, call: c.Generate) -> Any:

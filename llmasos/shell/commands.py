@@ -166,7 +166,8 @@ def parse_spawn(cmd: str, args: list[str]) -> tuple[str, list[str], dict[str, st
 
 
 _CAP_KINDS = {"tools": "set", "memory": "set", "can_spawn": "bool", "signal": "bool", "see_args": "bool",
-              "max_children": "int", "token_budget": "int", "syscall_budget": "int"}
+              "max_children": "int", "token_budget": "int", "syscall_budget": "int", "time_budget": "float",
+              "model_time_budget": "float"}
 
 
 def parse_caps(cmd: str, spec: str) -> dict[str, Any]:
@@ -186,7 +187,7 @@ def parse_caps(cmd: str, spec: str) -> dict[str, Any]:
                 raise usage_error(cmd, f"{key} is yes or no, not {value!r}")
             out[key] = value.lower() in ("yes", "true", "1")
         else:
-            out[key] = parse_number(cmd, key, value)
+            out[key] = parse_number(cmd, key, value, float if kind == "float" else int)
     return out
 
 

@@ -35,7 +35,7 @@ class Completion:
     """What generate returns. ``str(completion)`` is its text."""
 
     text: str
-    finish_reason: str  # "stop", "length", "tool_calls" or "abort"
+    finish_reason: str  # "stop", "length", "tool_calls", "budget" (cut by a budget: partial) or "abort"
     prompt_tokens: int = 0
     completion_tokens: int = 0
     tool_calls: tuple[ToolCall, ...] = ()

@@ -64,7 +64,7 @@ def test_generate_text_is_a_traced_llm_request_process_within_the_request_budget
         (event,) = [e for e in traced if e.pid == row.pid]
         assert event.call.name == "generate" and event.call.max_tokens == 100 and event.error is None
         assert isinstance(event.result, Completion)
-        assert event.result.finish_reason == "length" and event.result.completion_tokens == 5
+        assert event.result.finish_reason == "budget" and event.result.completion_tokens == 5
         assert event.result.prompt_tokens + event.result.completion_tokens == 6
 
         # a prompt alone over the budget is refused before the model runs, and said so
@@ -119,7 +119,7 @@ async def test_an_application_request_is_a_session_process_whose_route_is_its_tr
             assert [e.call.name for e in traced if e.pid == session.pid] == ["spawn", "wait"]
             (gen,) = [e for e in traced if e.pid == route.pid]
             assert gen.call.name == "generate" and gen.call.prompt == "What is an OS?" and gen.error is None
-            assert gen.result.finish_reason == "length" and gen.result.completion_tokens == 4
+            assert gen.result.finish_reason == "budget" and gen.result.completion_tokens == 4
             assert k.ps(all=True) == []  # both reaped once answered
 
             # a question alone over the budget: the route's generate is refused (it crashes), a 500
