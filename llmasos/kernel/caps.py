@@ -88,9 +88,7 @@ def grant(parent: Caps, app: App, asked: dict[str, Any] | None = None) -> Caps:
         "tools": app.tools, "memory": app.memory, "can_spawn": app.can_spawn,
         "max_children": app.max_children, "token_budget": app.token_budget,
         "syscall_budget": app.syscall_budget, "time_budget": app.time_budget,
-        "model_time_budget": app.model_time_budget,
-        "syscall_budget": app.syscall_budget,
-        "signal": app.signal, "see_args": app.see_args,
+        "model_time_budget": app.model_time_budget, "signal": app.signal, "see_args": app.see_args,
     }
     if asked:
         unknown = set(asked) - set(FIELDS)
