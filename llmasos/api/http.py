@@ -195,12 +195,49 @@ def create_app(kernel: Kernel, token: str) -> FastAPI:
                     "chat completions. Every endpoint needs `Authorization: Bearer <token>`.",
     )
     api.state.kernel = kernel
+    api.add_middleware(BodyLimit, limit=kernel.config.max_body_size)
     _install_error_handlers(api)
     _process_routes(api, LocalClient(kernel))
     from llmasos.api.openai import router
 
     api.include_router(router(kernel))
     return api
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over limit bytes (``KernelConfig.max_body_size``) is refused with
+    413 before it is read whole: at once when its Content-Length says so, else when it grows past it."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    def _message(self, size: str) -> str:
+        return (f"the request body is {size} bytes, over the limit of {self.limit:,} "
+                "(KernelConfig.max_body_size of the daemon); send less")
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            body = json.dumps(error_body(self._message(f"{int(declared):,}"), "invalid_request_error",
+                                         "InvalidArguments")).encode()
+            await send({"type": "http.response.start", "status": 413,
+                        "headers": [(b"content-type", b"application/json"), (b"connection", b"close")]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        seen = 0
+
+        async def counted() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise StarletteHTTPException(413, self._message(f"more than {self.limit:,}"))
+            return message
+
+        await self.app(scope, counted, send)
 
 
 def _install_error_handlers(api: FastAPI) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from llmasos.errors import LlmasosError
+from llmasos.home import private_dir
 
 DEFAULT_URL = "http://127.0.0.1:8765"
 ENV = "LLMASOS_API_TOKEN"
@@ -77,7 +78,7 @@ def server_token(home: Path) -> tuple[str, str]:
     path = token_path(home)
     token = read_token(path)
     if token is None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         token = secrets.token_urlsafe(32)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -86,6 +87,7 @@ def server_token(home: Path) -> tuple[str, str]:
             if token is None:
                 raise
         else:
+            os.fchmod(fd, 0o600)  # (whatever the umask)
             with os.fdopen(fd, "w") as f:
                 f.write(token + "\n")
     return token, str(path)

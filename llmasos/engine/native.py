@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from llmasos.engine.kvbatch import LayerBuffers
-from llmasos.home import llmasos_home
+from llmasos.home import llmasos_home, private_dir
 
 SOURCE = Path(__file__).with_name("llama_decode.c")
 CFLAGS = ("-O3", "-std=gnu11", "-fopenmp", "-fPIC", "-shared")
@@ -59,7 +59,7 @@ class _Weights(ctypes.Structure):
 
 
 def _build(cc: str, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(out.parent)  # (0700: like everything under $LLMASOS_HOME, private to its user)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         so = Path(tmp) / out.name
         try:

@@ -65,6 +65,17 @@ class KernelConfig:
     db_synchronous: str = "NORMAL"  # SQLite: NORMAL survives a killed kernel; FULL also a power loss
     pid_block: int = 64  # pids reserved in the database at a time (a crash skips at most this many)
     wal_checkpoint_every: int = 256  # SQLite: commits between the writer's WAL checkpoints
+    retention: float | None = 604800.0  # seconds the rows of an ended process (its journal and context
+    # too, not its notes or keys) are kept once no live parent can wait for it; None: forever
+    # -- sizes (InvalidArguments names the field and the size) --
+    max_key_size: int = 500  # characters of a memory key or key prefix
+    max_value_size: int = 1 << 20  # characters of a memory value, as stored (codec JSON)
+    max_note_size: int = 1 << 16  # characters of a note (remember) or of a search query
+    max_search_terms: int = 32  # distinct words a search query may hold
+    max_search_results: int = 100  # a search's k at most
+    max_args_size: int = 1 << 20  # characters of a spawn's arguments, a message or a stdin write, as
+    # stored (codec JSON)
+    max_body_size: int = 1 << 22  # bytes of an HTTP request body (413 over it)
     # -- context paging (kernel/paging.py) --
     message_tokens: int = 4  # tokens a chat template adds around each message (an upper bound)
     page_target: float = 0.75  # after paging, the context fills at most this share of the window
@@ -76,10 +87,15 @@ class KernelConfig:
         self.home = Path(self.home).expanduser()
         for name in ("max_procs", "max_batch", "max_step_tokens", "max_resident_tokens", "quantum",
                      "starvation_steps", "default_max_tokens", "mailbox_size", "stdout_lines", "trace_buffer",
-                     "pid_block", "wal_checkpoint_every", "summary_min_tokens"):
+                     "pid_block", "wal_checkpoint_every", "summary_min_tokens", "max_key_size", "max_value_size",
+                     "max_note_size", "max_search_terms", "max_search_results", "max_args_size", "max_body_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"KernelConfig.{name} must be a positive integer, not {value!r}")
+        if self.retention is not None and (isinstance(self.retention, bool) or not isinstance(
+                self.retention, (int, float)) or not 0 <= self.retention < float("inf")):
+            raise ConfigError(f"KernelConfig.retention is a number of seconds >= 0, or None to keep ended "
+                              f"processes' rows forever; not {self.retention!r}")
         if self.max_zombies < 0:
             raise ConfigError(f"KernelConfig.max_zombies must be >= 0, not {self.max_zombies!r}")
         if self.kill_grace < 0:

@@ -36,6 +36,7 @@ from llmasos.kernel.streams import JournaledStream, ReplayStream
 from llmasos.memory import codec
 from llmasos.memory.journal import STDIN, Entry, JournalStore
 from llmasos.memory.keys import KEY as _KEY
+from llmasos.memory.receipt import DONE, Receipt
 from llmasos.syscalls import calls as c
 from llmasos.syscalls.errors import ReplayMismatch, SyscallError
 from llmasos.syscalls.types import Completion, ExitStatus, Message
@@ -55,9 +56,10 @@ class Durability(Protocol):
 
     async def run(self, kernel: Kernel, proc: Process, n: int, call: c.Syscall, handler: Handler) -> Any: ...
     def process_started(self, proc: Process) -> None: ...
+    def process_row(self, pid: int) -> Receipt: ...
     def process_ended(self, proc: Process) -> None: ...
-    def message_sent(self, pid: int, msg: Message) -> None: ...
-    def stdin_written(self, pid: int, line: str) -> None: ...
+    def message_sent(self, pid: int, msg: Message) -> Receipt: ...
+    def stdin_written(self, pid: int, lines: list[str]) -> Receipt: ...
 
 
 class NoJournal:
@@ -69,14 +71,17 @@ class NoJournal:
     def process_started(self, proc: Process) -> None:
         pass
 
+    def process_row(self, pid: int) -> Receipt:
+        return DONE
+
     def process_ended(self, proc: Process) -> None:
         pass
 
-    def message_sent(self, pid: int, msg: Message) -> None:
-        pass
+    def message_sent(self, pid: int, msg: Message) -> Receipt:
+        return DONE
 
-    def stdin_written(self, pid: int, line: str) -> None:
-        pass
+    def stdin_written(self, pid: int, lines: list[str]) -> Receipt:
+        return DONE
 
 
 class Journal:
@@ -93,6 +98,7 @@ class Journal:
         self._messages: dict[int, tuple[Message, int, int]] = {}  # id(msg) -> (msg, row id, pid)
         self._msg_ids = itertools.count(1)
         self._stdin: dict[int, deque[int]] = {}  # pid -> row ids of its unread stdin lines, in order
+        self._rows: dict[int, Receipt] = {}  # pid -> the write of its process row, until taken or it ends
         self.live = 0  # processes started and not ended (whether a commit has anyone to share with)
 
     # -- the chokepoint's hook ---------------------------------------------------------------
@@ -236,16 +242,18 @@ class Journal:
     def process_started(self, proc: Process) -> None:
         """Queue the new process's row (recovery's own restarts have theirs already).
 
-        InvalidArguments, and nothing queued, if its arguments cannot be stored.
+        InvalidArguments, and nothing queued, if its arguments cannot be stored (or are over
+        ``KernelConfig.max_args_size``). ``process_row`` hands out the write's receipt.
         """
         if self.restoring:
             self.live += 1
             return
         args, kwargs = codec.dumps(proc.args), codec.dumps(proc.kwargs)
+        self.rows.check_size(f"the arguments of {proc.app.name}", len(args) + len(kwargs))
         source = proc.app.source or ""
         spec = source if source.startswith(FACE_SPEC) else app_spec(proc.app)
         self.live += 1
-        self.rows.post_process({
+        self._rows[proc.pid] = self.rows.post_process({
             "pid": proc.pid, "app": proc.app.name, "spec": spec, "args": args,
             "kwargs": kwargs, "state": proc.state.value, "priority": proc.priority,
             "parent": proc.parent, "caps": json.dumps(proc.caps.as_dict()), "usage": None,
@@ -253,6 +261,10 @@ class Journal:
             "spawn_key": self._spawn_key,
         })
         self._spawn_key = None  # Invariant: a spawn handler starts exactly one process
+
+    def process_row(self, pid: int) -> Receipt:
+        """The write of pid's row queued when it started (await it: committed, or its error raised)."""
+        return self._rows.pop(pid, DONE)
 
     def process_ended(self, proc: Process) -> None:
         """Queue how proc ended; it will not be restored, and its unread mail is dropped."""
@@ -267,26 +279,37 @@ class Journal:
                 "syscall_time": u.syscall_time}),
         })
         self.replay.pop(proc.pid, None)
+        self._rows.pop(proc.pid, None)
         for key in [k for k, (_, _, pid) in self._messages.items() if pid == proc.pid]:
             del self._messages[key]
         self._stdin.pop(proc.pid, None)
 
-    def message_sent(self, pid: int, msg: Message) -> None:
-        """Persist a message put in pid's mailbox until a recv takes it (InvalidArguments if it cannot be)."""
+    def message_sent(self, pid: int, msg: Message) -> Receipt:
+        """Persist a message put in pid's mailbox until a recv takes it (InvalidArguments if it cannot be,
+        or is over ``KernelConfig.max_args_size``); await the receipt to know it is committed."""
         body = codec.dumps(msg.body)  # before anything is queued: a body that cannot be stored is refused
+        self.rows.check_size("a message", len(body))
         row_id = next(self._msg_ids)
         self._messages[id(msg)] = (msg, row_id, pid)
-        self.rows.post_mail(row_id, pid, msg.sender, body, owner=msg.sender or None)
+        return self.rows.post_mail(row_id, pid, msg.sender, body, owner=msg.sender or None)
 
     def adopt_message(self, pid: int, msg: Message, row_id: int) -> None:
         """A persisted unread message, put back in a restored mailbox."""
         self._messages[id(msg)] = (msg, row_id, pid)
 
-    def stdin_written(self, pid: int, line: str) -> None:
-        """Persist a line put in pid's stdin until a readline takes it (a mailbox row from STDIN)."""
-        row_id = next(self._msg_ids)
-        self._stdin.setdefault(pid, deque()).append(row_id)
-        self.rows.post_mail(row_id, pid, STDIN, codec.dumps(line), owner=None)  # written by the root user
+    def stdin_written(self, pid: int, lines: list[str]) -> Receipt:
+        """Persist lines put in pid's stdin until a readline takes each (mailbox rows from STDIN).
+
+        InvalidArguments, and nothing queued, if they are over ``KernelConfig.max_args_size``."""
+        bodies = [codec.dumps(line) for line in lines]
+        self.rows.check_size("a write to stdin", sum(len(b) for b in bodies))
+        unread = self._stdin.setdefault(pid, deque())
+        receipts = []
+        for body in bodies:
+            row_id = next(self._msg_ids)
+            unread.append(row_id)
+            receipts.append(self.rows.post_mail(row_id, pid, STDIN, body, owner=None))  # by the root user
+        return Receipt.join(receipts)
 
     def adopt_stdin(self, pid: int, row_id: int) -> None:
         """A persisted unread stdin line, put back in a restored stdin (in order)."""

@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import itertools
 import math
+import secrets
 import time
 import traceback
 from collections import deque
@@ -47,6 +48,11 @@ if TYPE_CHECKING:
     from llmasos.kernel.caps import Caps
     from llmasos.memory.errors import MemoryStoreError
     from llmasos.memory.manager import MemoryManager
+    from llmasos.memory.receipt import Receipt
+
+PRIORITY_LIMIT = 1_000_000
+"""A priority (a nice value: lower runs first under the priority policy) is an int in
+[-PRIORITY_LIMIT, PRIORITY_LIMIT]."""
 
 current_sys: contextvars.ContextVar[Sys | None] = contextvars.ContextVar("llmasos_sys", default=None)
 """The Sys of the process whose code is running (None outside any process)."""
@@ -83,6 +89,7 @@ class Kernel:
         self._pids = itertools.count(1)
         self._tg: anyio.abc.TaskGroup | None = None
         self.booted_at: float | None = None
+        self.run_id = secrets.token_hex(6)  # this kernel object's run: names what must not outlive it
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -219,8 +226,23 @@ class Kernel:
 
     async def spawn(self, app: str | App, *args: Any, priority: int | None = None, parent: int = 0,
                     caps: dict[str, Any] | None = None, **kwargs: Any) -> int:
-        """Start app(*args, **kwargs) as a new process; return its pid at once."""
-        return self.start_process(app, args, kwargs, priority=priority, parent=parent, caps=caps).pid
+        """Start app(*args, **kwargs) as a new process; return its pid once its row is committed."""
+        return (await self.launch(app, args, kwargs, priority=priority, parent=parent, caps=caps)).pid
+
+    async def launch(self, app: str | App, args: tuple[Any, ...] = (), kwargs: dict | None = None, *,
+                     priority: int | None = None, parent: int = 0, caps: dict[str, Any] | None = None) -> Process:
+        """start_process, returning once the new process's row is committed (the spawn syscall and
+        spawn() use it); its code runs from then on. A row that cannot be written fails the spawn with
+        the database's error, and the process never runs."""
+        proc = self.start_process(app, args, kwargs, priority=priority, parent=parent, caps=caps, task=False)
+        try:
+            await self.durability.process_row(proc.pid)
+        except BaseException as exc:
+            self._end(proc, ProcState.KILLED, error=f"never ran: its process row could not be written ({exc})")
+            self._reap(proc)
+            raise
+        self._require_running().start_soon(self._run, proc, name=f"llmasos pid {proc.pid} ({proc.app.name})")
+        return proc
 
     def start_process(self, app: str | App, args: tuple[Any, ...] = (), kwargs: dict | None = None, *,
                       priority: int | None = None, parent: int = 0, caps: dict[str, Any] | Caps | None = None,
@@ -247,6 +269,11 @@ class Kernel:
         parent_proc = self._procs.get(parent) if parent else None
         if parent and (parent_proc is None or not parent_proc.alive):
             raise NoSuchProcess(f"no live parent process {parent}")
+        if priority is None:
+            priority = app.priority
+        if not isinstance(priority, int) or isinstance(priority, bool) or abs(priority) > PRIORITY_LIMIT:
+            raise InvalidArguments(f"a priority is a whole number from {-PRIORITY_LIMIT:,} to {PRIORITY_LIMIT:,} "
+                                   f"(lower runs first under the priority policy), not {priority!r:.60}")
         parent_caps = budget.available(parent_proc, parent_proc.caps) if parent_proc is not None else capmod.ROOT
         if isinstance(caps, capmod.Caps):
             granted: Caps = capmod.intersect(caps, parent_caps)
@@ -254,7 +281,7 @@ class Kernel:
             granted = capmod.grant(parent_caps, app, caps)
         proc = Process(
             pid=pid if pid is not None else next(self._pids), app=app, args=args, kwargs=kwargs,
-            parent=parent, priority=app.priority if priority is None else priority, caps=granted,
+            parent=parent, priority=priority, caps=granted,
         )
         self.durability.process_started(proc)  # InvalidArguments if its arguments cannot be stored
         budget.carve(parent_proc, proc)  # its budgets come out of what the parent has left
@@ -427,8 +454,9 @@ class Kernel:
 
     # -- ipc and stdio, from the root user ---------------------------------------------------
 
-    def send(self, pid: int, body: Any, sender: int = 0) -> None:
-        """Put a message in pid's mailbox."""
+    def send(self, pid: int, body: Any, sender: int = 0) -> Receipt:
+        """Put a message in pid's mailbox. ``await`` the result to return once it is committed (the send
+        syscall does): a message the database cannot write fails there."""
         proc = self.get(pid)
         if not proc.alive:
             raise NoSuchProcess(f"process {pid} has ended; it cannot receive messages")
@@ -436,18 +464,22 @@ class Kernel:
         if len(box.items) >= self.config.mailbox_size:
             raise MailboxFull(f"process {pid} has {len(box.items)} unread messages; try again later")
         message = Message(sender, body)
-        self.durability.message_sent(pid, message)  # persisted until a recv takes it
+        receipt = self.durability.message_sent(pid, message)  # persisted until a recv takes it
         box.put(message)
+        return receipt
 
-    def write_stdin(self, pid: int, text: str) -> None:
-        """Feed text to pid's stdin (a line per newline)."""
+    def write_stdin(self, pid: int, text: str) -> Receipt:
+        """Feed text to pid's stdin (a line per newline). ``await`` the result to return once the lines
+        are committed (the stdin syscall does)."""
         proc = self.get(pid)
         if not proc.alive:
             raise NoSuchProcess(f"process {pid} has ended; its stdin is closed")
         stdin = proc.get_stdin()
-        for line in text.splitlines(keepends=True):
-            self.durability.stdin_written(pid, line)  # persisted until a readline takes it
+        lines = text.splitlines(keepends=True)
+        receipt = self.durability.stdin_written(pid, lines)  # persisted until a readline takes each
+        for line in lines:
             stdin.put(line)
+        return receipt
 
     def close_stdin(self, pid: int) -> None:
         """End of input for pid: its next read returns None."""

@@ -29,8 +29,8 @@ class ExitProcess(BaseException):
 
 
 async def sys_spawn(k: Kernel, p: Process, call: c.Spawn) -> int:
-    child = k.start_process(call.app, call.args, call.kwargs, priority=call.priority, parent=p.pid,
-                            caps=call.caps)
+    child = await k.launch(call.app, call.args, call.kwargs, priority=call.priority, parent=p.pid,
+                           caps=call.caps)  # (returns once the child's row is committed)
     return child.pid
 
 
@@ -85,7 +85,7 @@ async def sys_exit(k: Kernel, p: Process, call: c.Exit) -> None:
 
 
 async def sys_send(k: Kernel, p: Process, call: c.Send) -> None:
-    k.send(pid_of(call.pid), call.body, sender=p.pid)
+    await k.send(pid_of(call.pid), call.body, sender=p.pid)  # (returns once the message is committed)
 
 
 async def sys_recv(k: Kernel, p: Process, call: c.Recv) -> Any:
@@ -110,7 +110,7 @@ async def sys_stdin(k: Kernel, p: Process, call: c.Stdin) -> None:
     if not isinstance(call.text, str):
         raise InvalidArguments(f"stdin takes text, not {type(call.text).__name__}")
     if call.text:
-        k.write_stdin(pid, call.text)
+        await k.write_stdin(pid, call.text)  # (returns once the lines are committed)
     if call.close:
         k.close_stdin(pid)
 

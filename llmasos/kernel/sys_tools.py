@@ -7,6 +7,7 @@ by tools/invoke.py, which turns every failure into a ToolError.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmasos.memory.keys import current_idempotency_key  # set by the journal around each call
@@ -21,14 +22,21 @@ if TYPE_CHECKING:
 
 
 def tool_context(k: Kernel, p: Process) -> ToolContext:
-    """The port a tool called by p gets: p's pid, its jail, the call's idempotency key, and p's chokepoint
+    """The port a tool called by p gets: p's pid, its jail (``jail``), the call's idempotency key, and p's chokepoint
     for the few syscalls a tool may make (never the kernel itself)."""
 
     async def trap(call: Syscall) -> Any:
         return await k.syscall(p, call)
 
-    return ToolContext(pid=p.pid, home=k.config.home / "procs" / str(p.pid),
-                       idempotency_key=current_idempotency_key(), _trap=trap)
+    return ToolContext(pid=p.pid, home=jail(k, p.pid), idempotency_key=current_idempotency_key(), _trap=trap)
+
+
+def jail(k: Kernel, pid: int) -> Path:
+    """pid's own directory, ``$LLMASOS_HOME/procs/<run>-<pid>``: run is the database's id (a process
+    restored after a crash finds its files again; pids are never reused in a database), or, without a
+    database, this kernel run's (pids start at 1 again, and a new pid 1 must not see an old one's files)."""
+    run = k.memory.db_id if k.memory is not None else k.run_id
+    return k.config.home / "procs" / f"{run}-{pid}"
 
 
 async def sys_call_tool(k: Kernel, p: Process, call: c.CallTool) -> Any:

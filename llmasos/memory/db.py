@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from llmasos.home import private_file
 from llmasos.memory.errors import (
     DatabaseCorrupt, DatabaseFull, DatabaseLocked, MemoryStoreError,
 )
@@ -109,6 +110,17 @@ def translate(exc: BaseException, where: str) -> MemoryStoreError:
     return MemoryStoreError(f"the memory database {where} failed unexpectedly: {kind}: {text}")
 
 
+def make_private(path: Path) -> None:
+    """The database file (made empty if missing, which SQLite takes as a new database) and its -wal and
+    -shm files readable by their owner only (0600). SQLite gives the -wal and -shm files it creates the
+    database file's mode, so they are born private too."""
+    private_file(path)
+    for suffix in ("-wal", "-shm"):
+        other = path.with_name(path.name + suffix)
+        if other.exists() and other.stat().st_mode & 0o077:
+            os.chmod(other, 0o600)
+
+
 class KernelLock:
     """An exclusive advisory lock beside a SQLite file: one kernel per database."""
 
@@ -120,6 +132,8 @@ class KernelLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
+            if os.fstat(fd).st_mode & 0o077:
+                os.fchmod(fd, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)

@@ -13,7 +13,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from llmasos.syscalls.errors import InvalidArguments
+
 if TYPE_CHECKING:
+    from llmasos.memory.receipt import Receipt
     from llmasos.memory.store import Store
     from llmasos.memory.writer import Row
 
@@ -43,10 +46,11 @@ class Entry:
 class JournalStore:
     """The journal's rows on one Store: commit them, queue them, or queue the rows around them."""
 
-    def __init__(self, store: Store, db_id: str, *, group: bool) -> None:
+    def __init__(self, store: Store, db_id: str, *, group: bool, max_args_size: int | None = None) -> None:
         self.store = store
         self.db_id = db_id  # part of every idempotency key: keys never repeat across databases
         self.group = group  # rows that may wait are posted for a group commit, not committed at once
+        self.max_args_size = max_args_size  # characters of a process's stored args or of a mailbox row
 
     def key(self, pid: int, n: int) -> str:
         """The idempotency key of syscall n of pid: the same when the call is re-issued after a crash."""
@@ -67,16 +71,24 @@ class JournalStore:
         """Queue entry for the next group commit; a failure is reported to the writer's on_error."""
         self.store.w.post(rows=_with_taken(entry.row(update), taken), owner=owner)
 
-    def post_mail(self, row_id: int, pid: int, sender: int, body: str, *, owner: int | None) -> None:
+    def post_mail(self, row_id: int, pid: int, sender: int, body: str, *, owner: int | None) -> Receipt:
         """Persist a message (or, from STDIN, a stdin line) until the call that takes it deletes it.
 
-        owner: the pid that sent or wrote it, told if the write fails."""
-        self.store.w.post(rows=[("mailbox+", {"id": row_id, "pid": pid, "sender": sender, "body": body})],
-                          urgent=not self.group, owner=owner)
+        owner: the pid that sent or wrote it, told if the write fails and nobody awaits the receipt."""
+        return self.store.w.post(rows=[("mailbox+", {"id": row_id, "pid": pid, "sender": sender,
+                                                     "body": body})], urgent=not self.group, owner=owner)
 
-    def post_process(self, row: dict[str, Any]) -> None:
-        """Queue a new process's row; its spawner (row's parent) is told if the write fails."""
-        self.store.post_process(row, urgent=not self.group)
+    def post_process(self, row: dict[str, Any]) -> Receipt:
+        """Queue a new process's row; its spawner (row's parent) is told if the write fails and nobody
+        awaits the receipt."""
+        return self.store.post_process(row, urgent=not self.group)
+
+    def check_size(self, what: str, size: int) -> None:
+        """InvalidArguments if what (size characters of codec JSON) is over the arguments limit."""
+        limit = self.max_args_size
+        if limit is not None and size > limit:
+            raise InvalidArguments(f"{what} takes {size:,} characters stored, over the limit of {limit:,} "
+                                   "(KernelConfig.max_args_size); pass less, or a memory key that holds it")
 
     def post_process_end(self, pid: int, values: dict[str, Any]) -> None:
         self.store.post_process_end(pid, values, urgent=not self.group)

@@ -8,16 +8,19 @@ what the journal means and which processes recovery restarts is the kernel's bus
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
+import anyio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from llmasos.home import private_dir
 from llmasos.memory import db
 from llmasos.memory.errors import MemoryStoreError
 from llmasos.memory.journal import JournalStore, PidAllocator
 from llmasos.memory.migrations import migrate
-from llmasos.memory.store import Store
+from llmasos.memory.store import PRUNE_CHUNK, Store
 from llmasos.memory.writer import Writer
 
 
@@ -33,6 +36,8 @@ class MemoryConfig(Protocol):
     db_synchronous: str
     pid_block: int
     wal_checkpoint_every: int
+    retention: float | None
+    max_args_size: int
 
 
 class MemoryManager:
@@ -48,6 +53,7 @@ class MemoryManager:
         self.pids: PidAllocator | None = None
         self.db_id = ""
         self.version = 0
+        self.retention: float | None = None  # seconds ended processes' rows are kept (None: forever)
         self._lock = lock
 
     @classmethod
@@ -58,9 +64,10 @@ class MemoryManager:
         path = db.sqlite_path(url)
         lock = None
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent, tighten=config.database is None)  # (home, unless the user named a file)
             lock = db.KernelLock(path)
             lock.acquire()
+            db.make_private(path)
         engine = db.create_engine(url, busy_timeout=config.db_busy_timeout,
                                   synchronous=config.db_synchronous)
         writer = Writer(engine, where, delay=config.group_commit_ms / 1000,
@@ -82,7 +89,9 @@ class MemoryManager:
                 raise
             raise db.translate(exc, where) from exc
         if config.durable:
-            self.journal_rows = JournalStore(self.store, self.db_id, group=config.journal_commit == "group")
+            self.journal_rows = JournalStore(self.store, self.db_id, group=config.journal_commit == "group",
+                                             max_args_size=config.max_args_size)
+        self.retention = config.retention
         return self
 
     async def _pg_lock(self, conn: Any) -> None:
@@ -95,8 +104,32 @@ class MemoryManager:
                                     "give this kernel its own database")
 
     async def serve(self) -> None:
-        """The writer task (run it in the kernel's task group)."""
-        await self.writer.serve()
+        """The writer task and, with a retention, the pruning of ended processes' rows (at once, then
+        every retention seconds, at most hourly). Run it in the kernel's task group."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.writer.serve)
+            if self.retention is not None:
+                tg.start_soon(self._prune_every, min(max(self.retention, 0.05), 3600.0))
+
+    async def prune(self) -> int:
+        """Delete the rows of processes that ended more than ``retention`` seconds ago and that no live
+        process can wait for, with their journal and context rows (never notes or keys); how many went."""
+        if self.retention is None:
+            return 0
+        before, gone = time.time() - self.retention, 0
+        while True:
+            done = await self.store.prune(before)
+            gone += done
+            if done < PRUNE_CHUNK:
+                return gone
+
+    async def _prune_every(self, period: float) -> None:
+        while True:
+            try:
+                await self.prune()
+            except MemoryStoreError as exc:  # (a locked database, say): try again next period
+                self.writer.on_error(exc, None)
+            await anyio.sleep(period)
 
     async def flush(self) -> None:
         """Wait until everything queued (journal entries, process rows) is committed."""

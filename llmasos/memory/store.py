@@ -18,11 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from llmasos.memory import codec
 from llmasos.memory import schema as s
+from llmasos.memory.receipt import Receipt
 from llmasos.memory.writer import Writer
+from llmasos.syscalls.errors import InvalidArguments
 from llmasos.syscalls.types import Note
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _IN_CHUNK = 500  # pids bound in one IN (...): SQLite before 3.32 took at most 999 parameters a statement
+PRUNE_CHUNK = _IN_CHUNK  # processes pruned in one transaction (others' operations run between two)
 
 
 class Store:
@@ -47,8 +50,8 @@ class Store:
 
     # -- processes ---------------------------------------------------------------------------
 
-    def post_process(self, row: dict[str, Any], *, urgent: bool) -> None:
-        self.w.post(rows=[("process+", row)], urgent=urgent, owner=row["parent"] or None)
+    def post_process(self, row: dict[str, Any], *, urgent: bool) -> Receipt:
+        return self.w.post(rows=[("process+", row)], urgent=urgent, owner=row["parent"] or None)
 
     def post_process_end(self, pid: int, values: dict[str, Any], *, urgent: bool) -> None:
         """Queue how pid ended (state, ended, exit_value, error, usage); its unread mail goes."""
@@ -85,6 +88,22 @@ class Store:
             rows = await conn.execute(select(s.processes.c.spawn_key, s.processes.c.pid)
                                       .where(s.processes.c.spawn_key.in_(keys)))
             return {r.spawn_key: r.pid for r in rows}
+        return await self.w.run(op)
+
+    async def prune(self, ended_before: float) -> int:
+        """Delete the rows of (up to PRUNE_CHUNK) processes that ended before ended_before and that no
+        live process can wait for (their parent's row, if any, has ended too), with their journal, mailbox
+        and context rows; notes and key-value memory stay. Returns how many processes went."""
+        p, parent = s.processes, s.processes.alias("parent")
+        waited = select(parent.c.pid).where(parent.c.pid == p.c.parent, parent.c.ended.is_(None)).exists()
+        query = select(p.c.pid).where(p.c.ended < ended_before, ~waited).limit(PRUNE_CHUNK)
+
+        async def op(conn: AsyncConnection) -> int:
+            pids = [r.pid for r in await conn.execute(query)]
+            if pids:
+                for table in (s.journal, s.mailbox, s.context, s.processes):
+                    await conn.execute(delete(table).where(table.c.pid.in_(pids)))
+            return len(pids)
         return await self.w.run(op)
 
     # -- journal and mailboxes ---------------------------------------------------------------
@@ -129,8 +148,12 @@ class Store:
             return (False, None) if row is None else (True, codec.loads(row.value))
         return await self.w.run(op)
 
-    async def kv_set(self, namespace: str, key: str, value: Any) -> None:
+    async def kv_set(self, namespace: str, key: str, value: Any, *, max_size: int | None = None) -> None:
+        """Store value under key; InvalidArguments if its JSON is over max_size characters."""
         data, now = codec.dumps(value), time.time()
+        if max_size is not None and len(data) > max_size:
+            raise InvalidArguments(f"a value of {len(data):,} characters stored is over the limit of "
+                                   f"{max_size:,} (KernelConfig.max_value_size); store less, or split it")
 
         async def op(conn: AsyncConnection) -> None:
             where = and_(s.kv.c.namespace == namespace, s.kv.c.key == key)
@@ -163,9 +186,15 @@ class Store:
             return await add_note(conn, namespace, text_, tags, key)
         return await self.w.run(op)
 
-    async def search(self, namespace: str, query: str, k: int = 5) -> list[Note]:
-        """The k notes in namespace that best match query's words, best first."""
+    async def search(self, namespace: str, query: str, k: int = 5, *, max_terms: int | None = None) -> list[Note]:
+        """The k notes in namespace that best match query's words, best first.
+
+        InvalidArguments if the query has more than max_terms distinct words (a query's cost grows
+        with them, and it holds the one connection while it runs)."""
         terms = list(dict.fromkeys(w.lower() for w in _WORD.findall(query)))
+        if max_terms is not None and len(terms) > max_terms:
+            raise InvalidArguments(f"a search query of {len(terms):,} distinct words is over the limit of "
+                                   f"{max_terms:,} (KernelConfig.max_search_terms); search for fewer words")
         if not terms or k < 1:
             return []
 

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from llmasos.memory.db import translate
 from llmasos.memory.errors import DatabaseCorrupt, DatabaseFull, DatabaseLocked, MemoryStoreError
+from llmasos.memory.receipt import Receipt
 
 Op = Callable[[AsyncConnection], Awaitable[Any]]
 Row = tuple[str, dict[str, Any]]  # (a ROW_SQL name, its parameters)
@@ -58,7 +59,7 @@ _TEXT = {kind: text(sql) for kind, sql in ROW_SQL.items()}  # compiled once, for
 
 
 class _Pending:
-    __slots__ = ("fn", "rows", "owner", "done", "value", "error")
+    __slots__ = ("fn", "rows", "owner", "done", "value", "error", "finished")
 
     def __init__(self, fn: Op | None, rows: list[Row] | None = None, owner: int | None = None) -> None:
         self.fn = fn
@@ -67,6 +68,8 @@ class _Pending:
         self.done: anyio.Event | None = None
         self.value: Any = None
         self.error: BaseException | None = None
+        self.finished = False
+
 
 
 class Writer:
@@ -122,9 +125,32 @@ class Writer:
         return op.value
 
     def post(self, fn: Op | None = None, *, rows: list[Row] | None = None, urgent: bool = False,
-             owner: int | None = None) -> None:
-        """Queue fn(conn) (or rows) and return at once; its errors go to ``on_error`` with owner."""
-        self._push(_Pending(fn, rows, owner), urgent=urgent)
+             owner: int | None = None) -> Receipt:
+        """Queue fn(conn) (or rows) and return at once; its errors go to ``on_error`` with owner, unless
+        the receipt returned is awaited before it is committed (then they are raised there)."""
+        op = _Pending(fn, rows, owner)
+        self._push(op, urgent=urgent)
+        return Receipt(self, (op,))
+
+    async def settle(self, ops: tuple[_Pending, ...]) -> None:
+        """Wait until posted ops are committed (at once: they wait for no company); raise the first
+        error among them."""
+        waiting = [op for op in ops if not op.finished]
+        for op in waiting:
+            if op.done is None:
+                op.done = anyio.Event()  # (from now on a failure is raised here, not sent to on_error)
+        if waiting and not self._serving:  # before the serving task starts (boot) or after it stopped
+            async with self._direct:
+                if not self._serving:
+                    await self._commit(self._take())
+        if any(not op.finished for op in waiting) and not self.write_now([]):
+            self._hurry_up()
+        for op in waiting:
+            if not op.finished:  # (committed inline just now: no need to yield)
+                await op.done.wait()  # type: ignore[union-attr]
+        for op in ops:
+            if op.error is not None:
+                raise op.error
 
     async def flush(self) -> None:
         """Wait until everything queued so far is committed."""
@@ -285,7 +311,7 @@ class Writer:
             self.on_error(translate(exc, self.where), None)
 
     def _finish(self, op: _Pending, value: Any, error: BaseException | None) -> None:
-        op.value, op.error = value, error
+        op.value, op.error, op.finished = value, error, True
         if op.done is not None:
             op.done.set()
         elif error is not None:

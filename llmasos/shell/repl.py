@@ -33,6 +33,7 @@ from rich.text import Text
 from llmasos.client import KernelClient, NotAvailable, tables
 from llmasos.client.tables import ended_line
 from llmasos.errors import LlmasosError
+from llmasos.home import private_dir, private_file
 from llmasos.shell.commands import ALIASES, COMMANDS, ExitShell, UsageError, dispatch_words, lookup, register_all
 
 PROMPT = "llmasos> "
@@ -123,8 +124,8 @@ class Shell:
         if history is None:
             history = InMemoryHistory()
         elif isinstance(history, Path):
-            history.parent.mkdir(parents=True, exist_ok=True)
-            history = FileHistory(str(history))
+            private_dir(history.parent)
+            history = FileHistory(str(private_file(history)))  # (0600: what the user typed is theirs)
         self.session: PromptSession[str] = PromptSession(
             history=history, completer=ShellCompleter(self), complete_while_typing=False,
             input=input, output=output, enable_history_search=False,

@@ -61,7 +61,7 @@ class ToolContext:
     """
 
     pid: int = 0  # the calling process (0: called outside any process)
-    home: Path | None = None  # the process's own directory (its jail), $LLMASOS_HOME/procs/<pid>
+    home: Path | None = None  # the process's own directory (its jail), $LLMASOS_HOME/procs/<run>-<pid>
     idempotency_key: str | None = None  # from the syscall journal, when one is attached
     extra: dict[str, Any] = field(default_factory=dict)
     _trap: Trap | None = field(default=None, repr=False)  # the calling process's chokepoint

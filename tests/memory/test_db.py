@@ -70,7 +70,10 @@ async def test_a_full_database_fails_the_write_and_the_kernel_stays_up(home):
 
 
 async def test_a_locked_database_never_stalls_the_kernel(home):
+    go = anyio.Event()
+
     async def main(sys):
+        await go.wait()  # (spawned before the lock is taken: a spawn commits the process's row)
         try:
             await sys.sleep(0)  # journaled: its entry cannot be committed while the lock is held
         except DatabaseLocked as exc:
@@ -83,12 +86,14 @@ async def test_a_locked_database_never_stalls_the_kernel(home):
             await anyio.sleep(0.01)
             gaps.append(anyio.current_time() - start)
     async with Kernel(config(home, db_busy_timeout=0.3)) as k:
+        pid = await k.spawn(_app(main))
         other = sqlite3.connect(home / "llmasos.db", isolation_level=None)
         other.execute("BEGIN EXCLUSIVE")
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(ticker)
-                status = await k.run(_app(main))
+                go.set()
+                status = await k.wait(pid)
         finally:
             other.execute("ROLLBACK")
             other.close()

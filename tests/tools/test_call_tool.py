@@ -103,7 +103,8 @@ async def test_tool_not_held_is_denied(tmp_path) -> None:
 async def test_files_tool_is_jailed_per_process(tmp_path) -> None:
     out = await _call(tmp_path, "files", {"action": "write", "path": "a.txt", "content": "hi"})
     assert out["written"] == 2
-    assert (tmp_path / "procs" / "1" / "a.txt").read_text() == "hi"
+    [written] = (tmp_path / "procs").glob("*-1/a.txt")  # procs/<run>-<pid>
+    assert written.read_text() == "hi"
     err = await _call(tmp_path, "files", {"action": "read", "path": "../1/a.txt"})
     assert isinstance(err, ToolError) and "'..'" in str(err)
 

@@ -1,6 +1,7 @@
 """files: read, write, list and delete files inside the calling process's own directory.
 
-Rule: the jail is ``$LLMASOS_HOME/procs/<pid>/``. A path is refused (``PathOutsideJail``) when it is
+Rule: the jail is ``$LLMASOS_HOME/procs/<run>-<pid>/`` (``kernel/sys_tools.py: jail``), private to the
+user (directories 0700, files 0600). A path is refused (``PathOutsideJail``) when it is
 absolute, contains ``..``, or resolves, through any symlink, to somewhere outside the jail. Writes go
 to a temporary file that is renamed into place, so a write repeated after a crash leaves the same
 file, and deleting a missing file is not an error: both are idempotent by construction, which is what
@@ -15,6 +16,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
+from llmasos.home import private_dir
 from llmasos.tools.errors import PathOutsideJail
 from llmasos.tools.limits import TOOL_LIMITS as LIMITS
 from llmasos.tools.registry import ToolContext, tool
@@ -24,7 +26,7 @@ def jail_of(ctx: ToolContext) -> Path:
     """The calling process's directory, created on first use."""
     if ctx.home is None:
         raise PathOutsideJail("the files tool needs a process directory; call it through sys.call_tool")
-    ctx.home.mkdir(parents=True, exist_ok=True)
+    private_dir(ctx.home)
     return ctx.home.resolve()
 
 
@@ -77,7 +79,7 @@ def files(action: Literal["read", "write", "list", "delete"], path: str = ".", c
             raise ValueError(f"content is {len(content)} characters; the limit is {LIMITS.write_chars}")
         if target == jail or target.is_dir():
             raise IsADirectoryError(f"{rel} is a directory")
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(target.parent)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
