@@ -38,7 +38,9 @@ def plan(workdir: Path, honour: bool) -> list[tuple[str, tuple]]:
 
 async def main(home: Path, workdir: Path, honour: bool) -> None:
     engine = FakeEngine(step_delay=0.002)
-    async with Kernel(KernelConfig(engine=engine, home=home)) as k:
+    # This test kills the kernel 10-80 ms after each boot, on purpose: a crash loop that a process in a
+    # longer call (a chat) cannot tell from one its call causes, so recovery must not give up on it.
+    async with Kernel(KernelConfig(engine=engine, home=home, max_recoveries=1000)) as k:
         with open(workdir / "boots.log", "a") as f:
             f.write(f"{os.getpid()} restored={len(k.recovery.restored)}\n")
         store = k.memory.store
