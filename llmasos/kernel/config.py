@@ -39,6 +39,11 @@ class KernelConfig:
     stdout_lines: int = 2000  # stdout/stderr writes kept per process for logs/attach; also how many a
     # follower (attach, logs -f) may fall behind before it is dropped
     kill_grace: float = 2.0  # seconds a killed process may take to unwind before it is reported
+    shutdown_grace: float = 5.0  # seconds shutdown waits for the processes to unwind before it abandons
+    # the ones that ignore cancellation (their tasks cannot be stopped in-process) and returns
+    max_recoveries: int = 3  # crash recoveries in a row that may restore a process without it making
+    # progress (no new journal entry) before it is marked lost instead: a call that crashes the kernel
+    # is not re-run at every boot
     max_batch: int = 32  # sequences in one forward step (also the engine's, when the kernel builds it)
     max_step_tokens: int = 2048  # tokens computed in one forward step (a prefill counts its whole prompt)
     max_resident_tokens: int = 65536  # KV-cache tokens held at once (also the engine's, when the kernel
@@ -88,7 +93,8 @@ class KernelConfig:
         for name in ("max_procs", "max_batch", "max_step_tokens", "max_resident_tokens", "quantum",
                      "starvation_steps", "default_max_tokens", "mailbox_size", "stdout_lines", "trace_buffer",
                      "pid_block", "wal_checkpoint_every", "summary_min_tokens", "max_key_size", "max_value_size",
-                     "max_note_size", "max_search_terms", "max_search_results", "max_args_size", "max_body_size"):
+                     "max_note_size", "max_search_terms", "max_search_results", "max_args_size", "max_body_size",
+                     "max_recoveries"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"KernelConfig.{name} must be a positive integer, not {value!r}")
@@ -100,6 +106,9 @@ class KernelConfig:
             raise ConfigError(f"KernelConfig.max_zombies must be >= 0, not {self.max_zombies!r}")
         if self.kill_grace < 0:
             raise ConfigError(f"KernelConfig.kill_grace must be >= 0, not {self.kill_grace!r}")
+        if not isinstance(self.shutdown_grace, (int, float)) or not 0 <= self.shutdown_grace < float("inf"):
+            raise ConfigError(f"KernelConfig.shutdown_grace must be a finite number of seconds >= 0, not "
+                              f"{self.shutdown_grace!r}")
         if self.journal_commit not in ("call", "group"):
             raise ConfigError(f"KernelConfig.journal_commit is 'call' or 'group', not {self.journal_commit!r}")
         if not (0 < self.summary_share < self.page_target <= 1) or self.message_tokens < 0:

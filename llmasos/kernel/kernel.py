@@ -8,6 +8,7 @@ through narrow interfaces; features belong there, not here.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import itertools
@@ -16,7 +17,7 @@ import secrets
 import time
 import traceback
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -32,7 +33,7 @@ from llmasos.kernel.errors import KernelNotRunning, blame, log
 from llmasos.kernel.journal import FRAME, Durability, Journal, NoJournal
 from llmasos.kernel.llm import LLMLoop
 from llmasos.kernel.proc import ProcState, Process
-from llmasos.kernel.recovery import FACE_SPEC, Recovery, recover
+from llmasos.kernel.recovery import FACE_SPEC, PARKS, Recovery, clean_stop, parked, recover
 from llmasos.kernel.sched import SchedLimits, make_scheduler
 from llmasos.kernel.table import TABLE, ExitProcess
 from llmasos.kernel.trace import TraceBus, TraceEvent
@@ -53,6 +54,8 @@ if TYPE_CHECKING:
 PRIORITY_LIMIT = 1_000_000
 """A priority (a nice value: lower runs first under the priority policy) is an int in
 [-PRIORITY_LIMIT, PRIORITY_LIMIT]."""
+
+_OUT_OF_TIME = "QuotaExceeded: its time_budget of {:g}s ran out (spawn it with a larger time_budget)"
 
 current_sys: contextvars.ContextVar[Sys | None] = contextvars.ContextVar("llmasos_sys", default=None)
 """The Sys of the process whose code is running (None outside any process)."""
@@ -85,9 +88,13 @@ class Kernel:
                              state=ProcState.RUNNING, face="root", journaled=False)
         self._procs: dict[int, Process] = {}  # pid -> process, live or not yet reaped
         self._zombies: deque[int] = deque()  # ended, unreaped pids, oldest first
-        self._live = 0
+        self._live = 0  # processes holding a slot of max_procs: not ended, or ended while their task runs on
+        self._lingering: set[Process] = set()  # reported killed after kill_grace, their tasks still running
         self._pids = itertools.count(1)
-        self._tg: anyio.abc.TaskGroup | None = None
+        self._tg: anyio.abc.TaskGroup | None = None  # the kernel's own tasks: LLM loop, memory writer
+        self._ptg: anyio.abc.TaskGroup | None = None  # the processes' tasks (see _host_processes)
+        self._ptg_done: anyio.Event | None = None  # set when the processes' task group has exited
+        self._stopping = False  # shutdown has begun: a cancelled process keeps its state
         self.booted_at: float | None = None
         self.run_id = secrets.token_hex(6)  # this kernel object's run: names what must not outlive it
 
@@ -124,6 +131,10 @@ class Kernel:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self.llm.run, name="llmasos llm loop")
+        self._stopping = False
+        ready, self._ptg_done = anyio.Event(), anyio.Event()
+        _start_detached(lambda: self._host_processes(ready), "llmasos processes")
+        await ready.wait()
         if self.memory is not None:  # -- memory: the writer task, the journal, crash recovery
             self._tg.start_soon(self.memory.serve, name="llmasos memory writer")
             if self.memory.journal_rows is not None:
@@ -133,21 +144,76 @@ class Kernel:
         self.booted_at = time.time()
 
     async def shutdown(self) -> None:
-        """Cancel every process and the LLM loop, then release the engine."""
+        """Cancel every process and the LLM loop, then release the engine.
+
+        Returns within about ``KernelConfig.shutdown_grace`` seconds whatever the apps do: processes
+        that still ignore their cancellation then are abandoned (see ``_stop_processes``).
+        """
         if self._tg is None:
             return
-        self._tg.cancel_scope.cancel()
+        self._stopping = True
         try:
-            await self._tg.__aexit__(None, None, None)
+            await self._stop_processes()
         finally:
-            self._tg = None
-            self.tracer.close()
-            if self.engine is not None and not is_engine(self.config.engine):
-                self.engine.close()  # we built it, we free it
-            if self.memory is not None:  # -- memory: commit what is queued, release the database
-                self.durability, self._journaling = NoJournal(), False
-                memory, self.memory = self.memory, None
-                await memory.close()
+            self._tg.cancel_scope.cancel()
+            try:
+                await self._tg.__aexit__(None, None, None)
+            finally:
+                self._tg = None
+                self.tracer.close()
+                if self.engine is not None and not is_engine(self.config.engine):
+                    self.engine.close()  # we built it, we free it
+                if self.memory is not None:  # -- memory: commit what is queued, release the database
+                    self.durability, self._journaling = NoJournal(), False
+                    memory, self.memory = self.memory, None
+                    if memory.journal_rows is not None:
+                        clean_stop(memory.store)  # the next boot does not count this stop as a crash
+                    await memory.close()
+
+    async def _host_processes(self, ready: anyio.Event) -> None:
+        """The task that holds the processes' task group.
+
+        No task group waits for this task (it is started detached), so that shutdown can return even
+        when a process ignores its cancellation: anyio cannot stop a task that keeps catching it, and a
+        task group's exit waits for every task in it.
+        """
+        assert self._ptg_done is not None
+        done = self._ptg_done
+        try:
+            async with anyio.create_task_group() as tg:
+                self._ptg = tg
+                ready.set()
+                await anyio.sleep_forever()  # until shutdown cancels the group
+        except anyio.get_cancelled_exc_class():
+            raise  # the event loop is closing (its end cancels every task left)
+        except BaseException:  # nothing a process raises gets here (_run keeps it); log what does
+            log.exception("the processes' task group failed")
+        finally:
+            ready.set()
+            done.set()
+
+    async def _stop_processes(self) -> None:
+        """Cancel the processes, wait up to shutdown_grace for them, then abandon those still running.
+
+        Invariant: an abandoned process keeps its state in the database (it is restored at the next
+        boot, like any process alive at shutdown); here it is marked killed so that every syscall its
+        code still makes is refused, and no row of it is written from now on.
+        """
+        ptg, done, self._ptg = self._ptg, self._ptg_done, None
+        if ptg is None or done is None:
+            return
+        ptg.cancel_scope.cancel()
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.config.shutdown_grace):
+            await done.wait()
+        if done.is_set():
+            return
+        stuck = [p for p in self._procs.values() if p.face is None and (p.alive or p in self._lingering)]
+        for proc in stuck:
+            proc.killed = proc.notice = True
+        self.durability, self._journaling = NoJournal(), False
+        log.warning("shutdown: %d process(es) ignored cancellation for %ss and were abandoned (pids %s); "
+                    "their tasks cannot be stopped in-process", len(stuck), self.config.shutdown_grace,
+                    ", ".join(str(p.pid) for p in stuck[:20]))
 
     def _write_failed(self, error: MemoryStoreError, pid: int | None) -> None:
         """A queued write failed: log it, and raise it in the process that made it at its next syscall."""
@@ -157,9 +223,10 @@ class Kernel:
             proc.write_error, proc.notice = error, True
 
     def _require_running(self) -> anyio.abc.TaskGroup:
-        if self._tg is None:
+        """The processes' task group (processes are started in it)."""
+        if self._tg is None or self._ptg is None:
             raise KernelNotRunning("boot the kernel first: `async with Kernel(...) as kernel:`")
-        return self._tg
+        return self._ptg
 
     # -- the chokepoint ----------------------------------------------------------------------
 
@@ -179,8 +246,15 @@ class Kernel:
         # block (write, getpid) still lets the others run; a killed process unwinds here at once.
         if proc.notice or not n & 7:
             await anyio.lowlevel.checkpoint()
-            if proc.killed and proc.face is not None:  # a request process: it has no scope to cancel
-                raise ProcessKilled(f"process {proc.pid} was killed; this request has ended")
+            if proc.killed:  # a request process (no scope to cancel), or code that shields itself
+                # from its cancellation or swallows it: a killed process makes no more syscalls
+                if proc.face is not None:
+                    raise ProcessKilled(f"process {proc.pid} was killed; this request has ended")
+                raise ProcessKilled(f"process {proc.pid} was killed; it may make no more syscalls "
+                                    "(let the cancellation unwind it: do not catch it)")
+        if self.recovery.suspects and call.waits in PARKS and isinstance(self.durability, Journal):
+            if proc.pid in self.recovery.suspects:  # restored after a crash loop: now it waits on the world?
+                parked(self, self.durability, proc, n)
         start = time.perf_counter()
         waits = call.waits
         if waits is not None:
@@ -204,7 +278,8 @@ class Kernel:
         except anyio.get_cancelled_exc_class() as exc:
             error = exc
             raise
-        except Exception as exc:  # a handler bug must not take the kernel down, nor be blamed on the caller
+        except BaseException as exc:  # a handler bug (or a BaseException from a plugin: SystemExit,
+            # KeyboardInterrupt) must not take the kernel down, nor be blamed on the caller
             error = blame(call, exc)
             raise error from exc
         finally:
@@ -311,8 +386,18 @@ class Kernel:
             except anyio.get_cancelled_exc_class():
                 if proc.killed:
                     self._end(proc, ProcState.KILLED, error="killed")
-                raise
-            except Exception:
+                    raise
+                if self._stopping:
+                    raise
+                if scope.cancel_called:  # its own scope's deadline: its time_budget ran out
+                    self._end(proc, ProcState.KILLED, error=_OUT_OF_TIME.format(proc.caps.time_budget))
+                    raise
+                # Nobody cancelled it: the app raised the cancellation exception itself. Re-raised, it
+                # would cancel the task group, and every other process with it.
+                self._end(proc, ProcState.CRASHED, error=traceback.format_exc())
+            except SystemExit as exc:  # sys.exit(n) in the app: n is its exit value
+                self._end(proc, ProcState.EXITED, value=exc.code)
+            except BaseException:  # an Exception, KeyboardInterrupt, GeneratorExit...: this process only
                 self._end(proc, ProcState.CRASHED, error=traceback.format_exc())
             else:
                 if proc.killed:  # it swallowed the cancellation and returned
@@ -322,19 +407,26 @@ class Kernel:
         if proc.alive and proc.killed:
             self._end(proc, ProcState.KILLED, error="killed")
         if proc.alive and scope.cancelled_caught:  # its deadline passed
-            self._end(proc, ProcState.KILLED, error=f"QuotaExceeded: its time_budget of {proc.caps.time_budget:g}s "
-                                                    "ran out (spawn it with a larger time_budget)")
+            self._end(proc, ProcState.KILLED, error=_OUT_OF_TIME.format(proc.caps.time_budget))
+        if proc in self._lingering:  # reported killed after kill_grace; its task has ended at last
+            self._lingering.discard(proc)
+            self._live -= 1
         # Invariant: on kernel shutdown a live process keeps its state, so a persisted process
         # table shows it as alive and recovery can restart it.
 
     def _end(self, proc: Process, state: ProcState, *, value: Any = None, error: str | None = None) -> None:
-        """Record how proc ended and free what it held. Idempotent."""
-        if not proc.alive:
+        """Record how proc ended and free what it held. Idempotent: a process ends once.
+
+        Its slot of max_procs is freed here, unless its task still runs (``_lingering``): then when
+        that task ends.
+        """
+        if proc.ended is not None or not proc.alive:
             return
         proc.state, proc.waiting_on = state, None
         proc.ended = time.time()
         proc.exit_value, proc.error = value, error
-        self._live -= 1
+        if proc not in self._lingering:
+            self._live -= 1
         budget.settle(proc)  # what it did not use goes back to the parent it was carved from
         if self.llm is not None:
             for seq in list(proc.seqs):
@@ -397,13 +489,20 @@ class Kernel:
         return True
 
     async def _reclaim(self, proc: Process) -> None:
-        """Report a killed process that will not unwind (it keeps swallowing cancellation)."""
+        """Report a killed process that will not unwind (it keeps swallowing cancellation).
+
+        Its task is abandoned: in-process, nothing can stop code that catches its cancellation (a loop
+        doing so spins a core until it gives up; a sandboxed app's OS process can be killed). Until
+        that task ends, it keeps its slot of max_procs, and its syscalls are refused.
+        """
         with anyio.move_on_after(self.config.kill_grace):
             await proc.done.wait()
             return
-        self._end(proc, ProcState.KILLED,
-                  error=f"killed, but its code ignored cancellation for {self.config.kill_grace}s; "
-                        "its task is abandoned")
+        if proc.ended is None and proc.alive:
+            self._lingering.add(proc)
+            self._end(proc, ProcState.KILLED,
+                      error=f"killed, but its code ignored cancellation for {self.config.kill_grace}s; "
+                            "its task is abandoned")
 
     async def wait(self, pid: int, timeout: float | None = None) -> ExitStatus:
         """Wait for pid to end, reap it and return how it ended."""
@@ -553,10 +652,10 @@ class Kernel:
             yield Sys(self, proc)
         except ExitProcess as exc:
             self._end(proc, ProcState.EXITED, value=exc.value)
-        except anyio.get_cancelled_exc_class():
+        except (anyio.get_cancelled_exc_class(), GeneratorExit):  # (GeneratorExit: a streamed reply closed)
             self._end(proc, ProcState.KILLED, error="its client went away")
             raise
-        except BaseException as exc:
+        except BaseException as exc:  # the face's own task's: raised to it (it never reaches the kernel's)
             self._end(proc, ProcState.CRASHED, error=f"{type(exc).__name__}: {exc}")
             raise
         else:
@@ -581,6 +680,23 @@ class Kernel:
 async def _face_main(sys: Sys, *args: Any) -> None:
     """The main of a face's request process: never called (its code runs in the face's own task)."""
     raise AssertionError("a request process has no task of its own")
+
+
+_detached: set[asyncio.Task[None]] = set()  # asyncio keeps weak references to tasks only
+
+
+def _start_detached(fn: Callable[[], Awaitable[None]], name: str) -> None:
+    """Run fn() in a task that no task group waits for (anyio has no such thing: the backend's own)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # trio: a system task (trio.run waits for it at its very end only)
+        import trio
+
+        trio.lowlevel.spawn_system_task(fn, name=name)
+        return
+    task = loop.create_task(fn(), name=name)  # type: ignore[arg-type]
+    _detached.add(task)
+    task.add_done_callback(_detached.discard)
 
 
 def _root_app() -> App:

@@ -9,6 +9,16 @@ found is marked LOST with the reason; one whose app is not restartable is marked
 kernel's table (``ps -a``, ``wait``) until reaped, never runnable. Parents start before children (pids
 grow), so a child finds its parent alive. Nothing is started twice: the rows are updated, never inserted
 again.
+
+A crash loop ends: a process restored ``KernelConfig.max_recoveries`` times in a row after a crash
+without making progress (its journal neither grew nor completed a call since the previous restore) is
+marked LOST, with the syscall it was in, instead of being run again (a tool that kills the kernel would
+otherwise kill every boot). When some of those processes were in an effect call at the crash (a tool
+call, its intent journaled, no result), only they are blamed; the others are restored. A restored
+process whose first live syscall waits on the world (recv, read, sleep, wait) is no suspect either: its
+count starts again (``parked``). So does every count after a clean shutdown (``meta.last_stop``). A
+process in a long call (a generate) when the kernel is killed from outside, again and again, cannot be
+told from one whose call kills the kernel: raise ``max_recoveries`` where that is expected.
 """
 
 from __future__ import annotations
@@ -31,11 +41,13 @@ from llmasos.syscalls.types import ExitStatus, Message
 if TYPE_CHECKING:
     from llmasos.kernel.journal import Journal
     from llmasos.kernel.kernel import Kernel
+    from llmasos.memory.store import Store
 
 FACE_SPEC = "<face> "  # the spec a face's request process is recorded with: recovery never restarts one
 ENDED = (ProcState.EXITED, ProcState.KILLED, ProcState.CRASHED, ProcState.LOST)
+LAST_STOP, CLEAN, RUNNING = "last_stop", "clean", "running"  # meta.last_stop and its values
 
-__all__ = ["FACE_SPEC", "Recovery", "recover"]
+__all__ = ["FACE_SPEC", "PARKS", "Recovery", "clean_stop", "parked", "recover"]
 
 
 @dataclass(slots=True)
@@ -45,6 +57,7 @@ class Recovery:
     restored: list[int] = field(default_factory=list)
     lost: dict[int, str] = field(default_factory=dict)  # pid -> why
     killed: dict[int, str] = field(default_factory=dict)  # not restartable: pid -> why
+    suspects: set[int] = field(default_factory=set)  # restored, not yet seen waiting on the world (parked)
     seconds: float = 0.0
 
 
@@ -54,6 +67,10 @@ async def recover(kernel: Kernel, journal: Journal) -> Recovery:
     report = Recovery()
     store = journal.rows.store
     found: RecoveryPlan = await plan(store, [s.value for s in LIVE], [s.value for s in ENDED])
+    crashed = (await store.meta()).get(LAST_STOP, CLEAN) != CLEAN
+    counts, stuck = _without_progress(found, crashed, kernel.config.max_recoveries)
+    # Invariant: the counts are committed before any restored process runs again (it may crash us).
+    await store.set_restarts(counts, RUNNING)
     if not found.rows:
         return report
     journal.start_message_ids(found.max_mailbox_id)
@@ -66,10 +83,15 @@ async def recover(kernel: Kernel, journal: Journal) -> Recovery:
     journal.restoring = True
     try:
         for row in found.rows:
+            if row.pid in stuck:
+                report.lost[row.pid] = stuck[row.pid]
+                continue
             _restore(kernel, journal, row, found.entries.get(row.pid), found.mail.get(row.pid, ()), report)
     finally:
         journal.restoring = False
     by_pid = {row.pid: row for row in found.rows}
+    report.suspects = set(report.restored)
+    kernel.recovery = report  # (before the restored processes first run, at the next await)
     for state, ended in ((ProcState.LOST, report.lost), (ProcState.KILLED, report.killed)):
         for pid, why in ended.items():
             store.post_process_lost(pid, state.value, why)
@@ -77,6 +99,60 @@ async def recover(kernel: Kernel, journal: Journal) -> Recovery:
     await store.w.flush()
     report.seconds = time.perf_counter() - t0
     return report
+
+
+PARKS = frozenset({"recv", "stdin", "sleep", "child"})  # Syscall.waits of the calls that wait on the world
+
+
+def parked(kernel: Kernel, journal: Journal, proc: Process, n: int) -> None:
+    """A suspect's syscall n waits on the world (``PARKS``): if it runs live (past the replay), the
+    process survived its recovery, and its count of recoveries without progress starts again."""
+    if n > journal.replay_end.get(proc.pid, 0):
+        kernel.recovery.suspects.discard(proc.pid)
+        journal.rows.store.post_restarts_reset(proc.pid)
+
+
+def clean_stop(store: Store) -> None:
+    """Queue the mark of a clean shutdown: the next boot's restores are not counted as after a crash."""
+    store.post_meta(LAST_STOP, CLEAN)
+
+
+def _without_progress(found: RecoveryPlan, crashed: bool,
+                      limit: int) -> tuple[list[tuple[int, int, int]], dict[int, str]]:
+    """(pid, restarts, mark) of each process to record, and the processes to mark LOST, with why.
+
+    A process's mark counts its journal entries plus the completed ones: it grows with any progress.
+    restarts: the recoveries in a row, after crashes, that found the mark where the previous one left it.
+    """
+    counts: list[tuple[int, int, int]] = []
+    over: dict[int, int] = {}  # pid -> restarts, for those at the limit
+    for row in found.rows:
+        entries = found.entries.get(row.pid) or {}
+        mark = len(entries) + sum(1 for e in entries.values() if e.status != "intent")
+        restarts = row.restarts + 1 if crashed and mark == row.restart_mark else 0
+        counts.append((row.pid, restarts, mark))
+        if restarts >= limit:
+            over[row.pid] = restarts
+    in_call = {pid: min(n for n, e in found.entries[pid].items() if e.status == "intent")
+               for pid in over if any(e.status == "intent" for e in (found.entries.get(pid) or {}).values())}
+    stuck = {}
+    for pid, restarts in over.items():
+        if in_call and pid not in in_call:
+            continue  # others were in a call when the kernel died: blame those, spare this one
+        entries = found.entries.get(pid) or {}
+        if pid in in_call:
+            n = in_call[pid]
+            where = f"in its syscall #{n} ({entries[n].call.lower()})"
+        elif entries:
+            n = max(entries)
+            where = f"in its code or the syscall after #{n} ({entries[n].call.lower()})"
+        else:
+            where = "before its first journaled syscall"
+        runs = "recovery" if restarts == 1 else f"{restarts} recoveries in a row"
+        stuck[pid] = (f"the kernel stopped while it was {where}, and the {runs} that ran it again made no "
+                      f"progress (KernelConfig.max_recoveries = {limit}); it is not run again: fix what that "
+                      "call does and spawn it anew")
+    return counts, stuck
 
 
 def stored_caps(data: dict[str, Any]) -> capmod.Caps:

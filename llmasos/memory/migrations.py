@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable
 
 from sqlalchemy import (
-    Column, Connection, Float, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text, text,
+    Column, Connection, Float, Index, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text, text,
 )
 
 from llmasos.memory import schema as s
@@ -34,12 +34,34 @@ _JOURNAL_V1 = Table(
     PrimaryKeyConstraint("pid", "n"),
 )
 
+# The process table as migration 1 makes it (schema.processes has grown since: see m004).
+_PROCESSES_V1 = Table(
+    "processes", MetaData(),
+    Column("pid", Integer, primary_key=True, autoincrement=False),
+    Column("app", String(200), nullable=False),
+    Column("spec", Text),
+    Column("args", Text, nullable=False),
+    Column("kwargs", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("parent", Integer, nullable=False),
+    Column("caps", Text, nullable=False),
+    Column("usage", Text),
+    Column("exit_value", Text),
+    Column("error", Text),
+    Column("started", Float, nullable=False),
+    Column("ended", Float),
+    Column("spawn_key", String(80), unique=True),
+    Index("ix_processes_state", "state"),
+    Index("ix_processes_parent", "parent"),  # (m002 makes it on databases older than that)
+)
+
 
 def m001_initial(conn: Connection) -> None:
     """Process table, journal, mailboxes, key-value, notes (with full-text index), contexts."""
     # Invariant: once a later migration alters one of these tables, copy its version-1 definition
     # into this function first, so that a blank database still goes through every version.
-    for table in (s.meta, s.processes, _JOURNAL_V1, s.mailbox, s.kv, s.notes, s.context):
+    for table in (s.meta, _PROCESSES_V1, _JOURNAL_V1, s.mailbox, s.kv, s.notes, s.context):
         table.create(conn)
     dialect = conn.dialect.name
     if dialect == "sqlite":
@@ -79,7 +101,17 @@ def m003_journal_span(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE journal ADD COLUMN span INTEGER NOT NULL DEFAULT 0"))
 
 
-MIGRATIONS: list[Migration] = [m001_initial, m002_processes_parent_index, m003_journal_span]
+def m004_process_restarts(conn: Connection) -> None:
+    """processes.restarts and restart_mark: how many crash recoveries in a row restored a process without
+    it making progress, so that a call that crashes the kernel is not re-run at every boot; and
+    meta.last_stop, so that a clean shutdown is not counted as a crash (an existing database: clean)."""
+    conn.execute(text("ALTER TABLE processes ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0"))
+    conn.execute(text("ALTER TABLE processes ADD COLUMN restart_mark INTEGER NOT NULL DEFAULT -1"))
+    conn.execute(s.meta.insert(), [{"key": "last_stop", "value": "clean"}])
+
+
+MIGRATIONS: list[Migration] = [m001_initial, m002_processes_parent_index, m003_journal_span,
+                               m004_process_restarts]
 
 
 def current_version(conn: Connection) -> int:

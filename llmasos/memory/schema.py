@@ -18,7 +18,8 @@ meta = Table(
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
 )
-"""Database-wide values: ``db_id`` (in idempotency keys), ``next_pid`` (pids handed out below it)."""
+"""Database-wide values: ``db_id`` (in idempotency keys), ``next_pid`` (pids handed out below it),
+``last_stop`` (since migration 4: ``clean`` after a shutdown, ``running`` while a kernel runs)."""
 
 processes = Table(
     "processes", metadata,
@@ -37,6 +38,10 @@ processes = Table(
     Column("started", Float, nullable=False),
     Column("ended", Float),
     Column("spawn_key", String(80), unique=True),  # idempotency key of the spawn syscall that made it
+    Column("restarts", Integer, nullable=False, server_default="0"),  # since migration 4: crash
+    # recoveries in a row that restored it without it making progress (kernel/recovery.py decides)
+    Column("restart_mark", Integer, nullable=False, server_default="-1"),  # since migration 4: its
+    # journal's progress mark when it was last restored (-1: never restored)
     Index("ix_processes_state", "state"),
     Index("ix_processes_parent", "parent"),  # since migration 2
 )

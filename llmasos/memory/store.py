@@ -64,6 +64,23 @@ class Store:
                                             "ended": time.time()}),
                           ("mailbox-of", {"pid": pid})], urgent=urgent)
 
+    async def set_restarts(self, counts: list[tuple[int, int, int]], last_stop: str) -> None:
+        """Record (pid, restarts, restart_mark) for each of these processes, and ``meta.last_stop``."""
+        async def op(conn: AsyncConnection) -> None:
+            if counts:
+                await conn.execute(
+                    text("UPDATE processes SET restarts = :restarts, restart_mark = :mark WHERE pid = :pid"),
+                    [{"pid": pid, "restarts": restarts, "mark": mark} for pid, restarts, mark in counts])
+            await _set_meta("last_stop", last_stop)(conn)
+        await self.w.run(op)
+
+    def post_restarts_reset(self, pid: int) -> None:
+        """Queue restarts = 0 and restart_mark = -1 for pid (as if it had never been restored)."""
+        async def op(conn: AsyncConnection) -> None:
+            await conn.execute(update(s.processes).where(s.processes.c.pid == pid)
+                               .values(restarts=0, restart_mark=-1))
+        self.w.post(op, urgent=True, owner=pid)
+
     async def processes(self, states: list[str] | None = None, pids: list[int] | None = None,
                         parents: list[int] | None = None) -> list[Any]:
         """Process rows (all, or those in states / with pids / with parents), by pid."""

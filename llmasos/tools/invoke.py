@@ -1,9 +1,11 @@
 """Running one tool call: validate the arguments, run the tool under a timeout, check the result.
 
-Rule: whatever the tool does (raise, hang, return an object no JSON can hold), the caller gets either
-a JSON-serialisable value or a ``ToolError``; nothing else escapes, so the kernel cannot be crashed by
-a tool. A sync tool runs in a worker thread; on timeout the thread is abandoned (Python cannot stop
-it), which is why a tool that must be stoppable should be ``async`` or run a subprocess.
+Rule: whatever the tool does (raise, even ``SystemExit`` or ``KeyboardInterrupt``, hang, return an object
+no JSON can hold), the caller gets either a JSON-serialisable value or a ``ToolError``; nothing else
+escapes but the caller's own cancellation, so the kernel cannot be crashed by a tool. A sync tool runs
+in a worker thread (anyio hands any exception it raises there, ``SystemExit`` included, back to the
+caller); on timeout the thread is abandoned (Python cannot stop it), which is why a tool that must be
+stoppable should be ``async`` or run a subprocess.
 """
 
 from __future__ import annotations
@@ -43,7 +45,10 @@ async def invoke(t: Tool, arguments: dict[str, Any] | None, ctx: ToolContext | N
                           "simplify the request or ask for a longer timeout") from None
     except (SyscallError, anyio.get_cancelled_exc_class()):
         raise  # a ToolError the tool chose, a syscall it made that failed, or a kill
-    except Exception as exc:
+    except SystemExit as exc:  # an argparse-based tool given arguments it does not accept exits
+        raise ToolFailed(f"tool {t.name} exited (SystemExit {exc.code!r}) instead of returning; check the "
+                         "arguments against its schema") from exc
+    except BaseException as exc:  # KeyboardInterrupt, GeneratorExit...: a failure of this call, no more
         raise ToolFailed(f"tool {t.name} failed: {type(exc).__name__}: {exc}") from exc
     return check_result(t.name, result)
 

@@ -92,7 +92,7 @@ def _hostile_apps(victim_pid: list[int]) -> dict[str, App]:
         c1 = await sys.generate("one two", max_tokens=900)
         return [c1.completion_tokens + c1.prompt_tokens <= 20, await _try(sys.generate("more", max_tokens=900))]
 
-    @hostile("hoarder", tools=["hostile_exit_tool"])
+    @hostile("hoarder", tools=["hostile_exit_tool"], can_spawn=True)
     async def _hoarder(sys):
         huge = "x" * (21 * 1024 * 1024)
         return [await _try(sys.memory.set("big", huge)), await _try(sys.memory.search("w " * 100_000)),

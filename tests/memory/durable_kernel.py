@@ -26,7 +26,7 @@ APPS = HERE / "durable_apps.py"
 
 def plan(workdir: Path, honour: bool) -> list[tuple[str, tuple]]:
     counter = str(workdir / "counter.txt")
-    pause = 0.03
+    pause = 0.06  # the window a kill aims at (a call in flight): wide enough on a loaded machine
     return [
         ("worker", ("alpha", 14, counter, honour, pause)),
         ("worker", ("beta", 10, counter, honour, pause)),
@@ -38,7 +38,9 @@ def plan(workdir: Path, honour: bool) -> list[tuple[str, tuple]]:
 
 async def main(home: Path, workdir: Path, honour: bool) -> None:
     engine = FakeEngine(step_delay=0.002)
-    async with Kernel(KernelConfig(engine=engine, home=home)) as k:
+    # This test kills the kernel 10-80 ms after each boot, on purpose: a crash loop that a process in a
+    # longer call (a chat) cannot tell from one its call causes, so recovery must not give up on it.
+    async with Kernel(KernelConfig(engine=engine, home=home, max_recoveries=1000)) as k:
         with open(workdir / "boots.log", "a") as f:
             f.write(f"{os.getpid()} restored={len(k.recovery.restored)}\n")
         store = k.memory.store

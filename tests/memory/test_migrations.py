@@ -73,6 +73,9 @@ async def test_a_version_1_database_gets_the_parent_index_and_the_journal_span(h
     with sqlite3.connect(home / "llmasos.db") as conn:  # as migration 1 left it
         conn.execute("DROP INDEX ix_processes_parent")
         conn.execute("ALTER TABLE journal DROP COLUMN span")
+        conn.execute("ALTER TABLE processes DROP COLUMN restarts")  # (and what migration 4 adds)
+        conn.execute("ALTER TABLE processes DROP COLUMN restart_mark")
+        conn.execute("DELETE FROM meta WHERE key = 'last_stop'")
         conn.execute("INSERT INTO journal (pid, n, call, digest, status, at) VALUES (1, 1, 'Sleep', 'd', 'ok', 0)")
         conn.execute("UPDATE schema_version SET version = 1")
     mm = await MemoryManager.open(config(home))
@@ -81,7 +84,7 @@ async def test_a_version_1_database_gets_the_parent_index_and_the_journal_span(h
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert "ix_processes_parent" in names
         assert conn.execute("SELECT span FROM journal WHERE pid = 1").fetchone() == (0,)  # old rows: 0
-        assert conn.execute("SELECT version FROM schema_version").fetchone() == (3,)
+        assert conn.execute("SELECT version FROM schema_version").fetchone() == (len(migrations.MIGRATIONS),)
 
 
 async def test_a_default_kernel_boots_fast_on_an_existing_database(tmp_path, monkeypatch):
