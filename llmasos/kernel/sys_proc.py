@@ -85,7 +85,12 @@ async def sys_exit(k: Kernel, p: Process, call: c.Exit) -> None:
 
 
 async def sys_send(k: Kernel, p: Process, call: c.Send) -> None:
-    await k.send(pid_of(call.pid), call.body, sender=p.pid)  # (returns once the message is committed)
+    receipt = k.send(pid_of(call.pid), call.body, sender=p.pid)
+    # Invariant: a journaled send's message row commits in the same transaction as its journal entry
+    # (queued before it), so a send re-issued after a crash never delivers twice. Only a caller that is
+    # not journaled (the root process) waits for the row's own commit before it is acknowledged.
+    if not p.journaled:
+        await receipt
 
 
 async def sys_recv(k: Kernel, p: Process, call: c.Recv) -> Any:
