@@ -9,7 +9,6 @@ through narrow interfaces; features belong there, not here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import itertools
 import math
@@ -17,7 +16,7 @@ import secrets
 import time
 import traceback
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -30,26 +29,27 @@ from llmasos.kernel import budget, sandbox
 from llmasos.kernel import caps as capmod
 from llmasos.kernel.config import KernelConfig
 from llmasos.kernel.errors import KernelNotRunning, blame, log
+from llmasos.kernel.faces import Faces, root_app
 from llmasos.kernel.journal import FRAME, Durability, Journal, NoJournal
 from llmasos.kernel.llm import LLMLoop
 from llmasos.kernel.proc import ProcState, Process
-from llmasos.kernel.recovery import FACE_SPEC, PARKS, Recovery, clean_stop, parked, recover
+from llmasos.kernel.recovery import PARKS, Recovery, clean_stop, parked, recover
 from llmasos.kernel.sched import SchedLimits, make_scheduler
+from llmasos.kernel.stdio import Stdio
 from llmasos.kernel.table import TABLE, ExitProcess
 from llmasos.kernel.trace import TraceBus, TraceEvent
 from llmasos.syscalls.calls import Syscall
 from llmasos.syscalls.errors import (
-    InvalidArguments, MailboxFull, NoSuchProcess, NotSupported, ProcessKilled, ProcessLimit, SyscallError,
+    InvalidArguments, NoSuchProcess, NotSupported, ProcessKilled, ProcessLimit, SyscallError,
     WaitTimeout,
 )
 from llmasos.syscalls.sys import Sys
-from llmasos.syscalls.types import ExitStatus, Message, ProcInfo, Usage
+from llmasos.syscalls.types import ExitStatus, ProcInfo, Usage
 
 if TYPE_CHECKING:
     from llmasos.kernel.caps import Caps
     from llmasos.memory.errors import MemoryStoreError
     from llmasos.memory.manager import MemoryManager
-    from llmasos.memory.receipt import Receipt
 
 PRIORITY_LIMIT = 1_000_000
 """A priority (a nice value: lower runs first under the priority policy) is an int in
@@ -61,7 +61,7 @@ current_sys: contextvars.ContextVar[Sys | None] = contextvars.ContextVar("llmaso
 """The Sys of the process whose code is running (None outside any process)."""
 
 
-class Kernel:
+class Kernel(Faces, Stdio):
     """Runs apps as processes over one model.
 
     ``async with Kernel(KernelConfig(engine=FakeEngine())) as k: pid = await k.spawn("echo", "hi")``
@@ -84,7 +84,7 @@ class Kernel:
         # The root process (pid 0): the root user's faces (shell, CLI, HTTP process control) make their
         # calls as it. It is not in the table (ps, kill and wait never see it), holds every capability,
         # and its calls are checked, accounted and traced but not journaled (it is never replayed).
-        self._root = Process(pid=0, app=_root_app(), args=(), kwargs={}, parent=0, priority=0, caps=capmod.ROOT,
+        self._root = Process(pid=0, app=root_app(), args=(), kwargs={}, parent=0, priority=0, caps=capmod.ROOT,
                              state=ProcState.RUNNING, face="root", journaled=False)
         self._procs: dict[int, Process] = {}  # pid -> process, live or not yet reaped
         self._zombies: deque[int] = deque()  # ended, unreaped pids, oldest first
@@ -551,120 +551,6 @@ class Kernel:
         """The live table (read-only use: shell, top, recovery)."""
         return self._procs
 
-    # -- ipc and stdio, from the root user ---------------------------------------------------
-
-    def send(self, pid: int, body: Any, sender: int = 0) -> Receipt:
-        """Put a message in pid's mailbox. ``await`` the result to return once it is committed (the send
-        syscall does): a message the database cannot write fails there."""
-        proc = self.get(pid)
-        if not proc.alive:
-            raise NoSuchProcess(f"process {pid} has ended; it cannot receive messages")
-        box = proc.get_mailbox()
-        if len(box.items) >= self.config.mailbox_size:
-            raise MailboxFull(f"process {pid} has {len(box.items)} unread messages; try again later")
-        message = Message(sender, body)
-        receipt = self.durability.message_sent(pid, message)  # persisted until a recv takes it
-        box.put(message)
-        return receipt
-
-    def write_stdin(self, pid: int, text: str) -> Receipt:
-        """Feed text to pid's stdin (a line per newline). ``await`` the result to return once the lines
-        are committed (the stdin syscall does)."""
-        proc = self.get(pid)
-        if not proc.alive:
-            raise NoSuchProcess(f"process {pid} has ended; its stdin is closed")
-        stdin = proc.get_stdin()
-        lines = text.splitlines(keepends=True)
-        receipt = self.durability.stdin_written(pid, lines)  # persisted until a readline takes each
-        for line in lines:
-            stdin.put(line)
-        return receipt
-
-    def close_stdin(self, pid: int) -> None:
-        """End of input for pid: its next read returns None."""
-        self.get(pid).get_stdin().close()
-
-    def output(self, pid: int) -> list[tuple[str, str]]:
-        """The stdout/stderr chunks pid wrote that are still kept, oldest first."""
-        proc = self.get(pid)
-        return list(proc.output.chunks) if proc.output is not None else []
-
-    async def follow(self, pid: int, *, history: bool = True) -> AsyncIterator[tuple[str, str]]:
-        """Yield (stream, text) as pid writes, until it ends; with history, what it wrote before."""
-        proc = self.get(pid)
-        out = proc.get_output(self.config.stdout_lines)
-        # Invariant: the history snapshot and the subscription are taken together, so no chunk written
-        # while the history is being yielded is lost or repeated.
-        before = list(out.chunks) if history else []
-        send, recv = anyio.create_memory_object_stream[tuple[str, str]](self.config.stdout_lines)
-        if proc.alive:
-            out.followers.append(send)
-        else:
-            send.close()
-        try:
-            with recv:
-                for chunk in before:
-                    yield chunk
-                async for chunk in recv:
-                    yield chunk
-        finally:  # the follower left (or was dropped): never leave our end open
-            if send in out.followers:
-                out.followers.remove(send)
-            send.close()
-
-    # -- faces: the root process and request processes -------------------------------------------
-
-    @property
-    def root(self) -> Sys:
-        """The Sys of the root process (pid 0): how the root user's faces make syscalls."""
-        return Sys(self, self._root)
-
-    @property
-    def root_process(self) -> Process:
-        """The root process's record (read-only use: its trace and usage, for strace and top)."""
-        return self._root
-
-    @contextlib.asynccontextmanager
-    async def session(self, face: str, *, caps: dict[str, Any] | None = None, parent: int = 0,
-                      args: tuple[Any, ...] = ()) -> AsyncIterator[Sys]:
-        """A process for one request from a face (HTTP, the OpenAI endpoint, ``LLM``, the shell).
-
-        ``async with kernel.session("openai") as sys: await sys.generate(...)``. The process is in the
-        table (``ps``, ``top``, ``strace``, ``kill``) while the block runs, in the caller's own task; every
-        call it makes crosses the chokepoint (checked, budgeted, journaled, accounted, traced). Its caps
-        are everything its parent holds narrowed by caps (default: ``KernelConfig.request_caps``). It is
-        never restarted after a crash (its client is gone) and is reaped when the block ends. A kill
-        ends it at once (its generations stop) and raises ``ProcessKilled`` in the caller.
-        """
-        app = self._faces.get(face)
-        if app is None:
-            app = self._faces[face] = App(face, f"requests from {face}", tools=["*"], memory=["*"],
-                                          can_spawn=True, restartable=False)
-            app.source = FACE_SPEC + face
-            app.main(_face_main)
-        asked = self.config.request_caps if caps is None else caps
-        proc = self.start_process(app, args, {}, parent=parent, caps=asked, task=False)
-        proc.state, proc.face = ProcState.RUNNING, face
-        # Invariant: no cancel scope spans the block (it may sit in an async generator, such as a
-        # streamed HTTP reply): a kill ends the process at once, which aborts its sequences, and its
-        # next syscall or the end of the block raises ProcessKilled.
-        try:
-            yield Sys(self, proc)
-        except ExitProcess as exc:
-            self._end(proc, ProcState.EXITED, value=exc.value)
-        except (anyio.get_cancelled_exc_class(), GeneratorExit):  # (GeneratorExit: a streamed reply closed)
-            self._end(proc, ProcState.KILLED, error="its client went away")
-            raise
-        except BaseException as exc:  # the face's own task's: raised to it (it never reaches the kernel's)
-            self._end(proc, ProcState.CRASHED, error=f"{type(exc).__name__}: {exc}")
-            raise
-        else:
-            if proc.killed:
-                raise ProcessKilled(f"request process {proc.pid} ({face}) was killed before it ended")
-            self._end(proc, ProcState.EXITED)
-        finally:
-            self._reap(proc)
-
     def set_policy(self, policy: str) -> None:
         """Switch the scheduling policy at run time."""
         if self.llm is None:
@@ -675,11 +561,6 @@ class Kernel:
     @property
     def policy(self) -> str:
         return self.llm.scheduler.policy if self.llm is not None else self.config.policy
-
-
-async def _face_main(sys: Sys, *args: Any) -> None:
-    """The main of a face's request process: never called (its code runs in the face's own task)."""
-    raise AssertionError("a request process has no task of its own")
 
 
 _detached: set[asyncio.Task[None]] = set()  # asyncio keeps weak references to tasks only
@@ -697,9 +578,3 @@ def _start_detached(fn: Callable[[], Awaitable[None]], name: str) -> None:
     task = loop.create_task(fn(), name=name)  # type: ignore[arg-type]
     _detached.add(task)
     task.add_done_callback(_detached.discard)
-
-
-def _root_app() -> App:
-    app = App("root", "the root user's faces: shell, CLI, HTTP process control", restartable=False)
-    app.main(_face_main)
-    return app
