@@ -1,7 +1,10 @@
 """Shared test fixtures.
 
 Every test runs with LLMASOS_HOME pointing at a throwaway folder (kept under .cache/ between local
-runs, so the converted default model is reused) and with the hub switched off.
+runs, so the converted default model is reused) and with the hub switched off. The home is set, not
+defaulted: a user's own $LLMASOS_HOME (their database, pids and token) is never touched by the tests, and
+subprocesses the tests start inherit the test home. A user's $LLMASOS_URL and $LLMASOS_API_TOKEN are
+dropped too, so that no test talks to their daemon.
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("LLMASOS_HOME", str(Path(__file__).resolve().parent.parent / ".cache" / "test-home"))
+TEST_HOME = Path(__file__).resolve().parent.parent / ".cache" / "test-home"
+os.environ["LLMASOS_HOME"] = str(TEST_HOME)  # (never the user's: see the module's docstring)
+for _var in ("LLMASOS_URL", "LLMASOS_API_TOKEN"):  # nor their daemon
+    os.environ.pop(_var, None)
 
 import anyio  # noqa: E402
 import pytest  # noqa: E402

@@ -84,7 +84,8 @@ class SpawnBody(BaseModel):
     app: str = Field(description="An app name, a path (file.py[:app]) or module:attr")
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
-    priority: Int64 | None = None
+    priority: Int64 | None = Field(None, description="A nice value: lower runs first under the priority policy "
+                                                       "(none: the app's default)")
     caps: CapsBody | None = Field(None, description="Asked-for capabilities, e.g. {\"tools\": [\"calculator\"]}")
 
 

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 
 from llmasos.cli.options import ModelOpt, PolicyOpt, fail, run_async, split_args, write_chunk
-from llmasos.client.local import LocalClient, app_rows, kernel_config, model_rows
+from llmasos.client.local import LocalClient, app_rows, check_app, kernel_config, model_rows
 from llmasos.client.records import EngineStats
 from llmasos.client.tables import apps_table, models_table
 from llmasos.errors import LlmasosError
@@ -41,6 +41,10 @@ def run(
     when piped, becomes the process's stdin.
     """
     args, kwargs = split_args(ctx.args)
+    try:
+        check_app(app, args, kwargs)  # an unknown app or bad arguments fail at once, not after the model loads
+    except LlmasosError as exc:
+        fail(str(exc))
     status = run_async(_run, app, args, kwargs, model, policy)
     if status.state == "exited":
         if status.value is not None:

@@ -18,7 +18,7 @@ from llmasos.client.remote import RemoteClient
 from llmasos.client.tables import ended_line, ps_table
 from llmasos.client.wire import DaemonUnreachable, Unauthorized
 from llmasos.errors import LlmasosError
-from llmasos.syscalls.types import ExitStatus, ProcInfo
+from llmasos.syscalls.types import ProcInfo
 
 T = TypeVar("T")
 
@@ -101,7 +101,11 @@ def wait(
     timeout: Annotated[float | None, typer.Option("--timeout", "-t", help="Give up after this many seconds")] = None,
     url: UrlOpt = DEFAULT_URL,
 ) -> None:
-    """Wait for a process to end, print how it ended and reap it; exit 0 if it exited, 1 if not."""
-    status: ExitStatus = _remote(url, lambda c: c.wait(pid, timeout))
-    typer.echo(ended_line(status.pid, status.state, status.value, status.error))
-    raise typer.Exit(0 if status.state == "exited" else 1)
+    """Wait for a process to end and print how it ended; exit 0 if it exited, 1 if not.
+
+    The process is not reaped, so `logs` still shows what it wrote (ps -a lists it until the daemon
+    reaps the oldest ended processes, past max_zombies).
+    """
+    info: ProcInfo = _remote(url, lambda c: c.ended(pid, timeout))
+    typer.echo(ended_line(info.pid, info.state, info.exit_value, info.error))
+    raise typer.Exit(0 if info.state == "exited" else 1)

@@ -51,6 +51,14 @@ def app_rows() -> list[AppRow]:
     return [AppRow(a.name, a.usage(), a.description, a.source or "") for a in list_apps()]
 
 
+def check_app(app: str, args: list[Any], kwargs: dict[str, Any]) -> None:
+    """Find app and check its arguments without a kernel: NoSuchApp or InvalidArguments (with the usage
+    line) now, before a model loads; the spawn checks them again."""
+    from llmasos.apps.registry import find_app
+
+    find_app(app).bind(tuple(args), dict(kwargs))
+
+
 def policy_names() -> list[str]:
     """The scheduling policies a kernel can switch to (no kernel needed)."""
     from llmasos.kernel.sched import POLICIES

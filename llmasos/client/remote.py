@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from llmasos.client.records import AppRow, EngineStats, MemView, Row
-from llmasos.client.wire import DEFAULT_URL, ENV, DaemonUnreachable, Unauthorized, client_token, error_from, token_path
+from llmasos.client.wire import DEFAULT_URL, ENV, DaemonUnreachable, Unauthorized, client_token, error_from
 from llmasos.home import llmasos_home
 from llmasos.syscalls.types import ExitStatus, ProcInfo, Usage
 
@@ -79,8 +79,9 @@ class RemoteClient:
     def _error(self, status: int, body: Any) -> Exception:
         if status == 401:
             if not self._token:
-                return Unauthorized(f"the daemon at {self.where} needs its API token: set ${ENV} or copy the daemon's "
-                                    f"{token_path(llmasos_home())} to this machine")
+                return Unauthorized(f"the daemon at {self.where} needs its API token: set ${ENV} to the one in the "
+                                    "daemon's $LLMASOS_HOME/api_token (`llmasos serve` shows that path when it "
+                                    "starts)")
             return Unauthorized(f"the daemon at {self.where} refused the API token; use the one in the daemon's "
                                 f"$LLMASOS_HOME/api_token (set ${ENV})")
         return error_from(body, status)
@@ -102,9 +103,10 @@ class RemoteClient:
         params = {"timeout": timeout} if timeout is not None else {}
         return ExitStatus(**await self._call("POST", f"/v1/procs/{pid}/wait", params=params, long=True))
 
-    async def ended(self, pid: int) -> ProcInfo:
-        """Wait until pid ends, without reaping it (ps -a still lists it)."""
-        return _procinfo(await self._call("GET", f"/v1/procs/{pid}", params={"wait": "true"}, long=True))
+    async def ended(self, pid: int, timeout: float | None = None) -> ProcInfo:
+        """Wait until pid ends, without reaping it (ps -a still lists it); WaitTimeout after timeout s."""
+        params = {"wait": "true", **({"timeout": timeout} if timeout is not None else {})}
+        return _procinfo(await self._call("GET", f"/v1/procs/{pid}", params=params, long=True))
 
     async def ps(self, all: bool = False) -> list[ProcInfo]:
         rows = await self._call("GET", "/v1/procs", params={"all": "true"} if all else {})

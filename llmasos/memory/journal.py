@@ -100,7 +100,11 @@ def _with_taken(row: Row, taken: int | None) -> list[Row]:
 
 
 class PidAllocator:
-    """Pids from a block reserved in the database: a pid is never handed out twice, across restarts."""
+    """Pids from a block reserved in the database: a pid is never handed out twice, across restarts.
+
+    A clean shutdown hands the block's unused pids back (``release``), so the next start goes on at the
+    next pid; after a crash the next start begins past the reserved block (at most ``block`` skipped).
+    """
 
     def __init__(self, store: Store, start: int, block: int) -> None:
         self.store, self.next, self.block = store, start, block
@@ -117,3 +121,12 @@ class PidAllocator:
             self.limit += self.block
             self.store.post_meta("next_pid", str(self.limit))
         return pid
+
+    def release(self) -> None:
+        """Queue ``next_pid`` = the next unused pid: the unused rest of the block goes back.
+
+        Invariant: called once no pid can be handed out any more (the kernel has stopped spawning), so
+        every pid given out, and every row keyed by one, stays below the stored ``next_pid``.
+        """
+        self.limit = self.next
+        self.store.post_meta("next_pid", str(self.next))

@@ -136,8 +136,10 @@ class MemoryManager:
         await self.writer.flush()
 
     async def close(self) -> None:
-        """Commit what is queued and release the database."""
+        """Hand back the unused pids, commit what is queued and release the database."""
         try:
+            if self.pids is not None:
+                self.pids.release()  # a clean restart goes on at the next pid
             await self.writer.close()
         finally:
             await self._dispose()

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmasos.syscalls.errors import InvalidArguments
 from llmasos.syscalls.types import Completion, ToolCall
-from llmasos.tools.grammar import CLOSE, OPEN, ToolCallProcessor, lark_grammar
+from llmasos.tools.grammar import CLOSE, OPEN, ToolCallProcessor, closed, lark_grammar
 from llmasos.tools.registry import REGISTRY, Tool
 
 if TYPE_CHECKING:
@@ -110,9 +110,16 @@ def resolve(tools: Any) -> list[Offered]:
             if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
                 raise InvalidArguments(
                     'a tool schema is {"type": "function", "function": {"name": ..., "parameters": {...}}}')
+            params = fn.get("parameters") or {"type": "object", "properties": {}}
+            if not isinstance(params, dict):
+                raise InvalidArguments(f"the parameters of tool {fn['name']!r} are a JSON Schema object, "
+                                       f"not {type(params).__name__}")
+            try:
+                params = closed(params)  # extra keys refused unless the schema allows them
+            except RecursionError:
+                raise InvalidArguments(f"the parameters of tool {fn['name']!r} nest too deeply") from None
             schema = {"type": "function", "function": {
-                "name": fn["name"], "description": fn.get("description", ""),
-                "parameters": fn.get("parameters") or {"type": "object", "properties": {}}}}
+                "name": fn["name"], "description": fn.get("description", ""), "parameters": params}}
             out[fn["name"]] = Offered(fn["name"], schema, None)
         else:
             raise InvalidArguments(f"tools are names, Tools or schema dicts, not {type(t).__name__}")

@@ -30,7 +30,7 @@ def call_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
     options = []
     for t in tools:
         fn = t["function"]
-        params = fn.get("parameters") or {"type": "object", "properties": {}}
+        params = closed(fn.get("parameters") or {"type": "object", "properties": {}})
         options.append({
             "type": "object",
             "properties": {"name": {"const": fn["name"]}, "arguments": params},
@@ -38,6 +38,42 @@ def call_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
         })
     schema: dict[str, Any] = options[0] if len(options) == 1 else {"anyOf": options}
     return {**schema, "x-guidance": JSON_STYLE}
+
+
+OPEN_KEYS = ("additionalProperties", "patternProperties", "unevaluatedProperties")  # a schema's own rule
+_SUBSCHEMAS = ("items", "additionalItems", "contains", "not", "if", "then", "else", "additionalProperties")
+_SCHEMA_LISTS = ("anyOf", "oneOf", "prefixItems", "items")
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+
+
+def closed(schema: Any, *, part: bool = False) -> Any:
+    """schema with ``"additionalProperties": false`` on each object schema that lists its properties and
+    says nothing about other keys (a copy; the input is not changed).
+
+    JSON Schema allows unlisted keys by default; a tool call must carry only the keys its schema names
+    (OpenAI's convention for function parameters), so the grammar may not invent ``"format": "en-US"``.
+    Left as they are: an object that lists no properties (a free-form map), one that sets its own rule
+    (``OPEN_KEYS``), and the members of an ``allOf`` (part=True: each names only some of the keys).
+    """
+    if isinstance(schema, list):
+        return [closed(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = dict(schema)
+    for key in _SUBSCHEMAS:
+        if isinstance(out.get(key), dict):
+            out[key] = closed(out[key])
+    for key in _SCHEMA_LISTS:
+        if isinstance(out.get(key), list):
+            out[key] = [closed(s) for s in out[key]]
+    for key in _SCHEMA_MAPS:
+        if isinstance(out.get(key), dict):
+            out[key] = {k: closed(v) for k, v in out[key].items()}
+    if isinstance(out.get("allOf"), list):
+        out["allOf"] = [closed(s, part=True) for s in out["allOf"]]
+    if not part and isinstance(out.get("properties"), dict) and not any(k in out for k in OPEN_KEYS):
+        out["additionalProperties"] = False
+    return out
 
 
 def lark_grammar(tools: list[dict[str, Any]], choice: str) -> str:
