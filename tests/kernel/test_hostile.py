@@ -143,3 +143,22 @@ async def test_hostile_apps_next_to_a_bystander(tmp_path):
     within, second = results["overspender"].value
     assert within and second == "QuotaExceeded"
     assert results["hoarder"].value == ["InvalidArguments"] * 6 + ["ToolArgumentsInvalid", "ToolFailed"]
+
+
+async def test_arguments_nested_too_deeply_are_the_callers_fault(tmp_path):
+    deep: list = []
+    for _ in range(5000):
+        deep = [deep]
+    app = App("nester")
+
+    @app.main
+    async def main(sys) -> str:
+        try:
+            await sys.memory.set("k", deep)
+        except SyscallError as exc:
+            return type(exc).__name__
+        return "stored"
+
+    async with make_kernel(tmp_path) as k:
+        assert (await k.run(app)).value == "InvalidArguments"
+        assert (await k.run("echo", "still up")).value == "still up"
