@@ -228,17 +228,25 @@ def quiet_transformers() -> Iterator[None]:
 
     llmasos prints its own one-line progress (``_status``); the previous settings come back afterwards.
     """
+    import functools
+
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
     from transformers.utils import logging as hf_logging
 
     bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    gguf_bar = getattr(gguf_utils, "tqdm", None)  # the GGUF reader's bar is plain tqdm, not transformers'
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+    if gguf_bar is not None:
+        gguf_utils.tqdm = functools.partial(gguf_bar, disable=True)
     try:
         yield
     finally:
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
+        if gguf_bar is not None:
+            gguf_utils.tqdm = gguf_bar
 
 
 def convert_gguf(gguf: Path, dest: Path) -> Path:
@@ -248,7 +256,7 @@ def convert_gguf(gguf: Path, dest: Path) -> Path:
     if dest.is_dir():
         return dest
     t0 = time.monotonic()
-    _status(f"converting {gguf.name} into {dest} (once; about a minute)")
+    _status(f"converting {gguf.name} into {dest} (once; 15 s to a minute)")
     tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -270,7 +278,8 @@ def convert_gguf(gguf: Path, dest: Path) -> Path:
                 model.is_quantized = False
             except AttributeError:
                 pass
-        model.save_pretrained(tmp)
+        with quiet_transformers():
+            model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "SOURCE").write_text(f"{gguf}\n")
         try:
