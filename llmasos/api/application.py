@@ -44,6 +44,7 @@ class Application:
         self.routes: dict[str, tuple[App, tuple[str, ...]]] = {}
         self.kernel: Any = None  # set while serving
         self._server: Any = None
+        self._stopping = False  # stop() was called: serve() returns as soon as it can
 
     def route(self, path: str, methods: Iterable[str] = ("GET", "POST")) -> Callable[[Callable], Callable]:
         """Decorator: serve fn at path; its parameters come from the query string or JSON body."""
@@ -108,13 +109,17 @@ class Application:
             def capture_signals(self) -> Iterator[None]:
                 yield
 
+        self._stopping = False
         config = self.config or KernelConfig()
         if config.engine is None and self.model is not None:
             config.engine = await anyio.to_thread.run_sync(lambda: self.model.engine)
+        if self._stopping:  # stopped while the model loaded: no kernel to boot
+            return
         async with Kernel(config) as kernel:
             self.kernel = kernel
             self._server = Server(uvicorn.Config(self.asgi(kernel), host=host, port=port,
                                                          **uvicorn_options))
+            self._server.should_exit = self._stopping
             try:
                 await self._server.serve()
             finally:
@@ -122,6 +127,7 @@ class Application:
 
     def stop(self) -> None:
         """Ask a serving application to finish its requests and return from serve()/run()."""
+        self._stopping = True
         if self._server is not None:
             self._server.should_exit = True
 
@@ -146,12 +152,10 @@ class Application:
                     return  # signals reach only the main thread: stop() ends this one
                 with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                     async for _ in signals:
-                        if self._server is None:  # the model is still loading
-                            tg.cancel_scope.cancel()
-                        elif self._server.should_exit:  # a second Ctrl-C: stop without waiting for requests
-                            self._server.force_exit = True
+                        if self._server is not None and self._server.should_exit:
+                            self._server.force_exit = True  # a second Ctrl-C: stop without waiting for requests
                         else:
-                            self.stop()
+                            self.stop()  # (while the model loads: once it has loaded)
 
             async def announce() -> None:
                 while self._server is None or not self._server.started:

@@ -36,7 +36,7 @@ def run_script(tmp_path: Path, source: str, bound: float) -> subprocess.Complete
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     try:
         return subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=bound)
+                              timeout=bound, check=False)
     except subprocess.TimeoutExpired as exc:
         raise AssertionError(f"the script did not exit within {bound} s; it printed {exc.stdout!r} {exc.stderr!r}")
 
@@ -83,7 +83,7 @@ def test_a_script_interrupted_while_it_waits_for_an_answer_exits(tmp_path):
         assert proc.stdout.readline() == "asking\n"
         time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=15)
+        _out, err = proc.communicate(timeout=15)
     finally:
         proc.kill()
         proc.wait()
