@@ -1,6 +1,6 @@
 """The seed document's example, as written, on the embedded default model (available offline).
 
-    python examples/seed.py            # then: curl 'http://127.0.0.1:8000/ask?question=What+is+an+OS%3F'
+    python examples/seed.py            # (venv active: . .venv/bin/activate) then: curl 'http://127.0.0.1:8000/ask?question=What+is+an+OS%3F'
 """
 
 from llmasos import LLM, Application

@@ -6,7 +6,7 @@
     def ask(question):
         return model.generate_text(question, max_length=100)
 
-    app.run()          # serves http://127.0.0.1:8000/ask?question=...
+    app.run()          # serves http://127.0.0.1:8000/ask?question=... until Ctrl-C
 
 Rule: one door. A request opens a request process of the app (``kernel.session``, caps from
 ``KernelConfig.request_caps``), which spawns the route's process as its child and waits for it: both
@@ -17,9 +17,13 @@ against the handler's signature before it runs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
-from collections.abc import Callable, Iterable
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import anyio
@@ -40,6 +44,7 @@ class Application:
         self.routes: dict[str, tuple[App, tuple[str, ...]]] = {}
         self.kernel: Any = None  # set while serving
         self._server: Any = None
+        self._stopping = False  # stop() was called: serve() returns as soon as it can
 
     def route(self, path: str, methods: Iterable[str] = ("GET", "POST")) -> Callable[[Callable], Callable]:
         """Decorator: serve fn at path; its parameters come from the query string or JSON body."""
@@ -92,18 +97,29 @@ class Application:
         return api
 
     async def serve(self, host: str = "127.0.0.1", port: int = 8000, **uvicorn_options: Any) -> None:
-        """Boot a kernel on the model and serve until cancelled."""
+        """Boot a kernel on the model and serve until stop() or cancellation (signals are the caller's)."""
         import uvicorn
 
         from llmasos.client.kernel import Kernel, KernelConfig
 
+        class Server(uvicorn.Server):
+            # uvicorn would re-raise a SIGINT after its own shutdown, interrupting the kernel's: run() stops
+            # the server on a signal itself, and a caller of serve() handles signals as it likes.
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                yield
+
+        self._stopping = False
         config = self.config or KernelConfig()
         if config.engine is None and self.model is not None:
             config.engine = await anyio.to_thread.run_sync(lambda: self.model.engine)
+        if self._stopping:  # stopped while the model loaded: no kernel to boot
+            return
         async with Kernel(config) as kernel:
             self.kernel = kernel
-            self._server = uvicorn.Server(uvicorn.Config(self.asgi(kernel), host=host, port=port,
+            self._server = Server(uvicorn.Config(self.asgi(kernel), host=host, port=port,
                                                          **uvicorn_options))
+            self._server.should_exit = self._stopping
             try:
                 await self._server.serve()
             finally:
@@ -111,12 +127,50 @@ class Application:
 
     def stop(self) -> None:
         """Ask a serving application to finish its requests and return from serve()/run()."""
+        self._stopping = True
         if self._server is not None:
             self._server.should_exit = True
 
     def run(self, host: str = "127.0.0.1", port: int = 8000, **uvicorn_options: Any) -> None:
-        """Serve on host:port (loopback by default) until Ctrl-C."""
-        anyio.run(functools.partial(self.serve, host, port, **uvicorn_options))
+        """Serve on host:port (loopback by default) until Ctrl-C or SIGTERM, then stop cleanly.
+
+        It says one line when it serves and one when it stops; uvicorn logs only warnings unless
+        log_level says otherwise (log_level="info" shows each request).
+        """
+        uvicorn_options.setdefault("log_level", "warning")
+        try:
+            anyio.run(self._run, host, port, uvicorn_options)
+        except KeyboardInterrupt:  # a second Ctrl-C while stopping, or one outside the event loop
+            pass
+        print("llmasos: stopped", file=sys.stderr, flush=True)
+
+    async def _run(self, host: str, port: int, uvicorn_options: dict[str, Any]) -> None:
+        async with anyio.create_task_group() as tg:
+
+            async def stop_on_signal() -> None:
+                if threading.current_thread() is not threading.main_thread():
+                    return  # signals reach only the main thread: stop() ends this one
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        if self._server is not None and self._server.should_exit:
+                            self._server.force_exit = True  # a second Ctrl-C: stop without waiting for requests
+                        else:
+                            self.stop()  # (while the model loads: once it has loaded)
+
+            async def announce() -> None:
+                while self._server is None or not self._server.started:
+                    await anyio.sleep(0.02)
+                routes = " ".join(self.routes) or "none"
+                where = f"[{host}]" if ":" in host else host
+                print(f"llmasos: serving http://{where}:{port} (routes: {routes}); Ctrl-C stops",
+                      file=sys.stderr, flush=True)
+
+            tg.start_soon(stop_on_signal)
+            tg.start_soon(announce)
+            try:
+                await self.serve(host, port, **uvicorn_options)
+            finally:
+                tg.cancel_scope.cancel()
 
 
 def _route_app(name: str, path: str, fn: Callable) -> App:

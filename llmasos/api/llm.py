@@ -4,7 +4,8 @@ Rule: every call is a generate syscall, so it is batched with everyone else's an
 Inside a process (its code, or a worker thread it started) the call is that process's syscall. Outside
 one, the call is made by a request process of its own (``kernel.session("llm")``): visible in ps and
 strace while it runs, charged to ``KernelConfig.request_caps``; in a plain script a private kernel is
-booted in a background thread on first use.
+booted in a background thread on first use, and shut down by ``close()``, when the handle is collected,
+or when the script ends (before the interpreter joins its threads, so a script exits by itself).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -42,6 +44,7 @@ class LLM:
         # script (e.g. its request_caps); its engine defaults to this model's. None: no database, no limits
         self._lock = threading.RLock()
         self._runtime: _Runtime | None = None
+        self._closer: weakref.finalize | None = None  # closes _runtime at exit or when self is collected
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike[str] | None = None) -> LLM:
@@ -136,13 +139,16 @@ class LLM:
         with self._lock:
             if self._runtime is None:
                 self._runtime = _Runtime(self)
+                self._closer = _closer(self, self._runtime)
         return self._runtime.call(call)
 
     def close(self) -> None:
-        """Stop the private kernel (if one was started) and free the weights."""
-        if self._runtime is not None:
-            self._runtime.close()
-            self._runtime = None
+        """Stop the private kernel (if one was started); a later blocking call starts a new one."""
+        with self._lock:
+            runtime, self._runtime = self._runtime, None
+            if runtime is not None and self._closer is not None:
+                self._closer.detach()
+                runtime.close()
 
 
 async def _request(kernel: Any, call: Generate) -> Completion:
@@ -159,13 +165,30 @@ def _in_event_loop() -> bool:
     return True
 
 
+def _closer(llm: LLM, runtime: _Runtime) -> weakref.finalize:
+    """Close runtime when llm is collected, or when the interpreter starts to shut down.
+
+    Invariant: at exit it runs before the interpreter joins non-daemon threads (the model thread's
+    pool is one), while the portal's daemon thread still runs; closing later, during finalization,
+    would wait forever on a loop that no longer runs.
+    """
+    finalizer = weakref.finalize(llm, runtime.close, quiet=True)
+    finalizer.atexit = False
+    try:
+        threading._register_atexit(finalizer)  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):  # another Python, or already shutting down
+        finalizer.atexit = True
+    return finalizer
+
+
 class _Runtime:
     """A private kernel in a background thread, for blocking calls from plain scripts."""
 
     def __init__(self, llm: LLM) -> None:
         from llmasos.client.kernel import Kernel, KernelConfig
 
-        self._portal_cm = anyio.from_thread.start_blocking_portal()
+        self._closed = False
+        self._portal_cm = anyio.from_thread.start_blocking_portal(name="llmasos-llm")
         self.portal = self._portal_cm.__enter__()
         self.kernel: Any = None
         if llm.config is None:
@@ -183,8 +206,16 @@ class _Runtime:
     def call(self, call: Generate) -> Completion:
         return self.portal.call(_request, self.kernel, call)
 
-    def close(self) -> None:
+    def close(self, quiet: bool = False) -> None:
+        """Shut the kernel down, then stop the portal's thread (once; quiet: errors are dropped)."""
+        if self._closed:
+            return
+        self._closed = True
         try:
-            self._kernel_cm.__exit__(None, None, None)
-        finally:
-            self._portal_cm.__exit__(None, None, None)
+            try:
+                self._kernel_cm.__exit__(None, None, None)
+            finally:
+                self._portal_cm.__exit__(None, None, None)
+        except Exception:
+            if not quiet:
+                raise

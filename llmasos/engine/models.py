@@ -17,6 +17,8 @@ import shutil
 import socket
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -220,6 +222,33 @@ def _status(msg: str) -> None:
     print(f"llmasos: {msg}", file=sys.stderr, flush=True)
 
 
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """While llmasos loads a model, transformers shows no progress bars and logs only errors.
+
+    llmasos prints its own one-line progress (``_status``); the previous settings come back afterwards.
+    """
+    import functools
+
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    gguf_bar = getattr(gguf_utils, "tqdm", None)  # the GGUF reader's bar is plain tqdm, not transformers'
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    if gguf_bar is not None:
+        gguf_utils.tqdm = functools.partial(gguf_bar, disable=True)
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+        if gguf_bar is not None:
+            gguf_utils.tqdm = gguf_bar
+
+
 def convert_gguf(gguf: Path, dest: Path) -> Path:
     """Dequantise a GGUF file once into a transformers directory (safetensors + tokenizer) at dest."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -227,15 +256,17 @@ def convert_gguf(gguf: Path, dest: Path) -> Path:
     if dest.is_dir():
         return dest
     t0 = time.monotonic()
-    _status(f"converting {gguf.name} into {dest} (once; about a minute)")
+    _status(f"converting {gguf.name} into {dest} (once; 15 s to a minute)")
     tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         _status("[1/3] reading the tokenizer")
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         _status(f"[2/3] dequantising the weights ({time.monotonic() - t0:.0f} s)")
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32")
+        with quiet_transformers():
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32")
         _status(f"[3/3] writing safetensors ({time.monotonic() - t0:.0f} s)")
         # Invariant: a GGUF-loaded model refuses to save while it looks quantised; its tensors are plain
         # fp32 after loading, so dropping the quantiser's marks saves them unchanged.
@@ -247,7 +278,8 @@ def convert_gguf(gguf: Path, dest: Path) -> Path:
                 model.is_quantized = False
             except AttributeError:
                 pass
-        model.save_pretrained(tmp)
+        with quiet_transformers():
+            model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "SOURCE").write_text(f"{gguf}\n")
         try:
@@ -282,12 +314,14 @@ def load(name_or_path: str | os.PathLike[str] | None = None, *, dtype: Any = "fl
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
     try:
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, local_files_only=offline)
+        with quiet_transformers():
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, local_files_only=offline)
     except ValueError as exc:
         raise ModelUnsupported(f"{spec.name} cannot be loaded as a causal language model: {exc}") from exc
     except OSError as exc:
         raise ModelNotFound(f"could not load {spec.name} from {where}: {exc}\n{_offline_options()}") from exc
-    tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=offline)
+    with quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=offline)
     model.eval()
     model.name_or_path = spec.name
     return model, tokenizer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -130,3 +131,79 @@ def test_seed_example_runs_as_written_on_the_default_model(tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
         proc.stdout.close()
+
+
+SEED_ON_FAKE = """\
+import sys, time
+from llmasos import LLM, Application
+from llmasos.engine.fake import FakeEngine
+
+
+class SlowLoading(LLM):
+    @property
+    def engine(self):
+        if self._engine is None:
+            print("loading", flush=True)
+            time.sleep(float(sys.argv[2]))
+            self._engine = FakeEngine()
+        return self._engine
+
+
+model = SlowLoading()
+app = Application(model)
+
+
+@app.route("/ask")
+def ask(question):
+    return model.generate_text(question, max_length=100)
+
+
+app.run(port=int(sys.argv[1]))
+"""
+
+
+def _seed_in_a_terminal(tmp_path, load_seconds: float):
+    import pexpect
+
+    path = tmp_path / "seed_fake.py"
+    path.write_text(SEED_ON_FAKE)
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "tmux-256color", "LLMASOS_HOME": str(tmp_path / "home")}
+    child = pexpect.spawn(sys.executable, [str(path), str(port), str(load_seconds)], cwd=str(tmp_path), env=env,
+                          encoding="utf-8", timeout=20)
+    return child, port
+
+
+def _stop(child, stop: str) -> str:
+    """Ctrl-C or SIGTERM; what the application printed from then on (it must exit 0 within 20 s)."""
+    import pexpect
+
+    try:
+        if stop == "ctrl-c":
+            child.sendintr()
+        else:
+            child.kill(signal.SIGTERM)
+        child.expect(pexpect.EOF)
+        tail = child.before
+    finally:
+        child.close(force=True)
+    assert "Traceback" not in tail and "KeyboardInterrupt" not in tail, tail
+    assert child.exitstatus == 0
+    return tail.replace("^C", "").strip()
+
+
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_stops_a_serving_application_with_one_line(tmp_path, stop):
+    child, port = _seed_in_a_terminal(tmp_path, 0)
+    child.expect("loading\r\n")
+    child.expect(r"llmasos: serving http://127\.0\.0\.1:\d+ \(routes: /ask\); Ctrl-C stops\r\n")
+    r = httpx.get(f"http://127.0.0.1:{port}/ask", params={"question": "hi"}, timeout=10)
+    assert r.text == "echo: hi"
+    assert _stop(child, stop) == "llmasos: stopped"
+
+
+def test_ctrl_c_while_the_model_loads_stops_the_application_cleanly(tmp_path):
+    child, _port = _seed_in_a_terminal(tmp_path, 2)
+    child.expect("loading\r\n")
+    time.sleep(0.5)  # the load (2 s) has begun
+    assert _stop(child, "ctrl-c") == "llmasos: stopped"
