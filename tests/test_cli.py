@@ -19,7 +19,7 @@ def test_run_streams_stdout_and_prints_exit_value(tmp_path):
     r = _run("run", "echo", "hello", "world", "--model", "fake", home=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout == "hello world\n"
-    assert "[exit] 'hello world'" in r.stderr
+    assert r.stderr.splitlines()[-1] == "[exited]"  # its value is what it wrote: not repeated
 
 
 def test_run_pipes_stdin_to_the_process(tmp_path):
@@ -66,3 +66,31 @@ def test_apps_lists_builtins(tmp_path):
     assert r.returncode == 0, r.stderr
     for name in ("echo", "hello", "chat"):
         assert name in r.stdout
+
+
+def _merged(*args: str, home: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Run llmasos with stderr into stdout, as a terminal shows both."""
+    env = {**os.environ, "LLMASOS_HOME": str(home)}
+    return subprocess.run([*LLMASOS, *args], input=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=60, env=env)
+
+
+def test_run_prints_the_exit_line_on_a_line_of_its_own(tmp_path):
+    app = tmp_path / "glued.py"
+    app.write_text("from llmasos import App\napp = App('glued')\n@app.main\n"
+                   "async def main(sys):\n    await sys.write('good people.')\n    return 1\n")
+    r = _merged("run", str(app), "--model", "fake", home=tmp_path)
+    assert r.returncode == 0, r.stdout
+    assert r.stdout.endswith("good people.\n[exit] 1\n"), r.stdout
+
+
+def test_run_does_not_repeat_a_streamed_answer(tmp_path):
+    app = tmp_path / "answer.py"
+    app.write_text("from llmasos import App\napp = App('answer')\n@app.main\n"
+                   "async def main(sys):\n    text = 'An operating system is a program.'\n"
+                   "    for word in text.split(' '):\n        await sys.write(word + ' ')\n"
+                   "    await sys.write('\\n')\n    return text\n")
+    r = _merged("run", str(app), "--model", "fake", home=tmp_path)
+    assert r.returncode == 0, r.stdout
+    assert r.stdout.count("An operating system") == 1, r.stdout
+    assert r.stdout.endswith("program. \n[exited]\n"), r.stdout

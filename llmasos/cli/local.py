@@ -7,7 +7,10 @@ imports the kernel itself.
 
 from __future__ import annotations
 
+import asyncio
+import codecs
 import os
+import signal
 import sys
 from typing import Annotated
 
@@ -35,39 +38,92 @@ def run(
     model: ModelOpt = None,
     policy: PolicyOpt = "fifo",
 ) -> None:
-    """Boot a kernel, run APP [ARGS...] to the end, stream its output, print its exit value.
+    """Boot a kernel, run APP [ARGS...] to the end, stream its output, then say how it ended.
 
-    Arguments of the form --key=value become keyword arguments of the app's main. Standard input,
-    when piped, becomes the process's stdin.
+    Arguments of the form --key=value become keyword arguments of the app's main. Standard input is the
+    process's stdin: piped, or typed in a terminal (a line at a time; Ctrl-D ends its input, Ctrl-C kills
+    it). The last line is `[exit] VALUE`, or `[exited]` when it returned nothing or the text it wrote.
     """
     args, kwargs = split_args(ctx.args)
     try:
         check_app(app, args, kwargs)  # an unknown app or bad arguments fail at once, not after the model loads
     except LlmasosError as exc:
         fail(str(exc))
-    status = run_async(_run, app, args, kwargs, model, policy)
+    status, shown = run_async(_run, app, args, kwargs, model, policy)
+    if shown.interrupted:
+        typer.echo("[killed] by Ctrl-C", err=True)
+        raise typer.Exit(130)
     if status.state == "exited":
-        if status.value is not None:
-            typer.echo(f"[exit] {status.value!r}", err=True)
+        typer.echo("[exited]" if shown.holds(status.value) else f"[exit] {status.value!r}", err=True)
         raise typer.Exit(0)
     typer.echo(f"[{status.state}] {status.error or ''}".rstrip(), err=True)
     raise typer.Exit(1)
 
 
-async def _run(app: str, args: list[str], kwargs: dict[str, str], model: str | None, policy: str) -> ExitStatus:
+class _Shown:
+    """What `run` showed of the process: the end of its stdout, whether a line is left open, Ctrl-C."""
+
+    TAIL = 4096  # characters of stdout kept to compare with the exit value
+
+    def __init__(self) -> None:
+        self.stdout = ""
+        self.open_line = False  # the last chunk did not end a line
+        self.interrupted = False
+
+    def write(self, stream: str, text: str) -> None:
+        if not text:
+            return
+        write_chunk(stream, text)
+        if stream == "stdout":
+            self.stdout = (self.stdout + text)[-self.TAIL:]
+        self.open_line = not text.endswith("\n")
+
+    def end_line(self) -> None:
+        """Before our own line: end the process's last line (in a terminal it would be glued on)."""
+        if self.open_line:
+            sys.stderr.write("\n")
+            self.open_line = False
+
+    def holds(self, value: object) -> bool:
+        """The exit value says nothing new: None, or the text it wrote last."""
+        if value is None:
+            return True
+        return isinstance(value, str) and bool(value.strip()) and self.stdout.rstrip().endswith(value.strip())
+
+
+async def _run(app: str, args: list[str], kwargs: dict[str, str], model: str | None,
+               policy: str) -> tuple[ExitStatus, _Shown]:
+    shown = _Shown()
     async with LocalClient.boot(kernel_config(model, policy)) as client:
         pid = await client.spawn(app, args, kwargs)
-        async with anyio.create_task_group() as tg:
-            if not sys.stdin.isatty():
-                tg.start_soon(_pump_stdin, client, pid)
-            await _pump_stdout(client, pid)  # all it wrote, until it ends (it is not reaped before)
-            tg.cancel_scope.cancel()
-        return await client.wait(pid)
+        with anyio.CancelScope() as interrupt:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_on_sigint, interrupt)
+                tg.start_soon(_pump_tty if sys.stdin.isatty() else _pump_stdin, client, pid)
+                await _pump_stdout(client, pid, shown)  # all it wrote, until it ends (it is not reaped before)
+                tg.cancel_scope.cancel()
+        shown.end_line()
+        if interrupt.cancelled_caught:  # killed, not left to be resumed at the next boot
+            shown.interrupted = True
+            await client.kill(pid)
+        return await client.wait(pid), shown
 
 
-async def _pump_stdout(client: LocalClient, pid: int) -> None:
+async def _on_sigint(scope: anyio.CancelScope) -> None:
+    """Ctrl-C ends the run (the caller kills the process) instead of raising in the middle of it."""
+    try:
+        signals = anyio.open_signal_receiver(signal.SIGINT)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+        return
+    with signals as received:
+        async for _ in received:
+            scope.cancel()
+            return
+
+
+async def _pump_stdout(client: LocalClient, pid: int, shown: _Shown) -> None:
     async for stream, text in client.follow(pid):
-        write_chunk(stream, text)
+        shown.write(stream, text)
 
 
 async def _pump_stdin(client: LocalClient, pid: int) -> None:
@@ -80,6 +136,42 @@ async def _pump_stdin(client: LocalClient, pid: int) -> None:
             await client.write_stdin(pid, line)
         except LlmasosError:
             return
+
+
+async def _pump_tty(client: LocalClient, pid: int) -> None:
+    """A terminal as stdin: each line typed goes to the process; Ctrl-D on an empty line closes its input.
+
+    The terminal stays in its own (cooked) mode, so it echoes and edits the line; reading waits on the
+    event loop, never in a thread, so nothing is left blocked on the terminal when the process ends.
+    """
+    fd = sys.stdin.fileno()
+    decoder = codecs.getincrementaldecoder(sys.stdin.encoding or "utf-8")(errors="replace")
+    pending = ""
+    try:
+        while True:
+            await _readable(fd)
+            data = os.read(fd, 65536)
+            pending += decoder.decode(data, final=not data)
+            *lines, pending = pending.split("\n")
+            for line in lines:
+                await client.write_stdin(pid, line + "\n")
+            if not data:  # Ctrl-D: what was typed before it, then the end of its input
+                if pending:
+                    await client.write_stdin(pid, pending)
+                await client.close_stdin(pid)
+                return
+    except LlmasosError:  # it ended meanwhile
+        return
+
+
+async def _readable(fd: int) -> None:
+    loop = asyncio.get_running_loop()
+    ready = asyncio.Event()
+    loop.add_reader(fd, ready.set)
+    try:
+        await ready.wait()
+    finally:
+        loop.remove_reader(fd)
 
 
 def apps() -> None:

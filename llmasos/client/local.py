@@ -236,13 +236,53 @@ class LocalClient:
 
         store = memory.store
         context = [{"role": r.role, "content": r.content, "kind": r.kind} for r in await store.context(pid)]
+        notes = []
+        if not context:  # no persistent context (sys.chat): the messages it gave the model last, and the reply
+            context = _last_exchange(proc.trace or ())
+            if context:
+                notes.append("no persistent context (it passes its own messages); shown: its last model call")
         namespaces = [own_namespace(pid)]
         granted = proc.caps.as_dict().get("memory")
         if isinstance(granted, list):
             namespaces += [ns for ns in granted if ns not in namespaces]
         keys = {ns: await store.kv_keys(ns) for ns in namespaces}
-        note = "" if isinstance(granted, list) else f"it may also use any other namespace; shown: {namespaces[0]}"
-        return MemView(context, {ns: k for ns, k in keys.items() if k}, note)
+        if not isinstance(granted, list):
+            notes.append(f"it may also use any other namespace; shown: {namespaces[0]}")
+        return MemView(context, {ns: k for ns, k in keys.items() if k}, "; ".join(notes))
+
+
+def _last_exchange(trace: Any) -> list[dict[str, Any]]:
+    """The messages of the latest generate in a process's trace, then its reply (a chat's conversation)."""
+    from llmasos.syscalls.calls import Generate
+
+    for event in reversed(trace):
+        call = event.call
+        if not isinstance(call, Generate) or event.error is not None:
+            continue
+        if call.messages is not None:
+            out = [{"role": str(m.get("role", "")), "content": _content(m), "kind": "call"} for m in call.messages]
+        else:
+            out = [{"role": "user", "content": call.prompt or "", "kind": "call"}]
+        reply = getattr(event.result, "completion", event.result)  # a stream: its Completion once it ended
+        if reply is not None and hasattr(reply, "text"):
+            out.append({"role": "assistant", "content": _content({"content": reply.text,
+                                                                  "tool_calls": reply.tool_calls}),
+                        "kind": "reply"})
+        return out
+    return []
+
+
+def _content(message: dict[str, Any]) -> str:
+    """A message's text, with its tool calls written out."""
+    calls = message.get("tool_calls") or ()
+    shown = [f"{_get(c, 'name')}({_get(c, 'arguments')})" for c in calls]
+    return " ".join([message.get("content") or "", *(f"-> {s}" for s in shown)]).strip()
+
+
+def _get(call: Any, name: str) -> Any:
+    if isinstance(call, dict):
+        return call.get(name, (call.get("function") or {}).get(name, ""))
+    return getattr(call, name, "")
 
 
 def _drain(events: Any) -> list[Any]:

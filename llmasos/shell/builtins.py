@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 HELP_ORDER = ("help", "apps", "spawn", "run", "ps", "kill", "wait", "logs", "attach", "top", "strace", "mem",
-              "tools", "sched", "models", "exit")
+              "tools", "sched", "models", "clear", "exit")
 
 
 # -- commands ---------------------------------------------------------------------------------------------
@@ -121,10 +121,16 @@ async def kill(sh: Shell, args: list[str]) -> None:
     for pid in pids:
         try:
             info = await sh.client.info(pid)
-            if await sh.client.kill(pid):
-                sh.quiet.add(pid)  # this line is the notice
+            sh.quiet.add(pid)  # this line is the notice (held back before the kill: it could come first)
+            try:
+                killed = await sh.client.kill(pid)
+            except BaseException:
+                sh.quiet.discard(pid)
+                raise
+            if killed:
                 sh.print(Text(f"[{pid}] {info.app} killed", style="yellow"))
             else:
+                sh.quiet.discard(pid)
                 sh.note(f"[{pid}] had already ended ({info.state})")
         except NotAvailable:
             raise
@@ -221,6 +227,14 @@ async def models(sh: Shell, args: list[str]) -> None:
     if args:
         raise usage_error("models", "takes no arguments")
     sh.print(models_table(await sh.client.models(), color=sh.color))
+
+
+@command("clear")
+async def clear(sh: Shell, args: list[str]) -> None:
+    """Clear the screen (Ctrl-L at the prompt does the same)."""
+    if args:
+        raise usage_error("clear", "takes no arguments")
+    sh.clear()
 
 
 @command("exit [-f]", flags=("-f",))

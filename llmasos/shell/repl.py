@@ -37,6 +37,7 @@ from llmasos.home import private_dir, private_file
 from llmasos.shell.commands import ALIASES, COMMANDS, ExitShell, UsageError, dispatch_words, lookup, register_all
 
 PROMPT = "llmasos> "
+MAX_PARTIAL = 4000  # characters of an unfinished output line held for the prompt; then it is broken
 
 
 @dataclass(slots=True)
@@ -136,6 +137,7 @@ class Shell:
         self.watched: set[int] = set()  # pids whose end will be announced by a notice
         self.at_prompt = False  # the prompt is up (not a command): what tests wait for before typing
         self._tg: anyio.abc.TaskGroup | None = None
+        self._held = ""  # process output not written yet: its unfinished last line (see out)
 
     # -- printing ---------------------------------------------------------------------------------------
 
@@ -149,18 +151,68 @@ class Shell:
         self.console.print(Text(message, style="red"))
 
     def out(self, text: str) -> None:
-        """Raw text (process output), shown at once, above whatever prompt is up, in call order."""
-        if not text:
+        """Raw text (process output), shown at once, above whatever prompt is up, in call order.
+
+        Invariant: whenever a prompt is drawn, the terminal's cursor is at the start of a line. Only whole
+        lines are written to the terminal; an unfinished last line (a streamed answer) is held, shown by the
+        prompt that is up (``partial_line``) until its newline comes, and written by ``end_line`` when the
+        view ends. (prompt_toolkit draws from the cursor but redraws from column 0 once the terminal reports
+        the rows below it, as tmux and xterm do: a partial line written above a prompt was erased by the
+        next chunk, so only an answer's last fragment stayed on the screen.)
+        """
+        if not text or self._captured(text):
             return
-        if self.stdout is not None:
-            self.stdout.write(text)
-            self.stdout.flush()
+        self._held += text
+        if len(self._held) - (self._held.rfind("\n") + 1) > MAX_PARTIAL:  # a line that never ends
+            self._held += "\n"
+        app = get_app_or_none()
+        if app is None or not app.is_running:  # a command is running: write now, before the next prompt
+            self._write_lines()
+        elif "\n" in self._held:  # erase the prompt, write, redraw it (in order: one buffer)
+            run_in_terminal(self._write_lines, in_executor=False)
+        else:
+            app.invalidate()  # the prompt shows the unfinished line
+
+    def say(self, text: str) -> None:
+        """The shell's own whole lines (rich output): above the prompt, never inside a process's line."""
+        if not text or self._captured(text):
             return
         app = get_app_or_none()
-        if app is not None and app.is_running:  # erase the prompt, write, redraw it
+        if app is not None and app.is_running:
             run_in_terminal(partial(self._write_tty, text), in_executor=False)
-        else:  # a command is running: write now, so its output is complete before the next prompt
+        else:
             self._write_tty(text)
+
+    def _captured(self, text: str) -> bool:
+        """Tests give a StringIO: all output goes there as it comes."""
+        if self.stdout is None:
+            return False
+        self.stdout.write(text)
+        self.stdout.flush()
+        return True
+
+    def partial_line(self) -> str:
+        """The unfinished last line of process output, which the prompt that is up shows."""
+        return self._held
+
+    def end_line(self) -> None:
+        """Write the unfinished line of process output, if any, and end it."""
+        if self._held:
+            self._held += "\n"
+            self._write_lines()
+
+    def clear(self) -> None:
+        """Clear the screen and put the cursor at the top."""
+        self.end_line()
+        if self.stdout is not None:
+            self.stdout.write("\x1b[H\x1b[2J")
+        else:
+            self._write_tty("\x1b[H\x1b[2J")
+
+    def _write_lines(self) -> None:
+        lines, nl, self._held = self._held.rpartition("\n")
+        if nl:
+            self._write_tty(lines + nl)
 
     def _write_tty(self, text: str) -> None:
         self._tty.write(text)  # the terminal is in cooked mode here (no app, or inside run_in_terminal)
@@ -198,15 +250,18 @@ class Shell:
             self.note(f"detached from {self.client.where}; its processes keep running")
             return True
         live = await self.client.ps()
-        if force or not live:
+        if not live:
             return True
         pids = " ".join(str(p.pid) for p in live)
         n = len(live)
-        self.print(Text(f"{n} process{'es' if n > 1 else ''} still running ({pids}); "
-                        f"exiting kills {'them' if n > 1 else 'it'}.", style="yellow"))
-        if not await self.confirm("Exit? [y/N] "):
-            self.note("not exiting")
-            return False
+        if not force:
+            self.print(Text(f"{n} process{'es' if n > 1 else ''} still running ({pids}); "
+                            f"exiting kills {'them' if n > 1 else 'it'}.", style="yellow"))
+            if not await self.confirm("Exit? [y/N] "):
+                self.note("not exiting")
+                return False
+        else:
+            self.note(f"killing {pids}")
         for p in live:  # killed, not left running: a durable kernel would resume them at the next boot
             self.quiet.add(p.pid)
             try:
@@ -248,8 +303,11 @@ class Shell:
             if parsed is None:
                 return True
             cmd, args = parsed
-            with anyio.CancelScope() as scope, self._sigint_cancels(scope):
-                await cmd.handler(self, args)
+            try:
+                with anyio.CancelScope() as scope, self._sigint_cancels(scope):
+                    await cmd.handler(self, args)
+            finally:
+                self.end_line()
             if scope.cancelled_caught:
                 self.note("interrupted")
         except ExitShell:
@@ -333,7 +391,7 @@ class _Sink:
 
     def flush(self) -> None:
         text, self.parts = "".join(self.parts), []
-        self.shell.out(text)
+        self.shell.say(text)
 
     def isatty(self) -> bool:
         return self.shell.color

@@ -54,6 +54,10 @@ def render_screen(raw: str) -> str:
             col += n
         elif cmd == "D":
             col = max(col - n, 0)
+        elif cmd == "H":
+            row = col = 0
+        elif cmd == "J" and args == "2":
+            lines = [[] for _ in lines]
         elif cmd == "J":
             del lines[row][col:]
             del lines[row + 1:]
