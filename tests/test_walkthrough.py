@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BASH_PROMPT = "walkthrough$ "
 SHELL_PROMPT = "llmasos>"
 LOAD = 120  # seconds for a command that boots a kernel on the real model and answers
-KNOWN: dict[str, str] = {  # open findings of issue 14 that other changes fix; each only xfails its own check
+KNOWN: dict[str, str] = {  # findings of issue 14 the walkthrough checks by name
     "3": "streamed answers go missing in attach (issue 14, item 3)",
     "10": "`llmasos run` repeats the answer after streaming it (issue 14, item 10)",
 }
@@ -104,8 +104,7 @@ class Walk:
         return out
 
     def check_known(self, item: str, ok: bool, detail: str) -> None:
-        if not ok:
-            self.known.append(f"{KNOWN[item]}: {detail}")
+        assert ok, f"{KNOWN[item]}: {detail}"
 
     def close(self, clean: bool) -> str:
         """End bash (typing exit when the walk got to its end); the transcript as raw terminal output."""
@@ -272,5 +271,3 @@ def test_the_readme_works_as_written_on_a_fresh_clone(tmp_path: Path) -> None:
         print(f"\nwalkthrough transcript: {log}")
     for bad in ("Traceback", "command not found", "No module named"):
         assert bad not in raw, f"{bad!r} in the walkthrough; transcript: {log}"
-    if walk.known:
-        pytest.xfail("; ".join(walk.known))
