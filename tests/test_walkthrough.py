@@ -80,7 +80,6 @@ class Walk:
         self.bash = pexpect.spawn("bash", ["--norc", "--noprofile"], cwd=str(clone), env=env, encoding="utf-8",
                                   timeout=30, dimensions=(40, 120))
         self.bash.logfile_read = self.raw
-        self.known: list[str] = []
         self.timings: list[tuple[str, float]] = []
 
     def expect(self, pattern: str | list, timeout: float, what: str) -> int:

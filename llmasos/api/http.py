@@ -429,6 +429,7 @@ async def serve(config: KernelConfig, host: str = "127.0.0.1", port: int = 8765,
                 async def stop_on_signal() -> None:
                     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                         async for _ in signals:
+                            local.end_streams()  # (open follows would outlast the graceful shutdown)
                             server.should_exit = True
                             return
 

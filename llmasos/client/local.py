@@ -193,6 +193,13 @@ class LocalClient:
             for event in _drain(events):
                 yield event.format()
 
+    def end_streams(self) -> None:
+        """End every follow and strace stream now (a daemon shutting down: its clients see them end)."""
+        self.kernel.tracer.close()
+        for proc in self.kernel.processes.values():
+            if proc.output is not None:
+                proc.output.close()
+
     async def stats(self) -> EngineStats:
         k = self.kernel
         llm, engine = k.llm, k.engine
