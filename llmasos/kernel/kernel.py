@@ -252,7 +252,7 @@ class Kernel(Faces, Stdio):
                     raise ProcessKilled(f"process {proc.pid} was killed; this request has ended")
                 raise ProcessKilled(f"process {proc.pid} was killed; it may make no more syscalls "
                                     "(let the cancellation unwind it: do not catch it)")
-        if self.recovery.suspects and call.waits in PARKS and isinstance(self.durability, Journal):
+        if self._journaling and self.recovery.suspects and call.waits in PARKS:
             if proc.pid in self.recovery.suspects:  # restored after a crash loop: now it waits on the world?
                 parked(self, self.durability, proc, n)
         start = time.perf_counter()
