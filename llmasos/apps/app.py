@@ -29,6 +29,7 @@ class App:
         name: str,
         description: str = "",
         *,
+        version: str = "0",
         tools: Iterable[str] = (),
         memory: Iterable[str] = (),
         can_spawn: bool = False,
@@ -47,6 +48,7 @@ class App:
     ) -> None:
         self.name = check_name(name)
         self.description = description
+        self.version = version  # the app's own version (PEP 440), shown by `llmasos apps info`
         self.tools = tuple(tools)  # tools it asks to call
         self.memory = _namespaces(name, memory)  # memory namespaces beyond its own that it asks for
         self.can_spawn = can_spawn

@@ -6,8 +6,11 @@ group ``llmasos.apps``. Failure names the closest known app. A file or module is
 per process: one already loaded (the running script ``__main__`` first, matched by resolved path or by
 ``python -m`` name) is used as it is, so its tools are not registered twice. ``app_spec`` is the
 inverse: the spec that finds an app again in a restarted process (and in a sandboxed app's child).
-An app from an entry point runs sandboxed (``App.sandbox``) unless it declares ``trusted=True``;
-built-ins and apps given by path or module run as they declare.
+An app from an entry point is never imported here: its manifest is read from its source
+(``manifest.read_entry``), it must be enabled (``llmasos apps install``, recorded by ``store``) with the
+capabilities it asks for today, and it runs sandboxed, its module imported only in the child
+(``load_in_child``), unless its manifest says ``trusted=True`` and the user accepted that; built-ins
+and apps given by path or module run as they declare.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
 
+from llmasos.apps import store
 from llmasos.apps.app import App
-from llmasos.syscalls.errors import NoSuchApp
+from llmasos.apps.manifest import ManifestError, read_entry
+from llmasos.syscalls.errors import NoSuchApp, SyscallError
 
 ENTRY_POINT_GROUP = "llmasos.apps"
-_NOT_APPS = {"app", "registry"}
+_NOT_APPS = {"app", "registry", "manifest", "store", "index", "scaffold"}
 _FILE_MODULE = "llmasos_user_app_"  # the module name prefix of an app file loaded by path
 _cache: dict[str, App] = {}  # canonical spec -> app
 _seen: dict[str, App] = {}  # spec as given -> app (a memo in front of _cache)
@@ -52,7 +57,7 @@ def list_apps() -> list[App]:
         seen.add(name)
         try:
             apps.append(find_app(name))
-        except NoSuchApp:
+        except SyscallError:  # (an installed app that is not enabled, or unreadable: `store.installed`)
             continue
     return apps
 
@@ -127,19 +132,57 @@ def _resolve(spec: str) -> App:
         return _from_module(f"llmasos.apps.{spec}", "app", spec, source="builtin")
     ep = _entry_points().get(spec)
     if ep is not None:
-        try:
-            obj = ep.load()
-        except Exception as exc:
-            raise NoSuchApp(f"app {spec!r} from an installed package failed to load: {exc}") from exc
-        app = _check(obj, spec, source=f"entry point {ep.value}")
-        if not app.trusted and not app.sandbox:  # an installed package's app runs sandboxed unless it
-            app = copy.copy(app)  # says it is trusted (a copy: the same App found otherwise is unchanged)
-            app.sandbox = True
-        return app
+        return _installed(spec, ep)
     known = [*builtin_names(), *_entry_points()]
     close = difflib.get_close_matches(spec, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else f"; known apps: {', '.join(sorted(known))}"
     raise NoSuchApp(f"no app named {spec!r}{hint} (or give a path: file.py:app)")
+
+
+def _installed(name: str, ep: object) -> App:
+    """The app of an installed package's entry point, from its static manifest; imported here only
+    when it is trusted and enabled as trusted."""
+    try:
+        manifest = read_entry(ep.value)
+    except ManifestError as exc:
+        raise NoSuchApp(f"app {name!r} from an installed package has no readable manifest: {exc}") from None
+    if manifest.name != name:
+        raise NoSuchApp(f"entry point {name!r} ({ep.value}) declares an app named {manifest.name!r}; the "
+                        "entry point's name and App(...)'s name must be the same")
+    store.check_enabled(manifest)  # PermissionDenied: not enabled, or it asks for more than was accepted
+    if manifest.trusted:
+        try:
+            obj = ep.load()
+        except Exception as exc:
+            raise NoSuchApp(f"app {name!r} from an installed package failed to load: {exc}") from exc
+        app = _check(obj, name, source=f"entry point {ep.value} (trusted)")
+        app = copy.copy(app)  # (the App found otherwise is unchanged)
+        app.sandbox = False
+        return app
+    return manifest.app(source=f"entry point {ep.value}")
+
+
+def load_in_child(spec: str) -> App:
+    """The app spec names, imported: the sandbox's child uses this; an installed app is loaded from its
+    entry point's module here, where it is confined."""
+    ep = _entry_points().get(spec) if ":" not in spec and not _is_path(spec) and spec not in builtin_names() \
+        else None
+    if ep is None:
+        return find_app(spec)
+    return _check(ep.load(), spec, source=f"entry point {ep.value}")
+
+
+def module_of(spec: str) -> str | None:
+    """The top-level module name an app spec lives in, without importing it (None: a path or built-in)."""
+    target = spec.partition(":")[0]
+    if _is_path(target) or spec in builtin_names():
+        return None
+    if ":" not in spec:
+        ep = _entry_points().get(spec)
+        if ep is None:
+            return None
+        target = ep.value.partition(":")[0]
+    return target.split(".")[0]
 
 
 def _from_module(module: str, attr: str, spec: str, *, source: str) -> App:

@@ -12,7 +12,7 @@ import os
 
 import typer
 
-from llmasos.cli import local, remote
+from llmasos.cli import apps, local, remote
 
 __all__ = ["cli", "main"]
 
@@ -24,7 +24,7 @@ cli = typer.Typer(
 )
 cli.callback(invoke_without_command=True)(local.root)
 cli.command(context_settings=EXTRA_ARGS)(local.run)
-cli.command()(local.apps)
+cli.add_typer(apps.apps)
 cli.command()(local.shell)
 cli.command()(local.models)
 cli.command()(local.serve)

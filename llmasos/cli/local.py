@@ -1,4 +1,4 @@
-"""The commands that need no daemon: `run`, `apps`, `models`, `shell`, and `serve` (which starts one).
+"""The commands that need no daemon: `run`, `models`, `shell`, and `serve` (which starts one).
 
 Rule: each command is a thin wrapper over llmasos.client (``LocalClient.boot`` for a kernel in this
 process) or over a face's entry point (the shell's ``open_shell``, the HTTP API's ``serve``); it never
@@ -19,9 +19,9 @@ import typer
 from rich.console import Console
 
 from llmasos.cli.options import ModelOpt, PolicyOpt, fail, run_async, split_args, write_chunk
-from llmasos.client.local import LocalClient, app_rows, check_app, kernel_config, model_rows
+from llmasos.client.local import LocalClient, check_app, kernel_config, model_rows
 from llmasos.client.records import EngineStats
-from llmasos.client.tables import apps_table, models_table
+from llmasos.client.tables import models_table
 from llmasos.errors import LlmasosError
 from llmasos.syscalls.types import ExitStatus
 
@@ -172,11 +172,6 @@ async def _readable(fd: int) -> None:
         await ready.wait()
     finally:
         loop.remove_reader(fd)
-
-
-def apps() -> None:
-    """List the apps that can be spawned by name."""
-    Console().print(apps_table(app_rows()))
 
 
 def models() -> None:

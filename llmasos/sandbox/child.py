@@ -25,7 +25,7 @@ import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from llmasos.apps.app import App
-from llmasos.apps.registry import app_spec, builtin_names, find_app
+from llmasos.apps.registry import app_spec, load_in_child, module_of
 from llmasos.sandbox import confine, wire
 from llmasos.syscalls import calls as c
 from llmasos.syscalls.errors import InvalidArguments
@@ -109,9 +109,9 @@ def read_paths(spec: str) -> list[str]:
     target, _, _ = spec.partition(":")
     if target.endswith(".py") or os.sep in target:
         paths.add(str(Path(target).resolve()))  # an app file (not its folder)
-    elif target not in builtin_names():
+    elif (module := module_of(spec)) is not None:  # a module spec, or an installed app's entry point
         try:
-            found = importlib.util.find_spec(target.split(".")[0])
+            found = importlib.util.find_spec(module)
         except (ImportError, ValueError):
             found = None
         if found is not None:
@@ -132,7 +132,8 @@ async def serve(sock: socket.socket, pid: int, spec: str, args: tuple, kwargs: d
         channel = SocketChannel(stream, tg, limits.get("message_bytes") or 1 << 26)
         try:
             applied = confine.apply(limits, read_paths(spec), list_paths())
-            app = find_app(spec)
+            app = load_in_child(spec)
+            args, kwargs = app.bind(args, kwargs)  # (converted by main's annotations, here where it runs)
         except BaseException:
             await channel.send(["crash", f"the sandboxed app {spec!r} could not be loaded:\n"
                                          f"{traceback.format_exc()}"], lenient=True)
