@@ -9,7 +9,7 @@ inverse: the spec that finds an app again in a restarted process (and in a sandb
 An app from an entry point is never imported here: its manifest is read from its source
 (``manifest.read_entry``), it must be enabled (``llmasos apps install``, recorded by ``store``) with the
 capabilities it asks for today, and it runs sandboxed, its module imported only in the child
-(``load_in_child``), unless its manifest says ``trusted=True`` and the user accepted that; built-ins
+(``child_loader``), unless its manifest says ``trusted=True`` and the user accepted that; built-ins
 and apps given by path or module run as they declare.
 """
 
@@ -21,6 +21,7 @@ import importlib
 import importlib.util
 import pkgutil
 import sys
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
@@ -162,14 +163,14 @@ def _installed(name: str, ep: object) -> App:
     return manifest.app(source=f"entry point {ep.value}")
 
 
-def load_in_child(spec: str) -> App:
-    """The app spec names, imported: the sandbox's child uses this; an installed app is loaded from its
-    entry point's module here, where it is confined."""
+def child_loader(spec: str) -> Callable[[], App]:
+    """How the sandbox's child loads the app spec names: resolved now (an installed app's entry point is
+    found before the child is confined, when its metadata is still readable), imported when called."""
     ep = _entry_points().get(spec) if ":" not in spec and not _is_path(spec) and spec not in builtin_names() \
         else None
     if ep is None:
-        return find_app(spec)
-    return _check(ep.load(), spec, source=f"entry point {ep.value}")
+        return lambda: find_app(spec)
+    return lambda: _check(ep.load(), spec, source=f"entry point {ep.value}")
 
 
 def module_of(spec: str) -> str | None:

@@ -25,7 +25,7 @@ import anyio.abc
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from llmasos.apps.app import App
-from llmasos.apps.registry import app_spec, load_in_child, module_of
+from llmasos.apps.registry import app_spec, child_loader, module_of
 from llmasos.sandbox import confine, wire
 from llmasos.syscalls import calls as c
 from llmasos.syscalls.errors import InvalidArguments
@@ -131,8 +131,9 @@ async def serve(sock: socket.socket, pid: int, spec: str, args: tuple, kwargs: d
     async with anyio.create_task_group() as tg:
         channel = SocketChannel(stream, tg, limits.get("message_bytes") or 1 << 26)
         try:
+            load = child_loader(spec)
             applied = confine.apply(limits, read_paths(spec), list_paths())
-            app = load_in_child(spec)
+            app = load()
             args, kwargs = app.bind(args, kwargs)  # (converted by main's annotations, here where it runs)
         except BaseException:
             await channel.send(["crash", f"the sandboxed app {spec!r} could not be loaded:\n"

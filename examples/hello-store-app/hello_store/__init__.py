@@ -1,0 +1,1 @@
+"""hello-store: an llmasos app package."""
