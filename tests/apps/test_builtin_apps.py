@@ -80,19 +80,36 @@ async def test_chat_keeps_the_conversation(tmp_path):
     assert "user: hi" in engine.prompts[1] and "assistant: Hello!" in engine.prompts[1]
 
 
-def test_apps_from_installed_packages_entry_points(monkeypatch):
+def test_apps_from_installed_packages_entry_points(monkeypatch, tmp_path):
     from importlib.metadata import EntryPoint
 
-    from llmasos.apps import registry
+    from llmasos.apps import registry, store
+    from llmasos.syscalls.errors import PermissionDenied
 
+    monkeypatch.setenv("LLMASOS_HOME", str(tmp_path))
     eps = [EntryPoint("echo2", "llmasos.apps.echo:app", registry.ENTRY_POINT_GROUP),
+           EntryPoint("echo", "llmasos.apps.echo:app", registry.ENTRY_POINT_GROUP),
            EntryPoint("broken", "no_such_pkg_xyz:app", registry.ENTRY_POINT_GROUP)]
     monkeypatch.setattr(registry, "entry_points", lambda group: [e for e in eps if e.group == group])
     monkeypatch.setattr(registry, "_cache", {})
-    app = registry.find_app("echo2")
-    assert app.name == "echo"
-    with pytest.raises(NoSuchApp, match="from an installed package failed to load"):
+    monkeypatch.setattr(registry, "_seen", {})
+    with pytest.raises(NoSuchApp, match="entry point's name and App\\(...\\)'s name must be the same"):
+        registry.find_app("echo2")
+    with pytest.raises(NoSuchApp, match="no readable manifest.*not installed"):
         registry.find_app("broken")
     with pytest.raises(NoSuchApp, match="did you mean 'echo2'"):
         registry.find_app("ekho2")
+    eps[0] = EntryPoint("echo2", "tests.apps.echo2:app", registry.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(registry, "_cache", {})
+    monkeypatch.setattr(registry, "_seen", {})
+    import llmasos.apps.manifest as manifest
+
+    m = manifest.read_source("app = App('echo2', version='1.0')\n@app.main\nasync def main(sys, *words): ...",
+                             "app", entry="tests.apps.echo2:app")
+    monkeypatch.setattr(registry, "read_entry", lambda value: m)
+    with pytest.raises(PermissionDenied, match="not enabled"):
+        registry.find_app("echo2")
+    store.enable(m, "echo2-pkg")
+    app = registry.find_app("echo2")
+    assert app.sandbox and app.version == "1.0" and app.usage() == "echo2 [WORDS...]"
     assert "echo" in [a.name for a in registry.list_apps()]

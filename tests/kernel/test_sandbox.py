@@ -172,22 +172,36 @@ async def test_a_sandboxed_app_breaking_the_protocol_or_flooding_the_kernel_hurt
     assert results["cancel"].value == "late"
 
 
-def test_installed_apps_run_sandboxed_unless_they_declare_themselves_trusted(monkeypatch):
+def test_installed_apps_run_sandboxed_unless_they_declare_themselves_trusted(monkeypatch, tmp_path):
+    from llmasos.apps import manifest, store
+    from llmasos.syscalls.errors import PermissionDenied
+
+    monkeypatch.setenv("LLMASOS_HOME", str(tmp_path))
     made = {"plain": App("plain"), "sure": App("sure", trusted=True)}
     for app in made.values():
         app.main(_fast)
+    loaded = []
 
     class EntryPoint:
         def __init__(self, name: str) -> None:
             self.name, self.value = name, f"pkg:{name}"
 
         def load(self) -> App:
+            loaded.append(self.name)
             return made[self.name]
 
+    manifests = {f"pkg:{n}": manifest.check({"name": n, "trusted": a.trusted}) for n, a in made.items()}
     monkeypatch.setattr(registry, "_entry_points", lambda: {n: EntryPoint(n) for n in made})
+    monkeypatch.setattr(registry, "read_entry", lambda value: manifests[value])
     try:
+        with pytest.raises(PermissionDenied, match="not enabled"):
+            registry.find_app("sure")  # trusted only once its user accepted it
+        for m in manifests.values():
+            store.enable(m, "pkg")
         assert registry.find_app("plain").sandbox is True
+        assert loaded == []  # a sandboxed app is never imported in the kernel
         assert registry.find_app("sure").sandbox is False
+        assert loaded == ["sure"]
         assert registry.find_app("echo").sandbox is False  # built-ins are trusted
         assert made["plain"].sandbox is False  # (the App object itself is left as it is)
     finally:
