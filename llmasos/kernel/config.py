@@ -56,6 +56,8 @@ class KernelConfig:
     home: Path = field(default_factory=llmasos_home)
     database: str | None = None  # SQLAlchemy URL; None: sqlite under home (memory manager)
     trace_buffer: int = 256  # recent syscall trace events kept per process
+    mcp_servers: dict[str, Any] | None = None  # MCP servers whose tools become SERVER.tool, as
+    # {name: {"command": [...]} | {"url": ...}}; None: the ones registered in $home/mcp.json
     sandbox_limits: dict[str, Any] = field(default_factory=dict)  # a sandboxed app's child process:
     # address_space (bytes), cpu_seconds, open_files, processes (rlimits; None: not set), start_seconds
     # (to load the app), message_bytes (one syscall or result), calls_in_flight (blocking calls at once);
@@ -115,6 +117,13 @@ class KernelConfig:
             raise ConfigError("KernelConfig needs 0 < summary_share < page_target <= 1 and message_tokens >= 0")
         if self.group_commit_ms < 0 or self.db_busy_timeout < 0:
             raise ConfigError("KernelConfig.group_commit_ms and db_busy_timeout must be >= 0")
+        if self.mcp_servers is not None:
+            from llmasos.tools.mcp import McpConfigError, check_servers
+
+            try:
+                self.mcp_servers = check_servers(self.mcp_servers)
+            except McpConfigError as exc:
+                raise ConfigError(f"KernelConfig.mcp_servers: {exc}") from None
         self.db_synchronous = str(self.db_synchronous).upper()
         if self.db_synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ConfigError(f"KernelConfig.db_synchronous is NORMAL, FULL, EXTRA or OFF, not "

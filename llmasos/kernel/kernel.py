@@ -44,6 +44,7 @@ from llmasos.syscalls.errors import (
     WaitTimeout,
 )
 from llmasos.syscalls.sys import Sys
+from llmasos.tools import mcp
 from llmasos.syscalls.types import ExitStatus, ProcInfo, Usage
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ class Kernel(Faces, Stdio):
         self._ptg_done: anyio.Event | None = None  # set when the processes' task group has exited
         self._stopping = False  # shutdown has begun: a cancelled process keeps its state
         self.booted_at: float | None = None
+        self.mcp: list[mcp.Server] = []  # the MCP servers whose tools are registered, while booted
         self.run_id = secrets.token_hex(6)  # this kernel object's run: names what must not outlive it
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -131,6 +133,7 @@ class Kernel(Faces, Stdio):
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._tg.start_soon(self.llm.run, name="llmasos llm loop")
+        self.mcp = await mcp.boot(self._tg, cfg.mcp_servers, cfg.home)  # their tools: SERVER.tool
         self._stopping = False
         ready, self._ptg_done = anyio.Event(), anyio.Event()
         _start_detached(lambda: self._host_processes(ready), "llmasos processes")
@@ -155,6 +158,8 @@ class Kernel(Faces, Stdio):
         try:
             await self._stop_processes()
         finally:
+            for server in self.mcp:
+                server.close()
             self._tg.cancel_scope.cancel()
             try:
                 await self._tg.__aexit__(None, None, None)

@@ -25,6 +25,7 @@ class ToolLimits:
     result_chars: int = 100_000  # any tool: characters of JSON one result may take (the model reads it)
     default_timeout: float = 30.0  # any tool: seconds a call may take unless the tool or the call says
     recall_notes: int = 20  # recall: notes one search may return
+    mcp_start_seconds: float = 20.0  # MCP: seconds a server may take to start and list its tools
 
     def __post_init__(self) -> None:
         for f in fields(self):
