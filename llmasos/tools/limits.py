@@ -26,6 +26,8 @@ class ToolLimits:
     default_timeout: float = 30.0  # any tool: seconds a call may take unless the tool or the call says
     recall_notes: int = 20  # recall: notes one search may return
     mcp_start_seconds: float = 20.0  # MCP: seconds a server may take to start and list its tools
+    mcp_ping_seconds: float = 2.0  # MCP: after a failed call, seconds the server has to answer a ping, or
+    # it counts as dead (its tools are removed)
 
     def __post_init__(self) -> None:
         for f in fields(self):

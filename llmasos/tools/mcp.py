@@ -109,6 +109,7 @@ class McpTool(Tool):
         schema = remote.input_schema if isinstance(remote.input_schema, dict) else {}
         self._schema = closed({**schema, "type": "object"} if schema else {"type": "object", "properties": {}})
         self.source, self.file = f"mcp:{server.name}", None
+        self.wrapped = False  # its result is {"result": value}, the SDK's wrapping of a plain value
         self.fn = self._call
 
     @property
@@ -132,7 +133,7 @@ class McpTool(Tool):
         return arguments
 
     async def _call(self, **arguments: Any) -> Any:
-        return await self.server.call(self.remote_name, arguments)
+        return await self.server.call(self.remote_name, arguments, wrapped=self.wrapped)
 
 
 def tool_name(server: str, remote: str) -> str:
@@ -143,33 +144,44 @@ def tool_name(server: str, remote: str) -> str:
 class Server:
     """One MCP server's connection, owned by the task running ``serve``."""
 
-    def __init__(self, name: str, entry: dict[str, Any], registry: ToolRegistry = REGISTRY) -> None:
+    def __init__(self, name: str, entry: dict[str, Any], registry: ToolRegistry = REGISTRY,
+                 log: Path | None = None) -> None:
         self.name, self.entry, self.registry = name, entry, registry
+        self.log = log  # where a stdio server's stderr goes (None: this process's stderr)
         self.client: Any = None
         self.tools: list[McpTool] = []
         self.error: str | None = None  # why it is not connected (it failed to start, or it died)
         self.ready = anyio.Event()
         self._stop = anyio.Event()
 
-    def _target(self) -> Any:
+    def _target(self, errlog: Any) -> Any:
         if "url" in self.entry:
             return self.entry["url"]
         from mcp import StdioServerParameters
+        from mcp.client.stdio import stdio_client
 
         command, *args = self.entry["command"]
-        return StdioServerParameters(command=command, args=args)
+        return stdio_client(StdioServerParameters(command=command, args=args), errlog=errlog)
 
     async def serve(self) -> None:
         """Connect, register the server's tools, hold the connection until ``close``; never raises."""
+        import sys
+
         from mcp import Client
 
+        errlog = sys.stderr
         try:
-            async with Client(self._target(), read_timeout_seconds=TOOL_LIMITS.default_timeout) as client:
+            if self.log is not None and "command" in self.entry:
+                private_dir(self.log.parent)
+                errlog = open(private_file(self.log), "a", encoding="utf-8")  # noqa: SIM115 (closed below)
+            async with Client(self._target(errlog), read_timeout_seconds=TOOL_LIMITS.default_timeout) as client:
                 with anyio.fail_after(TOOL_LIMITS.mcp_start_seconds):
                     listed = await client.list_tools()
                 self.client = client
                 for remote in listed.tools:
                     t = McpTool(self, remote)
+                    out = getattr(remote, "output_schema", None) or {}
+                    t.wrapped = set((out.get("properties") or {})) == {"result"}  # a value the SDK wrapped
                     self.registry.register(t, replace=True)
                     self.tools.append(t)
                 self.ready.set()
@@ -179,6 +191,8 @@ class Server:
         except BaseException as exc:  # a server that fails or dies is this server's failure, no more
             self.error = f"{type(exc).__name__}: {_first_line(exc)}"
         finally:
+            if errlog is not sys.stderr:
+                errlog.close()
             self.client = None
             for t in self.tools:
                 if self.registry._tools.get(t.name) is t:
@@ -188,7 +202,20 @@ class Server:
     def close(self) -> None:
         self._stop.set()
 
-    async def call(self, tool: str, arguments: dict[str, Any]) -> Any:
+    async def _alive(self) -> bool:
+        client = self.client
+        if client is None:
+            return False
+        try:
+            with anyio.fail_after(TOOL_LIMITS.mcp_ping_seconds):
+                await client.send_ping()
+        except anyio.get_cancelled_exc_class():
+            raise
+        except BaseException:
+            return False
+        return True
+
+    async def call(self, tool: str, arguments: dict[str, Any], *, wrapped: bool = False) -> Any:
         """Call the server's tool; its structured result, its text, or ToolFailed."""
         client = self.client
         if client is None:
@@ -199,22 +226,27 @@ class Server:
         except anyio.get_cancelled_exc_class():
             raise
         except BaseException as exc:
-            raise ToolFailed(f"MCP server {self.name!r} failed on {tool}: {type(exc).__name__}: "
-                             f"{_first_line(exc)}") from None
+            why = f"{type(exc).__name__}: {_first_line(exc)}"
+            if not await self._alive():
+                self.error = f"it stopped answering ({why})"
+                self.close()  # its tools go; the kernel goes on
+            raise ToolFailed(f"MCP server {self.name!r} failed on {tool}: {why}") from None
         texts = [getattr(b, "text", None) for b in result.content]
         text = "\n".join(t for t in texts if t is not None)
         if result.is_error:
             raise ToolFailed(f"MCP tool {self.name}.{tool} failed: {text[:1000] or 'no message'}")
         if result.structured_content is not None:
-            return result.structured_content
+            content = result.structured_content
+            return content["result"] if wrapped and isinstance(content, dict) and "result" in content else content
         return text if all(t is not None for t in texts) else [b.model_dump(mode="json") for b in result.content]
 
 
 async def start(tg: anyio.abc.TaskGroup, servers: dict[str, dict[str, Any]],
-                registry: ToolRegistry = REGISTRY) -> list[Server]:
+                registry: ToolRegistry = REGISTRY, logs: Path | None = None) -> list[Server]:
     """Start a task per server in tg and wait until each is connected or failed (at most
     ``mcp_start_seconds``); a server that fails is reported in its ``error``, the others go on."""
-    started = [Server(name, entry, registry) for name, entry in check_servers(servers).items()]
+    started = [Server(name, entry, registry, logs / f"{name}.log" if logs is not None else None)
+               for name, entry in check_servers(servers).items()]
     for s in started:
         tg.start_soon(s.serve, name=f"llmasos mcp {s.name}")
     with anyio.move_on_after(TOOL_LIMITS.mcp_start_seconds):
@@ -237,7 +269,7 @@ async def boot(tg: anyio.abc.TaskGroup, servers: dict[str, dict[str, Any]] | Non
             broken = Server(SERVERS_FILE, {})
             broken.error = str(exc)
             return [broken]
-    return await start(tg, servers) if servers else []
+    return await start(tg, servers, logs=Path(home) / "logs" / "mcp") if servers else []
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,0 +1,125 @@
+"""MCP both ways: a tiny MCP server (written with the official SDK) used from apps through the kernel,
+our MCP server driven by the official SDK's client, and the round trip (our client against our server)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from llmasos import App, Sys
+from llmasos.engine.fake import FakeEngine
+from llmasos.kernel import Kernel, KernelConfig
+from llmasos.kernel.config import ConfigError
+from llmasos.syscalls.errors import SyscallError, ToolError
+from llmasos.tools import mcp
+from llmasos.tools.errors import ToolArgumentsInvalid, ToolFailed
+from llmasos.tools.grammar import call_schema
+from llmasos.tools.registry import REGISTRY
+
+TINY = str(Path(__file__).with_name("mcp_tiny.py"))
+SERVERS = {"tiny": {"command": [sys.executable, TINY]}}
+
+adder = App("adder", tools=["tiny.add", "tiny.fail", "tiny.crash"])
+
+
+@adder.main
+async def _adder(sys: Sys, op: str, arguments: dict) -> object:
+    try:
+        return await sys.call_tool(op, arguments)
+    except SyscallError as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def kernel(tmp_path: Path, servers: dict | None = None) -> Kernel:
+    return Kernel(KernelConfig(engine=FakeEngine(), home=tmp_path, mcp_servers=SERVERS if servers is None else servers))
+
+
+async def test_an_mcp_servers_tools_are_llmasos_tools_gated_by_caps(tmp_path):
+    async with kernel(tmp_path) as k:
+        assert "tiny.add" in REGISTRY.names() and "tiny.shout" in REGISTRY.names()
+        assert (await k.run(adder, "tiny.add", {"a": 2, "b": 3})).value == 5
+        schema = REGISTRY.get("tiny.add").parameters
+        assert schema["additionalProperties"] is False and schema["required"] == ["a", "b"]
+        call_schema([REGISTRY.get("tiny.add").schema])  # constrained decoding takes it as ours
+        denied = await k.run(adder, "tiny.shout", {"text": "hi"})
+        assert denied.value.startswith("PermissionDenied") and "tiny.shout" in denied.value
+        async with k.session("test", caps={"tools": ["tiny.shout"]}) as s:
+            assert await s.call_tool("tiny.shout", {"text": "hi"}) == "HI"
+            assert [t["function"]["name"] for t in await s.tools()] == ["tiny.shout"]
+    assert "tiny.add" not in REGISTRY.names()  # closed with the kernel
+
+
+async def test_bad_arguments_and_failing_tools_are_typed_tool_errors(tmp_path):
+    async with kernel(tmp_path) as k:
+        for args, error in [({"a": "x", "b": 1}, "ToolArgumentsInvalid"), ({"a": 1}, "ToolArgumentsInvalid"),
+                            ({"a": 1, "b": 2, "evil": "; rm -rf /"}, "ToolArgumentsInvalid")]:
+            status = await k.run(adder, "tiny.add", args)
+            assert status.state == "exited" and status.value.startswith(error), status.value
+        failed = await k.run(adder, "tiny.fail", {"why": "nope"})
+        assert failed.value.startswith("ToolFailed") and "tiny.fail" in failed.value
+
+
+async def test_a_crashed_server_is_a_tool_error_and_the_kernel_goes_on(tmp_path):
+    async with kernel(tmp_path) as k:
+        crashed = await k.run(adder, "tiny.crash", {})
+        assert crashed.state == "exited" and crashed.value.startswith("ToolFailed"), crashed.value
+        with anyio.fail_after(10):
+            while "tiny.add" in REGISTRY.names():  # its tools go with it
+                await anyio.sleep(0.05)
+        again = await k.run(adder, "tiny.add", {"a": 1, "b": 2})
+        assert again.value.startswith("UnknownTool")
+        assert (await k.run("echo", "still", "here")).value is not None
+        (server,) = k.mcp
+        assert server.error is not None
+
+
+async def test_a_server_that_cannot_start_leaves_the_kernel_booted(tmp_path):
+    async with kernel(tmp_path, {"gone": {"command": ["/no/such/program"]}}) as k:
+        (server,) = k.mcp
+        assert server.error and not server.tools
+        assert (await k.run("echo", "ok")).state == "exited"
+
+
+@pytest.mark.parametrize("servers, error", [
+    ({"a.b": {"command": ["x"]}}, "name"),
+    ({"../x": {"command": ["x"]}}, "name"),
+    ({"x": {"command": "python server.py"}}, "list of 1 to 256"),
+    ({"x": {"command": []}}, "list of 1 to 256"),
+    ({"x": {"command": ["py\0thon"]}}, "list of 1 to 256"),
+    ({"x": {"url": "file:///etc/passwd"}}, "http"),
+    ({"x": {"url": "http://a", "command": ["x"]}}, "command"),
+    ({"x": {}}, "command"),
+    (["x"], "mapping"),
+])
+def test_hostile_mcp_registrations_are_refused(servers, error):
+    with pytest.raises(ConfigError, match=error):
+        KernelConfig(mcp_servers=servers)
+
+
+def test_registrations_file_add_list_remove(tmp_path):
+    mcp.register(tmp_path, "tiny", {"command": [sys.executable, TINY]})
+    assert mcp.registered(tmp_path) == {"tiny": {"command": [sys.executable, TINY]}}
+    assert oct(mcp.servers_path(tmp_path).stat().st_mode & 0o777) == "0o600"
+    assert mcp.unregister(tmp_path, "tiny") and not mcp.unregister(tmp_path, "tiny")
+    mcp.servers_path(tmp_path).write_text("{broken")
+    with pytest.raises(mcp.McpConfigError, match="unreadable"):
+        mcp.registered(tmp_path)
+
+
+async def test_a_broken_registrations_file_does_not_stop_the_boot(tmp_path):
+    mcp.servers_path(tmp_path).write_text("{broken")
+    async with Kernel(KernelConfig(engine=FakeEngine(), home=tmp_path)) as k:
+        (broken,) = k.mcp
+        assert "unreadable" in broken.error
+
+
+def test_tool_names_from_a_server_are_made_safe():
+    assert mcp.tool_name("srv", "read file/../x") == "srv.read_file_.._x"
+    assert len(mcp.tool_name("srv", "x" * 500)) == 64
+    with pytest.raises(ToolArgumentsInvalid):
+        ToolArgumentsInvalid.__mro__  # (the error a bad call raises is a ToolError and InvalidArguments)
+        raise ToolArgumentsInvalid("x")
+    assert issubclass(ToolFailed, ToolError)
