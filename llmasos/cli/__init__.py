@@ -12,7 +12,7 @@ import os
 
 import typer
 
-from llmasos.cli import apps, local, remote
+from llmasos.cli import apps, local, remote, tools
 
 __all__ = ["cli", "main"]
 
@@ -25,6 +25,7 @@ cli = typer.Typer(
 cli.callback(invoke_without_command=True)(local.root)
 cli.command(context_settings=EXTRA_ARGS)(local.run)
 cli.add_typer(apps.apps)
+cli.add_typer(tools.tools)
 cli.command()(local.shell)
 cli.command()(local.models)
 cli.command()(local.serve)
