@@ -3,6 +3,8 @@ our MCP server driven by the official SDK's client, and the round trip (our clie
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -123,3 +125,69 @@ def test_tool_names_from_a_server_are_made_safe():
         ToolArgumentsInvalid.__mro__  # (the error a bad call raises is a ToolError and InvalidArguments)
         raise ToolArgumentsInvalid("x")
     assert issubclass(ToolFailed, ToolError)
+
+
+# == our MCP server, driven by the official SDK's client ===========================================
+
+from mcp import Client, StdioServerParameters  # noqa: E402
+
+from llmasos.api.mcp import create_server  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _text(result) -> str:
+    return "".join(getattr(b, "text", "") for b in result.content)
+
+
+async def test_the_official_client_lists_and_calls_our_tools_runs_an_app_and_reads_ps(tmp_path):
+    async with kernel(tmp_path, {}) as k, Client(create_server(k)) as client:
+        names = [t.name for t in (await client.list_tools()).tools]
+        assert {"calculator", "llmasos_run_app", "llmasos_ps"} <= set(names)
+        assert _text(await client.call_tool("calculator", {"expression": "6*7"})) == "42"
+        ran = await client.call_tool("llmasos_run_app", {"app": "echo", "args": ["hi", "there"]})
+        assert not ran.is_error and ran.structured_content["result"]["state"] == "exited"
+        assert "hi there" in ran.structured_content["result"]["output"]
+        pid = await k.spawn("chat")  # (it waits for its stdin: alive while ps looks)
+        rows = (await client.call_tool("llmasos_ps", {})).structured_content["result"]
+        assert [(r["pid"], r["app"]) for r in rows] == [(pid, "chat")]
+        resource = await client.read_resource("llmasos://ps")
+        assert [(r["pid"], r["state"]) for r in json.loads(resource.contents[0].text)] == [(pid, rows[0]["state"])]
+        k.kill(pid)
+
+
+@pytest.mark.parametrize("name, arguments, error", [
+    ("no_such_tool", {}, "UnknownTool"),
+    ("calculator", {"expression": "2**99999999"}, "Tool"),
+    ("calculator", {"nope": 1}, "ToolArgumentsInvalid"),
+    ("llmasos_run_app", {"app": "../../etc/passwd"}, "NoSuchApp"),
+    ("llmasos_run_app", {"app": "echo", "args": "not a list"}, "InvalidArguments"),
+    ("llmasos_run_app", {"app": "echo", "timeout": 10**9}, "InvalidArguments"),
+    ("llmasos_run_app", {"app": "echo", "kwargs": {"bogus": 1}}, "InvalidArguments"),
+])
+async def test_hostile_calls_to_our_server_are_tool_errors(tmp_path, name, arguments, error):
+    async with kernel(tmp_path, {}) as k, Client(create_server(k)) as client:
+        result = await client.call_tool(name, arguments)
+        assert result.is_error and error in _text(result), _text(result)
+        assert _text(await client.call_tool("calculator", {"expression": "1+1"})) == "2"  # it goes on
+
+
+async def test_llmasos_mcp_over_stdio_and_the_round_trip_through_our_own_client(tmp_path):
+    command = [sys.executable, "-m", "llmasos.cli", "mcp", "--model", "fake"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LLMASOS_HOME": str(tmp_path / "server-home")}
+    params = StdioServerParameters(command=command[0], args=command[1:], env=env, cwd=str(ROOT))
+    async with Client(params) as client:  # the official client against `llmasos mcp`
+        assert _text(await client.call_tool("calculator", {"expression": "2+3"})) == "5"
+    roundtrip = App("roundtrip", tools=["os.calculator", "os.llmasos_run_app"])
+
+    @roundtrip.main
+    async def main(sys: Sys) -> list:
+        ran = await sys.call_tool("os.llmasos_run_app", {"app": "echo", "args": ["via", "mcp"]})
+        return [await sys.call_tool("os.calculator", {"expression": "6*7"}), ran["state"], ran["output"]]
+
+    servers = {"os": {"command": ["env", f"PYTHONPATH={ROOT}", f"LLMASOS_HOME={tmp_path / 'server-home'}", *command]}}
+    async with kernel(tmp_path / "client-home", servers) as k:  # our client against our server
+        status = await k.run(roundtrip)
+    assert status.state == "exited", status.error
+    value, state, output = status.value
+    assert value == 42 and state == "exited" and "via mcp" in output
