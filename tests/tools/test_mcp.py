@@ -152,7 +152,7 @@ async def test_the_official_client_lists_and_calls_our_tools_runs_an_app_and_rea
         rows = (await client.call_tool("llmasos_ps", {})).structured_content["result"]
         assert [(r["pid"], r["app"]) for r in rows] == [(pid, "chat")]
         resource = await client.read_resource("llmasos://ps")
-        assert [(r["pid"], r["state"]) for r in json.loads(resource.contents[0].text)] == [(pid, rows[0]["state"])]
+        assert [(r["pid"], r["app"]) for r in json.loads(resource.contents[0].text)] == [(pid, "chat")]
         k.kill(pid)
 
 
