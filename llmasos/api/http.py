@@ -202,6 +202,9 @@ def create_app(kernel: Kernel, token: str) -> FastAPI:
     from llmasos.api.openai import router
 
     api.include_router(router(kernel))
+    from llmasos.api.mcp import mount
+
+    api.state.mcp = mount(api, kernel, token)  # MCP over streamable HTTP at /mcp (its sessions: serve)
     return api
 
 
@@ -422,9 +425,9 @@ async def serve(config: KernelConfig, host: str = "127.0.0.1", port: int = 8765,
     url = f"http://{'[' + host + ']' if ':' in host else host}:{bound}"
     try:
         async with LocalClient.boot(config) as local:
-            server = _Server(uvicorn.Config(create_app(local.kernel, token), log_level="warning", lifespan="off",
-                                            timeout_graceful_shutdown=2))
-            async with anyio.create_task_group() as tg:
+            api = create_app(local.kernel, token)
+            server = _Server(uvicorn.Config(api, log_level="warning", lifespan="off", timeout_graceful_shutdown=2))
+            async with api.state.mcp.run(), anyio.create_task_group() as tg:
 
                 async def stop_on_signal() -> None:
                     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

@@ -68,6 +68,9 @@ def add_mcp(
     name: Annotated[str, typer.Argument(help="The server's name: its tools are named NAME.tool")],
     url: Annotated[str | None, typer.Option("--url", help="A streamable HTTP server's URL (instead of a "
                                                           "command after --)")] = None,
+    header: Annotated[list[str] | None, typer.Option(
+        "--header", help="With --url: an HTTP header sent on every request, 'Name: value' (repeatable), e.g. "
+                         "'Authorization: Bearer TOKEN' for another `llmasos serve`")] = None,
 ) -> None:
     """Register an MCP server: `llmasos tools add-mcp NAME -- COMMAND ARGS...` (stdio) or `--url URL`.
 
@@ -79,7 +82,12 @@ def add_mcp(
     command = list(ctx.args)
     if bool(command) == bool(url):
         fail("give either a command after -- (llmasos tools add-mcp NAME -- python server.py) or --url URL")
-    entry = {"url": url} if url else {"command": command}
+    entry: dict = {"url": url} if url else {"command": command}
+    if header:
+        pairs = [h.partition(":") for h in header]
+        if not url or any(not sep for _, sep, _ in pairs):
+            fail("--header goes with --url, as 'Name: value'")
+        entry["headers"] = {k.strip(): v.strip() for k, _, v in pairs}
     try:
         mcp.check_servers({name: entry})
     except LlmasosError as exc:

@@ -7,7 +7,7 @@ the chokepoint, and run through ``tools/invoke.py``. Whatever the server does (a
 a hang), the caller gets a ``ToolError``; the kernel is never crashed by it. Each server is served by
 one task (``serve``) in the kernel's task group, which owns the connection (the official ``mcp`` SDK's
 ``Client``: stdio or streamable HTTP) from start to close. Registrations (``llmasos tools add-mcp``)
-live in ``$LLMASOS_HOME/mcp.json``: ``{name: {"command": [...]} | {"url": "..."}}``.
+live in ``$LLMASOS_HOME/mcp.json`` (0600): ``{name: {"command": [...]} | {"url": "...", "headers": {...}}}``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +48,15 @@ def check_servers(servers: Any) -> dict[str, dict[str, Any]]:
         if not isinstance(name, str) or not _SERVER_NAME.match(name):
             raise McpConfigError(f"an MCP server's name is a word of letters, digits, '-' or '_' (1 to 32, a "
                                  f"letter first), not {name!r}: its tools are named NAME.tool")
-        if not isinstance(entry, dict) or len(entry) != 1 or not ({"command", "url"} & set(entry)):
-            raise McpConfigError(f"MCP server {name!r} is {{'command': [program, args...]}} or {{'url': ...}}")
+        if not isinstance(entry, dict) or len({"command", "url"} & set(entry)) != 1 or set(entry) - {
+                "command", "url", "headers"} or ("headers" in entry and "url" not in entry):
+            raise McpConfigError(f"MCP server {name!r} is {{'command': [program, args...]}} or {{'url': ..., "
+                                 "'headers': {...}}}")
+        headers = entry.get("headers", {})
+        if not isinstance(headers, dict) or len(headers) > 32 or not all(
+                isinstance(k, str) and isinstance(v, str) and 0 < len(k) <= 200 and len(v) <= 8000
+                and not any(c in k + v for c in "\r\n\0") for k, v in headers.items()):
+            raise McpConfigError(f"MCP server {name!r}: headers are up to 32 'Name': 'value' strings, no newlines")
         command, url = entry.get("command"), entry.get("url")
         if command is not None and (not isinstance(command, list) or not command or not all(
                 isinstance(a, str) and a and "\0" not in a for a in command) or len(command) > 256):
@@ -156,7 +165,11 @@ class Server:
 
     def _target(self, errlog: Any) -> Any:
         if "url" in self.entry:
-            return self.entry["url"]
+            import httpx2
+            from mcp.client.streamable_http import streamable_http_client
+
+            http = httpx2.AsyncClient(headers=self.entry.get("headers") or {}, timeout=TOOL_LIMITS.default_timeout)
+            return _closing(streamable_http_client(self.entry["url"], http_client=http), http)
         from mcp import StdioServerParameters
         from mcp.client.stdio import stdio_client
 
@@ -270,6 +283,13 @@ async def boot(tg: anyio.abc.TaskGroup, servers: dict[str, dict[str, Any]] | Non
             broken.error = str(exc)
             return [broken]
     return await start(tg, servers, logs=Path(home) / "logs" / "mcp") if servers else []
+
+
+@asynccontextmanager
+async def _closing(transport: Any, http: Any) -> AsyncIterator[Any]:
+    """transport, and the HTTP client it was given closed after it."""
+    async with http, transport as streams:
+        yield streams
 
 
 def _first_line(exc: BaseException) -> str:

@@ -94,6 +94,9 @@ async def test_a_server_that_cannot_start_leaves_the_kernel_booted(tmp_path):
     ({"x": {"url": "file:///etc/passwd"}}, "http"),
     ({"x": {"url": "http://a", "command": ["x"]}}, "command"),
     ({"x": {}}, "command"),
+    ({"x": {"command": ["x"], "headers": {"a": "b"}}}, "command"),
+    ({"x": {"url": "http://a", "headers": {"X-Evil": "a\r\nInjected: yes"}}}, "newlines"),
+    ({"x": {"url": "http://a", "headers": ["Authorization: x"]}}, "headers"),
     (["x"], "mapping"),
 ])
 def test_hostile_mcp_registrations_are_refused(servers, error):
@@ -191,3 +194,42 @@ async def test_llmasos_mcp_over_stdio_and_the_round_trip_through_our_own_client(
     assert status.state == "exited", status.error
     value, state, output = status.value
     assert value == 42 and state == "exited" and "via mcp" in output
+
+
+def test_llmasos_serve_serves_mcp_at_slash_mcp_behind_its_token(tmp_path):
+    from tests.daemon import daemon_env, start_daemon, stop_daemon
+
+    env = daemon_env(tmp_path)
+    daemon, url = start_daemon(env)
+    try:
+        token = (tmp_path / "api_token").read_text().strip()
+        import httpx
+
+        assert httpx.post(f"{url}/mcp/", json={}).status_code == 401
+        assert httpx.post(f"{url}/mcp/", json={}, headers={"Authorization": "Bearer wrong"}).status_code == 401
+
+        async def use() -> str:
+            import httpx2
+            from mcp.client.streamable_http import streamable_http_client
+
+            http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"})
+            async with http, Client(streamable_http_client(f"{url}/mcp/", http_client=http)) as client:
+                return _text(await client.call_tool("calculator", {"expression": "3*3"}))
+
+        assert anyio.run(use) == "9"
+
+        remote = App("remote", tools=["os.calculator"])
+
+        @remote.main
+        async def main(sys: Sys) -> object:
+            return await sys.call_tool("os.calculator", {"expression": "5*5"})
+
+        async def roundtrip() -> object:  # our client, over streamable HTTP, against our server
+            servers = {"os": {"url": f"{url}/mcp/", "headers": {"Authorization": f"Bearer {token}"}}}
+            async with kernel(tmp_path / "client", servers) as k:
+                return (await k.run(remote)).value
+
+        assert anyio.run(roundtrip) == 25
+    finally:
+        rc, err = stop_daemon(daemon)
+    assert rc == 0, err
