@@ -68,7 +68,7 @@ def info(name: Annotated[str, typer.Argument(help="An app's name")]) -> None:
         rows = {"name": m.name, "version": m.version, "description": m.description, "package": found.package,
                 "entry point": found.entry, "enabled": "yes" if found.enabled else "no",
                 "runs": "in the kernel (trusted)" if m.trusted else "sandboxed (its own OS process)",
-                "usage": " ".join([m.name, *(p.name.upper() for p in m.params)])}
+                "usage": _usage(m)}
         console.print(_pairs(rows))
         console.print(caps_table(m.caps(), m.trusted))
         return
@@ -179,6 +179,13 @@ def caps_table(caps: dict[str, Any], trusted: bool) -> Table:
         table.add_row(key, _value(value))
     table.add_row("runs", "IN THE KERNEL'S PROCESS (trusted)" if trusted else "sandboxed, in its own OS process")
     return table
+
+
+def _usage(manifest: Any) -> str:
+    try:
+        return manifest.app(source="").usage()
+    except LlmasosError as exc:
+        return f"(unreadable: {exc})"
 
 
 def _asks(caps: dict[str, Any]) -> str:
