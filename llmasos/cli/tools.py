@@ -35,7 +35,7 @@ async def _connect(servers: dict) -> list:
     from llmasos.tools.registry import ToolRegistry
 
     async with anyio.create_task_group() as tg:
-        started = await mcp.start(tg, servers, ToolRegistry())
+        started = await mcp.start(tg, servers, ToolRegistry(), logs=llmasos_home() / "logs" / "mcp")
         for server in started:
             server.close()
     return started

@@ -275,7 +275,7 @@ async def start(tg: anyio.abc.TaskGroup, servers: dict[str, dict[str, Any]],
 async def boot(tg: anyio.abc.TaskGroup, servers: dict[str, dict[str, Any]] | None, home: Path) -> list[Server]:
     """The kernel's MCP servers started: servers, or (None) the ones registered under home. A broken
     registrations file is reported as a server that failed (``error``), never a failed boot."""
-    if servers is None:
+    if servers is None:  # (a stdio server's stderr: $home/logs/mcp/NAME.log)
         try:
             servers = registered(home)
         except McpConfigError as exc:

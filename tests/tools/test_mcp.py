@@ -233,3 +233,27 @@ def test_llmasos_serve_serves_mcp_at_slash_mcp_behind_its_token(tmp_path):
     finally:
         rc, err = stop_daemon(daemon)
     assert rc == 0, err
+
+
+def test_tools_add_mcp_list_and_remove_from_the_command_line(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from llmasos.cli import cli
+
+    monkeypatch.setenv("LLMASOS_HOME", str(tmp_path))
+    runner = CliRunner()
+    added = runner.invoke(cli, ["tools", "add-mcp", "tiny", "--", sys.executable, TINY])
+    assert added.exit_code == 0 and "tiny.add, tiny.shout" in added.output, added.output
+    listed = runner.invoke(cli, ["tools", "list"])
+    assert "calculator" in listed.output and "tiny.add" in listed.output and "mcp: tiny" in listed.output
+    assert runner.invoke(cli, ["tools", "remove-mcp", "tiny"]).exit_code == 0
+    assert mcp.registered(tmp_path) == {}
+    for args, error in [(("add-mcp", "dead", "--", "/no/such/program"), "not registered"),
+                        (("add-mcp", "x.y", "--", "true"), "name"),
+                        (("add-mcp", "both", "--url", "http://a", "--", "true"), "either"),
+                        (("add-mcp", "nothing"), "either"),
+                        (("add-mcp", "h", "--header", "X: y", "--", "true"), "--header goes with --url"),
+                        (("remove-mcp", "never"), "no MCP server named")]:
+        r = runner.invoke(cli, ["tools", *args])
+        assert r.exit_code == 2 and error in r.output, (args, r.output)
+    assert mcp.registered(tmp_path) == {}
