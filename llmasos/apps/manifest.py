@@ -48,7 +48,7 @@ CAPS = ("tools", "memory", "can_spawn", "max_children", "signal", "see_args", "t
 
 _LISTS = ("tools", "memory", "secret")
 _BOOLS = ("can_spawn", "restartable", "signal", "see_args", "sandbox", "trusted")
-_INTS = ("max_children", "priority", "token_budget", "syscall_budget")
+_INTS = ("max_children", "token_budget", "syscall_budget")
 _FLOATS = ("time_budget", "model_time_budget")
 _KNOWN = {"name", "description", "version", *_LISTS, *_BOOLS, *_INTS, *_FLOATS}
 
@@ -137,8 +137,8 @@ def read_source(source: str, attr: str, *, entry: str = "") -> Manifest:
                             "App(...) in a small module")
     try:
         tree = ast.parse(source)
-    except (SyntaxError, ValueError) as exc:
-        raise ManifestError(f"{where}: the module does not parse: {exc}") from None
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        raise ManifestError(f"{where}: the module does not parse: {type(exc).__name__}: {exc}") from None
     call = next((node.value for node in tree.body if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
                  and _is_app(node.value.func) and any(isinstance(t, ast.Name) and t.id == attr
                                                       for t in node.targets)), None)
@@ -196,6 +196,10 @@ def check(values: dict[str, Any], params: tuple[Param, ...] = (), *, entry: str 
         elif key in _INTS and value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                                      or not 0 <= value <= 1 << 62):
             raise ManifestError(f"{name}: {key} is a whole number of at least 0, not {_short(value)}")
+        elif key == "priority" and (isinstance(value, bool) or not isinstance(value, int)
+                                    or abs(value) > 1_000_000):
+            raise ManifestError(f"{name}: priority is a whole number from -1,000,000 to 1,000,000 (a nice value), "
+                                f"not {_short(value)}")
         elif key in _FLOATS and value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                                        or not 0 < value < 1e12):
             raise ManifestError(f"{name}: {key} is a positive number of seconds, not {_short(value)}")

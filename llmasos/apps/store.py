@@ -18,11 +18,12 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from llmasos.apps.manifest import MANIFEST_LIMITS, Manifest, ManifestError, read_entry, read_source
 from llmasos.errors import LlmasosError

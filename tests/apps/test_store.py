@@ -106,11 +106,15 @@ def test_an_app_whose_manifest_changed_must_be_accepted_again(home, boom):
     (f"app = App('x', tools={['t'] * 1000!r})\n@app.main\nasync def main(sys): ...", "at most 64"),
     ("app = App('x', tools=['*'], can_spawn='yes')\n@app.main\nasync def main(sys): ...", "True or False"),
     ("app = App('x', token_budget=-5)\n@app.main\nasync def main(sys): ...", "at least 0"),
+    ("app = App('x', priority=10**30)\n@app.main\nasync def main(sys): ...", "priority"),
+    ("app = App('x', time_budget=float('inf'))\n@app.main\nasync def main(sys): ...", "not a literal"),
+    ("app = App('x', time_budget=1e300)\n@app.main\nasync def main(sys): ...", "positive number"),
     ("app = App('x', memory=['pid:1'])\n@app.main\nasync def main(sys): ...", "private namespace"),
     ("app = App('x', root=True)\n@app.main\nasync def main(sys): ...", "unknown manifest fields"),
     ("app = App('x')\n", "no top-level `@app.main"),
     ("app = make_app()\n", "no top-level `app = App"),
     ("def broken(:\n", "does not parse"),
+    ("app = App('x', tools=" + "[" * 5000 + "]" * 5000 + ")\n", "does not parse|not a literal"),
 ])
 def test_hostile_manifests_are_refused_with_the_field_named(source, error):
     with pytest.raises(ManifestError, match=error):
