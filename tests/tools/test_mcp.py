@@ -257,3 +257,28 @@ def test_tools_add_mcp_list_and_remove_from_the_command_line(tmp_path, monkeypat
         r = runner.invoke(cli, ["tools", *args])
         assert r.exit_code == 2 and error in r.output, (args, r.output)
     assert mcp.registered(tmp_path) == {}
+
+
+async def test_an_mcp_tools_schema_is_constrained_decoded_like_ours(tmp_path, tiny_model_dir):
+    import torch
+    from transformers import AutoTokenizer
+
+    from llmasos.tools.grammar import ToolCallProcessor, lark_grammar
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    async with kernel(tmp_path) as k:
+        add = REGISTRY.get("tiny.add")
+        processor_grammar = lark_grammar([add.schema], "required")
+        for seed in range(3):  # random logits, masked by the grammar: always a call the server accepts
+            processor, gen, out = ToolCallProcessor(tok, processor_grammar), torch.Generator().manual_seed(seed), []
+            for _ in range(400):
+                token = int(torch.argmax(processor(out, torch.randn(len(tok), generator=gen) * 5)))
+                if token == tok.eos_token_id:
+                    break
+                out.append(token)
+            text = tok.decode(out)
+            assert text.endswith("</tool_call>"), text
+            call = json.loads(text[len("<tool_call>"):-len("</tool_call>")])
+            assert call["name"] == "tiny.add" and set(call["arguments"]) == {"a", "b"}
+            async with k.session("test", caps={"tools": ["tiny.add"]}) as s:
+                assert await s.call_tool("tiny.add", call["arguments"]) == call["arguments"]["a"] + call["arguments"]["b"]
