@@ -156,6 +156,23 @@ def test_the_index_is_searched_offline_and_bad_entries_are_reported(tmp_path):
         index.load(str(tmp_path / "bad.json"))
 
 
+def test_apps_search_shows_matches_and_reports_skipped_entries(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from llmasos.cli import cli
+
+    path = tmp_path / "index.json"
+    path.write_text(json.dumps([{"name": "hello-store", "version": "0.1.0", "description": "Greets someone",
+                                 "source": "hello-store==0.1.0", "caps": {"tools": ["calculator"]}},
+                                {"name": "a/b", "source": "x"}]))
+    monkeypatch.setenv("LLMASOS_APP_INDEX", str(path))
+    r = CliRunner().invoke(cli, ["apps", "search", "greet"])
+    assert r.exit_code == 0 and "hello-store" in r.output and "tools=calculator" in r.output
+    assert "skipped entry 1: name" in r.output
+    r = CliRunner().invoke(cli, ["apps", "search", "x", "--index", str(tmp_path / "none.json")])
+    assert r.exit_code == 2 and "no app index" in r.output
+
+
 def test_the_scaffold_refuses_bad_names_and_existing_folders(tmp_path):
     with pytest.raises(ScaffoldError):
         new("../escape", tmp_path)
@@ -209,7 +226,9 @@ def test_install_refuse_run_and_remove_the_example_package_in_a_venv(tmp_path):
     listed = _cli("apps", "list", python=python, env=env)
     assert "hello-store" not in listed.stdout  # refusing left it uninstalled
 
-    done = _cli("apps", "install", "--yes", str(src), python=python, env=env)
+    index_file = tmp_path / "index.json"  # installed by its name in a team's index
+    index_file.write_text(json.dumps([{"name": "hello-store", "version": "0.1.0", "source": str(src)}]))
+    done = _cli("apps", "install", "--yes", "hello-store", "--index", str(index_file), python=python, env=env)
     assert done.returncode == 0 and "enabled: hello-store" in done.stdout, done.stdout + done.stderr
     info = _cli("apps", "info", "hello-store", python=python, env=env)
     assert "0.1.0" in info.stdout and "calculator" in info.stdout and "sandboxed" in info.stdout
