@@ -83,7 +83,7 @@ async def test_{ident}_asks_the_model_and_returns_its_wish(tmp_path):
 
 _README = '''# {name}
 
-An [llmasos](https://github.com/) app package.
+An llmasos app package.
 
     pip install -e . && pytest -q          # its test runs on the scripted FakeEngine
     llmasos apps install .                  # shows the capabilities it asks for, then installs it
