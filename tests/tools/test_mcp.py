@@ -114,7 +114,12 @@ def test_registrations_file_add_list_remove(tmp_path):
         mcp.registered(tmp_path)
 
 
-async def test_a_broken_registrations_file_does_not_stop_the_boot(tmp_path):
+async def test_the_kernel_starts_the_registered_servers_and_a_broken_file_does_not_stop_its_boot(tmp_path):
+    mcp.register(tmp_path, "tiny", {"command": [sys.executable, TINY]})  # as `llmasos tools add-mcp` does
+    async with Kernel(KernelConfig(engine=FakeEngine(), home=tmp_path)) as k:
+        async with k.session("test") as s:
+            assert await s.call_tool("tiny.add", {"a": 20, "b": 22}) == 42
+    assert (tmp_path / "logs" / "mcp" / "tiny.log").exists()  # its stderr
     mcp.servers_path(tmp_path).write_text("{broken")
     async with Kernel(KernelConfig(engine=FakeEngine(), home=tmp_path)) as k:
         (broken,) = k.mcp
