@@ -94,8 +94,11 @@ def install(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Accept the capabilities without asking")] = False,
     index: IndexOpt = None,
 ) -> None:
-    """Install an app package into this Python environment (pip), after showing the capabilities its apps
-    ask for and asking you to accept them. Refusing installs nothing."""
+    """Install an app package (pip, into this environment) once you accept the capabilities it asks for.
+
+    Its wheel is built or downloaded first and its manifests read from it (nothing of it runs); each app's
+    requested capabilities are shown, and you are asked. Refusing installs nothing. --yes accepts.
+    """
     from llmasos.apps import index as idx
     from llmasos.apps import store
 
