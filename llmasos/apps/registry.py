@@ -26,7 +26,7 @@ from llmasos.apps.app import App
 from llmasos.syscalls.errors import NoSuchApp
 
 ENTRY_POINT_GROUP = "llmasos.apps"
-_NOT_APPS = {"app", "registry"}
+_NOT_APPS = {"app", "errors", "registry"}
 _FILE_MODULE = "llmasos_user_app_"  # the module name prefix of an app file loaded by path
 _cache: dict[str, App] = {}  # canonical spec -> app
 _seen: dict[str, App] = {}  # spec as given -> app (a memo in front of _cache)
