@@ -30,8 +30,7 @@ NS = "qa"
 PASSAGE_CHARS = 600  # a passage: short enough that k of them fit a small model's prompt
 MAX_CHARS = 1_000_000  # characters one `qa add` takes
 MAX_TERMS = 24  # words of a question searched for (KernelConfig.max_search_terms is 32 by default)
-STOP = frozenset("a an and are as at be by did do does for from has have how i in is it its of on or "
-                 "the this that to was were what when where which who why will with you your".split())
+STOP = frozenset(["a", "an", "and", "are", "as", "at", "be", "by", "did", "do", "does", "for", "from", "has", "have", "how", "i", "in", "is", "it", "its", "of", "on", "or", "the", "this", "that", "to", "was", "were", "what", "when", "where", "which", "who", "why", "will", "with", "you", "your"])
 SYSTEM = ("Answer the question using only the numbered passages. Cite the passages you use like [1]. "
           "If they do not hold the answer, say you do not know.")
 

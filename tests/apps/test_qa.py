@@ -23,7 +23,7 @@ def _engine() -> FakeEngine:
     def reply(seq) -> str:
         prompt = seq.messages[-1]["content"]
         word = re.findall(r"\w+", prompt.rsplit("Question:", 1)[1])[-1].lower()
-        cited = [n for n, text in re.findall(r"^\[(\d+)\] (.*)$", prompt, re.M) if word in text.lower()]
+        cited = [n for n, text in re.findall(r"^\[(\d+)\] (.*)$", prompt, re.MULTILINE) if word in text.lower()]
         return "It says so " + " ".join(f"[{n}]" for n in cited)
     return FakeEngine(responder=reply)
 
@@ -54,8 +54,8 @@ async def test_a_document_added_in_one_run_answers_questions_in_the_next_with_ci
     assert "[1] Descale the kettle every month" in prompt and "toaster" not in prompt
     assert answer == "It says so [1] [2]"
     assert out.splitlines() == ["It says so [1] [2]",
-                                f"Sources: [1] manual.txt (note {sources[0]['note']}); "
-                                f"[2] manual.txt (note {sources[1]['note']})"]
+                                (f"Sources: [1] manual.txt (note {sources[0]['note']}); "
+                                 f"[2] manual.txt (note {sources[1]['note']})")]
 
 
 async def test_text_given_as_words_and_k_limit_the_passages(tmp_path):

@@ -17,7 +17,7 @@ def _engine() -> FakeEngine:
     def reply(seq) -> str:
         text = seq.messages[-1]["content"]
         if text.startswith("Combine"):
-            return "all: " + " ".join(re.findall(r"^- sum (\w+)", text, re.M))
+            return "all: " + " ".join(re.findall(r"^- sum (\w+)", text, re.MULTILINE))
         return "sum " + text.split("\n\n", 1)[1].split()[0]
     return FakeEngine(step_delay=0.001, responder=reply)
 
