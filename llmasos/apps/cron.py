@@ -10,8 +10,8 @@ Syscalls: ``spawn`` (one child per tick), ``wait`` (reap it), ``sleep`` (the int
 
 Rule: after the kernel is killed and restarted, cron is restored and replays its journal: the ticks that
 ran return their recorded pids and exit statuses instead of running again, a spawn in flight at the
-crash finds the child it started, and the sleeps already slept are not slept again; then it goes on
-live. A tick's app therefore runs exactly once per tick. Its manifest asks for spawning and for the
+crash finds the child it started, and the sleeps already slept are not slept again (the one the crash
+interrupted is slept again whole); then it goes on live. A tick's app therefore runs exactly once per tick. Its manifest asks for spawning and for the
 tools and memory namespaces its spawner holds (``"*"``: cron acts for whoever started it, and an app
 it runs can hold no more than cron does); a spawner narrows them with ``caps=``.
 """
