@@ -44,6 +44,21 @@ def test_app_manifest_validation():
         app.main(lambda sys: None)
 
 
+def test_pydantic_constraints_on_mains_parameters_are_checked_at_bind():
+    app = App("bounded")
+
+    @app.main
+    async def main(sys, n: Annotated[int, Field(ge=1, le=10)] = 1, *, every: Annotated[float, Field(gt=0)] = 1.0):
+        return n
+
+    assert app.bind(("3",), {"every": "0.5"}) == ((3,), {"every": 0.5})
+    with pytest.raises(InvalidArguments, match=r"bounded: bad value 0 for n: Input should be greater than or "
+                                               r"equal to 1; usage: bounded \[N\] \[--every=EVERY\]"):
+        app.bind((0,), {})
+    with pytest.raises(InvalidArguments, match="bad value -1 for every: Input should be greater than 0"):
+        app.bind((), {"every": -1})
+
+
 async def test_echo(tmp_path):
     async with make_kernel(tmp_path) as k:
         pid = await k.spawn("echo", "hello", "world")
@@ -100,17 +115,3 @@ def test_apps_from_installed_packages_entry_points(monkeypatch):
         registry.find_app("ekho2")
     assert "echo" in [a.name for a in registry.list_apps()]
 
-
-def test_pydantic_constraints_on_mains_parameters_are_checked_at_bind():
-    app = App("bounded")
-
-    @app.main
-    async def main(sys, n: Annotated[int, Field(ge=1, le=10)] = 1, *, every: Annotated[float, Field(gt=0)] = 1.0):
-        return n
-
-    assert app.bind(("3",), {"every": "0.5"}) == ((3,), {"every": 0.5})
-    with pytest.raises(InvalidArguments, match=r"bounded: bad value 0 for n: Input should be greater than or "
-                                               r"equal to 1; usage: bounded \[N\] \[--every=EVERY\]"):
-        app.bind((0,), {})
-    with pytest.raises(InvalidArguments, match="bad value -1 for every: Input should be greater than 0"):
-        app.bind((), {"every": -1})
