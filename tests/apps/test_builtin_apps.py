@@ -114,4 +114,3 @@ def test_apps_from_installed_packages_entry_points(monkeypatch):
     with pytest.raises(NoSuchApp, match="did you mean 'echo2'"):
         registry.find_app("ekho2")
     assert "echo" in [a.name for a in registry.list_apps()]
-
