@@ -82,7 +82,7 @@ class App:
             raise TypeError(f"{self.name}: main must take the Sys handle as its first parameter")
         self._main, self._sig = fn, sig
         try:
-            hints = typing.get_type_hints(fn)
+            hints = typing.get_type_hints(fn, include_extras=True)  # Annotated[int, Field(ge=1)] checks too
         except Exception:  # unresolvable annotations: no conversion
             hints = {}
         first = next(iter(sig.parameters))

@@ -32,7 +32,7 @@ from llmasos.apps.manifest import ManifestError, read_entry
 from llmasos.syscalls.errors import NoSuchApp, SyscallError
 
 ENTRY_POINT_GROUP = "llmasos.apps"
-_NOT_APPS = {"app", "registry", "manifest", "store", "index", "scaffold"}
+_NOT_APPS = {"app", "errors", "registry", "manifest", "store", "index", "scaffold"}
 _FILE_MODULE = "llmasos_user_app_"  # the module name prefix of an app file loaded by path
 _cache: dict[str, App] = {}  # canonical spec -> app
 _seen: dict[str, App] = {}  # spec as given -> app (a memo in front of _cache)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import pytest
+from pydantic import Field
 
 from llmasos import App
 from llmasos.apps.registry import builtin_names, find_app, list_apps
 from llmasos.engine.fake import FakeEngine
-from llmasos.syscalls.errors import NoSuchApp
+from llmasos.syscalls.errors import InvalidArguments, NoSuchApp
 from tests.conftest import make_kernel
 
 
@@ -39,6 +42,21 @@ def test_app_manifest_validation():
     app = App("sync")
     with pytest.raises(TypeError, match="async def"):
         app.main(lambda sys: None)
+
+
+def test_pydantic_constraints_on_mains_parameters_are_checked_at_bind():
+    app = App("bounded")
+
+    @app.main
+    async def main(sys, n: Annotated[int, Field(ge=1, le=10)] = 1, *, every: Annotated[float, Field(gt=0)] = 1.0):
+        return n
+
+    assert app.bind(("3",), {"every": "0.5"}) == ((3,), {"every": 0.5})
+    with pytest.raises(InvalidArguments, match=r"bounded: bad value 0 for n: Input should be greater than or "
+                                               r"equal to 1; usage: bounded \[N\] \[--every=EVERY\]"):
+        app.bind((0,), {})
+    with pytest.raises(InvalidArguments, match="bad value -1 for every: Input should be greater than 0"):
+        app.bind((), {"every": -1})
 
 
 async def test_echo(tmp_path):

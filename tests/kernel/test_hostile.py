@@ -162,3 +162,40 @@ async def test_arguments_nested_too_deeply_are_the_callers_fault(tmp_path):
     async with make_kernel(tmp_path) as k:
         assert (await k.run(app)).value == "InvalidArguments"
         assert (await k.run("echo", "still up")).value == "still up"
+
+
+async def test_the_builtin_apps_given_hostile_input_end_only_themselves_with_clear_errors(tmp_path):
+    """summarize, debate, notes, qa and cron pushed past the kernel's limits, next to the bystander."""
+    engine = FakeEngine(step_delay=0.002)
+    engine.responder = lambda seq: "fine " * 30
+    long_text = "\n\n".join(f"para{i} " + "word " * 50 for i in range(5))
+    many_words = " ".join(f"w{i}" for i in range(100))
+    async with make_kernel(tmp_path, engine=engine) as k:
+        calm_pid = await k.spawn(bystander)
+        pids = {
+            "summarize": await k.spawn("summarize", long_text, chunk_chars=300, caps={"max_children": 2}),
+            "debate": await k.spawn("debate", "Tea", debaters=3, caps={"max_children": 1}),
+            "notes": await k.spawn("notes", "search", many_words),
+            "qa": await k.spawn("qa", "ask", 'kettle" OR NEAR( -- ;DROP TABLE notes'),
+            "cron": await k.spawn("cron", "echo", "x", every=0.01, ticks=3, caps={"can_spawn": False}),
+        }
+        with anyio.fail_after(30):
+            results = {name: await k.wait(pid) for name, pid in pids.items()}
+            calm = await k.wait(calm_pid)
+        with_huge_text = await _try(k.spawn("summarize", "x" * (2 * 1024 * 1024)))
+        left = [p.app for p in k.ps()]
+        after = await k.run("echo", "still serving")
+    assert calm.state == "exited" and calm.value[2] == 42
+    assert after.value == "still serving" and left == []  # no debater or chunk child was left behind
+
+    def last_line(name: str) -> str:
+        assert results[name].state == "crashed", (name, results[name])
+        return results[name].error.strip().splitlines()[-1]
+
+    assert "TooMuchInput: summarize: the text makes 5 chunks of 300 characters, and this process may run " \
+           "2 children at once" in last_line("summarize")
+    assert "PermissionDenied: process" in last_line("debate") and "max_children=1" in last_line("debate")
+    assert "KernelConfig.max_search_terms" in last_line("notes")
+    assert results["qa"].state == "exited" and results["qa"].value == {"answer": None, "sources": []}
+    assert "PermissionDenied" in last_line("cron") and "can_spawn" in last_line("cron")
+    assert with_huge_text == "InvalidArguments"  # over KernelConfig.max_args_size, refused at spawn
