@@ -61,6 +61,8 @@ class CapsBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     tools: str | list[str] | None = Field(None, description='Tool names it may call; "*": every one')
     memory: str | list[str] | None = Field(None, description='Memory namespaces beyond its own; "*": every one')
+    models: str | list[str] | None = Field(None, description='Loaded models it may use; "*": every one its '
+                                                             'parent may')
     can_spawn: bool = Field(True, description="Whether it may spawn processes")
     max_children: Count | None = None
     token_budget: Count | None = Field(None, description="Prompt + completion tokens over its life")
@@ -376,6 +378,11 @@ def _process_routes(api: FastAPI, local: LocalClient) -> None:
              responses=errors())
     async def stats() -> Any:
         return jsonable(await local.stats())
+
+    @api.get("/v1/stats/models", tags=["scheduling"],
+             summary="Every loaded model: engine kind, policy, queue (running/waiting), tokens", responses=errors())
+    async def model_stats() -> Any:
+        return listing(await local.model_stats())
 
     @api.get("/v1/tools", tags=["processes"], summary="The tools processes may call, with their schemas",
              responses=errors())

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from llmasos.client.records import AppRow, EngineStats, MemView, NotAvailable, Row
+from llmasos.client.records import AppRow, EngineStats, MemView, ModelStats, NotAvailable, Row
 from llmasos.syscalls.types import ExitStatus, ProcInfo
 
 if TYPE_CHECKING:
@@ -215,6 +215,24 @@ class LocalClient:
             max_resident_tokens=min(cap.max_resident_tokens, sched.limits.max_resident_tokens),
             uptime=time.time() - (k.booted_at or time.time()),
         )
+
+    async def model_stats(self) -> list[ModelStats]:
+        """Every loaded model: its engine, policy, queue and counters."""
+        k = self.kernel
+        if k.llm is None:
+            raise NotAvailable("the kernel is not booted")
+        uptime = time.time() - (k.booted_at or time.time())
+        out = []
+        for m in k.models:
+            llm, sched = m.llm, m.llm.scheduler
+            out.append(ModelStats(
+                name=m.name, engine=str(getattr(m.engine, "name", "") or m.kind), kind=m.kind, policy=m.policy,
+                default=m.name == k.models.default, context_window=int(getattr(m.engine, "context_window", 0) or 0),
+                max_batch=min(m.engine.capacity().max_batch, sched.limits.max_batch), last_batch=llm.last_batch,
+                running=len(sched.running), waiting=len(sched.waiting), steps=llm.steps, tokens=llm.tokens,
+                busy_time=llm.busy_time, uptime=uptime,
+            ))
+        return out
 
     async def policies(self) -> list[str]:
         return policy_names()

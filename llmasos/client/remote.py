@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from llmasos.client.records import AppRow, EngineStats, MemView, Row
+from llmasos.client.records import AppRow, EngineStats, MemView, ModelStats, Row
 from llmasos.client.wire import DEFAULT_URL, ENV, DaemonUnreachable, Unauthorized, client_token, error_from
 from llmasos.home import llmasos_home
 from llmasos.syscalls.types import ExitStatus, ProcInfo, Usage
@@ -142,6 +142,10 @@ class RemoteClient:
         data = await self._call("GET", "/v1/stats")
         data.pop("at", None)  # the server's clock; rates are computed on this one
         return EngineStats(**data)
+
+    async def model_stats(self) -> list[ModelStats]:
+        rows = (await self._call("GET", "/v1/stats/models"))["data"]
+        return [ModelStats(**{k: v for k, v in row.items() if k != "at"}) for row in rows]
 
     async def policies(self) -> list[str]:
         return list((await self._call("GET", "/v1/sched"))["policies"])
