@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 
 from llmasos.client import NotAvailable
-from llmasos.client.tables import apps_table, ended_line, models_table, ps_table, short
+from llmasos.client.tables import apps_table, ended_line, loaded_models_table, models_table, ps_table, short
 from llmasos.errors import LlmasosError
 from llmasos.shell.commands import (
     ALIASES, COMMANDS, ExitShell, command, lookup, parse_number, parse_pid, parse_spawn, take_options,
@@ -221,12 +221,20 @@ async def sched(sh: Shell, args: list[str]) -> None:
     sh.print(Text.assemble(("policy: ", ""), (stats.policy, "bold"), (f"   (others: {others})" if others else "", "dim")))
 
 
-@command("models")
+@command("models [-a]", flags=("-a",))
 async def models(sh: Shell, args: list[str]) -> None:
-    """List the models this machine can run (the loaded one is marked)."""
-    if args:
-        raise usage_error("models", "takes no arguments")
-    sh.print(models_table(await sh.client.models(), color=sh.color))
+    """List the loaded models: engine, kind, policy, queue (running/waiting), batch, tokens/s.
+
+    Tokens/s is the average since boot (top shows it live). A generate names one with model="NAME";
+    the one marked (default) answers the others. -a also lists the models this machine could load.
+    """
+    opts, rest = take_options("models", args, {"-a": False})
+    if rest:
+        raise usage_error("models", f"unexpected {rest[0]!r}")
+    sh.print(loaded_models_table(await sh.client.model_stats(), color=sh.color))
+    if "-a" in opts:
+        sh.print(Text(""))
+        sh.print(models_table(await sh.client.models(), color=sh.color))
 
 
 @command("clear")
