@@ -409,8 +409,9 @@ async def _lines(source: AsyncIterator[str]) -> AsyncIterator[dict[str, str]]:
 
 
 async def serve(config: KernelConfig, host: str = "127.0.0.1", port: int = 8765, *, token: str | None = None,
-                on_ready: Callable[[str, EngineStats], None] | None = None) -> None:
-    """Boot a kernel from config and serve the API on host:port until SIGINT/SIGTERM (or cancellation).
+                on_ready: Callable[[str, EngineStats], None] | None = None, apps: list[Any] | None = None) -> None:
+    """Boot a kernel from config (starting apps, a config file's boot apps) and serve the API on host:port
+    until SIGINT/SIGTERM (or cancellation).
 
     on_ready(url, stats) runs once the socket listens (port 0 picks a free port; the url has it).
     """
@@ -428,7 +429,7 @@ async def serve(config: KernelConfig, host: str = "127.0.0.1", port: int = 8765,
     bound = sock.getsockname()[1]
     url = f"http://{'[' + host + ']' if ':' in host else host}:{bound}"
     try:
-        async with LocalClient.boot(config) as local:
+        async with LocalClient.boot(config, apps) as local:
             server = _Server(uvicorn.Config(create_app(local.kernel, token), log_level="warning", lifespan="off",
                                             timeout_graceful_shutdown=2))
             async with anyio.create_task_group() as tg:
