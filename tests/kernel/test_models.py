@@ -286,3 +286,41 @@ def test_a_journal_written_before_model_existed_still_replays():
     assert codec.digest(Generate(prompt="q")) == "3c720667035d0817"
     assert codec.digest(Chat("hi")) == "3da1e52681ca2f99"
     assert codec.digest(Generate(prompt="q")) != codec.digest(Generate(prompt="q", model="big"))
+
+
+async def test_a_local_transformers_model_and_a_fake_one_in_one_kernel(tmp_path, tiny_model_dir):
+    config = KernelConfig(models={"tiny": str(tiny_model_dir), "fake": {"engine": "fake", "policy": "rr"}},
+                          home=tmp_path, memory=False)
+    async with Kernel(config) as k:
+        assert [(m.name, m.kind, m.policy) for m in k.models] == [("tiny", "local", "fifo"), ("fake", "fake", "rr")]
+        async with anyio.create_task_group() as tg:
+            done = {}
+
+            async def one(name: str) -> None:
+                async with k.session("test") as sys:
+                    done[name] = await sys.generate("Hello", model=name, max_tokens=4)
+
+            tg.start_soon(one, "tiny")
+            tg.start_soon(one, "fake")
+        assert done["tiny"].completion_tokens == 4 and done["fake"].text == "echo: Hello"
+        assert k.models.get("tiny").llm.tokens == 4 and k.models.get("fake").llm.tokens == 2
+    assert k.models.names == []  # shutdown released the table (the kernel built the tiny engine: closed)
+
+
+def test_a_manifest_model_must_be_a_name():
+    with pytest.raises(ValueError, match="model names a loaded model"):
+        App("bad", model=3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="models is a list of names"):
+        App("bad", models=[None])  # type: ignore[list-item]
+
+
+@pytest.mark.slow
+async def test_the_embedded_model_and_a_second_model_in_one_kernel(tmp_path):
+    config = KernelConfig(models={"smollm2": "smollm2-135m", "fake": "fake"}, memory=False)  # (the test home's
+    async with Kernel(config) as k:                                                      # converted model)
+        assert k.models.get("smollm2").kind == "local"
+        async with k.session("test") as sys:
+            real = await sys.generate("The capital of France is", model="smollm2", max_tokens=5)
+            fake = await sys.generate("x", model="fake", max_tokens=5)
+        assert real.model == k.models.get("smollm2").engine.name and fake.model == "fake"
+    assert real.completion_tokens >= 1 and fake.text == "echo: x"
