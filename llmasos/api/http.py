@@ -107,6 +107,7 @@ POLICIES = policy_names()
 class PolicyBody(BaseModel):
     model_config = STRICT
     policy: str = Field(description="The policy to switch to", json_schema_extra={"enum": POLICIES})
+    model: str | None = Field(None, max_length=100, description="The loaded model whose policy to switch; none: every model's")
 
     @field_validator("policy")
     @classmethod
@@ -371,7 +372,7 @@ def _process_routes(api: FastAPI, local: LocalClient) -> None:
     @api.put("/v1/sched", tags=["scheduling"], summary="Switch the scheduling policy now",
              responses=errors(*SYSCALL, 413, 422))
     async def set_sched(body: PolicyBody) -> Any:
-        await local.set_policy(body.policy)
+        await local.set_policy(body.policy, body.model)
         return {"policy": (await local.stats()).policy, "policies": await local.policies()}
 
     @api.get("/v1/stats", tags=["scheduling"], summary="The model side of top: batch, queues, tokens",

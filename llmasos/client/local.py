@@ -297,10 +297,11 @@ class LocalClient:
     async def policies(self) -> list[str]:
         return policy_names()
 
-    async def set_policy(self, name: str) -> None:
+    async def set_policy(self, name: str, model: str | None = None) -> None:
+        """Switch the policy of one model, or of every model (None)."""
         from llmasos.syscalls.calls import SetPolicy
 
-        await self._syscall(SetPolicy(name))
+        await self._syscall(SetPolicy(name, model))
 
     async def models(self) -> list[Row]:
         return await anyio.to_thread.run_sync(model_rows, getattr(self.kernel.engine, "name", ""))

@@ -150,8 +150,8 @@ class RemoteClient:
     async def policies(self) -> list[str]:
         return list((await self._call("GET", "/v1/sched"))["policies"])
 
-    async def set_policy(self, name: str) -> None:
-        await self._call("PUT", "/v1/sched", json={"policy": name})
+    async def set_policy(self, name: str, model: str | None = None) -> None:
+        await self._call("PUT", "/v1/sched", json={"policy": name, **({"model": model} if model is not None else {})})
 
     async def models(self) -> list[Row]:
         rows = (await self._call("GET", "/v1/models", params={"all": "true"}))["data"]

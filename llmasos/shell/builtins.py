@@ -200,25 +200,29 @@ async def tools(sh: Shell, args: list[str]) -> None:
     sh.print(table)
 
 
-@command("sched [POLICY]", complete="policy")
+@command("sched [POLICY [MODEL]]", complete="policy")
 async def sched(sh: Shell, args: list[str]) -> None:
-    """Show the scheduling policy, or switch to another one.
+    """Show the scheduling policy, or switch to another one (of every model, or of MODEL only).
 
     The switch is immediate; queued requests move over in arrival order.
     fifo: first come first served. rr: round robin, a quantum of tokens each. priority: lower prio
-    value first. fair: least model service first.
+    value first. fair: least model service first. With several models loaded, each has its own policy
+    (see models).
     """
-    if len(args) > 1:
-        raise usage_error("sched", "give at most one policy")
+    if len(args) > 2:
+        raise usage_error("sched", "give at most a policy and a model")
     names = await sh.client.policies()
     sh.cache.policies = names
     if args:
         if args[0] not in names:
             raise usage_error("sched", f"unknown policy {args[0]!r}; this kernel offers: {', '.join(names)}")
-        await sh.client.set_policy(args[0])
+        await sh.client.set_policy(args[0], args[1] if len(args) > 1 else None)
     stats = await sh.client.stats()
     others = ", ".join(n for n in names if n != stats.policy)
     sh.print(Text.assemble(("policy: ", ""), (stats.policy, "bold"), (f"   (others: {others})" if others else "", "dim")))
+    models = await sh.client.model_stats()
+    if len(models) > 1:
+        sh.print(Text("models: " + ", ".join(f"{m.name} {m.policy}" for m in models), style="dim"))
 
 
 @command("models [-a]", flags=("-a",))

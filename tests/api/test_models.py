@@ -96,3 +96,16 @@ async def test_spawn_caps_body_takes_models(served) -> None:
                              ({"models": ["x" * 1000] * 1000}, 404)):
             r = await s.http.post("/v1/procs", json={"app": "echo", "args": ["x"], "caps": caps})
             assert r.status_code == status, (caps, r.text)
+
+
+async def test_put_sched_switches_one_model(served) -> None:
+    async with served(**two()) as s:
+        r = await s.http.put("/v1/sched", json={"policy": "fair", "model": "big"})
+        assert r.status_code == 200, r.text
+        assert [(m.name, m.policy) for m in s.kernel.models] == [("small", "fifo"), ("big", "fair")]
+        r = await s.http.put("/v1/sched", json={"policy": "fair", "model": "ghost"})
+        assert r.status_code == 404 and r.json()["error"]["code"] == "NoSuchModel"
+        r = await s.http.put("/v1/sched", json={"policy": "fair", "model": 7})
+        assert r.status_code == 422
+        r = await s.http.put("/v1/sched", json={"policy": "rr"})
+        assert [m.policy for m in s.kernel.models] == ["rr", "rr"]

@@ -35,3 +35,12 @@ async def test_caps_name_models_and_unknown_ones_are_refused(shell_at) -> None:
         assert sh.kernel.info(1).caps["models"] == ["small"]
         await sh.run("spawn --caps models=ghost echo hi", r"not loaded: 'ghost'.*the loaded ones are 'small', 'big'")
         await sh.run("spawn --caps 'models=small,../x,$(rm)' echo hi", r"not loaded: '\$\(rm\)', '../x'")
+
+
+async def test_sched_switches_one_model_or_every_model(shell_at) -> None:
+    async with shell_at(**two()) as sh:
+        await sh.run("sched", r"policy: fifo.*models: small fifo, big rr")
+        await sh.run("sched fair big", r"policy: fifo.*models: small fifo, big fair")
+        await sh.run("sched priority", r"policy: priority.*models: small priority, big priority")
+        await sh.run("sched rr ghost", r"no model 'ghost' is loaded")
+        await sh.run("sched rr big extra", r"give at most a policy and a model")
