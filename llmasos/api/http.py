@@ -107,7 +107,8 @@ POLICIES = policy_names()
 class PolicyBody(BaseModel):
     model_config = STRICT
     policy: str = Field(description="The policy to switch to", json_schema_extra={"enum": POLICIES})
-    model: str | None = Field(None, max_length=100, description="The loaded model whose policy to switch; none: every model's")
+    model: str | None = Field(None, max_length=100,
+                              description="The loaded model whose policy to switch; none: every model's")
 
     @field_validator("policy")
     @classmethod
@@ -369,8 +370,9 @@ def _process_routes(api: FastAPI, local: LocalClient) -> None:
     async def sched() -> Any:
         return {"policy": (await local.stats()).policy, "policies": await local.policies()}
 
-    @api.put("/v1/sched", tags=["scheduling"], summary="Switch the scheduling policy now",
-             responses=errors(*SYSCALL, 413, 422))
+    @api.put("/v1/sched", tags=["scheduling"],
+             summary="Switch the scheduling policy now (of one model, or of every model)",
+             responses=errors(*SYSCALL, 404, 413, 422))
     async def set_sched(body: PolicyBody) -> Any:
         await local.set_policy(body.policy, body.model)
         return {"policy": (await local.stats()).policy, "policies": await local.policies()}

@@ -151,7 +151,8 @@ class RemoteClient:
         return list((await self._call("GET", "/v1/sched"))["policies"])
 
     async def set_policy(self, name: str, model: str | None = None) -> None:
-        await self._call("PUT", "/v1/sched", json={"policy": name, **({"model": model} if model is not None else {})})
+        body = {"policy": name} if model is None else {"policy": name, "model": model}
+        await self._call("PUT", "/v1/sched", json=body)
 
     async def models(self) -> list[Row]:
         rows = (await self._call("GET", "/v1/models", params={"all": "true"}))["data"]

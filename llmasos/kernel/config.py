@@ -163,8 +163,8 @@ class KernelConfig:
             raise ConfigError(f"KernelConfig.models: {exc}") from None
         marked = [name for name, spec in self.models.items() if spec.default]
         if len(marked) > 1 or (marked and self.default_model not in (None, marked[0])):
-            raise ConfigError(f"KernelConfig: several default models ({listed(dict.fromkeys(n for n in [*marked, self.default_model] if n))}); "
-                              "mark one")
+            several = dict.fromkeys(n for n in [*marked, self.default_model] if n)
+            raise ConfigError(f"KernelConfig: several default models ({listed(several)}); mark one")
         if self.default_model is not None and self.default_model not in self.models:
             raise ConfigError(f"KernelConfig.default_model {shorten(self.default_model)} is not one of the models: "
                               f"{listed(self.models)}")

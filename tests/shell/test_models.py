@@ -26,7 +26,8 @@ async def test_top_shows_a_row_per_model(shell_at) -> None:
         kernel = sh.kernel
         async with kernel.session("test") as sys:
             await sys.generate("one two three", model="big", max_tokens=5)
-        await sh.run("top -n 1", r"MODEL .*TOK/S.*small \(default\).*big +big-engine +fake +rr +0/0 +\S+ +\d+\.\d +[1-9]")
+        row = r"MODEL .*TOK/S.*small \(default\).*big +big-engine +fake +rr +0/0 +\S+ +\d+\.\d +[1-9]"
+        await sh.run("top -n 1", row)
 
 
 async def test_caps_name_models_and_unknown_ones_are_refused(shell_at) -> None:
