@@ -178,7 +178,8 @@ class ModelTable:
             model.llm.cancel(seq)
 
     async def load(self, config: KernelConfig) -> None:
-        """Load every model config declares (one model from config.engine when it declares none)."""
+        """Load every model config declares (one model from config.engine when it declares none); a
+        model that config.request_caps names but that is not loaded is a ConfigError."""
         entries = declared(config)
         try:
             for name, spec in entries.items():
@@ -193,6 +194,14 @@ class ModelTable:
             self.default = model.name
         else:
             self.default = default_model(config)
+        asked = (config.request_caps or {}).get("models")
+        asked = [asked] if isinstance(asked, str) else asked if isinstance(asked, (list, tuple)) else []
+        unknown = sorted({str(name) for name in asked} - {"*", *self._models})
+        if unknown:  # every request of the faces would be refused: say so now
+            loaded = list(self._models)
+            self.close()
+            raise ConfigError(f"KernelConfig.request_caps names models that are not loaded: {listed(unknown)}; "
+                              f"the loaded ones are {listed(loaded)}")
 
     def close(self) -> None:
         """Release the engines the kernel built (an Engine it was given is its owner's to free)."""

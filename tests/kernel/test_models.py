@@ -324,3 +324,13 @@ async def test_the_embedded_model_and_a_second_model_in_one_kernel(tmp_path):
             fake = await sys.generate("x", model="fake", max_tokens=5)
         assert real.model == k.models.get("smollm2").engine.name and fake.model == "fake"
     assert real.completion_tokens >= 1 and fake.text == "echo: x"
+
+
+async def test_request_caps_naming_a_model_that_is_not_loaded_fail_the_boot(tmp_path):
+    k = Kernel(KernelConfig(models={"a": engine("a")}, request_caps={"models": ["a", "ghost"]}, home=tmp_path))
+    with pytest.raises(ConfigError, match="request_caps names models that are not loaded: 'ghost'; the loaded ones"):
+        await k.boot()
+    assert k.memory is None and k.llm is None
+    async with Kernel(KernelConfig(models={"a": engine("a")}, request_caps={"models": "*"}, home=tmp_path)) as k:
+        async with k.session("test") as sys:
+            assert (await sys.generate("q", model="a")).text == "a says q"
