@@ -27,6 +27,7 @@ STATUS: dict[type[BaseException], tuple[int, str]] = {
     se.NoSuchProcess: (404, "not_found_error"),
     se.NoSuchApp: (404, "not_found_error"),
     UnknownTool: (404, "not_found_error"),
+    se.NoSuchModel: (404, "not_found_error"),
     se.WaitTimeout: (408, "timeout_error"),
     se.RecvTimeout: (408, "timeout_error"),
     se.ReplayMismatch: (409, "conflict_error"),

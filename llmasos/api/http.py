@@ -61,6 +61,8 @@ class CapsBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     tools: str | list[str] | None = Field(None, description='Tool names it may call; "*": every one')
     memory: str | list[str] | None = Field(None, description='Memory namespaces beyond its own; "*": every one')
+    models: str | list[str] | None = Field(None, description='Loaded models it may use; "*": every one its '
+                                                             'parent may')
     can_spawn: bool = Field(True, description="Whether it may spawn processes")
     max_children: Count | None = None
     token_budget: Count | None = Field(None, description="Prompt + completion tokens over its life")
@@ -105,6 +107,8 @@ POLICIES = policy_names()
 class PolicyBody(BaseModel):
     model_config = STRICT
     policy: str = Field(description="The policy to switch to", json_schema_extra={"enum": POLICIES})
+    model: str | None = Field(None, max_length=100,
+                              description="The loaded model whose policy to switch; none: every model's")
 
     @field_validator("policy")
     @classmethod
@@ -369,16 +373,22 @@ def _process_routes(api: FastAPI, local: LocalClient) -> None:
     async def sched() -> Any:
         return {"policy": (await local.stats()).policy, "policies": await local.policies()}
 
-    @api.put("/v1/sched", tags=["scheduling"], summary="Switch the scheduling policy now",
-             responses=errors(*SYSCALL, 413, 422))
+    @api.put("/v1/sched", tags=["scheduling"],
+             summary="Switch the scheduling policy now (of one model, or of every model)",
+             responses=errors(*SYSCALL, 404, 413, 422))
     async def set_sched(body: PolicyBody) -> Any:
-        await local.set_policy(body.policy)
+        await local.set_policy(body.policy, body.model)
         return {"policy": (await local.stats()).policy, "policies": await local.policies()}
 
     @api.get("/v1/stats", tags=["scheduling"], summary="The model side of top: batch, queues, tokens",
              responses=errors())
     async def stats() -> Any:
         return jsonable(await local.stats())
+
+    @api.get("/v1/stats/models", tags=["scheduling"],
+             summary="Every loaded model: engine kind, policy, queue (running/waiting), tokens", responses=errors())
+    async def model_stats() -> Any:
+        return listing(await local.model_stats())
 
     @api.get("/v1/tools", tags=["processes"], summary="The tools processes may call, with their schemas",
              responses=errors())
@@ -405,8 +415,9 @@ async def _lines(source: AsyncIterator[str]) -> AsyncIterator[dict[str, str]]:
 
 
 async def serve(config: KernelConfig, host: str = "127.0.0.1", port: int = 8765, *, token: str | None = None,
-                on_ready: Callable[[str, EngineStats], None] | None = None) -> None:
-    """Boot a kernel from config and serve the API on host:port until SIGINT/SIGTERM (or cancellation).
+                on_ready: Callable[[str, EngineStats], None] | None = None, apps: list[Any] | None = None) -> None:
+    """Boot a kernel from config (starting apps, a config file's boot apps) and serve the API on host:port
+    until SIGINT/SIGTERM (or cancellation).
 
     on_ready(url, stats) runs once the socket listens (port 0 picks a free port; the url has it).
     """
@@ -424,7 +435,7 @@ async def serve(config: KernelConfig, host: str = "127.0.0.1", port: int = 8765,
     bound = sock.getsockname()[1]
     url = f"http://{'[' + host + ']' if ':' in host else host}:{bound}"
     try:
-        async with LocalClient.boot(config) as local:
+        async with LocalClient.boot(config, apps) as local:
             api = create_app(local.kernel, token)
             server = _Server(uvicorn.Config(api, log_level="warning", lifespan="off", timeout_graceful_shutdown=2))
             async with api.state.mcp.run(), anyio.create_task_group() as tg:

@@ -1,5 +1,9 @@
 """OpenAI-compatible endpoints: /v1/models, /v1/chat/completions, /v1/completions.
 
+A request's ``model`` names one of the kernel's loaded models (``/v1/models`` lists them); none means the
+default model. A kernel with a single model answers whatever name a client sends (clients often send a
+fixed one); with several, an unknown name is a 404 that lists the loaded ones.
+
 Rule: one door. A request is a generate syscall of its own request process (``kernel.session("openai")``):
 it is checked against the request caps (``KernelConfig.request_caps``: a token budget, say), journaled,
 accounted, and visible in ps, top and strace while it runs; it enters the same scheduler as every
@@ -29,7 +33,7 @@ from llmasos.client.kernel import Kernel, KernelNotRunning
 from llmasos.client.wire import error_body
 from llmasos.errors import LlmasosError
 from llmasos.syscalls.calls import Generate
-from llmasos.syscalls.errors import InvalidArguments
+from llmasos.syscalls.errors import InvalidArguments, NoSuchModel
 from llmasos.syscalls.types import Completion, ReplyStream
 
 FACE = "openai"  # the name of the OpenAI endpoint's request processes in ps
@@ -48,7 +52,7 @@ class _SamplingRequest(BaseModel):
     """
 
     model_config = ConfigDict(extra="allow", strict=True)
-    model: str | None = Field(None, description="Ignored: the kernel's loaded model answers (see /v1/models)")
+    model: str | None = Field(None, description="A loaded model's id (see /v1/models); none: the default model")
     temperature: float | None = Field(None, ge=0, le=2, allow_inf_nan=False)
     top_p: float | None = Field(None, gt=0, le=1, allow_inf_nan=False)
     seed: int | None = Field(None, ge=0, lt=INT64_END)
@@ -98,20 +102,36 @@ GENERATE = {**streams(SSE, "server-sent events with stream=true"),
 def router(kernel: Kernel) -> APIRouter:
     r = APIRouter(tags=["openai"])
 
-    def model_name() -> str:
-        return str(getattr(kernel.engine, "name", None) or kernel.config.engine or "llmasos")
+    def route(asked: str | None) -> str | None:
+        """The loaded model a request's model field names (None: the default one)."""
+        table = kernel.models
+        if not asked or asked in table:
+            return asked or None
+        if len(table) == 1:
+            return None  # one model: it answers whatever name the client sends
+        raise NoSuchModel(f"no model {asked[:100]!r} is loaded here; the loaded ones are "
+                          f"{', '.join(table.names[:20])} (GET /v1/models lists them)")
 
-    @r.get("/v1/models", summary="The model this kernel serves (all=true: also those it could load)",
+    def model_name(name: str | None) -> str:
+        table = kernel.models
+        return name or table.default or str(getattr(kernel.engine, "name", None) or "llmasos")
+
+    @r.get("/v1/models", summary="The models this kernel serves (all=true: also those it could load)",
            responses=errors(422, 501))
     async def models(all: bool = False) -> Any:
         created = int(kernel.booted_at or time.time())
-        data = [{"id": model_name(), "object": "model", "created": created, "owned_by": "llmasos"}]
+        data = [{"id": m.name, "object": "model", "created": created, "owned_by": "llmasos", "engine": m.kind,
+                 "context_window": int(getattr(m.engine, "context_window", 0) or 0),
+                 "default": m.name == kernel.models.default} for m in kernel.models]
         if all:
             from llmasos.client.local import LocalClient
 
-            data = [{"id": row.name, "object": "model", "created": created, "owned_by": "llmasos",
-                     "description": row.description, "status": row.extra}
-                    for row in await LocalClient(kernel).models()]
+            for d, m in zip(data, kernel.models):
+                d.update(description=f"{m.kind} engine {getattr(m.engine, 'name', '')}".strip(), status="loaded")
+            loaded = {d["id"] for d in data}
+            data += [{"id": row.name, "object": "model", "created": created, "owned_by": "llmasos",
+                      "description": row.description, "status": row.extra}
+                     for row in await LocalClient(kernel).models() if row.name not in loaded]
         return {"object": "list", "data": data}
 
     @r.post("/v1/chat/completions", summary="Chat completion (stream=true: server-sent events)", responses=GENERATE)
@@ -122,10 +142,11 @@ def router(kernel: Kernel) -> APIRouter:
             temperature=1.0 if body.temperature is None else body.temperature,
             top_p=1.0 if body.top_p is None else body.top_p, seed=body.seed, stop=_stop(body.stop),
             stream=body.stream, tools=tuple(body.tools) if body.tools else None, tool_choice=body.tool_choice,
+            model=route(body.model),
         )
         if body.tool_choice not in (None, "none") and not body.tools:
             raise InvalidArguments("tool_choice needs tools=[...] to choose from")
-        reply = _Reply("chatcmpl", "chat.completion", model_name())
+        reply = _Reply("chatcmpl", "chat.completion", model_name(call.model))
         if body.stream:
             tools_on = bool(body.tools) and body.tool_choice != "none"
             usage = bool((body.stream_options or {}).get("include_usage"))
@@ -142,8 +163,9 @@ def router(kernel: Kernel) -> APIRouter:
             prompt = prompt[0]
         call = Generate(prompt=prompt, max_tokens=body.max_tokens,
                         temperature=1.0 if body.temperature is None else body.temperature,
-                        top_p=1.0 if body.top_p is None else body.top_p, seed=body.seed, stop=_stop(body.stop))
-        reply = _Reply("cmpl", "text_completion", model_name())
+                        top_p=1.0 if body.top_p is None else body.top_p, seed=body.seed, stop=_stop(body.stop),
+                        model=route(body.model))
+        reply = _Reply("cmpl", "text_completion", model_name(call.model))
         if body.stream:
             usage = bool((body.stream_options or {}).get("include_usage"))
             return _sse(_streamed(kernel, call, lambda s: reply.text_chunks(s, usage=usage)))
@@ -218,7 +240,7 @@ async def _streamed(kernel: Kernel, call: Generate,
 def _fields(call: Generate) -> dict[str, Any]:
     """call's fields as sys.generate's keyword arguments."""
     return {f: getattr(call, f) for f in ("prompt", "messages", "max_tokens", "temperature", "top_p", "seed",
-                                          "stop", "stream", "tools", "tool_choice", "truncate")}
+                                          "stop", "stream", "tools", "tool_choice", "truncate", "model")}
 
 
 # -- replies ------------------------------------------------------------------------------------------

@@ -45,6 +45,8 @@ class App:
         trusted: bool = False,
         time_budget: float | None = None,
         model_time_budget: float | None = None,
+        model: str | None = None,
+        models: Iterable[str] = ("*",),
     ) -> None:
         self.name = check_name(name)
         self.description = description
@@ -65,6 +67,8 @@ class App:
         self.trusted = trusted  # an installed package's app that may run in the kernel's process
         self.time_budget = time_budget  # seconds of life (wall time)
         self.model_time_budget = model_time_budget  # seconds of model time
+        self.model = _model(name, model)  # the loaded model its generates use when they name none
+        self.models = _strings(name, "models", models)  # models it asks to use ("*": all its parent may)
         self.source: str | None = None  # how it was found: "builtin", "entry point", a path
         self._main: Main | None = None
         self._sig: inspect.Signature | None = None
@@ -201,6 +205,20 @@ def _namespaces(app: str, asked: Iterable[str]) -> tuple[str, ...]:
         if ns.startswith("pid:"):
             raise ValueError(f"{app}: a manifest cannot ask for a process's private namespace {ns!r}; its own "
                              "is held without asking, and a spawner may share one with caps={'memory': [...]}")
+    return names
+
+
+def _model(app: str, model: Any) -> str | None:
+    if model is not None and (not isinstance(model, str) or not model):
+        raise ValueError(f"{app}: model names a loaded model (a string) or is None, not {model!r:.80}")
+    return model
+
+
+def _strings(app: str, what: str, asked: Any) -> tuple[str, ...]:
+    names = (asked,) if isinstance(asked, str) else tuple(asked)
+    for name in names:
+        if not isinstance(name, str):
+            raise ValueError(f"{app}: {what} is a list of names, not one holding {name!r:.80}")
     return names
 
 

@@ -12,18 +12,21 @@ import codecs
 import os
 import signal
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import anyio
 import typer
 from rich.console import Console
 
-from llmasos.cli.options import ModelOpt, PolicyOpt, fail, run_async, split_args, write_chunk
-from llmasos.client.local import LocalClient, check_app, kernel_config, model_rows
+from llmasos.cli.options import ConfigOpt, ModelOpt, PolicyOpt, fail, run_async, split_args, write_chunk
+from llmasos.client.local import LocalClient, check_app, deployment, model_rows
 from llmasos.client.records import EngineStats
 from llmasos.client.tables import models_table
 from llmasos.errors import LlmasosError
 from llmasos.syscalls.types import ExitStatus
+
+if TYPE_CHECKING:
+    from llmasos.kernel.configfile import Deployment
 
 
 def root(ctx: typer.Context) -> None:
@@ -36,7 +39,8 @@ def run(
     ctx: typer.Context,
     app: Annotated[str, typer.Argument(help="App name, file.py[:app] or module:attr")],
     model: ModelOpt = None,
-    policy: PolicyOpt = "fifo",
+    policy: PolicyOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Boot a kernel, run APP [ARGS...] to the end, stream its output, then say how it ended.
 
@@ -47,9 +51,10 @@ def run(
     args, kwargs = split_args(ctx.args)
     try:
         check_app(app, args, kwargs)  # an unknown app or bad arguments fail at once, not after the model loads
+        deployed = deployment(config, model, policy)
     except LlmasosError as exc:
         fail(str(exc))
-    status, shown = run_async(_run, app, args, kwargs, model, policy)
+    status, shown = run_async(_run, app, args, kwargs, deployed)
     if shown.interrupted:
         typer.echo("[killed] by Ctrl-C", err=True)
         raise typer.Exit(130)
@@ -91,10 +96,9 @@ class _Shown:
         return isinstance(value, str) and bool(value.strip()) and self.stdout.rstrip().endswith(value.strip())
 
 
-async def _run(app: str, args: list[str], kwargs: dict[str, str], model: str | None,
-               policy: str) -> tuple[ExitStatus, _Shown]:
+async def _run(app: str, args: list[str], kwargs: dict[str, str], deployed: Deployment) -> tuple[ExitStatus, _Shown]:
     shown = _Shown()
-    async with LocalClient.boot(kernel_config(model, policy)) as client:
+    async with LocalClient.boot(deployed.config, deployed.apps) as client:
         pid = await client.spawn(app, args, kwargs)
         with anyio.CancelScope() as interrupt:
             async with anyio.create_task_group() as tg:
@@ -185,7 +189,8 @@ def models() -> None:
 
 def shell(
     model: ModelOpt = None,
-    policy: PolicyOpt = "fifo",
+    policy: PolicyOpt = None,
+    config: ConfigOpt = None,
     connect: Annotated[str | None, typer.Option(
         "--connect", help="Drive the kernel daemon at this URL instead of booting one")] = None,
 ) -> None:
@@ -198,16 +203,20 @@ def shell(
     from llmasos.shell import open_shell
 
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # the shell shows its own status
-    run_async(lambda: open_shell(model=model, policy=policy, url=connect))
+    run_async(lambda: open_shell(model=model, policy=policy, url=connect, config=config))
 
 
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on (loopback by default)")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on (0: any free port)")] = 8765,
     model: ModelOpt = None,
-    policy: PolicyOpt = "fifo",
+    policy: PolicyOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Boot a kernel and serve its HTTP API: processes, stats, and OpenAI-compatible chat completions.
+
+    --model NAME=SPEC (repeatable) or a config file (--config, else ./llmasos.toml) loads several models;
+    a request's "model" picks one (GET /v1/models lists them).
 
     Every request needs `Authorization: Bearer TOKEN`.
 
@@ -220,14 +229,14 @@ def serve(
 
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
-        config = kernel_config(model, policy)
-        token, where = server_token(config.home)
+        deployed = deployment(config, model, policy)
+        token, where = server_token(deployed.config.home)
     except (LlmasosError, OSError) as exc:
         fail(str(exc))
     if host not in ("127.0.0.1", "localhost", "::1"):
         typer.echo(f"llmasos: warning: listening on {host}: anyone who can reach it and has the token "
                    "can run processes here", err=True)
-    typer.echo(f"llmasos: loading model {model or 'smollm2-135m'}…", err=True)
+    typer.echo(f"llmasos: loading {_loading(deployed)}…", err=True)
 
     def ready(url: str, stats: EngineStats) -> None:
         typer.echo(f"llmasos: serving {url} (model {stats.engine}, policy {stats.policy})\n"
@@ -235,4 +244,13 @@ def serve(
                    f"  try: llmasos ps --url {url}   or   llmasos shell --connect {url}")
         sys.stdout.flush()
 
-    run_async(lambda: serve_api(config, host, port, token=token, on_ready=ready))
+    run_async(lambda: serve_api(deployed.config, host, port, token=token, on_ready=ready, apps=deployed.apps))
+
+
+def _loading(deployed: Deployment) -> str:
+    """What is being loaded, for the line printed meanwhile."""
+    cfg = deployed.config
+    if cfg.models is None:
+        engine = cfg.engine
+        return f"model {engine if isinstance(engine, str) else getattr(engine, 'name', None) or 'smollm2-135m'}"
+    return "models " + ", ".join(cfg.models) + (f" from {deployed.path}" if deployed.path else "")

@@ -18,15 +18,20 @@ from llmasos.errors import LlmasosError
 
 T = TypeVar("T")
 
-ModelOpt = Annotated[str | None, typer.Option(
-    "--model", "-m", help="Model name or path (default: smollm2-135m); 'fake' for the scripted test engine")]
-PolicyOpt = Annotated[str, typer.Option("--policy", help="Scheduling policy: fifo, rr, priority, fair")]
+ModelOpt = Annotated[list[str] | None, typer.Option(
+    "--model", "-m", help="Model name or path (default: smollm2-135m); 'fake' for the scripted test engine. "
+    "Repeat as NAME=SPEC to load several (a bare SPEC is the default model)")]
+PolicyOpt = Annotated[str | None, typer.Option(
+    "--policy", help="Scheduling policy: fifo, rr, priority, fair (default: the config file's, else fifo)")]
+ConfigOpt = Annotated[str | None, typer.Option(
+    "--config", help="Config file (default: ./llmasos.toml if there is one): models, [kernel] settings, boot "
+    "apps; --model and --policy override it (docs/config.md)")]
 UrlOpt = Annotated[str, typer.Option("--url", envvar="LLMASOS_URL", help="The daemon's URL ($LLMASOS_URL)")]
 PrioOpt = Annotated[int | None, typer.Option(
     "--prio", help="Priority, a nice value: lower runs first under the priority policy")]
 PidArg = Annotated[int, typer.Argument(help="Process id")]
 
-__all__ = ["DEFAULT_URL", "ModelOpt", "PidArg", "PolicyOpt", "PrioOpt", "UrlOpt", "fail", "run_async", "split_args",
+__all__ = ["ConfigOpt", "DEFAULT_URL", "ModelOpt", "PidArg", "PolicyOpt", "PrioOpt", "UrlOpt", "fail", "run_async", "split_args",
            "write_chunk"]
 
 

@@ -10,7 +10,7 @@ only ``llmasos.client.local`` reaches into the kernel, and it never imports a fa
 
 from __future__ import annotations
 
-from llmasos.client.records import AppRow, EngineStats, KernelClient, MemView, NotAvailable, Row
+from llmasos.client.records import AppRow, EngineStats, KernelClient, MemView, ModelStats, NotAvailable, Row
 
-__all__ = ["AppRow", "EngineStats", "KernelClient", "MemView", "NotAvailable", "Row"]
+__all__ = ["AppRow", "EngineStats", "KernelClient", "MemView", "ModelStats", "NotAvailable", "Row"]
 

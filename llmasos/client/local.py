@@ -23,25 +23,80 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from llmasos.client.records import AppRow, EngineStats, MemView, NotAvailable, Row
+from llmasos.client.records import AppRow, EngineStats, MemView, ModelStats, NotAvailable, Row
 from llmasos.syscalls.types import ExitStatus, ProcInfo
 
 if TYPE_CHECKING:
     from llmasos.kernel.config import KernelConfig
+    from llmasos.kernel.configfile import BootApp, Deployment
     from llmasos.kernel.kernel import Kernel
     from llmasos.syscalls.calls import Syscall
 
 
-def kernel_config(model: str | None = None, policy: str = "fifo") -> KernelConfig:
+def kernel_config(model: str | list[str] | None = None, policy: str | None = "fifo") -> KernelConfig:
     """The config for a face's --model and --policy: a model name or path, None (the default model) or
-    'fake' (the scripted test engine)."""
+    'fake' (the scripted test engine); several (a list), each NAME=SPEC or a bare SPEC (the default)."""
     from llmasos.kernel.config import KernelConfig
 
-    if model == "fake":
-        from llmasos.engine.fake import FakeEngine
+    return KernelConfig(**_model_fields(model), policy=policy or "fifo")
 
-        return KernelConfig(engine=FakeEngine(), policy=policy)
-    return KernelConfig(engine=model, policy=policy)
+
+def _model_fields(model: str | list[str] | None) -> dict[str, Any]:
+    """KernelConfig's engine (one bare --model), or models and default_model (several, or NAME=SPEC)."""
+    from llmasos.kernel.config import ConfigError
+    from llmasos.kernel.models import ModelSpecError, check_model_name
+
+    specs = [model] if isinstance(model, str) else list(model or [])
+    named: list[tuple[str | None, str]] = []
+    for spec in specs:
+        name, eq, rest = spec.partition("=")
+        try:
+            named.append((check_model_name(name), rest) if eq else (None, spec))
+        except ModelSpecError:
+            named.append((None, spec))  # a spec with "=" in it (a URL's query), not NAME=SPEC
+    if not named:
+        return {"engine": None}
+    if len(named) == 1 and named[0][0] is None:
+        spec = named[0][1]
+        if spec == "fake":
+            from llmasos.engine.fake import FakeEngine
+
+            return {"engine": FakeEngine()}
+        return {"engine": spec}
+    bare = [spec for name, spec in named if name is None]
+    if len(bare) > 1:
+        raise ConfigError(f"--model: give one bare SPEC at most (the default model) and name the others "
+                          f"NAME=SPEC; got {len(bare)} bare ones")
+    models: dict[str, Any] = {}
+    default = None
+    for name, spec in named:
+        if name is None:
+            try:
+                name = check_model_name(spec)
+            except ModelSpecError:
+                name = "default"
+            default = name
+        if name in models:
+            raise ConfigError(f"--model: model {name!r} is given twice")
+        models[name] = spec
+    return {"models": models, "default_model": default}
+
+
+def deployment(config: str | Path | None = None, model: str | list[str] | None = None,
+               policy: str | None = None) -> Deployment:
+    """What a face boots: the config file (config, else ./llmasos.toml if there is one) with --model and
+    --policy over it (--model replaces the file's models); without a file, kernel_config's."""
+    from llmasos.kernel.configfile import Deployment, find_config, load_config
+
+    path = find_config(config)
+    if path is None:
+        return Deployment(kernel_config(model, policy))
+    overrides: dict[str, Any] = {}
+    if model:
+        overrides = {"models": None, "default_model": None, **_model_fields(model)}
+    if policy:
+        overrides["policy"] = policy
+    return load_config(path, **overrides)
 
 
 def app_rows() -> list[AppRow]:
@@ -97,11 +152,16 @@ class LocalClient:
 
     @classmethod
     @asynccontextmanager
-    async def boot(cls, config: KernelConfig) -> AsyncIterator[LocalClient]:
-        """Boot a kernel from config, yield a client over it, shut the kernel down on the way out."""
+    async def boot(cls, config: KernelConfig, apps: list[BootApp] | None = None) -> AsyncIterator[LocalClient]:
+        """Boot a kernel from config, start apps (a config file's boot apps), yield a client over it, shut
+        the kernel down on the way out."""
         from llmasos.kernel.kernel import Kernel
 
         async with Kernel(config) as kernel:
+            if apps:
+                from llmasos.kernel.configfile import start_apps
+
+                await start_apps(kernel, apps)
             yield cls(kernel)
 
     @property
@@ -216,13 +276,32 @@ class LocalClient:
             uptime=time.time() - (k.booted_at or time.time()),
         )
 
+    async def model_stats(self) -> list[ModelStats]:
+        """Every loaded model: its engine, policy, queue and counters."""
+        k = self.kernel
+        if k.llm is None:
+            raise NotAvailable("the kernel is not booted")
+        uptime = time.time() - (k.booted_at or time.time())
+        out = []
+        for m in k.models:
+            llm, sched = m.llm, m.llm.scheduler
+            out.append(ModelStats(
+                name=m.name, engine=str(getattr(m.engine, "name", "") or m.kind), kind=m.kind, policy=m.policy,
+                default=m.name == k.models.default, context_window=int(getattr(m.engine, "context_window", 0) or 0),
+                max_batch=min(m.engine.capacity().max_batch, sched.limits.max_batch), last_batch=llm.last_batch,
+                running=len(sched.running), waiting=len(sched.waiting), steps=llm.steps, tokens=llm.tokens,
+                busy_time=llm.busy_time, uptime=uptime,
+            ))
+        return out
+
     async def policies(self) -> list[str]:
         return policy_names()
 
-    async def set_policy(self, name: str) -> None:
+    async def set_policy(self, name: str, model: str | None = None) -> None:
+        """Switch the policy of one model, or of every model (None)."""
         from llmasos.syscalls.calls import SetPolicy
 
-        await self._syscall(SetPolicy(name))
+        await self._syscall(SetPolicy(name, model))
 
     async def models(self) -> list[Row]:
         return await anyio.to_thread.run_sync(model_rows, getattr(self.kernel.engine, "name", ""))

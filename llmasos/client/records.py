@@ -61,6 +61,27 @@ class EngineStats:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelStats:
+    """One loaded model, for the shell's `models` and `top`: counters are totals since boot."""
+
+    name: str  # its name in the model table (generate's model=, the OpenAI endpoint's "model")
+    engine: str  # the engine's own name for it
+    kind: str  # local, remote, fake, or the engine's class
+    policy: str
+    default: bool  # a generate naming no model uses it
+    context_window: int
+    max_batch: int
+    last_batch: int
+    running: int
+    waiting: int
+    steps: int
+    tokens: int
+    busy_time: float
+    uptime: float
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True, slots=True)
 class MemView:
     """What `mem PID` shows: the process's context messages and its memory keys."""
 
@@ -91,8 +112,9 @@ class KernelClient(Protocol):
     def follow(self, pid: int, history: bool = True) -> AsyncIterator[tuple[str, str]]: ...
     def strace(self, pid: int | None) -> AsyncIterator[str]: ...
     async def stats(self) -> EngineStats: ...
+    async def model_stats(self) -> list[ModelStats]: ...
     async def policies(self) -> list[str]: ...
-    async def set_policy(self, name: str) -> None: ...
+    async def set_policy(self, name: str, model: str | None = None) -> None: ...
     async def models(self) -> list[Row]: ...
     async def tools(self) -> list[Row]: ...
     async def mem(self, pid: int) -> MemView: ...

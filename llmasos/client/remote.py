@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from llmasos.client.records import AppRow, EngineStats, MemView, Row
+from llmasos.client.records import AppRow, EngineStats, MemView, ModelStats, Row
 from llmasos.client.wire import DEFAULT_URL, ENV, DaemonUnreachable, Unauthorized, client_token, error_from
 from llmasos.home import llmasos_home
 from llmasos.syscalls.types import ExitStatus, ProcInfo, Usage
@@ -143,11 +143,16 @@ class RemoteClient:
         data.pop("at", None)  # the server's clock; rates are computed on this one
         return EngineStats(**data)
 
+    async def model_stats(self) -> list[ModelStats]:
+        rows = (await self._call("GET", "/v1/stats/models"))["data"]
+        return [ModelStats(**{k: v for k, v in row.items() if k != "at"}) for row in rows]
+
     async def policies(self) -> list[str]:
         return list((await self._call("GET", "/v1/sched"))["policies"])
 
-    async def set_policy(self, name: str) -> None:
-        await self._call("PUT", "/v1/sched", json={"policy": name})
+    async def set_policy(self, name: str, model: str | None = None) -> None:
+        body = {"policy": name} if model is None else {"policy": name, "model": model}
+        await self._call("PUT", "/v1/sched", json=body)
 
     async def models(self) -> list[Row]:
         rows = (await self._call("GET", "/v1/models", params={"all": "true"}))["data"]

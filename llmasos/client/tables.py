@@ -13,7 +13,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from llmasos.client.records import AppRow, Row
+from llmasos.client.records import AppRow, ModelStats, Row
 from llmasos.syscalls.types import ProcInfo
 
 PS_COLUMNS = ("PID", "PPID", "APP", "STATE", "PRIO", "TOKENS in/out", "CALLS", "MODEL", "TIME", "ARGS / RESULT")
@@ -79,6 +79,28 @@ def apps_table(rows: list[AppRow], *, color: bool = False) -> Table:
     out = table("APP", "USAGE", "DESCRIPTION", "SOURCE", color=color)
     for a in rows:
         out.add_row(Text(a.name, style="bold"), Text(a.usage), Text(a.description), Text(a.source, style="dim"))
+    return out
+
+
+def model_rate(now: ModelStats, before: ModelStats | None = None) -> float:
+    """Tokens per second of a model: since before (a snapshot of the same model), else since boot."""
+    if before is not None and now.at > before.at:
+        return (now.tokens - before.tokens) / (now.at - before.at)
+    return now.tokens / now.uptime if now.uptime > 0 else 0.0
+
+
+def loaded_models_table(rows: list[ModelStats], before: list[ModelStats] | None = None, *,
+                        color: bool = False) -> Table:
+    """The loaded models: engine, policy, queue (running/waiting), tokens/s (since before, else since boot)."""
+    out = table("MODEL", "ENGINE", "KIND", "POLICY", "RUN/WAIT", "BATCH", "TOK/S", "TOKENS", "CONTEXT", color=color)
+    prev = {m.name: m for m in before or ()}
+    for m in rows:
+        name = Text(m.name, style="bold")
+        if m.default:
+            name.append(" (default)", style="dim")
+        out.add_row(name, Text(short(m.engine, 30)), m.kind, m.policy, f"{m.running}/{m.waiting}",
+                    f"{m.last_batch}/{m.max_batch}", f"{model_rate(m, prev.get(m.name)):.1f}", str(m.tokens),
+                    str(m.context_window or ""))
     return out
 
 

@@ -11,6 +11,8 @@ Memory syscalls need the namespace they name: a process holds its own, ``pid:<pi
 it), and the ones granted to it (the manifest's ``memory=[...]``); ``""`` and its app's name are
 namespaces like any other. ``kill`` and ``wait`` reach the caller and its descendants, or any process
 with the ``signal`` capability (``may_signal``, called by their handlers: it reads the process table).
+Generate and chat need the model they name, or the process's default one, among its ``models`` (the
+kernel checks at spawn that the names are of loaded models).
 
 Budgets (``kernel/budget.py`` keeps their accounts): a child's token and model-time budgets are carved
 out of what its parent has left (asking for more than that is refused); its wall-time budget
@@ -43,6 +45,7 @@ class Caps:
 
     tools: frozenset[str] | None = None  # tool names it may call
     memory: frozenset[str] | None = None  # memory namespaces beyond its own
+    models: frozenset[str] | None = None  # loaded models it may generate with (by name)
     can_spawn: bool = True
     max_children: int | None = None
     token_budget: int | None = None  # prompt + completion tokens over its life (its children's included)
@@ -56,6 +59,7 @@ class Caps:
         return {
             "tools": sorted(self.tools) if self.tools is not None else "*",
             "memory": sorted(self.memory) if self.memory is not None else "*",
+            "models": sorted(self.models) if self.models is not None else "*",
             "can_spawn": self.can_spawn,
             "max_children": self.max_children,
             "token_budget": self.token_budget,
@@ -70,7 +74,7 @@ class Caps:
 
 
 ROOT = Caps()
-FIELDS = ("tools", "memory", "can_spawn", "max_children", "token_budget", "syscall_budget", "time_budget",
+FIELDS = ("tools", "memory", "models", "can_spawn", "max_children", "token_budget", "syscall_budget", "time_budget",
           "model_time_budget", "signal", "see_args")
 ALL = "*"  # in a manifest or caps=: everything the parent holds
 
@@ -85,7 +89,7 @@ def grant(parent: Caps, app: App, asked: dict[str, Any] | None = None) -> Caps:
     Raises PermissionDenied when the manifest or the spawner asks for more than parent holds.
     """
     want = {
-        "tools": app.tools, "memory": app.memory, "can_spawn": app.can_spawn,
+        "tools": app.tools, "memory": app.memory, "models": app.models, "can_spawn": app.can_spawn,
         "max_children": app.max_children, "token_budget": app.token_budget,
         "syscall_budget": app.syscall_budget, "time_budget": app.time_budget,
         "model_time_budget": app.model_time_budget, "signal": app.signal, "see_args": app.see_args,
@@ -99,6 +103,7 @@ def grant(parent: Caps, app: App, asked: dict[str, Any] | None = None) -> Caps:
     return Caps(
         tools=_names(who, "tools", want["tools"], parent.tools),
         memory=_names(who, "memory namespaces", want["memory"], parent.memory),
+        models=_names(who, "models", want["models"], parent.models),
         can_spawn=_flag(who, "can_spawn", want["can_spawn"], parent.can_spawn),
         max_children=_limit(who, "max_children", want["max_children"], parent.max_children),
         token_budget=_limit(who, "token_budget", want["token_budget"], parent.token_budget),
@@ -113,14 +118,20 @@ def grant(parent: Caps, app: App, asked: dict[str, Any] | None = None) -> Caps:
 def _names(who: str, what: str, asked: Any, held: frozenset[str] | None) -> frozenset[str] | None:
     if isinstance(asked, str):
         asked = [asked]
+    if not isinstance(asked, (list, tuple, set, frozenset, type(None))):
+        raise InvalidArguments(f"{what} is a list of names or \"*\", not {type(asked).__name__}")
     asked = list(asked or ())
+    if not all(isinstance(name, str) for name in asked):
+        raise InvalidArguments(f"{what} is a list of names (strings) or \"*\"")
     if ALL in asked:
         return held
     extra = sorted(set(asked) - held) if held is not None else []
     if extra:
+        more = f" and {len(extra) - 20} more" if len(extra) > 20 else ""
         raise PermissionDenied(
-            f"{who} asks for {what} {extra}, which its parent does not hold (it holds {sorted(held or ())}); "
-            f"spawn it with caps={{{what.split()[0]!r}: [...]}} naming only what the parent holds")
+            f"{who} asks for {what} {extra[:20]}{more}, which its parent does not hold (it holds "
+            f"{sorted(held or ())[:20]}); spawn it with caps={{{what.split()[0]!r}: [...]}} naming only what "
+            "the parent holds")
     return frozenset(asked)
 
 
@@ -239,7 +250,28 @@ def _token_budget(proc: Process, caps: Caps, call: c.Generate | c.Chat) -> None:
                             "spawn it with a larger model_time_budget")
 
 
+def _model(proc: Process, caps: Caps, call: c.Generate | c.Chat) -> None:
+    """Model calls: the model they name (or the process's default one) must be one it may use."""
+    if caps.models is None:
+        return
+    name = call.model if call.model is not None else proc.model
+    if not isinstance(name, str):
+        raise InvalidArguments(f"a model is named by a string, not {type(name).__name__}")
+    if name not in caps.models:
+        shown = sorted(caps.models)
+        raise PermissionDenied(
+            f"process {proc.pid} ({proc.app.name}) may not use model {name[:80]!r}; it may use "
+            f"{shown[:20]}{' and more' if len(shown) > 20 else ''}. Ask for it in the manifest "
+            "(App(..., models=[...])) or spawn it with caps={'models': [...]}")
+
+
+def _chat(proc: Process, caps: Caps, call: c.Chat) -> None:
+    _model(proc, caps, call)
+    _token_budget(proc, caps, call)
+
+
 def _generate(proc: Process, caps: Caps, call: c.Generate) -> None:
+    _model(proc, caps, call)
     _token_budget(proc, caps, call)
     _tools(proc, caps, [t for t in call.tools or () if isinstance(t, str)])
 
@@ -271,7 +303,7 @@ def _root_only(proc: Process, caps: Caps, call: Syscall) -> None:
 _RULES: dict[type, Callable[[Any, Caps, Any], None]] = {
     c.Spawn: _spawn,
     c.Generate: _generate,
-    c.Chat: _token_budget,  # chat generates: the same token budget, no tools
+    c.Chat: _chat,  # chat generates: the same model and token budget checks, no tools
     c.CallTool: _call_tool,
     c.Stdin: _stdin,
     c.SetPolicy: _root_only,
@@ -288,7 +320,8 @@ _RULES: dict[type, Callable[[Any, Caps, Any], None]] = {
 def intersect(a: Caps, b: Caps) -> Caps:
     """What both a and b allow (None: unlimited): a resumed process's caps, and a child under a parent."""
     return Caps(
-        tools=_meet(a.tools, b.tools), memory=_meet(a.memory, b.memory), can_spawn=a.can_spawn and b.can_spawn,
+        tools=_meet(a.tools, b.tools), memory=_meet(a.memory, b.memory), models=_meet(a.models, b.models),
+        can_spawn=a.can_spawn and b.can_spawn,
         signal=a.signal and b.signal, see_args=a.see_args and b.see_args,
         max_children=_least(a.max_children, b.max_children), token_budget=_least(a.token_budget, b.token_budget),
         syscall_budget=_least(a.syscall_budget, b.syscall_budget), time_budget=_least(a.time_budget, b.time_budget),

@@ -31,7 +31,12 @@ SANDBOX_LIMITS: dict[str, Any] = {
 class KernelConfig:
     """Limits, policies and paths for one kernel."""
 
-    engine: Any = None  # an Engine, a model name/path, or None for the default model
+    engine: Any = None  # an Engine, a model name/path, or None for the default model (the kernel's one model
+    # when models is None; give one or the other)
+    models: dict[str, Any] | None = None  # the model table: name -> an engine spec string, an Engine, or a
+    # dict {engine, policy, limits, options, default} (kernel/models.py); None: the one model of engine
+    default_model: str | None = None  # the model a generate without model= uses; None: the entry marked
+    # default, else the first one
     policy: str = "fifo"  # scheduling policy: fifo, rr, priority, fair
     max_procs: int = 4096  # live (not yet reaped) processes in the table
     max_zombies: int = 1024  # exited processes kept for wait/ps before the oldest are reaped
@@ -139,8 +144,36 @@ class KernelConfig:
                     isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0)):
                 raise ConfigError(f"KernelConfig.sandbox_limits[{key!r}] must be a positive number"
                                   f"{' or None' if optional else ''}, not {value!r}")
+        self._check_models()
         from llmasos.kernel.sched import POLICIES
 
         if self.policy not in POLICIES:
             names = ", ".join(sorted(POLICIES))
             raise ConfigError(f"unknown scheduling policy {self.policy!r}; choose one of: {names}")
+
+    def _check_models(self) -> None:
+        """models: each entry a valid ModelSpec (normalized here); default_model: one of them."""
+        from llmasos.kernel.models import ModelSpecError, check_model_name, listed, model_spec, shorten
+
+        if self.models is None:
+            if self.default_model is not None:
+                raise ConfigError("KernelConfig.default_model names one of KernelConfig.models; with engine= "
+                                  "alone the kernel has one model, which is the default")
+            return
+        if not isinstance(self.models, dict) or not self.models:
+            raise ConfigError(f"KernelConfig.models maps model names to engines (at least one), not "
+                              f"{shorten(self.models)}")
+        if self.engine is not None:
+            raise ConfigError("give KernelConfig.engine (one model) or KernelConfig.models (a model table), not "
+                              "both; put that engine in models under a name")
+        try:
+            self.models = {check_model_name(name): model_spec(name, value) for name, value in self.models.items()}
+        except ModelSpecError as exc:
+            raise ConfigError(f"KernelConfig.models: {exc}") from None
+        marked = [name for name, spec in self.models.items() if spec.default]
+        if len(marked) > 1 or (marked and self.default_model not in (None, marked[0])):
+            several = dict.fromkeys(n for n in [*marked, self.default_model] if n)
+            raise ConfigError(f"KernelConfig: several default models ({listed(several)}); mark one")
+        if self.default_model is not None and self.default_model not in self.models:
+            raise ConfigError(f"KernelConfig.default_model {shorten(self.default_model)} is not one of the models: "
+                              f"{listed(self.models)}")

@@ -24,24 +24,24 @@ import anyio
 from llmasos.apps.app import SECRET, App
 from llmasos.apps.registry import find_app
 from llmasos.engine.base import Engine
-from llmasos.engine.loader import is_engine, open_engine
 from llmasos.kernel import budget, sandbox
 from llmasos.kernel import caps as capmod
-from llmasos.kernel.config import KernelConfig
+from llmasos.kernel.config import ConfigError, KernelConfig
 from llmasos.kernel.errors import KernelNotRunning, blame, log
 from llmasos.kernel.faces import Faces, root_app
 from llmasos.kernel.journal import FRAME, Durability, Journal, NoJournal
 from llmasos.kernel.llm import LLMLoop
+from llmasos.kernel.models import ModelTable, listed
 from llmasos.kernel.proc import ProcState, Process
 from llmasos.kernel.recovery import PARKS, Recovery, clean_stop, parked, recover
-from llmasos.kernel.sched import SchedLimits, make_scheduler
+from llmasos.kernel.sched import make_scheduler
 from llmasos.kernel.stdio import Stdio
 from llmasos.kernel.table import TABLE, ExitProcess
 from llmasos.kernel.trace import TraceBus, TraceEvent
 from llmasos.syscalls.calls import Syscall
 from llmasos.syscalls.errors import (
-    InvalidArguments, NoSuchProcess, NotSupported, ProcessKilled, ProcessLimit, SyscallError,
-    WaitTimeout,
+    InvalidArguments, NoSuchModel, NoSuchProcess, NotSupported, PermissionDenied, ProcessKilled, ProcessLimit,
+    SyscallError, WaitTimeout,
 )
 from llmasos.syscalls.sys import Sys
 from llmasos.tools import mcp
@@ -63,7 +63,7 @@ current_sys: contextvars.ContextVar[Sys | None] = contextvars.ContextVar("llmaso
 
 
 class Kernel(Faces, Stdio):
-    """Runs apps as processes over one model.
+    """Runs apps as processes over its models (kernel/models.py: one by default).
 
     ``async with Kernel(KernelConfig(engine=FakeEngine())) as k: pid = await k.spawn("echo", "hi")``
     """
@@ -74,8 +74,9 @@ class Kernel(Faces, Stdio):
         elif overrides:
             raise TypeError("pass either a KernelConfig or keyword overrides, not both")
         self.config = config
-        self.engine: Engine | None = None
-        self.llm: LLMLoop | None = None
+        self.models = ModelTable()  # every loaded model, each with its own LLM loop and scheduler
+        self.engine: Engine | None = None  # the default model's engine, while booted
+        self.llm: LLMLoop | None = None  # the default model's LLM loop, while booted
         self.tracer = TraceBus()
         self.durability: Durability = NoJournal()  # the journal, while booted with a durable database
         self._journaling = False  # durability is a Journal (calls made inside calls are tracked)
@@ -110,7 +111,7 @@ class Kernel(Faces, Stdio):
         await self.shutdown()
 
     async def boot(self) -> None:
-        """Load the engine and start the kernel's task group and LLM loop."""
+        """Load the models and start the kernel's task group and the models' LLM loops."""
         if self._tg is not None:
             raise KernelNotRunning("this kernel is already booted")
         cfg = self.config
@@ -121,18 +122,20 @@ class Kernel(Faces, Stdio):
             self.memory.writer.on_error = self._write_failed
             self._pids = self.memory.pids  # pids persist: never reused across restarts
         try:
-            self.engine = await open_engine(cfg.engine, max_batch=cfg.max_batch,
-                                            max_resident_tokens=cfg.max_resident_tokens)
+            if cfg.models is not None and cfg.engine is not None:
+                raise ConfigError("give KernelConfig.engine (one model) or KernelConfig.models, not both")
+            await self.models.load(cfg)
         except BaseException:
             if self.memory is not None:
                 await self.memory.close()
                 self.memory = None
             raise
-        limits = SchedLimits.from_config(cfg)
-        self.llm = LLMLoop(self.engine, make_scheduler(cfg.policy, limits))
+        default = self.models.get()
+        self.engine, self.llm = default.engine, default.llm
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
-        self._tg.start_soon(self.llm.run, name="llmasos llm loop")
+        for model in self.models:
+            self._tg.start_soon(model.llm.run, name=f"llmasos llm loop ({model.name})")
         self.mcp = await mcp.boot(self._tg, cfg.mcp_servers, cfg.home)  # their tools: SERVER.tool
         self._stopping = False
         ready, self._ptg_done = anyio.Event(), anyio.Event()
@@ -147,7 +150,7 @@ class Kernel(Faces, Stdio):
         self.booted_at = time.time()
 
     async def shutdown(self) -> None:
-        """Cancel every process and the LLM loop, then release the engine.
+        """Cancel every process and the LLM loops, then release the engines the kernel loaded.
 
         Returns within about ``KernelConfig.shutdown_grace`` seconds whatever the apps do: processes
         that still ignore their cancellation then are abandoned (see ``_stop_processes``).
@@ -166,8 +169,8 @@ class Kernel(Faces, Stdio):
             finally:
                 self._tg = None
                 self.tracer.close()
-                if self.engine is not None and not is_engine(self.config.engine):
-                    self.engine.close()  # we built it, we free it
+                self.models.close()  # the engines we built; an Engine we were given is its owner's
+                self.engine = self.llm = None
                 if self.memory is not None:  # -- memory: commit what is queued, release the database
                     self.durability, self._journaling = NoJournal(), False
                     memory, self.memory = self.memory, None
@@ -359,9 +362,10 @@ class Kernel(Faces, Stdio):
             granted: Caps = capmod.intersect(caps, parent_caps)
         else:
             granted = capmod.grant(parent_caps, app, caps)
+        model = self._default_model(app, granted, checked=not isinstance(caps, capmod.Caps))
         proc = Process(
             pid=pid if pid is not None else next(self._pids), app=app, args=args, kwargs=kwargs,
-            parent=parent, priority=priority, caps=granted,
+            parent=parent, priority=priority, caps=granted, model=model,
         )
         self.durability.process_started(proc)  # InvalidArguments if its arguments cannot be stored
         budget.carve(parent_proc, proc)  # its budgets come out of what the parent has left
@@ -372,6 +376,32 @@ class Kernel(Faces, Stdio):
         if task:
             tg.start_soon(self._run, proc, name=f"llmasos pid {proc.pid} ({app.name})")
         return proc
+
+    def _default_model(self, app: App, caps: Caps, *, checked: bool) -> str | None:
+        """The model a new process's generate and chat calls use when they name none: its manifest's
+        model, else the kernel's default, else (when its caps exclude that) the first model it may use.
+
+        checked: caps were asked for (not restored after a crash), so a model they name that is not
+        loaded is refused (NoSuchModel), as is a manifest's model the caps do not allow.
+        """
+        allowed, names = caps.models, self.models.names
+        if checked and allowed is not None and names:
+            unknown = sorted(allowed - set(names))
+            if unknown:
+                raise NoSuchModel(f"app {app.name!r} is to be allowed models that are not loaded: {listed(unknown)}; "
+                                  f"the loaded ones are {listed(names)}")
+        if app.model is not None:
+            if checked and names and app.model not in names:
+                raise NoSuchModel(f"app {app.name!r} names model {app.model!r} in its manifest, which is not "
+                                  f"loaded; the loaded ones are {listed(names)}")
+            if checked and allowed is not None and app.model not in allowed:
+                raise PermissionDenied(f"app {app.name!r} names model {app.model!r} in its manifest, but it may "
+                                       f"only use {listed(sorted(allowed))}; allow it with caps={{'models': [...]}}")
+            return app.model
+        default = self.models.default
+        if allowed is None or default in allowed:
+            return default
+        return next((name for name in names if name in allowed), default)
 
     async def _run(self, proc: Process) -> None:
         sys = Sys(self, proc)
@@ -433,9 +463,8 @@ class Kernel(Faces, Stdio):
         if proc not in self._lingering:
             self._live -= 1
         budget.settle(proc)  # what it did not use goes back to the parent it was carved from
-        if self.llm is not None:
-            for seq in list(proc.seqs):
-                self.llm.cancel(seq)
+        for seq in list(proc.seqs):
+            self.models.cancel(seq)
         for inbox in (proc.mailbox, proc.stdin):
             if inbox is not None:
                 inbox.close()
@@ -556,15 +585,19 @@ class Kernel(Faces, Stdio):
         """The live table (read-only use: shell, top, recovery)."""
         return self._procs
 
-    def set_policy(self, policy: str) -> None:
-        """Switch the scheduling policy at run time."""
+    def set_policy(self, policy: str, model: str | None = None) -> None:
+        """Switch the scheduling policy at run time: of one model, or of every model (None)."""
         if self.llm is None:
             raise KernelNotRunning("boot the kernel first")
-        self.llm.set_scheduler(make_scheduler(policy, previous=self.llm.scheduler))
-        self.config.policy = policy
+        make_scheduler(policy)  # ValueError for an unknown policy, before anything changes
+        for m in [self.models.get(model)] if model is not None else self.models:
+            m.llm.set_scheduler(make_scheduler(policy, previous=m.llm.scheduler))
+        if model is None:
+            self.config.policy = policy
 
     @property
     def policy(self) -> str:
+        """The default model's scheduling policy."""
         return self.llm.scheduler.policy if self.llm is not None else self.config.policy
 
 

@@ -33,11 +33,12 @@ def own_namespace(pid: int) -> str:
     return f"pid:{pid}"
 
 
-def count(kernel: Kernel, role: str, content: str) -> int:
-    """Tokens one message takes in a prompt (by the engine's tokenizer, plus template overhead)."""
+def count(kernel: Kernel, role: str, content: str, engine: Any = None) -> int:
+    """Tokens one message takes in a prompt (by the engine's tokenizer, plus template overhead); engine:
+    the model's the prompt is for (None: the default model's)."""
     text = f"{role}: {content}"
     overhead = kernel.config.message_tokens
-    counter = getattr(kernel.engine, "count_tokens", None)
+    counter = getattr(engine if engine is not None else kernel.engine, "count_tokens", None)
     if counter is None:  # an engine without a tokenizer: about three characters a token
         return len(text) // 3 + overhead
     return int(counter(text)) + overhead
@@ -55,28 +56,32 @@ async def chat(kernel: Kernel, proc: Process, call: Any, store: Store, key: str 
             if r.key == f"{key}:a":  # re-issued after a crash: the reply is already there
                 return Completion(text=r.content, finish_reason="stop", completion_tokens=r.tokens)
     max_tokens = resolve_max_tokens(kernel, call.max_tokens)  # a 0 given is refused, not the default
-    user = {"role": "user", "content": call.text, "tokens": count(kernel, "user", call.text),
+    engine = kernel.models.get(call.model if call.model is not None else proc.model).engine
+    user = {"role": "user", "content": call.text, "tokens": count(kernel, "user", call.text, engine),
             "key": f"{key}:u" if key else None}
-    rows = await fit(kernel, proc, store, rows, user["tokens"] + max_tokens)
+    rows = await fit(kernel, proc, store, rows, user["tokens"] + max_tokens, call.model)
     messages = [*as_messages(rows), {"role": "user", "content": call.text}]
     if call.system and not any(r.role == "system" and r.kind == "turn" for r in rows):
         messages.insert(0, {"role": "system", "content": call.system})
     gen = Generate(messages=tuple(messages), max_tokens=max_tokens, temperature=call.temperature,
-                   top_p=call.top_p, seed=call.seed, stop=call.stop)
+                   top_p=call.top_p, seed=call.seed, stop=call.stop, model=call.model)
     completion = await start_generate(kernel, proc, gen).collect()
     reply = {"role": "assistant", "content": completion.text,
-             "tokens": count(kernel, "assistant", completion.text), "key": f"{key}:a" if key else None}
+             "tokens": count(kernel, "assistant", completion.text, engine), "key": f"{key}:a" if key else None}
     first = []
     if call.system and not any(r.role == "system" and r.kind == "turn" for r in rows):
         first = [{"role": "system", "content": call.system, "key": f"{key}:s" if key else None,
-                  "tokens": count(kernel, "system", call.system)}]
+                  "tokens": count(kernel, "system", call.system, engine)}]
     await store.append_context(proc.pid, [*first, user, reply])
     return completion
 
 
-async def fit(kernel: Kernel, proc: Process, store: Store, rows: list[Any], need: int) -> list[Any]:
-    """rows, after paging out the oldest turns if rows plus need tokens exceed the model's window."""
-    window = int(getattr(kernel.engine, "context_window", 0) or 0)
+async def fit(kernel: Kernel, proc: Process, store: Store, rows: list[Any], need: int,
+              model: str | None = None) -> list[Any]:
+    """rows, after paging out the oldest turns if rows plus need tokens exceed the window of model (the
+    chat's: None is the process's default model); its summary is written by that model."""
+    engine = kernel.models.get(model if model is not None else proc.model).engine
+    window = int(getattr(engine, "context_window", 0) or 0)
     used = sum(r.tokens for r in rows)
     if not window or used + need <= window:
         return rows
@@ -92,8 +97,9 @@ async def fit(kernel: Kernel, proc: Process, store: Store, rows: list[Any], need
     old = head[0].content if head else ""
     transcript = "\n".join(f"{r.role}: {r.content}" for r in evicted)
     prompt = SUMMARY_PROMPT + (f"Earlier summary: {old}\n\n" if old else "") + transcript + "\n\nSummary:"
-    done = await kernel.syscall(proc, Generate(prompt=prompt, max_tokens=summary_budget, truncate=True))
+    done = await kernel.syscall(proc, Generate(prompt=prompt, max_tokens=summary_budget, truncate=True,
+                                               model=model))
     summary = "Summary of the earlier conversation: " + done.text.strip()
-    tokens = count(kernel, "system", summary)
+    tokens = count(kernel, "system", summary, engine)
     await store.page_out(proc.pid, own_namespace(proc.pid), evicted, summary, tokens)
     return await store.context(proc.pid)

@@ -114,6 +114,7 @@ class Process:
     caps: Any  # kernel.caps.Caps
     state: ProcState = ProcState.READY
     waiting_on: str | None = None  # llm, tool, recv, sleep, child, stdin
+    model: str | None = None  # the model its generate and chat calls use when they name none
     usage: Counters = field(default_factory=Counters)
     started: float = field(default_factory=time.time)
     ended: float | None = None

@@ -1,6 +1,7 @@
 """Handlers for the model syscalls, and the one place a generate request becomes a sequence.
 
-Rule: the handler prepares and queues the request; the LLM loop batches it with everyone else's.
+Rule: the handler prepares and queues the request; the LLM loop of the model it names (or the process's
+default model: kernel/models.py) batches it with everyone else's on that model.
 ``start_generate`` is the only way to the model: the generate syscall uses it, and so does chat (its
 own generate, as part of the chat syscall). Tools offered to the model are turned into prompt text, a
 decoding constraint and a parser of the reply here (``tools/calling.py``), not in the kernel object.
@@ -29,6 +30,8 @@ def start_generate(k: Kernel, p: Process, call: c.Generate) -> TokenStream:
     """Validate, prepare (template, tools, context check) and queue one generate request of p."""
     if k.llm is None or k.engine is None:
         raise KernelNotRunning("boot the kernel first: `async with Kernel(...) as kernel:`")
+    model = k.models.get(call.model if call.model is not None else p.model)  # NoSuchModel lists the loaded
+    engine = model.engine
     if (call.prompt is None) == (call.messages is None):
         raise InvalidArguments("generate needs exactly one of a prompt or messages")
     params = SamplingParams(
@@ -39,11 +42,11 @@ def start_generate(k: Kernel, p: Process, call: c.Generate) -> TokenStream:
         pid=p.pid, params=params, prompt=call.prompt,
         messages=[dict(m) for m in call.messages] if call.messages is not None else None, priority=p.priority,
     )
-    tooling = prepare_tools(call, getattr(k.engine, "tokenizer", None), f"{seq.sid}_")
+    tooling = prepare_tools(call, getattr(engine, "tokenizer", None), f"{seq.sid}_")
     if tooling is not None:  # offer the tools in the prompt, constrain decoding, parse calls
         seq.prompt, seq.messages = tooling.prompt, tooling.messages
         params.logits_processor = tooling.logits_processor
-    k.engine.prepare(seq)
+    engine.prepare(seq)
     left = budget.tokens_left(p)
     if left is not None:  # reserve the prompt and the reply, cut to what is left of the budget
         prompt = len(seq.prompt_ids)
@@ -55,7 +58,7 @@ def start_generate(k: Kernel, p: Process, call: c.Generate) -> TokenStream:
         if params.max_tokens > left - prompt:
             params.max_tokens, seq.capped = left - prompt, True
         budget.reserve(p, seq, prompt + params.max_tokens)
-    stream = k.llm.submit(p, seq)
+    stream = model.llm.submit(p, seq)
     if tooling is not None:
         stream.postprocess = tooling.postprocess
     return stream

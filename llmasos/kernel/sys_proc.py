@@ -126,7 +126,7 @@ async def sys_set_policy(k: Kernel, p: Process, call: c.SetPolicy) -> None:
     if call.policy not in POLICIES:
         raise InvalidArguments(f"unknown scheduling policy {call.policy!r}; choose one of: "
                                f"{', '.join(sorted(POLICIES))}")
-    k.set_policy(call.policy)
+    k.set_policy(call.policy, call.model)
 
 
 HANDLERS = {

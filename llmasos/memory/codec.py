@@ -125,9 +125,12 @@ def digest(call: Any) -> str:
     names = _FIELDS.get(cls)
     if names is None:
         names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    added = getattr(cls, "added", ())
     args = {}  # Invariant: equal to t.as_dict(call), so digests never change (journals stay valid)
     for name in names:
         value = getattr(call, name)
+        if value is None and name in added:  # a field newer than the journal: absent while unused
+            continue
         args[name] = value if isinstance(value, _SCALARS) else t.as_dict(value)
     body = _DIGEST_JSON([cls.__name__, args])
     return hashlib.blake2b(body.encode(), digest_size=8).hexdigest()

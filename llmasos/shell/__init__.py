@@ -14,7 +14,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 from llmasos.client import KernelClient
-from llmasos.client.local import LocalClient, kernel_config
+from llmasos.client.local import LocalClient, deployment
 from llmasos.client.remote import RemoteClient
 from llmasos.home import llmasos_home
 from llmasos.shell.repl import Shell
@@ -26,19 +26,24 @@ BANNER = ("[bold]llmasos shell[/] · model [bold]{model}[/] · policy {policy} �
           "Tab completes; Ctrl-D exits.[/]")
 
 
-async def open_shell(*, model: str | None = None, policy: str = "fifo", url: str | None = None) -> None:
-    """Boot a kernel on model (None: the default model; 'fake': the test engine) and run the shell on
-    it; or connect to the daemon at url."""
+async def open_shell(*, model: str | list[str] | None = None, policy: str | None = None, url: str | None = None,
+                     config: str | None = None) -> None:
+    """Boot a kernel on model (None: the default model; 'fake': the test engine; several: NAME=SPEC) or on
+    a config file's deployment (config, else ./llmasos.toml) and run the shell on it; or connect to the
+    daemon at url."""
     from rich.console import Console
 
     if url is not None:
         async with RemoteClient(url) as remote:
             await _run(remote, llmasos_home(), url)
         return
-    name = model or "smollm2-135m"
+    deployed = deployment(config, model, policy)
+    cfg = deployed.config
+    name = ", ".join(cfg.models) if cfg.models else ", ".join(model) if isinstance(model, list) else model
+    name = name or "smollm2-135m"
     console = Console(stderr=True, highlight=False)
     async with AsyncExitStack() as stack:
-        booting = LocalClient.boot(kernel_config(model, policy))
+        booting = LocalClient.boot(cfg, deployed.apps)
         if sys.stderr.isatty():
             with console.status(f"loading model {name}… (the first run converts it, ~30 s)"):
                 local = await stack.enter_async_context(booting)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 
 from llmasos.client import NotAvailable
-from llmasos.client.tables import apps_table, ended_line, models_table, ps_table, short
+from llmasos.client.tables import apps_table, ended_line, loaded_models_table, models_table, ps_table, short
 from llmasos.errors import LlmasosError
 from llmasos.shell.commands import (
     ALIASES, COMMANDS, ExitShell, command, lookup, parse_number, parse_pid, parse_spawn, take_options,
@@ -200,33 +200,45 @@ async def tools(sh: Shell, args: list[str]) -> None:
     sh.print(table)
 
 
-@command("sched [POLICY]", complete="policy")
+@command("sched [POLICY [MODEL]]", complete="policy")
 async def sched(sh: Shell, args: list[str]) -> None:
-    """Show the scheduling policy, or switch to another one.
+    """Show the scheduling policy, or switch to another one (of every model, or of MODEL only).
 
     The switch is immediate; queued requests move over in arrival order.
     fifo: first come first served. rr: round robin, a quantum of tokens each. priority: lower prio
-    value first. fair: least model service first.
+    value first. fair: least model service first. With several models loaded, each has its own policy
+    (see models).
     """
-    if len(args) > 1:
-        raise usage_error("sched", "give at most one policy")
+    if len(args) > 2:
+        raise usage_error("sched", "give at most a policy and a model")
     names = await sh.client.policies()
     sh.cache.policies = names
     if args:
         if args[0] not in names:
             raise usage_error("sched", f"unknown policy {args[0]!r}; this kernel offers: {', '.join(names)}")
-        await sh.client.set_policy(args[0])
+        await sh.client.set_policy(args[0], args[1] if len(args) > 1 else None)
     stats = await sh.client.stats()
     others = ", ".join(n for n in names if n != stats.policy)
     sh.print(Text.assemble(("policy: ", ""), (stats.policy, "bold"), (f"   (others: {others})" if others else "", "dim")))
+    models = await sh.client.model_stats()
+    if len(models) > 1:
+        sh.print(Text("models: " + ", ".join(f"{m.name} {m.policy}" for m in models), style="dim"))
 
 
-@command("models")
+@command("models [-a]", flags=("-a",))
 async def models(sh: Shell, args: list[str]) -> None:
-    """List the models this machine can run (the loaded one is marked)."""
-    if args:
-        raise usage_error("models", "takes no arguments")
-    sh.print(models_table(await sh.client.models(), color=sh.color))
+    """List the loaded models: engine, kind, policy, queue (running/waiting), batch, tokens/s.
+
+    Tokens/s is the average since boot (top shows it live). A generate names one with model="NAME";
+    the one marked (default) answers the others. -a also lists the models this machine could load.
+    """
+    opts, rest = take_options("models", args, {"-a": False})
+    if rest:
+        raise usage_error("models", f"unexpected {rest[0]!r}")
+    sh.print(loaded_models_table(await sh.client.model_stats(), color=sh.color))
+    if "-a" in opts:
+        sh.print(Text(""))
+        sh.print(models_table(await sh.client.models(), color=sh.color))
 
 
 @command("clear")

@@ -165,9 +165,9 @@ def parse_spawn(cmd: str, args: list[str]) -> tuple[str, list[str], dict[str, st
     return app, pos, kwargs, prio, caps or None
 
 
-_CAP_KINDS = {"tools": "set", "memory": "set", "can_spawn": "bool", "signal": "bool", "see_args": "bool",
-              "max_children": "int", "token_budget": "int", "syscall_budget": "int", "time_budget": "float",
-              "model_time_budget": "float"}
+_CAP_KINDS = {"tools": "set", "memory": "set", "models": "set", "can_spawn": "bool", "signal": "bool",
+              "see_args": "bool", "max_children": "int", "token_budget": "int", "syscall_budget": "int",
+              "time_budget": "float", "model_time_budget": "float"}
 
 
 def parse_caps(cmd: str, spec: str) -> dict[str, Any]:

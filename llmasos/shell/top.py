@@ -1,7 +1,8 @@
-"""top: a live view of the processes and the model: states, tokens per second, batch and queue.
+"""top: a live view of the processes and the models: states, tokens per second, batch and queue.
 
-Rule: top only reads (ps and the engine counters) and computes rates from the difference between two
-snapshots; the first frame shows averages since each process (and the kernel) started.
+Rule: top only reads (ps, the default model's counters, every model's counters) and computes rates from the
+difference between two snapshots; the first frame shows averages since each process (and the kernel)
+started. With several models loaded, a row per model shows its policy, queue and tokens/s.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from llmasos.client import EngineStats
-from llmasos.client.tables import age
+from llmasos.client import EngineStats, ModelStats
+from llmasos.client.tables import age, loaded_models_table
 from llmasos.shell.commands import command, parse_number, take_options, usage_error
 
 if TYPE_CHECKING:
@@ -34,11 +35,12 @@ if TYPE_CHECKING:
 class Snapshot:
     stats: EngineStats
     procs: list[ProcInfo]
+    models: list[ModelStats] = field(default_factory=list)
     at: float = field(default_factory=time.monotonic)
 
 
 async def snapshot(sh: Shell) -> Snapshot:
-    return Snapshot(await sh.client.stats(), await sh.client.ps(all=False))
+    return Snapshot(await sh.client.stats(), await sh.client.ps(all=False), await sh.client.model_stats())
 
 
 def render(now: Snapshot, before: Snapshot | None, max_rows: int = 40) -> Group:
@@ -77,7 +79,10 @@ def render(now: Snapshot, before: Snapshot | None, max_rows: int = 40) -> Group:
             f"{u.prompt_tokens}/{u.completion_tokens}", str(u.syscalls), f"{u.model_time:.2f}s",
             age(wall - p.started),
         )
-    parts: list[Any] = [header, Text(""), table]
+    parts: list[Any] = [header, Text("")]
+    if len(now.models) > 1:  # per-model throughput
+        parts += [loaded_models_table(now.models, before.models if before is not None else None), Text("")]
+    parts.append(table)
     if len(rows) > max_rows:
         parts.append(Text(f"… {len(rows) - max_rows} more (ps shows all)", style="dim"))
     return Group(*parts)
@@ -102,7 +107,8 @@ async def top(sh: Shell, args: list[str]) -> None:
     """Live view of the processes and the model, until you press a key.
 
     Per process: state, tokens/s, tokens, syscalls, model time. For the model: batch size, running and
-    queued sequences, aggregate tokens/s, busy share, KV-cache use. Refreshes every second (-d
+    queued sequences, aggregate tokens/s, busy share, KV-cache use; with several models loaded, a row per
+    model (policy, running/waiting, batch, tokens/s). Refreshes every second (-d
     SECONDS). -n FRAMES prints that many frames and returns (top -n 1: one snapshot, for scripts).
     """
     opts, rest = take_options("top", args, {"-d": True, "-n": True})

@@ -2,7 +2,7 @@
 
 from llmasos.syscalls import calls
 from llmasos.syscalls.errors import (
-    ContextOverflow, EngineError, InvalidArguments, MailboxFull, NoSuchApp, NoSuchProcess,
+    ContextOverflow, EngineError, InvalidArguments, MailboxFull, NoSuchApp, NoSuchModel, NoSuchProcess,
     NotSupported, PermissionDenied, ProcessKilled, ProcessLimit, QuotaExceeded, RecvTimeout, ReplayMismatch,
     SyscallError, ToolError, WaitTimeout,
 )
@@ -11,7 +11,7 @@ from llmasos.syscalls.types import Completion, ExitStatus, Message, ProcInfo, To
 
 __all__ = [
     "Completion", "ContextOverflow", "EngineError", "ExitStatus", "InvalidArguments", "MailboxFull",
-    "Message", "NoSuchApp", "NoSuchProcess", "NotSupported", "PermissionDenied", "ProcInfo",
+    "Message", "NoSuchApp", "NoSuchModel", "NoSuchProcess", "NotSupported", "PermissionDenied", "ProcInfo",
     "ProcessKilled", "ProcessLimit", "QuotaExceeded", "RecvTimeout", "ReplayMismatch", "Sys", "SyscallError",
     "ToolCall", "ToolError", "Usage", "WaitTimeout", "calls",
 ]

@@ -12,6 +12,8 @@ variables, what the kernel needs to know about it beyond its handler:
   flight at a crash is re-issued with the same idempotency key.
 - ``nests``: syscalls may be made inside it (a tool's, a chat's summary); the journal records how many
   positions they took, so that a replay of it skips them.
+- ``added``: fields added after journals were first written; the journal's digest of a call leaves
+  each one out while it holds None, so a journal written before the field existed still replays.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Syscall:
     replay: ClassVar[str] = "result"
     effect: ClassVar[bool] = False
     nests: ClassVar[bool] = False
+    added: ClassVar[tuple[str, ...]] = ()
 
     @property
     def name(self) -> str:
@@ -154,11 +157,14 @@ class Stdin(Syscall):
 
 @dataclass(frozen=True, slots=True)
 class SetPolicy(Syscall):
-    """Switch the kernel's scheduling policy now (fifo, rr, priority, fair); root only."""
+    """Switch a scheduling policy now (fifo, rr, priority, fair): of one model, or of every model
+    (model=None); root only."""
 
     effect: ClassVar[bool] = True
+    added: ClassVar[tuple[str, ...]] = ("model",)
 
     policy: str
+    model: str | None = None
 
 
 # -- llm -------------------------------------------------------------------------------------
@@ -166,9 +172,10 @@ class SetPolicy(Syscall):
 
 @dataclass(frozen=True, slots=True)
 class Generate(Syscall):
-    """Run the model on a prompt or chat messages."""
+    """Run a model on a prompt or chat messages (model None: the app's default model, else the kernel's)."""
 
     waits: ClassVar[str | None] = "llm"
+    added: ClassVar[tuple[str, ...]] = ("model",)
     prompt: str | None = None
     messages: tuple[dict[str, Any], ...] | None = None
     max_tokens: int | None = None
@@ -180,6 +187,7 @@ class Generate(Syscall):
     tools: tuple[Any, ...] | None = None  # tool names or schemas offered to the model
     tool_choice: Any = None  # "auto", "required", "none" or a tool name
     truncate: bool = False
+    model: str | None = None  # a loaded model's name (see Kernel.models)
 
 
 # -- tools -----------------------------------------------------------------------------------
@@ -265,6 +273,7 @@ class Chat(Syscall):
 
     nests: ClassVar[bool] = True  # (a summary of paged-out turns is a generate syscall inside it)
     waits: ClassVar[str | None] = "llm"
+    added: ClassVar[tuple[str, ...]] = ("model",)
 
     text: str
     max_tokens: int | None = None
@@ -273,6 +282,7 @@ class Chat(Syscall):
     seed: int | None = None
     stop: tuple[str, ...] = ()
     system: str | None = None  # a system message, put first when the context has none
+    model: str | None = None  # a loaded model's name; None: the app's default model, else the kernel's
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,10 @@ class InvalidArguments(SyscallError):
     """The arguments do not fit the app's main function or the syscall."""
 
 
+class NoSuchModel(InvalidArguments):
+    """No loaded model by that name (the kernel's model table lists the loaded ones)."""
+
+
 class PermissionDenied(SyscallError):
     """The process lacks the capability this syscall needs."""
 

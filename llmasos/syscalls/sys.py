@@ -100,8 +100,9 @@ class Sys:
                  max_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0,
                  seed: int | None = None, stop: str | Iterable[str] | None = None, stream: bool = False,
                  tools: Iterable[Any] | None = None, tool_choice: Any = None, truncate: bool = False,
-                 ) -> Any:
-        """Run the model on prompt (or chat messages).
+                 model: str | None = None) -> Any:
+        """Run a model on prompt (or chat messages): model names a loaded one (None: the app's default
+        model, else the kernel's).
 
         ``await sys.generate(...)`` gives a Completion; with ``stream=True``, ``async for text in
         sys.generate(...)`` yields the text as it is produced.
@@ -112,7 +113,7 @@ class Sys:
             prompt=prompt, messages=tuple(messages) if messages is not None else None,
             max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
             stop=tuple(stop or ()), stream=stream, tools=tuple(tools) if tools is not None else None,
-            tool_choice=tool_choice, truncate=truncate,
+            tool_choice=tool_choice, truncate=truncate, model=model,
         )
         return _Streamed(self, call) if stream else self._trap(call)
 
@@ -143,10 +144,10 @@ class Sys:
 
     async def chat(self, text: str, *, max_tokens: int | None = None, temperature: float = 0.0,
                    top_p: float = 1.0, seed: int | None = None, stop: str | Iterable[str] | None = None,
-                   system: str | None = None) -> Completion:
+                   system: str | None = None, model: str | None = None) -> Completion:
         """Say text in this process's persistent context; returns the model's reply (also kept)."""
         stop = (stop,) if isinstance(stop, str) else tuple(stop or ())
-        return await self._trap(c.Chat(text, max_tokens, temperature, top_p, seed, stop, system))
+        return await self._trap(c.Chat(text, max_tokens, temperature, top_p, seed, stop, system, model))
 
     async def context(self) -> list[dict[str, Any]]:
         """This process's persistent context: [{role, content, tokens, kind}], oldest first."""

@@ -33,7 +33,11 @@ class Served:
 @asynccontextmanager
 async def serving(tmp_path: Path, engine: FakeEngine | None = None, **config: Any) -> AsyncIterator[Served]:
     engine = engine or FakeEngine()
-    async with Kernel(KernelConfig(engine=engine, home=tmp_path, **config)) as kernel:
+    if config.get("models") is not None:  # a model table instead of one engine (Served.engine: unused)
+        kernel_config = KernelConfig(home=tmp_path, **config)
+    else:
+        kernel_config = KernelConfig(engine=engine, home=tmp_path, **config)
+    async with Kernel(kernel_config) as kernel:
         app = create_app(kernel, TOKEN)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://llmasos.test",
                                      headers=AUTH, timeout=10) as http:

@@ -73,7 +73,11 @@ class Driver:
 @asynccontextmanager
 async def running_shell(tmp_path: Path, **config: Any) -> AsyncIterator[Driver]:
     engine = config.pop("engine", None) or FakeEngine()
-    async with Kernel(KernelConfig(engine=engine, home=tmp_path, **config)) as kernel:
+    if config.get("models") is not None:  # a model table instead of one engine (Driver.engine: unused)
+        kernel_config = KernelConfig(home=tmp_path, **config)
+    else:
+        kernel_config = KernelConfig(engine=engine, home=tmp_path, **config)
+    async with Kernel(kernel_config) as kernel:
         with create_pipe_input() as pipe:
             out = io.StringIO()
             shell = Shell(LocalClient(kernel), input=pipe, output=DummyOutput(), stdout=out, width=140,

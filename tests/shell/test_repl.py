@@ -287,7 +287,8 @@ async def test_sched_show_and_switch(shell_at) -> None:
 
 async def test_models_tools_and_mem(shell_at) -> None:
     async with shell_at() as sh:
-        await sh.run("models", r"fake .*loaded")
+        await sh.run("models", r"MODEL .*fake \(default\) +fake +fake +fifo +0/0")
+        await sh.run("models -a", r"fake .*loaded")
         sh.line("tools")
         await sh.expect(r"TOOL|no tools|no tool registry")
         await sh.run("spawn chat", r"\[1\]")
