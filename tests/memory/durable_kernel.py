@@ -44,10 +44,11 @@ async def main(home: Path, workdir: Path, honour: bool) -> None:
         with open(workdir / "boots.log", "a") as f:
             f.write(f"{os.getpid()} restored={len(k.recovery.restored)}\n")
         store = k.memory.store
-        if not await store.processes():
-            for attr, args in plan(workdir, honour):
-                await k.spawn(f"{APPS}:{attr}", *args)
-            await k.memory.flush()
+        # Spawns are sequential, so the roots a killed boot managed to start are a prefix of the plan.
+        started = len(await store.processes(parents=[0]))
+        for attr, args in plan(workdir, honour)[started:]:
+            await k.spawn(f"{APPS}:{attr}", *args)
+        await k.memory.flush()
         while True:
             roots = await store.processes(parents=[0])
             if all(r.state not in ("ready", "running", "waiting") for r in roots):
