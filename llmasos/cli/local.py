@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 
 from llmasos.cli.options import ModelOpt, PolicyOpt, fail, run_async, split_args, write_chunk
-from llmasos.client.local import LocalClient, app_rows, check_app, kernel_config, model_rows
+from llmasos.client.local import LocalClient, app_rows, check_app, cluster_config, kernel_config, model_rows
 from llmasos.client.records import EngineStats
 from llmasos.client.tables import apps_table, models_table
 from llmasos.errors import LlmasosError
@@ -211,6 +211,12 @@ def serve(
     port: Annotated[int, typer.Option("--port", help="Port to listen on (0: any free port)")] = 8765,
     model: ModelOpt = None,
     policy: PolicyOpt = "fifo",
+    database: Annotated[str | None, typer.Option(
+        "--database", envvar="LLMASOS_DATABASE", help="Database URL ($LLMASOS_DATABASE); postgresql://...: "
+        "join the cluster of nodes sharing it (docs/cluster.md)")] = None,
+    node: Annotated[str | None, typer.Option("--node", help="This cluster node's id (default: host-pid-random)")] = None,
+    lease: Annotated[float | None, typer.Option(
+        "--lease", help="Cluster: seconds without a heartbeat before another node adopts this one's processes")] = None,
 ) -> None:
     """Boot a kernel and serve its HTTP API: processes, stats, and OpenAI-compatible chat completions.
 
@@ -225,7 +231,7 @@ def serve(
 
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
-        config = kernel_config(model, policy)
+        config = cluster_config(kernel_config(model, policy), database, node, lease)
         token, where = server_token(config.home)
     except (LlmasosError, OSError) as exc:
         fail(str(exc))

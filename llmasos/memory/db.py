@@ -52,11 +52,18 @@ def describe(url: str) -> str:
     return str(path) if path is not None else make_url(url).render_as_string(hide_password=True)
 
 
-def create_engine(url: str, *, busy_timeout: float, synchronous: str) -> AsyncEngine:
-    """An async engine; for SQLite with WAL, a busy timeout and BEGIN IMMEDIATE transactions."""
+def create_engine(url: str, *, busy_timeout: float, synchronous: str,
+                  idle_timeout: float | None = None) -> AsyncEngine:
+    """An async engine; for SQLite with WAL, a busy timeout and BEGIN IMMEDIATE transactions.
+
+    idle_timeout (PostgreSQL, a cluster node): the server ends a session left idle inside a transaction
+    this long (a paused node), so the row locks it held cannot stop another node from adopting."""
     u = make_url(url)
     if not u.drivername.startswith("sqlite"):
-        return create_async_engine(url, pool_pre_ping=False)
+        if idle_timeout is None:
+            return create_async_engine(url, pool_pre_ping=False)
+        settings = {"idle_in_transaction_session_timeout": str(max(1, int(idle_timeout * 1000)))}
+        return create_async_engine(url, pool_pre_ping=True, connect_args={"server_settings": settings})
     memory = u.database in (None, "", ":memory:")
     kwargs: dict[str, Any] = {"poolclass": StaticPool} if memory else {}
     # check_same_thread=False: batches of rows commit on the loop's thread (see writer.py)

@@ -110,8 +110,21 @@ def m004_process_restarts(conn: Connection) -> None:
     conn.execute(s.meta.insert(), [{"key": "last_stop", "value": "clean"}])
 
 
+def m005_cluster(conn: Connection) -> None:
+    """A cluster of kernels on one PostgreSQL (kernel/cluster.py): the nodes table (leases and fencing
+    epochs), processes.node and node_epoch (which node runs a process), the requests table (root-user
+    operations on another node's process), and meta.next_mail (mailbox row ids, handed out in blocks)."""
+    conn.execute(text("ALTER TABLE processes ADD COLUMN node VARCHAR(64)"))
+    conn.execute(text("ALTER TABLE processes ADD COLUMN node_epoch INTEGER"))
+    conn.execute(text("CREATE INDEX ix_processes_node ON processes (node)"))
+    s.nodes.create(conn)
+    s.requests.create(conn)
+    top = conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM mailbox")).scalar_one()
+    conn.execute(s.meta.insert(), [{"key": "next_mail", "value": str(int(top) + 1)}])
+
+
 MIGRATIONS: list[Migration] = [m001_initial, m002_processes_parent_index, m003_journal_span,
-                               m004_process_restarts]
+                               m004_process_restarts, m005_cluster]
 
 
 def current_version(conn: Connection) -> int:

@@ -30,13 +30,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from llmasos.memory.db import translate
-from llmasos.memory.errors import DatabaseCorrupt, DatabaseFull, DatabaseLocked, MemoryStoreError
+from llmasos.memory.errors import DatabaseCorrupt, DatabaseFull, DatabaseLocked, Fenced, MemoryStoreError
 from llmasos.memory.receipt import Receipt
 
 Op = Callable[[AsyncConnection], Awaitable[Any]]
 Row = tuple[str, dict[str, Any]]  # (a ROW_SQL name, its parameters)
 _log = logging.getLogger("llmasos.memory")
-_FATAL = (DatabaseLocked, DatabaseFull, DatabaseCorrupt)
+_FATAL = (DatabaseLocked, DatabaseFull, DatabaseCorrupt, Fenced)
 
 ROW_SQL = {
     "journal+": "INSERT INTO journal (pid, n, call, digest, status, result, error_type, span, at) "
@@ -47,9 +47,9 @@ ROW_SQL = {
     "mailbox-": "DELETE FROM mailbox WHERE id = :id",
     "mailbox-of": "DELETE FROM mailbox WHERE pid = :pid",
     "process+": "INSERT INTO processes (pid, app, spec, args, kwargs, state, priority, parent, caps, "
-                "usage, exit_value, error, started, ended, spawn_key) VALUES (:pid, :app, :spec, :args, "
-                ":kwargs, :state, :priority, :parent, :caps, :usage, :exit_value, :error, :started, "
-                ":ended, :spawn_key)",
+                "usage, exit_value, error, started, ended, spawn_key, node, node_epoch) VALUES (:pid, :app, "
+                ":spec, :args, :kwargs, :state, :priority, :parent, :caps, :usage, :exit_value, :error, "
+                ":started, :ended, :spawn_key, :node, :node_epoch)",
     "process-end": "UPDATE processes SET state = :state, ended = :ended, exit_value = :exit_value, "
                    "error = :error, usage = :usage WHERE pid = :pid",
     "process-lost": "UPDATE processes SET state = :state, ended = :ended, error = :error WHERE pid = :pid",
@@ -95,6 +95,8 @@ class Writer:
         self._inline = False  # rows commit on the loop's thread (see the module's docstring)
         self._checkpointed = 0  # self.commits at the last WAL checkpoint
         self._busy = False  # the serving task awaits work on the connection in the driver's thread
+        self.fence: Op | None = None  # a cluster node's lease check, run first in every transaction
+        # (kernel/cluster.py): it raises Fenced, and the transaction commits nothing, once the lease is lost
 
     async def open(self) -> AsyncConnection:
         try:
@@ -290,6 +292,8 @@ class Writer:
     async def _run_batch(self, conn: AsyncConnection, batch: list[_Pending]) -> list[Any]:
         values: list[Any] = []
         async with conn.begin():
+            if self.fence is not None:
+                await self.fence(conn)
             rows: list[Row] = []
             for op in batch:
                 rows.extend(op.rows)
