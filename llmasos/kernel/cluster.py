@@ -14,11 +14,14 @@ is a request row that the owning node applies as its root process, through ``Ker
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import secrets
 import socket
+import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
 
 _LIVE = [s.value for s in LIVE]
 _OPS = {"kill", "send", "stdin", "close", "logs"}
+JOIN_GRACE = 5.0  # seconds a joining node's first lease lasts beyond KernelConfig.lease
 
 
 class NodeUnreachable(SyscallError):
@@ -73,17 +77,19 @@ class Cluster:
         self.adopted: dict[str, list[int]] = {}  # dead node -> the pids this node adopted from it
         self._conn: AsyncConnection | None = None  # this node's own connection (the writer has another)
         self._lock = anyio.Lock()
-        self._deadline = 0.0  # monotonic time past which this node's lease may have run out
+        self._deadline = 0.0  # time.monotonic() past which this node's lease may have run out
+        self._stop = threading.Event()  # ends the heartbeat thread
         self._apps: dict[str, Any] = {}  # spec -> App (or None), for the args other nodes' rows show
 
     # -- membership --------------------------------------------------------------------------
 
     async def join(self) -> None:
         """Take this node's lease and epoch; from now on the writer commits only while it holds them."""
-        t0 = anyio.current_time()
+        t0 = time.monotonic()
+        first = self.lease + JOIN_GRACE  # (a node's start blocks its loop for a while: imports, the server)
         async with self._tx(fenced=False) as conn:
-            self.epoch = await rows.join(conn, self.node, self.lease, None)
-        self._deadline = t0 + self.lease
+            self.epoch = await rows.join(conn, self.node, first, None)
+        self._deadline = t0 + first
         self.memory.writer.fence = rows.fence(self.node, self.epoch, self._lost)
         self.journal.rows.node, self.journal.rows.epoch = self.node, self.epoch
         assert self.memory.mail_ids is not None
@@ -92,12 +98,13 @@ class Cluster:
     async def run(self) -> None:
         """The node's tasks: heartbeat and adoption, and requests from other nodes (kernel task group)."""
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._beats)
+            tg.start_soon(self._watch)
             tg.start_soon(self._requests)
 
     async def leave(self) -> None:
         """A clean stop (after the processes stopped and the writer flushed): the lease ends now, so the
         processes left alive are adopted by another node at once."""
+        self._stop.set()
         try:
             if not self.fenced.is_set():
                 async with self._tx(fenced=False) as conn:
@@ -120,27 +127,55 @@ class Cluster:
         for proc in [p for p in k.processes.values() if p.alive]:
             k.kill(proc.pid)
 
-    async def _beats(self) -> None:
-        while not self.fenced.is_set():
-            t0 = anyio.current_time()
-            try:
-                async with self._tx(fenced=False) as conn:
-                    held = await rows.heartbeat(conn, self.node, self.epoch, self.lease)
-                if not held:
-                    self._lost()
+    def _renew(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The heartbeat, in a thread of its own with its own connection: a kernel whose event loop is busy
+        (an adoption's replay, an import) keeps its lease; a paused or partitioned one loses it."""
+        asyncio.run(self._renew_async(loop))
+
+    async def _renew_async(self, loop: asyncio.AbstractEventLoop) -> None:
+        from sqlalchemy.ext.asyncio import create_async_engine
+        from sqlalchemy.pool import NullPool
+
+        engine = create_async_engine(self.memory.url, poolclass=NullPool)
+        try:
+            while not self._stop.is_set():
+                t0 = time.monotonic()
+                try:
+                    async with engine.begin() as conn:
+                        held = await rows.heartbeat(conn, self.node, self.epoch, self.lease)
+                except Exception as exc:
+                    if time.monotonic() >= self._deadline:  # (monotonic: clock skew cannot move it)
+                        loop.call_soon_threadsafe(self._lost, f"it could not renew its lease for {self.lease}s "
+                                                  f"({type(exc).__name__}: {exc})")
+                        return
+                    held = True
+                else:
+                    if not held:
+                        loop.call_soon_threadsafe(self._lost)
+                        return
+                    self._deadline = t0 + self.lease
+                await asyncio.sleep(max(0.0, self.beat - (time.monotonic() - t0)))
+        finally:
+            await engine.dispose()
+
+    async def _watch(self) -> None:
+        """Every heartbeat: adopt the processes of nodes whose lease ran out; keep spare number blocks."""
+        thread = threading.Thread(target=self._renew, args=(asyncio.get_running_loop(),),
+                                  name=f"llmasos cluster heartbeat {self.node}", daemon=True)
+        thread.start()
+        try:
+            while not self.fenced.is_set():
+                t0 = anyio.current_time()
+                try:
+                    await self._take_over()
+                    await self._refill()
+                except Fenced:
                     return
-                self._deadline = t0 + self.lease
-                await self._take_over()
-                await self._refill()
-            except Fenced:
-                return
-            except Exception as exc:
-                await self._close()
-                if anyio.current_time() >= self._deadline:  # (monotonic: clock skew cannot move it)
-                    self._lost(f"it could not renew its lease for {self.lease}s ({exc})")
-                    return
-                log.warning("cluster node %s: heartbeat failed (%s); retrying", self.node, exc)
-            await anyio.sleep(max(0.0, self.beat - (anyio.current_time() - t0)))
+                except Exception as exc:
+                    log.warning("cluster node %s: looking for dead nodes failed (%s); retrying", self.node, exc)
+                await anyio.sleep(max(0.0, self.beat - (anyio.current_time() - t0)))
+        finally:
+            self._stop.set()
 
     async def _take_over(self) -> None:
         async with self._tx() as conn:
@@ -197,8 +232,12 @@ class Cluster:
     async def _requests(self) -> None:
         while not self.fenced.is_set():
             try:
-                async with self._tx() as conn:
-                    taken = await rows.take(conn, self.node)
+                async with self._tx(fenced=False) as conn:
+                    asked = await rows.waiting(conn, self.node)
+                taken = []
+                if asked:  # (claimed in a fenced transaction: a node that lost its lease takes none)
+                    async with self._tx() as conn:
+                        taken = await rows.take(conn, self.node)
                 for req in taken:
                     await self._apply(req)
             except Fenced:

@@ -35,8 +35,9 @@ async def now(conn: AsyncConnection) -> float:
 
 
 async def join(conn: AsyncConnection, node: str, lease: float, address: str | None) -> int:
-    """Register node as alive with a fresh lease; its new epoch (bumped if the node id was known, which
-    fences any older instance of it still running). Its live processes take the new epoch."""
+    """Register node as alive with a fresh lease (lease seconds: its first covers the rest of its start);
+    its new epoch (bumped if the node id was known, which fences any older instance of it still running).
+    Its live processes take the new epoch."""
     epoch = (await conn.execute(text(
         f"INSERT INTO nodes (node_id, epoch, state, heartbeat, lease_until, address, started) "
         f"VALUES (:node, 1, '{ALIVE}', {NOW}, {NOW} + :lease, :address, {NOW}) "
@@ -140,6 +141,12 @@ async def ask(conn: AsyncConnection, node: str, pid: int, op: str, body: str | N
     return int((await conn.execute(text(
         f"INSERT INTO requests (node, pid, op, body, state, created) VALUES (:node, :pid, :op, :body, "
         f"'{ASKED}', {NOW}) RETURNING id"), {"node": node, "pid": pid, "op": op, "body": body})).scalar_one())
+
+
+async def waiting(conn: AsyncConnection, node: str) -> bool:
+    """Whether a request waits for node (a plain read: the poll, between takes)."""
+    return (await conn.execute(text(f"SELECT 1 FROM requests WHERE node = :node AND state = '{ASKED}' LIMIT 1"),
+                               {"node": node})).first() is not None
 
 
 async def take(conn: AsyncConnection, node: str, limit: int = 64) -> list[Any]:

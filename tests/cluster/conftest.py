@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from tests.cluster.nodes import close_all
 from tests.memory.pg import postgres_url
 
 
 @pytest.fixture(scope="session")
 def pg_server():
     with postgres_url() as url:
-        yield url
+        try:
+            yield url
+        finally:
+            close_all()

@@ -55,6 +55,12 @@ class Node:
         self.url = found.group(1)
         return self
 
+    def has_output(self) -> bool:
+        """Whether it wrote its first line (it serves, or failed to start), without waiting."""
+        import select
+
+        return bool(self.proc.stdout and select.select([self.proc.stdout], [], [], 0)[0])
+
     def stderr(self) -> str:
         return self.err_path.read_text() if self.err_path.exists() else ""
 
@@ -92,17 +98,20 @@ def start(url: str, names: list[str], work: Path, lease: float = LEASE) -> list[
         raise
 
 
+_LOOP = asyncio.new_event_loop()
+_CONNS: dict[str, Any] = {}
+
+
 def query(url: str, sql: str, *args: Any) -> list[Any]:
-    """Rows of sql on the database (asyncpg, its own connection)."""
+    """Rows of sql on the database (asyncpg: one connection per database, kept for the session)."""
     import asyncpg
 
     async def go() -> list[Any]:
-        conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
-        try:
-            return list(await conn.fetch(sql, *args))
-        finally:
-            await conn.close()
-    return asyncio.run(go())
+        conn = _CONNS.get(url)
+        if conn is None or conn.is_closed():
+            conn = _CONNS[url] = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+        return list(await conn.fetch(sql, *args))
+    return _LOOP.run_until_complete(go())
 
 
 def new_database(server_url: str) -> str:
@@ -134,7 +143,7 @@ def wait_until(check: Any, timeout: float, what: str) -> None:
     while time.monotonic() < end:
         if check():
             return
-        time.sleep(0.05)
+        time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
@@ -149,3 +158,10 @@ def outcome(url: str) -> dict[str, Any]:
 
 def lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
+
+
+def close_all() -> None:
+    """Close the kept connections (before the server stops)."""
+    for conn in _CONNS.values():
+        _LOOP.run_until_complete(conn.close())
+    _CONNS.clear()
