@@ -129,7 +129,7 @@ async def bench(url: str, args: argparse.Namespace) -> None:
     base_s = statistics.median(r[0] for r in results[0])
     base_c = statistics.median(r[1] for r in results[0])
     print(f"\nthroughput on one PostgreSQL ({args.rounds} rounds, median (min-max)); per-call commit; "
-          f"{args.procs} loopers x {args.n // max(1, 1)} sys.sleep(0); {args.spawns} spawns of echo")
+          f"{args.procs} loopers x {args.n} sys.sleep(0) over the nodes; {args.spawns} spawns of echo")
     print(f"{'nodes':<22} {'spawns/s':>24} {'vs lone':>8} {'syscalls/s':>24} {'vs lone':>8}")
     for nodes, label in ((0, "lone kernel (no fence)"), (1, "1 node"), (2, "2 nodes"), (3, "3 nodes")):
         s = [r[0] for r in results[nodes]]

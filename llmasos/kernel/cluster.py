@@ -107,8 +107,11 @@ class Cluster:
         self._stop.set()
         try:
             if not self.fenced.is_set():
+                await self.memory.flush()  # (Fenced if the lease was lost meanwhile: then nothing ends)
                 async with self._tx(fenced=False) as conn:
                     await rows.leave(conn, self.node, self.epoch)
+        except Fenced:
+            pass  # (it lost the lease meanwhile: there is nothing to end)
         except Exception as exc:
             log.warning("cluster node %s could not end its lease (%s); others adopt its processes once it "
                         "runs out", self.node, exc)

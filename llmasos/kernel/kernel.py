@@ -178,7 +178,6 @@ class Kernel(Faces, Stdio):
                     if memory.journal_rows is not None:
                         clean_stop(memory.store)  # the next boot does not count this stop as a crash
                     if self.cluster is not None:  # -- cluster: what is queued commits, then the lease ends
-                        await memory.flush()
                         await self.cluster.leave()
                     await memory.close()
 

@@ -165,3 +165,14 @@ def close_all() -> None:
     for conn in _CONNS.values():
         _LOOP.run_until_complete(conn.close())
     _CONNS.clear()
+
+
+async def aquery(url: str, sql: str, *args: Any) -> list[Any]:
+    """query, from async code (its own connection)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()

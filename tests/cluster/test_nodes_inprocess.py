@@ -15,7 +15,7 @@ from llmasos.memory.cluster import Blocks
 from llmasos.syscalls.calls import Kill
 from llmasos.syscalls.errors import NoSuchProcess, ProcessLimit
 
-from .nodes import LIVE, new_database, query
+from .nodes import LIVE, aquery, new_database
 
 pytestmark = pytest.mark.postgres
 
@@ -45,23 +45,23 @@ def _config(url: str, home: Path, node: str) -> KernelConfig:
 
 
 async def test_a_node_whose_epoch_was_bumped_commits_nothing_and_stops_its_processes(pg_server, tmp_path):
-    url = new_database(pg_server)
+    url = await anyio.to_thread.run_sync(new_database, pg_server)
     async with Kernel(_config(url, tmp_path / "a", "a")) as a:
         pid = await a.spawn(f"{__file__}:ticker")
         await anyio.sleep(0.2)
-        query(url, "UPDATE nodes SET epoch = epoch + 1, state = 'dead' WHERE node_id = 'a'")  # taken over
-        before = query(url, "SELECT pid, n, status FROM journal ORDER BY pid, n")
+        await aquery(url, "UPDATE nodes SET epoch = epoch + 1, state = 'dead' WHERE node_id = 'a'")  # taken over
+        before = await aquery(url, "SELECT pid, n, status FROM journal ORDER BY pid, n")
         with anyio.fail_after(10):
             await a.get(pid).done.wait()  # its next commit failed the fence: every copy is stopped
         assert a.cluster.fenced.is_set() and a.get(pid).state.value == "killed"
         await anyio.sleep(0.2)
-        assert query(url, "SELECT pid, n, status FROM journal ORDER BY pid, n") == before
-        row = query(url, "SELECT state, node FROM processes WHERE pid = $1", pid)[0]
+        assert await aquery(url, "SELECT pid, n, status FROM journal ORDER BY pid, n") == before
+        (row,) = await aquery(url, "SELECT state, node FROM processes WHERE pid = $1", pid)
         assert row["state"] in LIVE and row["node"] == "a"  # left for its adopter, as it was
 
 
 async def test_pids_are_unique_across_nodes_and_a_process_cannot_reach_another_nodes(pg_server, tmp_path):
-    url = new_database(pg_server)
+    url = await anyio.to_thread.run_sync(new_database, pg_server)
     async with Kernel(_config(url, tmp_path / "a", "a")) as a, Kernel(_config(url, tmp_path / "b", "b")) as b:
         pids = [await k.spawn("echo", "x") for _ in range(40) for k in (a, b)]
         assert len(set(pids)) == len(pids)
@@ -71,9 +71,9 @@ async def test_pids_are_unique_across_nodes_and_a_process_cannot_reach_another_n
         assert await b.root.syscall(Kill(target)) is True  # the root user's kill: applied by node a
         with anyio.fail_after(10):
             await a.get(target).done.wait()
-        rows = query(url, "SELECT node_id, state FROM nodes ORDER BY node_id")
+        rows = await aquery(url, "SELECT node_id, state FROM nodes ORDER BY node_id")
         assert [(r["node_id"], r["state"]) for r in rows] == [("a", "alive"), ("b", "alive")]
-    rows = query(url, "SELECT node_id, state FROM nodes ORDER BY node_id")
+    rows = await aquery(url, "SELECT node_id, state FROM nodes ORDER BY node_id")
     assert {r["state"] for r in rows} == {"stopped"}  # a clean stop ends the lease at once
 
 
