@@ -22,7 +22,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +35,7 @@ from llmasos.kernel.proc import LIVE
 from llmasos.kernel.recovery import recover
 from llmasos.memory import cluster as rows
 from llmasos.memory import codec
-from llmasos.memory.errors import Fenced, MemoryStoreError
+from llmasos.memory.errors import Fenced
 from llmasos.syscalls import calls as c
 from llmasos.syscalls.errors import NoSuchProcess, SyscallError, WaitTimeout
 from llmasos.syscalls.types import ExitStatus, ProcInfo, Usage
@@ -79,6 +79,7 @@ class Cluster:
         self._lock = anyio.Lock()
         self._deadline = 0.0  # time.monotonic() past which this node's lease may have run out
         self._stop = threading.Event()  # ends the heartbeat thread
+        self._fence: Callable[[AsyncConnection], Awaitable[None]] | None = None  # the check, as a statement
         self._apps: dict[str, Any] = {}  # spec -> App (or None), for the args other nodes' rows show
 
     # -- membership --------------------------------------------------------------------------
@@ -90,7 +91,9 @@ class Cluster:
         async with self._tx(fenced=False) as conn:
             self.epoch = await rows.join(conn, self.node, first, None)
         self._deadline = t0 + first
-        self.memory.writer.fence = rows.fence(self.node, self.epoch, self._lost)
+        self._fence = rows.fence(self.node, self.epoch, self._lost)
+        self.memory.writer.on_fenced = self._lost
+        await self.memory.writer.run(lambda conn: rows.fence_session(conn, self.node, self.epoch))
         self.journal.rows.node, self.journal.rows.epoch = self.node, self.epoch
         assert self.memory.mail_ids is not None
         self.journal.use_message_ids(self.memory.mail_ids)
@@ -208,8 +211,8 @@ class Cluster:
                 self._conn = await self.memory.engine.connect()
             try:
                 async with self._conn.begin():
-                    if fenced and self.memory.writer.fence is not None:
-                        await self.memory.writer.fence(self._conn)
+                    if fenced and self._fence is not None:
+                        await self._fence(self._conn)
                     yield self._conn
             except (Fenced, SyscallError):
                 raise

@@ -6,11 +6,13 @@ adopts what, when a lease is lost and how a request is applied is the kernel's b
 (``kernel/cluster.py``). Times are the database server's clock (``clock_timestamp()``), never a node's,
 so nodes' clocks may disagree without moving a lease.
 
-Fencing: ``fence`` runs first in every transaction of a node's writer. It takes a KEY SHARE lock on the
-node's row and checks that the row still holds the node's epoch and is alive; ``take_over`` locks a
-dead node's row FOR UPDATE SKIP LOCKED and bumps its epoch. The two locks conflict, so a transaction of
-the old node either commits before the takeover (and the adopter reads its rows) or sees the new epoch
-and commits nothing.
+Fencing: the writer's session names its node and epoch (``fence_session``), and the fence trigger of
+migration 5 (``migrations.FENCE_FUNCTION``) runs inside every statement that writes a kernel's table: it
+takes a KEY SHARE lock on the node's row and fails unless the row still holds the node's epoch and is
+alive (``fence`` does the same as a statement, on a node's other connection). ``take_over`` locks a dead
+node's row FOR UPDATE SKIP LOCKED and bumps its epoch. The two locks conflict, so a transaction of the
+old node either commits before the takeover (and the adopter reads its rows) or fails and commits
+nothing. The check costs no round trip: it runs in the database, within the write.
 """
 
 from __future__ import annotations
@@ -65,8 +67,15 @@ async def leave(conn: AsyncConnection, node: str, epoch: int) -> None:
         f"WHERE node_id = :node AND epoch = :epoch AND state = '{ALIVE}'"), {"node": node, "epoch": epoch})
 
 
+async def fence_session(conn: AsyncConnection, node: str, epoch: int) -> None:
+    """From now on, the fence trigger checks every write of this session against node's epoch."""
+    await conn.execute(text("SELECT set_config('llmasos.node', :node, false), "
+                            "set_config('llmasos.epoch', :epoch, false)"), {"node": node, "epoch": str(epoch)})
+
+
 def fence(node: str, epoch: int, on_fenced: Callable[[], None]) -> Callable[[AsyncConnection], Awaitable[None]]:
-    """The writer's check (``Writer.fence``): raise Fenced unless node still holds epoch."""
+    """The check as a statement, for a transaction on a node's own connection: raise Fenced unless node
+    still holds epoch."""
     query = text("SELECT epoch, state FROM nodes WHERE node_id = :node FOR KEY SHARE")
     params = {"node": node}
 

@@ -22,8 +22,10 @@ from sqlalchemy.pool import StaticPool
 
 from llmasos.home import private_file
 from llmasos.memory.errors import (
-    DatabaseCorrupt, DatabaseFull, DatabaseLocked, MemoryStoreError,
+    DatabaseCorrupt, DatabaseFull, DatabaseLocked, Fenced, MemoryStoreError,
 )
+
+FENCED = "llmasos fenced"  # how the fence trigger's error starts (migration 5)
 
 
 def database_url(database: str | None, home: Path) -> str:
@@ -96,6 +98,9 @@ def translate(exc: BaseException, where: str) -> MemoryStoreError:
         return exc
     text = str(getattr(exc, "orig", None) or exc)
     low = text.lower()
+    if FENCED in low:  # (raised by the fence trigger of migration 5: memory/cluster.py)
+        return Fenced(f"{text.split(FENCED, 1)[-1].strip(': ')} (epoch changed in {where}): another node adopted "
+                      "its processes, so it commits nothing more; restart it to rejoin")
     if "locked" in low or "busy" in low:
         return DatabaseLocked(
             f"the memory database {where} is locked by another program ({text}); stop the other "

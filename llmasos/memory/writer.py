@@ -95,8 +95,8 @@ class Writer:
         self._inline = False  # rows commit on the loop's thread (see the module's docstring)
         self._checkpointed = 0  # self.commits at the last WAL checkpoint
         self._busy = False  # the serving task awaits work on the connection in the driver's thread
-        self.fence: Op | None = None  # a cluster node's lease check, run first in every transaction
-        # (kernel/cluster.py): it raises Fenced, and the transaction commits nothing, once the lease is lost
+        self.on_fenced: Callable[[], None] | None = None  # told when a commit fails with Fenced (a cluster
+        # node that lost its lease: the database's fence trigger refused it; memory/cluster.py)
 
     async def open(self) -> AsyncConnection:
         try:
@@ -267,6 +267,8 @@ class Writer:
                 if left > 0:
                     await anyio.sleep(min(0.005, left))
                     continue
+            if isinstance(error, Fenced) and self.on_fenced is not None:
+                self.on_fenced()
             if len(batch) > 1 and not isinstance(error, _FATAL):
                 for op in batch:  # one bad operation must not fail its neighbours
                     await self._commit([op])
@@ -292,8 +294,6 @@ class Writer:
     async def _run_batch(self, conn: AsyncConnection, batch: list[_Pending]) -> list[Any]:
         values: list[Any] = []
         async with conn.begin():
-            if self.fence is not None:
-                await self.fence(conn)
             rows: list[Row] = []
             for op in batch:
                 rows.extend(op.rows)
