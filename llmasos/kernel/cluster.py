@@ -5,8 +5,8 @@ Rule: built on PostgreSQL's own primitives (row locks, ``FOR UPDATE SKIP LOCKED`
 the fencing token; ``memory/cluster.py`` has the statements), never on a consensus of our own. A node
 owns a process through ``processes.node``; it renews its lease every ``KernelConfig.heartbeat`` seconds,
 and a node whose lease (``KernelConfig.lease``) ran out is taken over by the first live node that sees
-it: that node bumps its epoch (fencing it: every transaction of the old node's writer checks its epoch
-first, so a node that lost its lease commits nothing) and restores its processes from the journal, as
+it: that node bumps its epoch (fencing it: every write of the old node is checked against its epoch by
+a trigger in the database, so a node that lost its lease commits nothing) and restores its processes from the journal, as
 boot-time recovery does (``kernel/recovery.py``): journaled results are not re-executed; a call in
 flight is re-issued with the same idempotency key. One door: a kill, send or stdin from another node
 is a request row that the owning node applies as its root process, through ``Kernel.syscall``.
