@@ -140,9 +140,9 @@ class Cluster:
 
     async def _renew_async(self, loop: asyncio.AbstractEventLoop) -> None:
         from sqlalchemy.ext.asyncio import create_async_engine
-        from sqlalchemy.pool import NullPool
 
-        engine = create_async_engine(self.memory.url, poolclass=NullPool)
+        # (one kept connection, checked before each use: a broken one is replaced, not retried)
+        engine = create_async_engine(self.memory.url, pool_size=1, max_overflow=0, pool_pre_ping=True)
         try:
             while not self._stop.is_set():
                 t0 = time.monotonic()
@@ -151,18 +151,25 @@ class Cluster:
                         held = await rows.heartbeat(conn, self.node, self.epoch, self.lease)
                 except Exception as exc:
                     if time.monotonic() >= self._deadline:  # (monotonic: clock skew cannot move it)
-                        loop.call_soon_threadsafe(self._lost, f"it could not renew its lease for {self.lease}s "
-                                                  f"({type(exc).__name__}: {exc})")
+                        self._tell(loop, f"it could not renew its lease for {self.lease}s ({type(exc).__name__}: "
+                                         f"{exc})")
                         return
-                    held = True
                 else:
                     if not held:
-                        loop.call_soon_threadsafe(self._lost)
+                        self._tell(loop, "another node took over its lease")
                         return
                     self._deadline = t0 + self.lease
                 await asyncio.sleep(max(0.0, self.beat - (time.monotonic() - t0)))
         finally:
             await engine.dispose()
+
+    def _tell(self, loop: asyncio.AbstractEventLoop, why: str) -> None:
+        """From the heartbeat thread: the lease is lost (unless the node is leaving, or gone)."""
+        if not self._stop.is_set():
+            try:
+                loop.call_soon_threadsafe(self._lost, why)
+            except RuntimeError:  # (its event loop has closed: nothing runs there to stop)
+                pass
 
     async def _watch(self) -> None:
         """Every heartbeat: adopt the processes of nodes whose lease ran out; keep spare number blocks."""

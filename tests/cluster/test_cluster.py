@@ -156,6 +156,8 @@ def test_ps_kill_wait_send_stdin_and_logs_work_across_nodes(pg_server, tmp_path)
         b.http("POST", f"/v1/procs/{streamer}/wait", params={"timeout": 30})
         logs = b.http("GET", f"/v1/procs/{streamer}/logs")["output"]
         assert logs and "".join(c["text"] for c in logs)  # kept by a, read through b
+        followed = b.raw("GET", f"/v1/procs/{streamer}/logs", params={"follow": True})  # (it has ended: all, then EOF)
+        assert [json.loads(line) for line in followed.text.splitlines()] == logs
         r = b.raw("POST", "/v1/procs/999999/messages", json={"body": 1})
         assert r.status_code == 404 and "no process 999999" in r.text
     finally:
