@@ -434,6 +434,7 @@ async def serve(config: KernelConfig, host: str = "127.0.0.1", port: int = 8765,
                          "running? (pick another --port)") from None
     bound = sock.getsockname()[1]
     url = f"http://{'[' + host + ']' if ':' in host else host}:{bound}"
+    fenced = False
     try:
         async with LocalClient.boot(config, apps) as local:
             api = create_app(local.kernel, token)
@@ -453,14 +454,23 @@ async def serve(config: KernelConfig, host: str = "127.0.0.1", port: int = 8765,
                     if on_ready is not None:
                         on_ready(url, await local.stats())
 
+                async def stop_when_fenced() -> None:  # a cluster node that lost its lease stops serving
+                    await local.fenced()
+                    server.should_exit = True
+
                 tg.start_soon(stop_on_signal)
                 tg.start_soon(announce)
+                tg.start_soon(stop_when_fenced)
                 try:
                     await server.serve(sockets=[sock])
                 finally:
                     tg.cancel_scope.cancel()
+            fenced = local.is_fenced
     finally:
         sock.close()
+    if fenced:
+        raise ServeError("this cluster node lost its lease (another node adopted its processes) and stopped; "
+                         "start it again to rejoin the cluster")
 
 
 class _Server(uvicorn.Server):

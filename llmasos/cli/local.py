@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 
 from llmasos.cli.options import ConfigOpt, ModelOpt, PolicyOpt, fail, run_async, split_args, write_chunk
-from llmasos.client.local import LocalClient, check_app, deployment, model_rows
+from llmasos.client.local import LocalClient, check_app, cluster_config, deployment, model_rows
 from llmasos.client.records import EngineStats
 from llmasos.client.tables import models_table
 from llmasos.errors import LlmasosError
@@ -212,6 +212,12 @@ def serve(
     model: ModelOpt = None,
     policy: PolicyOpt = None,
     config: ConfigOpt = None,
+    database: Annotated[str | None, typer.Option(
+        "--database", envvar="LLMASOS_DATABASE", help="Database URL ($LLMASOS_DATABASE); postgresql://...: "
+        "join the cluster of nodes sharing it (docs/cluster.md)")] = None,
+    node: Annotated[str | None, typer.Option("--node", help="This cluster node's id (default: host-pid-random)")] = None,
+    lease: Annotated[float | None, typer.Option(
+        "--lease", help="Cluster: seconds without a heartbeat before another node adopts this one's processes")] = None,
 ) -> None:
     """Boot a kernel and serve its HTTP API: processes, stats, and OpenAI-compatible chat completions.
 
@@ -230,6 +236,7 @@ def serve(
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         deployed = deployment(config, model, policy)
+        deployed.config = cluster_config(deployed.config, database, node, lease)
         token, where = server_token(deployed.config.home)
     except (LlmasosError, OSError) as exc:
         fail(str(exc))

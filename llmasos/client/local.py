@@ -27,6 +27,7 @@ from llmasos.client.records import AppRow, EngineStats, MemView, ModelStats, Not
 from llmasos.syscalls.types import ExitStatus, ProcInfo
 
 if TYPE_CHECKING:
+    from llmasos.kernel.cluster import Cluster
     from llmasos.kernel.config import KernelConfig
     from llmasos.kernel.configfile import BootApp, Deployment
     from llmasos.kernel.kernel import Kernel
@@ -97,6 +98,22 @@ def deployment(config: str | Path | None = None, model: str | list[str] | None =
     if policy:
         overrides["policy"] = policy
     return load_config(path, **overrides)
+
+
+def cluster_config(config: KernelConfig, database: str | None, node: str | None,
+                   lease: float | None) -> KernelConfig:
+    """config with serve's --database, --node and --lease: a postgresql:// database (or a node id) makes
+    the kernel a cluster node (heartbeat: a quarter of the lease, at most 2s). ConfigError if invalid."""
+    from dataclasses import replace
+
+    if database is None and node is None and lease is None:
+        return config
+    cluster = node is not None or (database or "").split(":", 1)[0].split("+", 1)[0] in ("postgresql", "postgres")
+    changes: dict[str, Any] = {"database": database if database is not None else config.database,
+                               "cluster": cluster, "node": node}
+    if lease is not None:
+        changes.update(lease=lease, heartbeat=min(config.heartbeat, lease / 4) if lease > 0 else lease)
+    return replace(config, **changes)
 
 
 def app_rows() -> list[AppRow]:
@@ -189,19 +206,34 @@ class LocalClient:
 
         return await self._syscall(Wait(pid, timeout))
 
+    def _elsewhere(self, pid: int) -> Cluster | None:
+        """The cluster, when pid is not this node's (another node may run it); None otherwise."""
+        cluster = self.kernel.cluster
+        return cluster if cluster is not None and cluster.remote(pid) else None
+
     async def ended(self, pid: int) -> ProcInfo:
         """Wait until pid ends, without reaping it (ps -a still lists it)."""
+        if (cluster := self._elsewhere(pid)) is not None:
+            await cluster.wait(self.kernel.root_process, pid, None)
+            return await cluster.info(pid)
         await self.kernel.get(pid).done.wait()
         return self.kernel.info(pid)
 
     async def alive(self, pid: int) -> bool:
         """Whether pid still runs (NoSuchProcess for a bad pid)."""
+        if (cluster := self._elsewhere(pid)) is not None:
+            return (await cluster.info(pid)).ended is None
         return self.kernel.get(pid).alive
 
     async def ps(self, all: bool = False) -> list[ProcInfo]:
+        """The process table (of every node, with NODE, in a cluster)."""
+        if self.kernel.cluster is not None:
+            return await self.kernel.cluster.ps(all)
         return self.kernel.ps(all)
 
     async def info(self, pid: int) -> ProcInfo:
+        if (cluster := self._elsewhere(pid)) is not None:
+            return await cluster.info(pid)
         return self.kernel.info(pid)
 
     async def write_stdin(self, pid: int, text: str) -> None:
@@ -220,10 +252,14 @@ class LocalClient:
         await self._syscall(Send(pid, body))
 
     async def output(self, pid: int) -> list[tuple[str, str]]:
+        if (cluster := self._elsewhere(pid)) is not None:  # kept by the node that runs it: asked there
+            return [tuple(c) for c in await cluster.forward(self.kernel.root_process, "logs", pid)]
         return self.kernel.output(pid)
 
     async def follow(self, pid: int, history: bool = True) -> AsyncIterator[tuple[str, str]]:
-        async for chunk in self.kernel.follow(pid, history=history):
+        cluster = self._elsewhere(pid)
+        chunks = cluster.follow(pid, history=history) if cluster else self.kernel.follow(pid, history=history)
+        async for chunk in chunks:
             yield chunk
 
     async def trace(self, pid: int | None) -> list[str]:
@@ -252,6 +288,19 @@ class LocalClient:
                     yield event.format()
             for event in _drain(events):
                 yield event.format()
+
+    async def fenced(self) -> None:
+        """Return once this kernel, a cluster node, lost its lease (never, for a lone kernel)."""
+        cluster = self.kernel.cluster
+        if cluster is None:
+            await anyio.sleep_forever()
+        else:
+            await cluster.fenced.wait()
+
+    @property
+    def is_fenced(self) -> bool:
+        cluster = self.kernel.cluster
+        return cluster is not None and cluster.fenced.is_set()
 
     def end_streams(self) -> None:
         """End every follow and strace stream now (a daemon shutting down: its clients see them end)."""

@@ -57,7 +57,8 @@ def table(*columns: str, title: str | None = None, color: bool = False) -> Table
 
 def ps_table(rows: list[ProcInfo], *, color: bool = False, now: float | None = None) -> Table:
     """The process table, by pid: state (and why it waits), usage, age, and its args or how it ended."""
-    out = table(*PS_COLUMNS, color=color)
+    nodes = any(p.node for p in rows)  # a cluster: which node runs each (NODE, after PID)
+    out = table(*(PS_COLUMNS[:1] + ("NODE",) + PS_COLUMNS[1:] if nodes else PS_COLUMNS), color=color)
     now = time.time() if now is None else now
     for p in sorted(rows, key=lambda r: r.pid):
         state = p.state + (f":{p.waiting_on}" if p.waiting_on else "")
@@ -68,7 +69,7 @@ def ps_table(rows: list[ProcInfo], *, color: bool = False, now: float | None = N
             tail = short(_last_line(p.error), 40)
         u = p.usage
         out.add_row(
-            str(p.pid), str(p.ppid), p.app, Text(state, style=STATE_STYLE.get(p.state, "")), str(p.priority),
+            str(p.pid), *((p.node or "",) if nodes else ()), str(p.ppid), p.app, Text(state, style=STATE_STYLE.get(p.state, "")), str(p.priority),
             f"{u.prompt_tokens}/{u.completion_tokens}", str(u.syscalls), f"{u.model_time:.2f}s",
             age((p.ended or now) - p.started), Text(tail),
         )

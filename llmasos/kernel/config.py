@@ -9,12 +9,16 @@ engine's own options are ``HFEngine``'s constructor's; the built-in tools' bound
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from llmasos.errors import LlmasosError
 from llmasos.home import llmasos_home
+
+
+_NODE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class ConfigError(LlmasosError):
@@ -79,6 +83,12 @@ class KernelConfig:
     wal_checkpoint_every: int = 256  # SQLite: commits between the writer's WAL checkpoints
     retention: float | None = 604800.0  # seconds the rows of an ended process (its journal and context
     # too, not its notes or keys) are kept once no live parent can wait for it; None: forever
+    # -- cluster (kernel/cluster.py; docs/cluster.md) --
+    cluster: bool = False  # a node of a cluster of kernels sharing one PostgreSQL database (needs database)
+    node: str | None = None  # this node's id (letters, digits, ._-; at most 64); None: host-pid-random
+    lease: float = 10.0  # seconds a node's processes stay its own without a heartbeat; then another adopts them
+    heartbeat: float = 2.0  # seconds between a node's lease renewals and its checks for dead nodes (< lease)
+    cluster_poll: float = 0.05  # seconds between a node's checks for requests from other nodes (kill, send...)
     # -- sizes (InvalidArguments names the field and the size) --
     max_key_size: int = 500  # characters of a memory key or key prefix
     max_value_size: int = 1 << 20  # characters of a memory value, as stored (codec JSON)
@@ -145,6 +155,7 @@ class KernelConfig:
                 raise ConfigError(f"KernelConfig.sandbox_limits[{key!r}] must be a positive number"
                                   f"{' or None' if optional else ''}, not {value!r}")
         self._check_models()
+        self._check_cluster()
         from llmasos.kernel.sched import POLICIES
 
         if self.policy not in POLICIES:
@@ -177,3 +188,22 @@ class KernelConfig:
         if self.default_model is not None and self.default_model not in self.models:
             raise ConfigError(f"KernelConfig.default_model {shorten(self.default_model)} is not one of the models: "
                               f"{listed(self.models)}")
+    def _check_cluster(self) -> None:
+        for name in ("lease", "heartbeat", "cluster_poll"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
+                raise ConfigError(f"KernelConfig.{name} is a number of seconds in (0, 3600], not {value!r}")
+        if self.heartbeat >= self.lease:
+            raise ConfigError(f"KernelConfig.heartbeat ({self.heartbeat}s) must be shorter than the lease "
+                              f"({self.lease}s), or a live node would lose its processes")
+        if self.node is not None and (not isinstance(self.node, str) or not _NODE.fullmatch(self.node)):
+            raise ConfigError(f"KernelConfig.node is 1-64 letters, digits, '.', '_' or '-', not {self.node!r:.80}")
+        if self.node is not None:
+            self.cluster = True
+        if self.cluster and not (self.memory and self.durable):
+            raise ConfigError("a cluster node journals its processes so that another node can adopt them: "
+                              "it needs KernelConfig.memory and durable True")
+        if self.cluster and not (isinstance(self.database, str) and self.database.split(":", 1)[0].split(
+                "+", 1)[0] in ("postgresql", "postgres")):
+            raise ConfigError("a cluster node (KernelConfig.cluster or node) shares a PostgreSQL database: "
+                              f"set KernelConfig.database to a postgresql:// URL, not {self.database!r:.80}")

@@ -27,6 +27,7 @@ import importlib
 import itertools
 import json
 from collections import deque
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from llmasos.apps.registry import app_spec
@@ -96,7 +97,8 @@ class Journal:
         self.restoring = False  # recovery is starting processes: their rows exist already
         self._spawn_key: str | None = None  # while a spawn handler runs: the key its child records
         self._messages: dict[int, tuple[Message, int, int]] = {}  # id(msg) -> (msg, row id, pid)
-        self._msg_ids = itertools.count(1)
+        self._msg_ids: Iterator[int] = itertools.count(1)
+        self._shared_ids = False
         self._stdin: dict[int, deque[int]] = {}  # pid -> row ids of its unread stdin lines, in order
         self._rows: dict[int, Receipt] = {}  # pid -> the write of its process row, until taken or it ends
         self.live = 0  # processes started and not ended (whether a commit has anyone to share with)
@@ -316,7 +318,12 @@ class Journal:
         self._stdin.setdefault(pid, deque()).append(row_id)
 
     def start_message_ids(self, after: int) -> None:
-        self._msg_ids = itertools.count(after + 1)
+        if not self._shared_ids:  # (a cluster node's ids come from blocks reserved for it)
+            self._msg_ids = itertools.count(after + 1)
+
+    def use_message_ids(self, ids: Iterator[int]) -> None:
+        """Take mailbox row ids from ids (a cluster node's blocks: unique across nodes)."""
+        self._msg_ids, self._shared_ids = ids, True
 
 
 _TAKES = frozenset({"Recv", "ReadLine"})  # calls whose result takes a persisted mailbox row

@@ -49,6 +49,7 @@ from llmasos.syscalls.types import ExitStatus, ProcInfo, Usage
 
 if TYPE_CHECKING:
     from llmasos.kernel.caps import Caps
+    from llmasos.kernel.cluster import Cluster
     from llmasos.memory.errors import MemoryStoreError
     from llmasos.memory.manager import MemoryManager
 
@@ -82,6 +83,7 @@ class Kernel(Faces, Stdio):
         self._journaling = False  # durability is a Journal (calls made inside calls are tracked)
         self.memory: MemoryManager | None = None  # the memory manager (llmasos/memory/), while booted with one
         self.recovery = Recovery()  # what the last boot's crash recovery did
+        self.cluster: Cluster | None = None  # this kernel's cluster membership (KernelConfig.cluster)
         self._faces: dict[str, App] = {}  # name -> the App of that face's request processes
         # The root process (pid 0): the root user's faces (shell, CLI, HTTP process control) make their
         # calls as it. It is not in the table (ps, kill and wait never see it), holds every capability,
@@ -146,7 +148,14 @@ class Kernel(Faces, Stdio):
             if self.memory.journal_rows is not None:
                 journal = Journal(self.memory.journal_rows)
                 self.durability, self._journaling = journal, True
-                self.recovery = await recover(self, journal)
+                if cfg.cluster:  # -- cluster: take the lease first; restore only this node's processes
+                    from llmasos.kernel.cluster import Cluster
+
+                    self.cluster = Cluster(self, self.memory, journal)
+                    await self.cluster.join()
+                self.recovery = await recover(self, journal, node=self.cluster and self.cluster.node)
+                if self.cluster is not None:
+                    self._tg.start_soon(self.cluster.run, name="llmasos cluster node")
         self.booted_at = time.time()
 
     async def shutdown(self) -> None:
@@ -176,6 +185,8 @@ class Kernel(Faces, Stdio):
                     memory, self.memory = self.memory, None
                     if memory.journal_rows is not None:
                         clean_stop(memory.store)  # the next boot does not count this stop as a crash
+                    if self.cluster is not None:  # -- cluster: what is queued commits, then the lease ends
+                        await self.cluster.leave()
                     await memory.close()
 
     async def _host_processes(self, ready: anyio.Event) -> None:
@@ -218,10 +229,14 @@ class Kernel(Faces, Stdio):
         stuck = [p for p in self._procs.values() if p.face is None and (p.alive or p in self._lingering)]
         for proc in stuck:
             proc.killed = proc.notice = True
-        self.durability, self._journaling = NoJournal(), False
+        self.drop_journal()
         log.warning("shutdown: %d process(es) ignored cancellation for %ss and were abandoned (pids %s); "
                     "their tasks cannot be stopped in-process", len(stuck), self.config.shutdown_grace,
                     ", ".join(str(p.pid) for p in stuck[:20]))
+
+    def drop_journal(self) -> None:
+        """Journal nothing more (shutdown abandoned processes, or a cluster node lost its lease)."""
+        self.durability, self._journaling = NoJournal(), False
 
     def _write_failed(self, error: MemoryStoreError, pid: int | None) -> None:
         """A queued write failed: log it, and raise it in the process that made it at its next syscall."""

@@ -61,13 +61,18 @@ class Recovery:
     seconds: float = 0.0
 
 
-async def recover(kernel: Kernel, journal: Journal) -> Recovery:
-    """Restart every process the database shows alive (the kernel's task group must be running)."""
+async def recover(kernel: Kernel, journal: Journal, *, node: str | None = None, pids: list[int] | None = None,
+                  crashed: bool | None = None) -> Recovery:
+    """Restart every process the database shows alive (the kernel's task group must be running).
+
+    A cluster node (kernel/cluster.py) restarts only its own (node), or the ones it adopted (pids,
+    crashed: their node died)."""
     t0 = time.perf_counter()
     report = Recovery()
     store = journal.rows.store
-    found: RecoveryPlan = await plan(store, [s.value for s in LIVE], [s.value for s in ENDED])
-    crashed = (await store.meta()).get(LAST_STOP, CLEAN) != CLEAN
+    found: RecoveryPlan = await plan(store, [s.value for s in LIVE], [s.value for s in ENDED], pids=pids, node=node)
+    if crashed is None:
+        crashed = (await store.meta()).get(LAST_STOP, CLEAN) != CLEAN
     counts, stuck = _without_progress(found, crashed, kernel.config.max_recoveries)
     # Invariant: the counts are committed before any restored process runs again (it may crash us).
     await store.set_restarts(counts, RUNNING)
@@ -91,6 +96,8 @@ async def recover(kernel: Kernel, journal: Journal) -> Recovery:
         journal.restoring = False
     by_pid = {row.pid: row for row in found.rows}
     report.suspects = set(report.restored)
+    if pids is not None:  # an adoption adds to what the boot restored
+        report.suspects |= kernel.recovery.suspects
     kernel.recovery = report  # (before the restored processes first run, at the next await)
     for state, ended in ((ProcState.LOST, report.lost), (ProcState.KILLED, report.killed)):
         for pid, why in ended.items():

@@ -36,6 +36,8 @@ async def sys_spawn(k: Kernel, p: Process, call: c.Spawn) -> int:
 
 async def sys_kill(k: Kernel, p: Process, call: c.Kill) -> bool:
     pid = pid_of(call.pid)
+    if k.cluster is not None and k.cluster.remote(pid):  # another node's: it applies the kill
+        return await k.cluster.forward(p, "kill", pid)
     may_signal(k.processes, p, pid)
     return k.kill(pid)
 
@@ -44,6 +46,8 @@ async def sys_wait(k: Kernel, p: Process, call: c.Wait) -> Any:
     pid = pid_of(call.pid)
     if pid == p.pid:
         raise NoSuchProcess("a process cannot wait for itself")
+    if k.cluster is not None and k.cluster.remote(pid):
+        return await k.cluster.wait(p, pid, seconds("wait's timeout", call.timeout, optional=True))
     may_signal(k.processes, p, pid)
     return await k.wait(pid, seconds("wait's timeout", call.timeout, optional=True))
 
@@ -85,6 +89,8 @@ async def sys_exit(k: Kernel, p: Process, call: c.Exit) -> None:
 
 
 async def sys_send(k: Kernel, p: Process, call: c.Send) -> None:
+    if k.cluster is not None and k.cluster.remote(pid_of(call.pid)):  # acknowledged once committed there
+        return await k.cluster.forward(p, "send", call.pid, call.body)
     receipt = k.send(pid_of(call.pid), call.body, sender=p.pid)
     # Invariant: a journaled send's message row commits in the same transaction as its journal entry
     # (queued before it), so a send re-issued after a crash never delivers twice. Only a caller that is
@@ -114,6 +120,12 @@ async def sys_stdin(k: Kernel, p: Process, call: c.Stdin) -> None:
     pid = pid_of(call.pid)
     if not isinstance(call.text, str):
         raise InvalidArguments(f"stdin takes text, not {type(call.text).__name__}")
+    if k.cluster is not None and k.cluster.remote(pid):
+        if call.text:
+            await k.cluster.forward(p, "stdin", pid, call.text)
+        if call.close:
+            await k.cluster.forward(p, "close", pid)
+        return
     if call.text:
         await k.write_stdin(pid, call.text)  # (returns once the lines are committed)
     if call.close:

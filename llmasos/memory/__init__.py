@@ -15,7 +15,7 @@ _NAMES = {
     "MemoryManager": "llmasos.memory.manager",
     "current_idempotency_key": "llmasos.memory.keys",
     **{name: "llmasos.memory.errors" for name in (
-        "DatabaseCorrupt", "DatabaseFull", "DatabaseLocked", "JournalError", "MemoryStoreError",
+        "DatabaseCorrupt", "DatabaseFull", "DatabaseLocked", "Fenced", "JournalError", "MemoryStoreError",
         "SchemaTooNew")},
 }
 

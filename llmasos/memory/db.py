@@ -22,8 +22,10 @@ from sqlalchemy.pool import StaticPool
 
 from llmasos.home import private_file
 from llmasos.memory.errors import (
-    DatabaseCorrupt, DatabaseFull, DatabaseLocked, MemoryStoreError,
+    DatabaseCorrupt, DatabaseFull, DatabaseLocked, Fenced, MemoryStoreError,
 )
+
+FENCED = "llmasos fenced"  # how the fence trigger's error starts (migration 5)
 
 
 def database_url(database: str | None, home: Path) -> str:
@@ -52,11 +54,18 @@ def describe(url: str) -> str:
     return str(path) if path is not None else make_url(url).render_as_string(hide_password=True)
 
 
-def create_engine(url: str, *, busy_timeout: float, synchronous: str) -> AsyncEngine:
-    """An async engine; for SQLite with WAL, a busy timeout and BEGIN IMMEDIATE transactions."""
+def create_engine(url: str, *, busy_timeout: float, synchronous: str,
+                  idle_timeout: float | None = None) -> AsyncEngine:
+    """An async engine; for SQLite with WAL, a busy timeout and BEGIN IMMEDIATE transactions.
+
+    idle_timeout (PostgreSQL, a cluster node): the server ends a session left idle inside a transaction
+    this long (a paused node), so the row locks it held cannot stop another node from adopting."""
     u = make_url(url)
     if not u.drivername.startswith("sqlite"):
-        return create_async_engine(url, pool_pre_ping=False)
+        if idle_timeout is None:
+            return create_async_engine(url, pool_pre_ping=False)
+        settings = {"idle_in_transaction_session_timeout": str(max(1, int(idle_timeout * 1000)))}
+        return create_async_engine(url, pool_pre_ping=True, connect_args={"server_settings": settings})
     memory = u.database in (None, "", ":memory:")
     kwargs: dict[str, Any] = {"poolclass": StaticPool} if memory else {}
     # check_same_thread=False: batches of rows commit on the loop's thread (see writer.py)
@@ -89,6 +98,9 @@ def translate(exc: BaseException, where: str) -> MemoryStoreError:
         return exc
     text = str(getattr(exc, "orig", None) or exc)
     low = text.lower()
+    if FENCED in low:  # (raised by the fence trigger of migration 5: memory/cluster.py)
+        return Fenced(f"{text.split(FENCED, 1)[-1].strip(': ')} (epoch changed in {where}): another node adopted "
+                      "its processes, so it commits nothing more; restart it to rejoin")
     if "locked" in low or "busy" in low:
         return DatabaseLocked(
             f"the memory database {where} is locked by another program ({text}); stop the other "

@@ -32,3 +32,7 @@ class SchemaTooNew(MemoryStoreError):
 
 class JournalError(MemoryStoreError):
     """A journal entry could not be encoded or decoded."""
+
+
+class Fenced(MemoryStoreError):
+    """This cluster node lost its lease (another node adopted its processes): it may commit nothing."""

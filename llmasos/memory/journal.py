@@ -51,6 +51,8 @@ class JournalStore:
         self.db_id = db_id  # part of every idempotency key: keys never repeat across databases
         self.group = group  # rows that may wait are posted for a group commit, not committed at once
         self.max_args_size = max_args_size  # characters of a process's stored args or of a mailbox row
+        self.node: str | None = None  # a cluster node: the node id and lease epoch new process rows get
+        self.epoch: int | None = None
 
     def key(self, pid: int, n: int) -> str:
         """The idempotency key of syscall n of pid: the same when the call is re-issued after a crash."""
@@ -81,6 +83,7 @@ class JournalStore:
     def post_process(self, row: dict[str, Any]) -> Receipt:
         """Queue a new process's row; its spawner (row's parent) is told if the write fails and nobody
         awaits the receipt."""
+        row["node"], row["node_epoch"] = self.node, self.epoch
         return self.store.post_process(row, urgent=not self.group)
 
     def check_size(self, what: str, size: int) -> None:

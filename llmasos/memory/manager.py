@@ -13,15 +13,31 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from llmasos.home import private_dir
+
 from llmasos.memory import db
+from llmasos.memory.cluster import Blocks, reserve
 from llmasos.memory.errors import MemoryStoreError
 from llmasos.memory.journal import JournalStore, PidAllocator
 from llmasos.memory.migrations import migrate
 from llmasos.memory.store import PRUNE_CHUNK, Store
 from llmasos.memory.writer import Writer
+
+
+MAIL_BLOCK = 1024  # a cluster node's mailbox row ids reserved at a time
+
+
+def engine_dialect(url: str) -> str:
+    """The database kind of a SQLAlchemy URL (sqlite, postgresql...)."""
+    return make_url(url).get_backend_name()
+
+
+async def _two(conn: Any, key: str, block: int) -> tuple[int, int]:
+    return await reserve(conn, key, block), await reserve(conn, key, block)
 
 
 class MemoryConfig(Protocol):
@@ -38,6 +54,8 @@ class MemoryConfig(Protocol):
     wal_checkpoint_every: int
     retention: float | None
     max_args_size: int
+    cluster: bool
+    lease: float
 
 
 class MemoryManager:
@@ -50,7 +68,8 @@ class MemoryManager:
         self.writer = writer
         self.store = Store(writer)
         self.journal_rows: JournalStore | None = None  # None: the kernel runs without a journal
-        self.pids: PidAllocator | None = None
+        self.pids: PidAllocator | Blocks | None = None
+        self.mail_ids: Blocks | None = None  # a cluster node: mailbox row ids (cluster-unique)
         self.db_id = ""
         self.version = 0
         self.retention: float | None = None  # seconds ended processes' rows are kept (None: forever)
@@ -62,27 +81,41 @@ class MemoryManager:
         url = db.database_url(config.database, config.home)
         where = db.describe(url)
         path = db.sqlite_path(url)
+        cluster = getattr(config, "cluster", False)
+        if cluster and engine_dialect(url) != "postgresql":
+            raise MemoryStoreError(f"a cluster node needs a PostgreSQL database, not {where}; pass "
+                                   "--database postgresql://... (or KernelConfig.database)")
         lock = None
         if path is not None:
             private_dir(path.parent, tighten=config.database is None)  # (home, unless the user named a file)
             lock = db.KernelLock(path)
             lock.acquire()
             db.make_private(path)
-        engine = db.create_engine(url, busy_timeout=config.db_busy_timeout,
-                                  synchronous=config.db_synchronous)
+        engine = db.create_engine(url, busy_timeout=config.db_busy_timeout, synchronous=config.db_synchronous,
+                                  idle_timeout=config.lease if cluster else None)
         writer = Writer(engine, where, delay=config.group_commit_ms / 1000,
                         busy_timeout=config.db_busy_timeout, checkpoint_every=config.wal_checkpoint_every)
         self = cls(url, engine, writer, lock)
         try:
             conn = await writer.open()
             if engine.dialect.name == "postgresql":
-                await self._pg_lock(conn)
+                await self._pg_lock(conn, shared=cluster)
+            if cluster:  # (nodes may start together: one migrates, the others wait for its lock)
+                await conn.execute(text("SELECT pg_advisory_lock(4242427)"))
+                await conn.commit()
             self.version = await conn.run_sync(migrate)
+            if cluster:
+                await conn.execute(text("SELECT pg_advisory_unlock(4242427)"))
+                await conn.commit()
             meta = await self.store.meta()
             self.db_id = meta["db_id"]
-            start = int(meta["next_pid"])
-            self.pids = PidAllocator(self.store, start, config.pid_block)
-            await self.store.set_meta("next_pid", str(self.pids.limit))
+            if cluster:
+                self.pids = await self._blocks("next_pid", config.pid_block)
+                self.mail_ids = await self._blocks("next_mail", MAIL_BLOCK)
+            else:
+                start = int(meta["next_pid"])
+                self.pids = PidAllocator(self.store, start, config.pid_block)
+                await self.store.set_meta("next_pid", str(self.pids.limit))
         except BaseException as exc:
             await self._dispose()
             if isinstance(exc, MemoryStoreError) or not isinstance(exc, Exception):
@@ -94,14 +127,22 @@ class MemoryManager:
         self.retention = config.retention
         return self
 
-    async def _pg_lock(self, conn: Any) -> None:
-        from sqlalchemy import text
+    async def _blocks(self, key: str, block: int) -> Blocks:
+        """A cluster node's numbers under meta key: a block in use and a spare, reserved now."""
+        first, spare = await self.writer.run(lambda conn: _two(conn, key, block))
+        blocks = Blocks(key, block, first)
+        blocks.add(spare)
+        return blocks
 
-        got = (await conn.execute(text("SELECT pg_try_advisory_lock(4242426)"))).scalar()
+    async def _pg_lock(self, conn: Any, *, shared: bool) -> None:
+        # Invariant: a lone kernel holds the lock exclusively; cluster nodes share it (kernel/cluster.py).
+        how = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+        got = (await conn.execute(text(f"SELECT {how}(4242426)"))).scalar()
         await conn.commit()
         if not got:
-            raise db.DatabaseLocked(f"another llmasos kernel is using {self.where}; stop it first, or "
-                                    "give this kernel its own database")
+            other = "a lone llmasos kernel (not a cluster node)" if shared else "another llmasos kernel"
+            raise db.DatabaseLocked(f"{other} is using {self.where}; stop it first, or give this kernel its "
+                                    "own database (cluster nodes share one: llmasos serve --database URL)")
 
     async def serve(self) -> None:
         """The writer task and, with a retention, the pruning of ended processes' rows (at once, then
@@ -139,7 +180,7 @@ class MemoryManager:
         """Hand back the unused pids, commit what is queued and release the database."""
         try:
             if self.pids is not None:
-                self.pids.release()  # a clean restart goes on at the next pid
+                self.pids.release()  # a clean restart goes on at the next pid (a cluster node: nothing)
             await self.writer.close()
         finally:
             await self._dispose()

@@ -110,8 +110,49 @@ def m004_process_restarts(conn: Connection) -> None:
     conn.execute(s.meta.insert(), [{"key": "last_stop", "value": "clean"}])
 
 
+FENCED_TABLES = ("processes", "journal", "mailbox", "kv", "notes", "context", "meta")
+FENCE_FUNCTION = """
+CREATE FUNCTION llmasos_fence() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    me text := current_setting('llmasos.node', true);
+    held record;
+BEGIN
+    IF me IS NULL OR me = '' THEN
+        RETURN NULL;
+    END IF;
+    SELECT epoch, state INTO held FROM nodes WHERE node_id = me FOR KEY SHARE;
+    IF NOT FOUND OR held.epoch <> current_setting('llmasos.epoch')::integer OR held.state <> 'alive' THEN
+        RAISE EXCEPTION 'llmasos fenced: cluster node % lost its lease', me USING ERRCODE = 'LF001';
+    END IF;
+    RETURN NULL;
+END $$
+"""
+"""The fence of a cluster node's writes (PostgreSQL; memory/cluster.py): a statement on a kernel's table,
+from a session that set ``llmasos.node`` and ``llmasos.epoch``, first takes a KEY SHARE lock on the node's
+row and fails unless the row still holds that epoch; other sessions (a lone kernel) skip it."""
+
+
+def m005_cluster(conn: Connection) -> None:
+    """A cluster of kernels on one PostgreSQL (kernel/cluster.py): the nodes table (leases and fencing
+    epochs), processes.node and node_epoch (which node runs a process), the requests table (root-user
+    operations on another node's process), meta.next_mail (mailbox row ids, handed out in blocks), and on
+    PostgreSQL the fence trigger on every table a kernel writes (FENCE_FUNCTION)."""
+    conn.execute(text("ALTER TABLE processes ADD COLUMN node VARCHAR(64)"))
+    conn.execute(text("ALTER TABLE processes ADD COLUMN node_epoch INTEGER"))
+    conn.execute(text("CREATE INDEX ix_processes_node ON processes (node)"))
+    s.nodes.create(conn)
+    s.requests.create(conn)
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(FENCE_FUNCTION))
+        for table in FENCED_TABLES:
+            conn.execute(text(f"CREATE TRIGGER {table}_fence BEFORE INSERT OR UPDATE OR DELETE ON {table} "
+                              "FOR EACH STATEMENT EXECUTE FUNCTION llmasos_fence()"))
+    top = conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM mailbox")).scalar_one()
+    conn.execute(s.meta.insert(), [{"key": "next_mail", "value": str(int(top) + 1)}])
+
+
 MIGRATIONS: list[Migration] = [m001_initial, m002_processes_parent_index, m003_journal_span,
-                               m004_process_restarts]
+                               m004_process_restarts, m005_cluster]
 
 
 def current_version(conn: Connection) -> int:

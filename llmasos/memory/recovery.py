@@ -26,9 +26,11 @@ class RecoveryPlan:
     max_mailbox_id: int = 0
 
 
-async def plan(store: Store, live: list[str], ended: list[str]) -> RecoveryPlan:
-    """Read the recovery plan: processes in the live states, and what belongs to them."""
-    rows = await store.processes(states=live)
+async def plan(store: Store, live: list[str], ended: list[str], *, pids: list[int] | None = None,
+               node: str | None = None) -> RecoveryPlan:
+    """Read the recovery plan: processes in the live states (those of pids, or run by a cluster node,
+    when given), and what belongs to them."""
+    rows = await store.processes(states=live, pids=pids, node=node)
     if not rows:
         return RecoveryPlan()
     pids = [r.pid for r in rows]

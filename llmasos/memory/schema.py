@@ -42,8 +42,11 @@ processes = Table(
     # recoveries in a row that restored it without it making progress (kernel/recovery.py decides)
     Column("restart_mark", Integer, nullable=False, server_default="-1"),  # since migration 4: its
     # journal's progress mark when it was last restored (-1: never restored)
+    Column("node", String(64)),  # since migration 5: the cluster node that runs it (None: no cluster)
+    Column("node_epoch", Integer),  # since migration 5: that node's lease epoch when it took the process
     Index("ix_processes_state", "state"),
     Index("ix_processes_parent", "parent"),  # since migration 2
+    Index("ix_processes_node", "node"),  # since migration 5
 )
 
 journal = Table(
@@ -105,3 +108,30 @@ context = Table(
     Column("created", Float, nullable=False),
     Index("ix_context_pid", "pid"),
 )
+
+nodes = Table(
+    "nodes", metadata,
+    Column("node_id", String(64), primary_key=True),
+    Column("epoch", Integer, nullable=False),  # fencing token: bumped at each join and each takeover
+    Column("state", String(8), nullable=False),  # alive, dead (taken over) or stopped (clean shutdown)
+    Column("heartbeat", Float, nullable=False),  # database clock (seconds) of its last heartbeat
+    Column("lease_until", Float, nullable=False),  # database clock past which another node may adopt
+    Column("address", Text),  # where it serves (for people reading the table)
+    Column("started", Float, nullable=False),
+)
+"""Since migration 5: the kernels of a cluster (kernel/cluster.py); times are the database's clock."""
+
+requests = Table(
+    "requests", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("node", String(64), nullable=False),  # the node that owns pid (it applies the request)
+    Column("pid", Integer, nullable=False),
+    Column("op", String(16), nullable=False),  # kill, send, stdin, close, logs
+    Column("body", Text),  # codec JSON of the message or the text
+    Column("state", String(8), nullable=False),  # asked, taken, done, failed
+    Column("answer", Text),  # codec JSON of the result, or the error message (failed)
+    Column("error_type", String(200)),  # module:qualname of the error raised (failed)
+    Column("created", Float, nullable=False),
+    Index("ix_requests_node_state", "node", "state"),
+)
+"""Since migration 5: root-user operations on a process another node runs, applied by that node."""

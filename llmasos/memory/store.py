@@ -82,9 +82,11 @@ class Store:
         self.w.post(op, urgent=True, owner=pid)
 
     async def processes(self, states: list[str] | None = None, pids: list[int] | None = None,
-                        parents: list[int] | None = None) -> list[Any]:
-        """Process rows (all, or those in states / with pids / with parents), by pid."""
+                        parents: list[int] | None = None, node: str | None = None) -> list[Any]:
+        """Process rows (all, or those in states / with pids / with parents / run by a cluster node), by pid."""
         query = select(s.processes).order_by(s.processes.c.pid)
+        if node is not None:
+            query = query.where(s.processes.c.node == node)
         if states is not None:
             query = query.where(s.processes.c.state.in_(states))
         if pids is not None:

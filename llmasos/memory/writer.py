@@ -30,13 +30,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from llmasos.memory.db import translate
-from llmasos.memory.errors import DatabaseCorrupt, DatabaseFull, DatabaseLocked, MemoryStoreError
+from llmasos.memory.errors import DatabaseCorrupt, DatabaseFull, DatabaseLocked, Fenced, MemoryStoreError
 from llmasos.memory.receipt import Receipt
 
 Op = Callable[[AsyncConnection], Awaitable[Any]]
 Row = tuple[str, dict[str, Any]]  # (a ROW_SQL name, its parameters)
 _log = logging.getLogger("llmasos.memory")
-_FATAL = (DatabaseLocked, DatabaseFull, DatabaseCorrupt)
+_FATAL = (DatabaseLocked, DatabaseFull, DatabaseCorrupt, Fenced)
 
 ROW_SQL = {
     "journal+": "INSERT INTO journal (pid, n, call, digest, status, result, error_type, span, at) "
@@ -47,9 +47,9 @@ ROW_SQL = {
     "mailbox-": "DELETE FROM mailbox WHERE id = :id",
     "mailbox-of": "DELETE FROM mailbox WHERE pid = :pid",
     "process+": "INSERT INTO processes (pid, app, spec, args, kwargs, state, priority, parent, caps, "
-                "usage, exit_value, error, started, ended, spawn_key) VALUES (:pid, :app, :spec, :args, "
-                ":kwargs, :state, :priority, :parent, :caps, :usage, :exit_value, :error, :started, "
-                ":ended, :spawn_key)",
+                "usage, exit_value, error, started, ended, spawn_key, node, node_epoch) VALUES (:pid, :app, "
+                ":spec, :args, :kwargs, :state, :priority, :parent, :caps, :usage, :exit_value, :error, "
+                ":started, :ended, :spawn_key, :node, :node_epoch)",
     "process-end": "UPDATE processes SET state = :state, ended = :ended, exit_value = :exit_value, "
                    "error = :error, usage = :usage WHERE pid = :pid",
     "process-lost": "UPDATE processes SET state = :state, ended = :ended, error = :error WHERE pid = :pid",
@@ -95,6 +95,8 @@ class Writer:
         self._inline = False  # rows commit on the loop's thread (see the module's docstring)
         self._checkpointed = 0  # self.commits at the last WAL checkpoint
         self._busy = False  # the serving task awaits work on the connection in the driver's thread
+        self.on_fenced: Callable[[], None] | None = None  # told when a commit fails with Fenced (a cluster
+        # node that lost its lease: the database's fence trigger refused it; memory/cluster.py)
 
     async def open(self) -> AsyncConnection:
         try:
@@ -265,6 +267,8 @@ class Writer:
                 if left > 0:
                     await anyio.sleep(min(0.005, left))
                     continue
+            if isinstance(error, Fenced) and self.on_fenced is not None:
+                self.on_fenced()
             if len(batch) > 1 and not isinstance(error, _FATAL):
                 for op in batch:  # one bad operation must not fail its neighbours
                     await self._commit([op])

@@ -87,6 +87,7 @@ class ProcInfo:
     error: str | None = None
     caps: dict[str, Any] = field(default_factory=dict)
     sandbox: str | None = None  # a sandboxed app's confinement ("rlimit+landlock+seccomp"); None: in the kernel
+    node: str | None = None  # the cluster node that runs it (None: not a cluster)
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,6 +71,12 @@ async def test_a_version_1_database_gets_the_parent_index_and_the_journal_span(h
     mm = await MemoryManager.open(config(home))
     await mm.close()
     with sqlite3.connect(home / "llmasos.db") as conn:  # as migration 1 left it
+        conn.execute("DROP INDEX ix_processes_node")  # (and what migration 5 adds)
+        conn.execute("ALTER TABLE processes DROP COLUMN node")
+        conn.execute("ALTER TABLE processes DROP COLUMN node_epoch")
+        conn.execute("DROP TABLE nodes")
+        conn.execute("DROP TABLE requests")
+        conn.execute("DELETE FROM meta WHERE key = 'next_mail'")
         conn.execute("DROP INDEX ix_processes_parent")
         conn.execute("ALTER TABLE journal DROP COLUMN span")
         conn.execute("ALTER TABLE processes DROP COLUMN restarts")  # (and what migration 4 adds)
@@ -85,6 +91,30 @@ async def test_a_version_1_database_gets_the_parent_index_and_the_journal_span(h
         assert "ix_processes_parent" in names
         assert conn.execute("SELECT span FROM journal WHERE pid = 1").fetchone() == (0,)  # old rows: 0
         assert conn.execute("SELECT version FROM schema_version").fetchone() == (len(migrations.MIGRATIONS),)
+
+
+async def test_a_version_4_database_gets_the_cluster_tables_and_mail_ids_past_its_mailbox(home):
+    mm = await MemoryManager.open(config(home))
+    await mm.close()
+    with sqlite3.connect(home / "llmasos.db") as conn:  # as migration 4 left it, with an unread message
+        conn.execute("DROP INDEX ix_processes_node")
+        conn.execute("ALTER TABLE processes DROP COLUMN node")
+        conn.execute("ALTER TABLE processes DROP COLUMN node_epoch")
+        conn.execute("DROP TABLE nodes")
+        conn.execute("DROP TABLE requests")
+        conn.execute("DELETE FROM meta WHERE key = 'next_mail'")
+        conn.execute("INSERT INTO mailbox (id, pid, sender, body) VALUES (41, 7, 0, '1')")
+        conn.execute("UPDATE schema_version SET version = 4")
+    mm = await MemoryManager.open(config(home))
+    try:
+        assert mm.version == len(migrations.MIGRATIONS) == 5
+        assert (await mm.store.meta())["next_mail"] == "42"  # a cluster node's mail ids start past it
+        assert await mm.store.processes(node="anyone") == []
+    finally:
+        await mm.close()
+    with sqlite3.connect(home / "llmasos.db") as conn:
+        assert conn.execute("SELECT node, node_epoch FROM processes").fetchall() == []
+        assert conn.execute("SELECT COUNT(*) FROM nodes").fetchone() == (0,)
 
 
 async def test_a_default_kernel_boots_fast_on_an_existing_database(tmp_path, monkeypatch):

@@ -1,0 +1,103 @@
+"""Cluster nodes as kernels in this process, on one PostgreSQL: the fence, ownership and pid rules,
+deterministically (no timing): a node whose epoch was bumped commits nothing and stops its copies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+from llmasos import App, Kernel, KernelConfig
+from llmasos.engine.fake import FakeEngine
+from llmasos.kernel.config import ConfigError
+from llmasos.memory.cluster import Blocks
+from llmasos.syscalls.calls import Kill
+from llmasos.syscalls.errors import NoSuchProcess, ProcessLimit
+
+from .nodes import LIVE, aquery, new_database
+
+pytestmark = pytest.mark.postgres
+
+ticker = App("ticker", "a journaled syscall every 10 ms, for ever")
+
+
+@ticker.main
+async def ticker_main(sys) -> None:
+    while True:
+        await sys.sleep(0.01)
+
+
+sender = App("sender", "send to a pid")
+
+
+@sender.main
+async def sender_main(sys, pid: int) -> str:
+    try:
+        await sys.send(pid, "hi")
+    except NoSuchProcess as exc:
+        return str(exc)
+    return "sent"
+
+
+def _config(url: str, home: Path, node: str) -> KernelConfig:
+    return KernelConfig(engine=FakeEngine(), home=home, database=url, node=node, lease=30.0, heartbeat=5.0)
+
+
+async def test_a_node_whose_epoch_was_bumped_commits_nothing_and_stops_its_processes(pg_server, tmp_path):
+    url = await anyio.to_thread.run_sync(new_database, pg_server)
+    async with Kernel(_config(url, tmp_path / "a", "a")) as a:
+        pid = await a.spawn(f"{__file__}:ticker")
+        await anyio.sleep(0.2)
+        await aquery(url, "UPDATE nodes SET epoch = epoch + 1, state = 'dead' WHERE node_id = 'a'")  # taken over
+        before = await aquery(url, "SELECT pid, n, status FROM journal ORDER BY pid, n")
+        with anyio.fail_after(10):
+            await a.get(pid).done.wait()  # its next commit failed the fence: every copy is stopped
+        assert a.cluster.fenced.is_set() and a.get(pid).state.value == "killed"
+        await anyio.sleep(0.2)
+        assert await aquery(url, "SELECT pid, n, status FROM journal ORDER BY pid, n") == before
+        (row,) = await aquery(url, "SELECT state, node FROM processes WHERE pid = $1", pid)
+        assert row["state"] in LIVE and row["node"] == "a"  # left for its adopter, as it was
+
+
+async def test_pids_are_unique_across_nodes_and_a_process_cannot_reach_another_nodes(pg_server, tmp_path):
+    url = await anyio.to_thread.run_sync(new_database, pg_server)
+    async with Kernel(_config(url, tmp_path / "a", "a")) as a, Kernel(_config(url, tmp_path / "b", "b")) as b:
+        pids = [await k.spawn("echo", "x") for _ in range(40) for k in (a, b)]
+        assert len(set(pids)) == len(pids)
+        target = await a.spawn(f"{__file__}:ticker")
+        status = await b.run(f"{__file__}:sender", target)
+        assert "runs on cluster node a; only the root user" in status.value
+        assert await b.root.syscall(Kill(target)) is True  # the root user's kill: applied by node a
+        with anyio.fail_after(10):
+            await a.get(target).done.wait()
+        rows = await aquery(url, "SELECT node_id, state FROM nodes ORDER BY node_id")
+        assert [(r["node_id"], r["state"]) for r in rows] == [("a", "alive"), ("b", "alive")]
+    rows = await aquery(url, "SELECT node_id, state FROM nodes ORDER BY node_id")
+    assert {r["state"] for r in rows} == {"stopped"}  # a clean stop ends the lease at once
+
+
+def test_a_node_that_used_its_whole_pid_block_says_what_to_do():
+    blocks = Blocks("next_pid", 2, 10)
+    assert [next(blocks), next(blocks)] == [10, 11]
+    blocks.add(50)
+    assert next(blocks) == 50 and blocks.low
+    next(blocks)
+    with pytest.raises(ProcessLimit, match="raise KernelConfig.pid_block"):
+        next(blocks)
+
+
+@pytest.mark.parametrize("fields, error", [
+    ({"cluster": True}, "shares a PostgreSQL database"),
+    ({"node": "n", "database": "sqlite:///x.db"}, "shares a PostgreSQL database"),
+    ({"node": "n", "database": "postgresql://h/db", "durable": False}, "needs KernelConfig.memory and durable"),
+    ({"lease": 2.0, "heartbeat": 2.0}, "must be shorter than the lease"),
+    ({"lease": float("nan")}, "KernelConfig.lease is a number"),
+    ({"heartbeat": True}, "KernelConfig.heartbeat is a number"),
+    ({"cluster_poll": -1}, "KernelConfig.cluster_poll is a number"),
+    ({"node": 42}, "KernelConfig.node is 1-64"),
+    ({"node": "a/../../b"}, "KernelConfig.node is 1-64"),
+])
+def test_bad_cluster_settings_are_refused_with_what_to_do(fields, error):
+    with pytest.raises(ConfigError, match=error):
+        KernelConfig(engine=FakeEngine(), **fields)
