@@ -12,7 +12,7 @@ import os
 
 import typer
 
-from llmasos.cli import local, remote
+from llmasos.cli import finetune, local, models, remote
 
 __all__ = ["cli", "main"]
 
@@ -26,7 +26,8 @@ cli.callback(invoke_without_command=True)(local.root)
 cli.command(context_settings=EXTRA_ARGS)(local.run)
 cli.command()(local.apps)
 cli.command()(local.shell)
-cli.command()(local.models)
+cli.add_typer(models.app)
+cli.command()(finetune.finetune)
 cli.command()(local.serve)
 cli.command()(remote.ps)
 cli.command(context_settings=EXTRA_ARGS)(remote.spawn)

@@ -145,9 +145,8 @@ def from_packages() -> dict[str, Card]:
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist.name if ep.dist is not None else ep.value
         try:
-            items = ep.load()()
-            for item in items:
-                card = _card_from_plugin(item, dist)
+            cards = [_card_from_plugin(item, dist) for item in ep.load()()]  # all of a plugin's, or none
+            for card in cards:
                 out.setdefault(card.name, card)
         except Exception as exc:  # noqa: BLE001 - a plugin's bug is its own
             log.warning("llmasos: the model plugin %s (%s) failed and is skipped: %s", ep.name, dist, exc)

