@@ -143,3 +143,45 @@ def test_finetune_command_refuses_bad_input_before_loading(home: Path, tmp_path:
     code, out = run("finetune", "smollm2-135m", str(tmp_path / "bad.jsonl"), "--out", str(tmp_path / "o"),
                     "--register", "../x")
     assert code == 2 and "not a valid model name" in out
+
+
+def test_list_and_info_over_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.daemon import daemon_env, start_daemon, stop_daemon
+
+    env = daemon_env(tmp_path)
+    daemon, url = start_daemon(env)
+    try:
+        monkeypatch.setenv("LLMASOS_HOME", str(tmp_path))  # where the daemon's token is
+        monkeypatch.setenv("COLUMNS", "200")
+        code, out = run("models", "list", "--url", url)
+        assert code == 0 and "fake" in out and "loaded" in out and "smollm2-135m" in out, out
+        code, out = run("models", "--url", url)
+        assert code == 0 and "fake" in out
+        code, out = run("models", "info", "fake", "--url", url, "--json")
+        assert code == 0 and json.loads(out)["status"].startswith("loaded"), out
+        code, out = run("models", "info", "nope", "--url", url)
+        assert code == 2 and "knows no model 'nope'" in out
+    finally:
+        rc, err = stop_daemon(daemon)
+    assert rc == 0, err
+    code, out = run("models", "list", "--url", "http://127.0.0.1:9")
+    assert code == 2 and "llmasos:" in out  # a clear one-line error, no traceback
+
+
+def test_finetune_command_trains_registers_and_the_library_shows_it(home: Path, tiny_model_dir: Path,
+                                                                   tmp_path: Path) -> None:
+    from tests.toolchain.test_finetune import write_data
+
+    data = write_data(tmp_path / "data.jsonl", 20)
+    code, out = run("finetune", str(tiny_model_dir), str(data), "--out", str(tmp_path / "ad"), "--max-steps", "3",
+                    "--batch-size", "4", "--max-len", "48", "--register", "tiny-tune")
+    assert code == 0, out
+    assert "trained: 3/3 steps" in out and "llmasos run chat --model tiny-tune" in out
+    code, out = run("models", "info", "tiny-tune", "--json")
+    info = json.loads(out)
+    assert info["adapter"] == str((tmp_path / "ad").resolve())
+    assert info["adapter_manifest"]["steps"] == 3 and info["adapter_manifest"]["base"] == str(tiny_model_dir)
+    code, out = run("models", "list")
+    assert "tiny-tune" in out and "registered" in out
+    code, out = run("finetune", str(tiny_model_dir), str(data), "--out", str(tmp_path / "ad"))
+    assert code == 2 and "--resume" in out
