@@ -94,6 +94,15 @@ def test_hostile_names_are_refused(home: Path, tiny_model_dir: Path, name: str) 
     assert not (home / "models.json").exists() and not (home / "models").exists()
 
 
+def test_removing_a_built_in_model_only_drops_its_converted_copy(home: Path) -> None:
+    code, out = run("models", "remove", "smollm2-135m")
+    assert code == 2 and "no converted copy" in out
+    (home / "models" / "smollm2-135m").mkdir(parents=True)
+    code, out = run("models", "remove", "smollm2-135m")
+    assert code == 0 and "converts again on next use" in out and not (home / "models" / "smollm2-135m").exists()
+    assert models.resolve("smollm2-135m").kind == "registry"  # still known
+
+
 def test_a_corrupt_store_says_what_to_do(home: Path) -> None:
     home.mkdir(parents=True)
     (home / "models.json").write_text("{not json")

@@ -157,6 +157,8 @@ def _fresh(out: Path) -> None:
                             "or choose another --out")
     if out.exists() and not out.is_dir():
         raise FinetuneError(f"{out} exists and is not a folder; choose another --out")
+    if out.is_dir() and any(out.iterdir()):
+        raise FinetuneError(f"{out} is not empty; choose a new or empty folder for --out")
     return None
 
 

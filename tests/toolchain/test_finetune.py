@@ -149,6 +149,17 @@ def test_bad_data_is_refused_with_the_line(tmp_path: Path, content: str, message
         tunedata.read_jsonl(path)
 
 
+def test_out_must_be_new_or_empty(tmp_path: Path) -> None:
+    cfg = TuneConfig(base="x", data=write_data(tmp_path / "d.jsonl", 4), out=tmp_path)
+    with pytest.raises(FinetuneError, match="is not empty"):
+        finetune(cfg)  # never spills adapter files into a folder of the user's
+    cfg.out = tmp_path / "d.jsonl"
+    with pytest.raises(FinetuneError, match="not a folder"):
+        finetune(cfg)
+    with pytest.raises(FinetuneError, match="nothing to resume"):
+        finetune(TuneConfig(base="x", data=cfg.data, out=tmp_path / "new"), resume=True)
+
+
 def test_bad_data_fails_before_the_model_loads(tmp_path: Path) -> None:
     (tmp_path / "d.jsonl").write_bytes(b'\xff\xfe{"prompt"\n')
     cfg = TuneConfig(base="no-such-model-anywhere", data=tmp_path / "d.jsonl", out=tmp_path / "o")
