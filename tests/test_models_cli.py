@@ -139,6 +139,7 @@ def test_installed_packages_register_models(home: Path, tiny_model_dir: Path, mo
                              load=lambda: lambda: plugin()[:1])
     assert models.resolve("plug-tiny").path == tiny_model_dir.resolve()
     code, out = run("models", "list")
+    assert code == 0, out
     assert "plug-tiny" in out and "package llm-tiny" in out and "MIT" in out
 
 

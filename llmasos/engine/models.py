@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.util
-import json
 import os
 import re
 import shutil
@@ -26,6 +25,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from llmasos.engine.adapters import (
+    ADAPTER_CONFIG,
+    adapter_base,
+    merge_adapter,
+)
 from llmasos.engine.errors import ModelNotFound, ModelUnsupported
 from llmasos.home import llmasos_home
 
@@ -183,22 +187,6 @@ def _resolve_path(path: Path, depth: int = 0) -> ModelSpec:
     raise ModelNotFound(f"{path} is neither a model directory nor a .gguf file")
 
 
-ADAPTER_CONFIG = "adapter_config.json"  # what peft writes next to a LoRA adapter's weights
-ADAPTER_MANIFEST = "llmasos-adapter.json"  # what `llmasos finetune` writes: the base model's name, the data
-
-
-def adapter_base(adapter: Path) -> str | None:
-    """The base model an adapter directory was trained on: our manifest's name, else peft's record."""
-    for file, key in ((ADAPTER_MANIFEST, "base"), (ADAPTER_CONFIG, "base_model_name_or_path")):
-        try:
-            value = json.loads((adapter / file).read_text()).get(key)
-        except (OSError, ValueError, AttributeError):
-            continue
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
 def _with_adapter(base: ModelSpec, adapter: Path, name: str) -> ModelSpec:
     if base.adapter is not None:
         raise ModelNotFound(f"{name!r}: {base.name} already carries an adapter; merge one adapter at a time")
@@ -335,17 +323,6 @@ def quiet_transformers() -> Iterator[None]:
             gguf_utils.tqdm = gguf_bar
 
 
-@contextmanager
-def quiet_peft() -> Iterator[None]:
-    """While peft wraps a model: its use of transformers' deprecated ``is_gradient_checkpointing``
-    (peft 0.21 on transformers 5) warns once per wrap about peft's code, not the user's."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        yield
-
-
 def convert_gguf(gguf: Path, dest: Path) -> Path:
     """Dequantise a GGUF file once into a transformers directory (safetensors + tokenizer) at dest."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -424,26 +401,6 @@ def load(name_or_path: str | os.PathLike[str] | None = None, *, dtype: Any = "fl
     model.eval()
     model.name_or_path = spec.name
     return model, tokenizer
-
-
-def merge_adapter(model: Any, adapter: Path, name: str) -> Any:
-    """model with the LoRA adapter in the folder adapter merged into its weights (peft
-    ``merge_and_unload``): a plain transformers model again, so the native decode step and the packed
-    layers serve it like any other."""
-    try:
-        from peft import PeftModel
-    except ImportError:
-        raise ModelUnsupported(f"{name}: loading a LoRA adapter needs peft; pip install peft") from None
-    try:
-        with quiet_transformers(), quiet_peft():
-            merged = PeftModel.from_pretrained(model, str(adapter), is_trainable=False).merge_and_unload()
-    except (ValueError, RuntimeError, OSError, KeyError) as exc:
-        raise ModelUnsupported(
-            f"{name}: the adapter in {adapter} does not fit this base model ({type(exc).__name__}: "
-            f"{str(exc)[:300]}); name the base it was trained on (its {ADAPTER_MANIFEST} says which)"
-        ) from exc
-    _status(f"merged the LoRA adapter {adapter} into {name}")
-    return merged
 
 
 def tokenizer_dir(name: str = DEFAULT_MODEL, dest: Path | None = None) -> Path:

@@ -19,11 +19,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmasos.engine import models
+from llmasos.engine import adapters, models
 from llmasos.toolchain import tunedata
 from llmasos.toolchain.tunedata import FinetuneError
 
-MANIFEST = models.ADAPTER_MANIFEST
+MANIFEST = adapters.ADAPTER_MANIFEST
 CHECKPOINTS = "checkpoints"
 KEEP_CHECKPOINTS = 2
 
@@ -159,7 +159,6 @@ def _fresh(out: Path) -> None:
         raise FinetuneError(f"{out} exists and is not a folder; choose another --out")
     if out.is_dir() and any(out.iterdir()):
         raise FinetuneError(f"{out} is not empty; choose a new or empty folder for --out")
-    return None
 
 
 def _model(cfg: TuneConfig, state: dict[str, Any] | None) -> tuple[Any, Any]:
@@ -169,7 +168,7 @@ def _model(cfg: TuneConfig, state: dict[str, Any] | None) -> tuple[Any, Any]:
         raise FinetuneError("fine-tuning needs peft: pip install peft") from None
     base, tokenizer = models.load(cfg.base)
     if state is not None:
-        with models.quiet_peft():
+        with adapters.quiet_peft():
             return PeftModel.from_pretrained(base, str(state["dir"]), is_trainable=True), tokenizer
     present = {name.rsplit(".", 1)[-1] for name, _ in base.named_modules()}
     missing = [t for t in cfg.targets if t not in present]
@@ -178,7 +177,7 @@ def _model(cfg: TuneConfig, state: dict[str, Any] | None) -> tuple[Any, Any]:
                             f"its Linear layers include q_proj, k_proj, v_proj, o_proj, up_proj, down_proj")
     lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
                       target_modules=list(cfg.targets), task_type="CAUSAL_LM")
-    with models.quiet_peft():
+    with adapters.quiet_peft():
         return get_peft_model(base, lora), tokenizer
 
 

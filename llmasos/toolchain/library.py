@@ -18,15 +18,25 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from llmasos.engine import library, models
+from llmasos.engine import adapters, library, models
 from llmasos.engine.errors import ModelNotFound
 from llmasos.engine.library import BadModelName, Card, LibraryError
 
 HUB_TIMEOUT = 2.0  # seconds to wait for the hub's host before `pull` says it is offline
 Progress = Callable[[str, int, int], None]  # (what, done, total): units are bytes, or stages
 
-__all__ = ["BadModelName", "HUB_TIMEOUT", "LibraryError", "ModelDetails", "add", "convert", "details",
-           "pull", "remove", "rows"]
+__all__ = [
+    "HUB_TIMEOUT",
+    "BadModelName",
+    "LibraryError",
+    "ModelDetails",
+    "add",
+    "convert",
+    "details",
+    "pull",
+    "remove",
+    "rows",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +88,8 @@ def details(name: str) -> ModelDetails:
     spec = models.resolve(name)
     row = next((r for r in rows() if r.name == name), None)
     manifest = None
-    if spec.adapter is not None and (spec.adapter / models.ADAPTER_MANIFEST).is_file():
-        manifest = json.loads((spec.adapter / models.ADAPTER_MANIFEST).read_text())
+    if spec.adapter is not None and (spec.adapter / adapters.ADAPTER_MANIFEST).is_file():
+        manifest = json.loads((spec.adapter / adapters.ADAPTER_MANIFEST).read_text())
         manifest = {k: v for k, v in manifest.items() if k not in ("train_loss",)}
     base = row or ModelDetails(spec.name, spec.kind, spec.source, spec.ready, None)
     return ModelDetails(**{**base.as_dict(), "kind": spec.kind, "path": str(spec.path or ""),
