@@ -72,6 +72,9 @@ def finetune(
             library.add(register, out)
     except LlmasosError as exc:
         fail(str(exc))
+    except KeyboardInterrupt:  # while the model loads, or while the last save is written
+        typer.echo(f"llmasos: interrupted outside the training steps; what was saved in {out} is kept", err=True)
+        raise typer.Exit(130) from None
     val = f", validation loss {result.val_loss[-1][1]:.4f}" if result.val_loss else ""
     typer.echo(f"{'interrupted' if result.interrupted else 'trained'}: {result.steps}/{result.total_steps} steps "
                f"in {result.seconds:.0f} s{val}; adapter, manifest and loss.png in {out}")
