@@ -195,3 +195,25 @@ def test_finetune_command_trains_registers_and_the_library_shows_it(home: Path, 
     assert "tiny-tune" in out and "registered" in out
     code, out = run("finetune", str(tiny_model_dir), str(data), "--out", str(tmp_path / "ad"))
     assert code == 2 and "--resume" in out
+
+
+def test_finetune_command_ctrl_c_keeps_the_adapter_and_says_how_to_resume(
+        home: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmasos.toolchain import finetune as ft
+    from tests.toolchain.test_finetune import write_data
+
+    real, calls = ft.answer_loss, []
+
+    def interrupted_at_the_third_step(model, batch):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # what Ctrl-C raises in the main thread
+        return real(model, batch)
+
+    monkeypatch.setattr(ft, "answer_loss", interrupted_at_the_third_step)
+    data = write_data(tmp_path / "data.jsonl", 20)
+    code, out = run("finetune", str(tiny_model_dir), str(data), "--out", str(tmp_path / "ad"), "--batch-size", "4",
+                    "--max-len", "48")
+    assert code == 130, out
+    assert "interrupted: 2/" in out and "--resume" in out
+    assert models.resolve(f"{tiny_model_dir}+{tmp_path / 'ad'}").adapter is not None
