@@ -308,11 +308,12 @@ def plot_losses(result: TuneResult, path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     if result.train_loss:
         steps, losses = zip(*result.train_loss)
-        ax.plot(steps, losses, lw=1, alpha=0.5, label="training (per step)")
-        k = max(1, len(losses) // 20)
-        smooth = [sum(losses[max(0, i - k + 1):i + 1]) / len(losses[max(0, i - k + 1):i + 1])
-                  for i in range(len(losses))]
-        ax.plot(steps, smooth, lw=2, label=f"training (mean of {k})")
+        ax.plot(steps, losses, lw=1, alpha=0.5 if len(losses) >= 40 else 1, label="training (per step)")
+        k = len(losses) // 20
+        if k > 1:
+            smooth = [sum(losses[max(0, i - k + 1):i + 1]) / len(losses[max(0, i - k + 1):i + 1])
+                      for i in range(len(losses))]
+            ax.plot(steps, smooth, lw=2, label=f"training (mean of {k} steps)")
     if result.val_loss:
         ax.plot(*zip(*result.val_loss), "o-", lw=2, label="validation")
     ax.set_xlabel("step")
