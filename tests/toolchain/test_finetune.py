@@ -63,6 +63,9 @@ def test_adapter_loads_by_base_plus_dir_and_changes_output(trained, tiny_model_d
     name = f"{tiny_model_dir}+{trained.out}"
     assert models.resolve(name).adapter == trained.out.resolve()
     assert models.resolve(str(trained.out)).adapter == trained.out.resolve()  # the manifest names the base
+    from llmasos import LLM
+
+    assert LLM.from_pretrained(name).name_or_path == name  # the seed's handle finds it by the same name
     base = HFEngine.from_pretrained(tiny_model_dir)
     tuned = HFEngine.from_pretrained(name)
     assert tuned.name == name
