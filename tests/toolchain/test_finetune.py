@@ -219,3 +219,21 @@ def test_adapter_for_another_base_is_refused(trained, tmp_path: Path, tiny_model
     tok.save_pretrained(tmp_path / "other")
     with pytest.raises(ModelUnsupported, match="does not fit this base model"):
         models.load(f"{tmp_path / 'other'}+{trained.out}")
+
+
+async def test_base_and_adapter_are_served_side_by_side(trained, tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Two entries of the kernel's model table, one the base, one BASE+DIR: each answers as itself."""
+    from llmasos.kernel import Kernel, KernelConfig
+
+    if "models" not in KernelConfig.__dataclass_fields__:
+        pytest.skip("needs the kernel's model table (KernelConfig.models, branch `models`)")
+    question = [{"role": "user", "content": "What color is item 3?"}]
+    alone = {}
+    for label, name in (("base", str(tiny_model_dir)), ("tuned", f"{tiny_model_dir}+{trained.out}")):
+        async with Kernel(KernelConfig(engine=name, home=tmp_path / label)) as k, k.session("test") as sys:
+            alone[label] = (await sys.generate(messages=question, max_tokens=6)).text
+    config = KernelConfig(models={"base": str(tiny_model_dir), "tuned": f"{tiny_model_dir}+{trained.out}"},
+                          home=tmp_path / "both")
+    async with Kernel(config) as k, k.session("test") as sys:
+        both = {m: (await sys.generate(messages=question, max_tokens=6, model=m)).text for m in ("base", "tuned")}
+    assert both == alone and both["base"] != both["tuned"]
