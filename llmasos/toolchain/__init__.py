@@ -1,0 +1,1 @@
+"""Tools around the models: fine-tuning, evaluation and the model library."""
