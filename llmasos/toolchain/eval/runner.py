@@ -22,7 +22,7 @@ from llmasos.toolchain.eval import metrics
 from llmasos.toolchain.eval.apps import SPECS
 from llmasos.toolchain.eval.sets import Task
 
-STEP_CALLS = ("generate", "call_tool")  # an agent's steps: its model calls and tool calls
+STEP_CALLS = ("generate", "calltool")  # an agent's steps: its model calls and tool calls (trace names)
 _TRACE_CALL = re.compile(r"^\[\d+\] (\w+)\(")
 
 
@@ -84,10 +84,18 @@ async def _run_items(client: KernelClient, task: Task, options: Options, advance
             rows[i] = await _run_item(client, task.kind, item, options)
         advance(task.kind)
 
-    async with anyio.create_task_group() as tg:
-        for i, item in enumerate(task.items):
-            tg.start_soon(one, i, item)
+    try:
+        async with anyio.create_task_group() as tg:
+            for i, item in enumerate(task.items):
+                tg.start_soon(one, i, item)
+    except BaseExceptionGroup as group:  # a refused spawn: the first error, as it was raised
+        raise _first(group) from None
     return rows
+
+
+def _first(group: BaseExceptionGroup) -> BaseException:
+    error = group.exceptions[0]
+    return _first(error) if isinstance(error, BaseExceptionGroup) else error
 
 
 async def _run_item(client: KernelClient, kind: str, item: dict[str, Any], options: Options) -> dict[str, Any]:
