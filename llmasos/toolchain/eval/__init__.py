@@ -7,7 +7,7 @@ each item runs as), runner (spawning the items through a client, concurrently, s
 
 from __future__ import annotations
 
-from llmasos.toolchain.eval.runner import ModelReport, TaskReport, run_model
+from llmasos.toolchain.eval.runner import ModelReport, Options, TaskReport, run_model
 from llmasos.toolchain.eval.sets import EvalSetError, Task, load_task, suite_tasks
 
-__all__ = ["EvalSetError", "ModelReport", "Task", "TaskReport", "load_task", "run_model", "suite_tasks"]
+__all__ = ["EvalSetError", "ModelReport", "Options", "Task", "TaskReport", "load_task", "run_model", "suite_tasks"]

@@ -1,8 +1,8 @@
 """What an evaluation shows: a rich table in the terminal, a JSON report, and a matplotlib figure.
 
 Rule: everything here reads ``ModelReport`` values and writes; nothing runs a model. The figure is
-drawn with the Agg backend (no display needed): per-task bars side by side per model, and the
-distribution of per-window perplexity (or, without a perplexity task, of per-item correctness).
+drawn with the Agg backend (no display needed): per-task bars side by side per model, and, with a
+perplexity task, the distribution of the perplexity of each 64-token span of the text per model.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from rich.table import Table
 
 from llmasos.errors import LlmasosError
-from llmasos.toolchain.eval.runner import ModelReport
+from llmasos.toolchain.eval.runner import SPAN, ModelReport
 
 RATES = {"exact_match", "contains", "valid_call_rate", "right_tool_rate", "accuracy"}  # shown as %
 
@@ -75,7 +75,7 @@ def plot(reports: list[ModelReport], path: str | Path) -> None:
             values.append(0.0 if v is None else (v / 100 if metric == "bleu" else v))
         xs = [i + (m - (len(reports) - 1) / 2) * width for i in range(len(rates))]
         ax.bar(xs, values, width, label=r.model)
-    ax.set_xticks(range(len(rates)), [f"{t}\n{mt.replace('_', ' ')}" for t, mt in rates], fontsize=7)
+    ax.set_xticks(range(len(rates)), [f"{t}\n{_short(mt)}" for t, mt in rates], fontsize=7)
     ax.set_ylim(0, 1)
     ax.set_ylabel("score (BLEU / 100)")
     ax.set_title("Scores per task")
@@ -83,10 +83,12 @@ def plot(reports: list[ModelReport], path: str | Path) -> None:
     if ppl:
         ax2 = axes[0][1]
         data = [next((tr.distribution for tr in r.tasks if tr.kind == "perplexity"), []) for r in reports]
-        ax2.boxplot([d or [math.nan] for d in data], showfliers=True)
+        ax2.boxplot([d or [math.nan] for d in data], showfliers=False)
+        for m, d in enumerate(data, 1):  # every span as a dot, spread sideways so they do not hide each other
+            ax2.scatter([m + 0.25 * ((i * 0.618) % 1 - 0.5) for i in range(len(d))], d, s=8, alpha=0.6)
         ax2.set_xticks(range(1, len(reports) + 1), [r.model for r in reports], fontsize=7)
         ax2.set_yscale("log")
-        ax2.set_ylabel("perplexity per window (log)")
+        ax2.set_ylabel(f"perplexity of each {SPAN}-token span (log)")
         ax2.set_title("Perplexity distribution")
     fig.tight_layout()
     path = Path(path)
@@ -96,6 +98,10 @@ def plot(reports: list[ModelReport], path: str | Path) -> None:
         raise ReportError(f"cannot write the figure {path}: {exc}; give a writable .png path") from None
     finally:
         plt.close(fig)
+
+
+def _short(metric: str) -> str:
+    return metric.removesuffix("_rate").replace("_", " ")
 
 
 def _rows(reports: list[ModelReport]) -> list[tuple[str, str]]:

@@ -22,6 +22,7 @@ from llmasos.toolchain.eval import metrics
 from llmasos.toolchain.eval.apps import SPECS
 from llmasos.toolchain.eval.sets import Task
 
+SPAN = 64  # perplexity: tokens per span of the distribution the figure shows
 STEP_CALLS = ("generate", "calltool")  # an agent's steps: its model calls and tool calls (trace names)
 _TRACE_CALL = re.compile(r"^\[\d+\] (\w+)\(")
 
@@ -29,7 +30,7 @@ _TRACE_CALL = re.compile(r"^\[\d+\] (\w+)\(")
 @dataclass(slots=True)
 class TaskReport:
     """One task's scores for one model: metrics (name -> value), per-item rows, and a distribution
-    (per-window perplexity, or per-item correctness) for the plot."""
+    (the perplexity of each SPAN tokens, or per-item correctness) for the plot."""
 
     kind: str
     source: str
@@ -134,11 +135,11 @@ def _score_perplexity(task: Task, rows: list[dict[str, Any]]) -> TaskReport:
                           [{"id": row["id"], "error": row["error"] or row["state"]}])
     logprobs = value["logprobs"]
     nll = -sum(logprobs) / len(logprobs) if logprobs else 0.0
-    windows = metrics.chunk_perplexities(logprobs, value["stride"])
+    spans = metrics.chunk_perplexities(logprobs, SPAN)
     item = {"id": row["id"], "tokens": value["tokens"], "window": value["window"], "stride": value["stride"]}
     return TaskReport(task.kind, task.source,
                       {"perplexity": metrics.perplexity(logprobs), "nll": nll, "tokens": float(value["tokens"])},
-                      [item], windows)
+                      [item], spans)
 
 
 def _score_qa(task: Task, rows: list[dict[str, Any]]) -> TaskReport:
