@@ -45,7 +45,7 @@ def eval_cmd(
 ) -> None:
     """Evaluate models: each task's items run as kernel processes, batched; prints a table per model.
 
-    Give a suite (--suite default: a minute on the default model) and/or task files; a file given for a
+    Give a suite (--suite default) and/or task files; a file given for a
     task replaces the suite's. Examples: `llmasos eval smollm2-135m --suite default --plot out.png`,
     `llmasos eval --url http://127.0.0.1:8765 --qa my.jsonl --json out.json`.
     """

@@ -166,7 +166,8 @@ def _score_tools(task: Task, rows: list[dict[str, Any]]) -> TaskReport:
         calls = value.get("calls") or []
         first = calls[0]["name"] if calls else None
         items.append({"id": row["id"], "question": item["question"], "expected": item["tool"], "called": first,
-                      "arguments": calls[0]["arguments"] if calls else None, "valid": bool(calls),
+                      "arguments": calls[0]["arguments"] if calls else None, "reply": value.get("text", ""),
+                      "valid": bool(calls),
                       "right": first == item["tool"], "tokens": row["tokens"], **_error(row)})
     return TaskReport(task.kind, task.source, {
         "valid_call_rate": metrics.mean(i["valid"] for i in items),
