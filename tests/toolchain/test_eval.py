@@ -299,6 +299,14 @@ async def test_an_item_that_crashes_scores_wrong_and_keeps_its_error(tmp_path: P
     assert item["correct"] is False and "ValueError: bad day" in item["error"]
 
 
+async def test_a_tools_item_offering_an_unknown_tool_fails_alone(tmp_path: Path) -> None:
+    rows = [{"question": "What is 2 plus 2?", "tool": "calculator", "tools": ["calculator", "rm -rf /"]}, TOOLS[0]]
+    got = await _evaluate(tmp_path, [load_task("tools", write_jsonl(tmp_path / "t.jsonl", rows))], batched=False)
+    bad, good = got["tasks"][0]["items"]
+    assert bad["valid"] is False and "rm -rf /" in bad["error"]
+    assert good["valid"] and good["right"]
+
+
 # -- report and figure ----------------------------------------------------------------------------
 
 
