@@ -3,6 +3,10 @@
 Modules: sets (reading and checking the evaluation files), metrics (the scores), apps (the small apps
 each item runs as), runner (spawning the items through a client, concurrently, so they batch), report
 (the terminal table, the JSON report and the plot).
+
+Rule: evaluation is a face like the CLI: it reaches the kernel only through ``llmasos.client`` (every
+item it runs is a process spawned through a ``KernelClient``, local or remote), never through kernel,
+engine or memory internals (an import-linter contract in pyproject.toml).
 """
 
 from __future__ import annotations
