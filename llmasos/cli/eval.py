@@ -110,8 +110,9 @@ async def _evaluate(tasks: list[Task], models: list[str | None], options: Option
         from llmasos.client.local import LocalClient, kernel_config
 
         typer.echo(f"loading {model or 'the default model'} ...", err=True)
-        # Not durable: an evaluation cut short leaves nothing for the next boot to restart.
-        async with LocalClient.boot(kernel_config(model, durable=False)) as local:
+        config = kernel_config(model)
+        config.durable = False  # an evaluation cut short leaves nothing for the next boot to restart
+        async with LocalClient.boot(config) as local:
             reports.append(await _run(local, tasks, options))
     return reports
 

@@ -32,16 +32,16 @@ if TYPE_CHECKING:
     from llmasos.syscalls.calls import Syscall
 
 
-def kernel_config(model: str | None = None, policy: str = "fifo", **overrides: Any) -> KernelConfig:
+def kernel_config(model: str | None = None, policy: str = "fifo") -> KernelConfig:
     """The config for a face's --model and --policy: a model name or path, None (the default model) or
-    'fake' (the scripted test engine); overrides are further KernelConfig fields."""
+    'fake' (the scripted test engine)."""
     from llmasos.kernel.config import KernelConfig
 
     if model == "fake":
         from llmasos.engine.fake import FakeEngine
 
-        return KernelConfig(engine=FakeEngine(), policy=policy, **overrides)
-    return KernelConfig(engine=model, policy=policy, **overrides)
+        return KernelConfig(engine=FakeEngine(), policy=policy)
+    return KernelConfig(engine=model, policy=policy)
 
 
 def app_rows() -> list[AppRow]:

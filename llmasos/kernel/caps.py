@@ -272,10 +272,10 @@ _RULES: dict[type, Callable[[Any, Caps, Any], None]] = {
     c.Spawn: _spawn,
     c.Generate: _generate,
     c.Chat: _token_budget,  # chat generates: the same token budget, no tools
-    c.Score: _token_budget,  # scoring reads the model: the same token and model-time budgets
     c.CallTool: _call_tool,
     c.Stdin: _stdin,
     c.SetPolicy: _root_only,
+    c.Score: _token_budget,  # scoring reads the model: the same token and model-time budgets
     # Every call with a namespace field needs a rule here (tests/kernel/test_isolation.py checks it).
     c.MemGet: _namespace,
     c.MemSet: _namespace,
