@@ -1,9 +1,10 @@
-"""The `llmasos` command: run an app, list apps and models, open the shell, serve the HTTP API, and
-drive a running daemon (ps, spawn, kill, logs, wait).
+"""The `llmasos` command: run an app, list apps and models, open the shell, serve the HTTP API,
+drive a running daemon (ps, spawn, kill, logs, wait), and evaluate models (eval).
 
-Rule: this module only assembles the command from local.py (no daemon needed) and remote.py (against a
-daemon, via --url); options are defined once in options.py. Importing it loads no kernel, engine or
-torch: a command that boots a kernel loads one when it runs.
+Rule: this module only assembles the command from local.py (no daemon needed), remote.py (against a
+daemon, via --url) and one module per further command (eval.py); options are defined once in
+options.py. Importing it loads no kernel, engine or torch: a command that boots a kernel loads one
+when it runs.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import typer
 
 from llmasos.cli import apps, finetune, local, mcp, models, remote, tools
+from llmasos.cli import eval as eval_
 
 __all__ = ["cli", "main"]
 
@@ -36,6 +38,7 @@ cli.command(context_settings=EXTRA_ARGS)(remote.spawn)
 cli.command()(remote.kill)
 cli.command()(remote.logs)
 cli.command()(remote.wait)
+cli.command("eval")(eval_.eval_cmd)
 
 
 def main() -> None:

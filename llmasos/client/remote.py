@@ -133,6 +133,10 @@ class RemoteClient:
         async for item in self._stream(f"/v1/procs/{pid}/logs", params):
             yield item["stream"], item["text"]
 
+    async def trace(self, pid: int | None) -> list[str]:
+        """The recent syscalls of pid (None: of every process), oldest first, as strace prints them."""
+        return list((await self._call("GET", "/v1/trace" if pid is None else f"/v1/procs/{pid}/trace"))["lines"])
+
     async def strace(self, pid: int | None) -> AsyncIterator[str]:
         path = f"/v1/procs/{pid}/trace" if pid is not None else "/v1/trace"
         async for item in self._stream(path, {"follow": "true"}):

@@ -176,3 +176,8 @@ class Engine(Protocol):
 
     def close(self) -> None:
         """Release the model."""
+
+    # Optional: ``score(text, window, stride) -> list[float]``, the log-probability of each token of text
+    # but the first given the tokens before it, over windows of at most ``window`` tokens that advance
+    # by ``stride`` (the score syscall; an engine without it answers NotSupported). It must not touch
+    # what ``step`` uses: the kernel calls it between steps, on the model thread when ``threaded``.

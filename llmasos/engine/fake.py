@@ -7,6 +7,7 @@ Tokens are words with their trailing white space.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -143,6 +144,10 @@ class FakeEngine:
     def capacity(self) -> Capacity:
         resident = sum(s.num_tokens for s in self.active.values())
         return Capacity(self.max_batch, self.context_window * self.max_batch, resident)
+
+    def score(self, text: str, window: int, stride: int) -> list[float]:
+        """Scripted prompt logprobs: a word of n characters after the first has log-probability -ln(n + 1)."""
+        return [-math.log(len(w.strip()) + 1) for w in tokenize(text)[1:]]
 
     def count_tokens(self, text: str) -> int:
         return len(tokenize(text))

@@ -363,6 +363,45 @@ class HFEngine:
                          + sum(s.engine_state.kv_tokens for s in self.parked.values()))
         return self.resident
 
+    # -- scoring (prompt logprobs) ------------------------------------------------------------------------
+
+    def score(self, text: str, window: int, stride: int) -> list[float]:
+        """The log-probability of each token of text but the first, given the up to window - 1 tokens
+        before it: targets are taken stride at a time, each block with the window that ends at it; the
+        windows are independent, so they run left-padded in batches of up to ``idle_prefill`` tokens.
+        Only the scored positions go through the output layer (a full window's logits would be
+        window x vocabulary floats)."""
+        if not 1 <= stride < window:
+            raise ValueError(f"score needs 1 <= stride < window, not stride={stride}, window={window}")
+        ids = self.tokenizer.encode(text, add_special_tokens=True)
+        blocks = [(max(0, min(s + stride, len(ids)) - window), s, min(s + stride, len(ids)))
+                  for s in range(1, len(ids), stride)]
+        out: list[float] = []
+        rows = max(1, min(self.max_batch, self.idle_prefill // window))
+        decoder, head = self.model.get_decoder(), self.model.get_output_embeddings()
+        with torch.inference_mode():
+            for g in range(0, len(blocks), rows):
+                out += self._score_group(ids, blocks[g : g + rows], decoder, head)
+        return out
+
+    def _score_group(self, ids: list[int], blocks: list[tuple[int, int, int]], decoder: Any,
+                     head: Any) -> list[float]:
+        width = max(e - a for a, _, e in blocks)
+        rows = [[self.pad_id] * (width - (e - a)) + ids[a:e] for a, _, e in blocks]
+        mask = torch.tensor([[0] * (width - (e - a)) + [1] * (e - a) for a, _, e in blocks])
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        hidden = decoder(input_ids=torch.tensor(rows), attention_mask=mask, position_ids=positions,
+                         use_cache=False).last_hidden_state
+        out: list[float] = []
+        for i, (_, s, e) in enumerate(blocks):
+            # Invariant: the logits at window column j predict the token at column j + 1, so the m
+            # targets ids[s:e] are predicted by the m columns before the window's last one.
+            m = e - s
+            logits = head(hidden[i, width - 1 - m : width - 1]).float()
+            logprobs = torch.log_softmax(logits, dim=-1)
+            out += logprobs.gather(1, torch.tensor(ids[s:e]).unsqueeze(1)).squeeze(1).tolist()
+        return out
+
     # -- bookkeeping -----------------------------------------------------------------------------------
 
     def abort(self, seq: Sequence) -> None:

@@ -237,7 +237,7 @@ def _spawn(proc: Process, caps: Caps, call: c.Spawn) -> None:
                                f"limit (max_children={caps.max_children}); wait for one first")
 
 
-def _token_budget(proc: Process, caps: Caps, call: c.Generate | c.Chat) -> None:
+def _token_budget(proc: Process, caps: Caps, call: c.Generate | c.Chat | c.Score) -> None:
     """Model calls: tokens and model time left (reserved and carved tokens count as used)."""
     left = budget.tokens_left(proc)
     if left is not None and left < 1:
@@ -307,6 +307,7 @@ _RULES: dict[type, Callable[[Any, Caps, Any], None]] = {
     c.CallTool: _call_tool,
     c.Stdin: _stdin,
     c.SetPolicy: _root_only,
+    c.Score: _token_budget,  # scoring reads the model: the same token and model-time budgets
     # Every call with a namespace field needs a rule here (tests/kernel/test_isolation.py checks it).
     c.MemGet: _namespace,
     c.MemSet: _namespace,

@@ -60,6 +60,8 @@ class KernelConfig:
     quantum: int = 16  # rr and fair policies: tokens a sequence decodes before it may yield its slot
     starvation_steps: int = 256  # fair policy: a sequence that waited this many steps goes first
     default_max_tokens: int = 256  # generate's max_tokens when the app gives none
+    score_window: int = 512  # score's window (tokens of context per forward) when the call gives none
+    max_score_tokens: int = 65536  # tokens of text one score call may take (InvalidArguments over it)
     request_caps: dict[str, Any] | None = None  # caps of the processes that faces open per request
     # (OpenAI endpoint, LLM, Application routes), e.g. {"token_budget": 2048}; None: all of root's
     home: Path = field(default_factory=llmasos_home)
@@ -108,7 +110,7 @@ class KernelConfig:
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser()
         for name in ("max_procs", "max_batch", "max_step_tokens", "max_resident_tokens", "quantum",
-                     "starvation_steps", "default_max_tokens", "mailbox_size", "stdout_lines", "trace_buffer",
+                     "starvation_steps", "default_max_tokens", "score_window", "max_score_tokens", "mailbox_size", "stdout_lines", "trace_buffer",
                      "pid_block", "wal_checkpoint_every", "summary_min_tokens", "max_key_size", "max_value_size",
                      "max_note_size", "max_search_terms", "max_search_results", "max_args_size", "max_body_size",
                      "max_recoveries"):

@@ -7,17 +7,22 @@ own generate, as part of the chat syscall). Tools offered to the model are turne
 decoding constraint and a parser of the reply here (``tools/calling.py``), not in the kernel object.
 Under a token budget the prompt and max_tokens are reserved here, before the sequence is queued
 (``kernel/budget.py``); a reply cut to fit the budget ends with ``finish_reason="budget"``.
+Score (prompt logprobs of a given text, for perplexity) is one engine call on the model thread, which
+runs between the LLM loop's steps; it reads the weights only and holds no sequence.
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
+from llmasos.engine import worker
 from llmasos.engine.base import SamplingParams, Sequence
 from llmasos.kernel import budget
 from llmasos.kernel.errors import KernelNotRunning
 from llmasos.syscalls import calls as c
-from llmasos.syscalls.errors import InvalidArguments, QuotaExceeded
+from llmasos.syscalls.errors import InvalidArguments, NotSupported, QuotaExceeded
+from llmasos.syscalls.types import Scores
 from llmasos.tools.calling import prepare as prepare_tools
 
 if TYPE_CHECKING:
@@ -77,4 +82,45 @@ async def sys_generate(k: Kernel, p: Process, call: c.Generate) -> Any:
     return await stream.collect()
 
 
-HANDLERS = {c.Generate: sys_generate}
+async def sys_score(k: Kernel, p: Process, call: c.Score) -> Scores:
+    """Prompt logprobs of call.text: the engine's ``score`` on the model thread, between steps."""
+    engine = k.engine
+    if k.llm is None or engine is None:
+        raise KernelNotRunning("boot the kernel first: `async with Kernel(...) as kernel:`")
+    score = getattr(engine, "score", None)
+    if score is None:
+        raise NotSupported(f"the model {engine.name} does not offer score (prompt logprobs); use a local "
+                           "transformers model")
+    if not isinstance(call.text, str) or not call.text:
+        raise InvalidArguments(f"score needs a non-empty text, not {call.text!r:.80}")
+    window = min(k.config.score_window, engine.context_window) if call.window is None else call.window
+    if not _whole(window) or not 2 <= window <= engine.context_window:
+        raise InvalidArguments(f"score's window must be a whole number from 2 to the context window "
+                               f"({engine.context_window}), not {window!r}")
+    stride = window // 2 if call.stride is None else call.stride
+    if not _whole(stride) or not 1 <= stride < window:
+        raise InvalidArguments(f"score's stride must be a whole number from 1 to window - 1 ({window - 1}), "
+                               f"not {stride!r}")
+    n = engine.count_tokens(call.text)
+    if n > k.config.max_score_tokens:
+        raise InvalidArguments(f"score's text is {n} tokens, more than max_score_tokens "
+                               f"({k.config.max_score_tokens}); split it into parts")
+    left = budget.tokens_left(p)
+    if left is not None and n > left:
+        raise QuotaExceeded(f"process {p.pid} ({p.app.name}) has {max(left, 0)} tokens left of its "
+                            f"{p.caps.token_budget}-token budget, and scoring this text takes {n}; score a "
+                            "shorter text, or give the process a larger token_budget")
+    t0 = time.perf_counter()
+    logprobs = await worker.run(score, call.text, window, stride) if engine.threaded else score(
+        call.text, window, stride)
+    p.usage.prompt_tokens += len(logprobs) + 1
+    p.usage.model_time += time.perf_counter() - t0
+    return Scores(tokens=len(logprobs) + 1, logprobs=tuple(logprobs), window=window, stride=stride,
+                  model=engine.name)
+
+
+def _whole(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+HANDLERS = {c.Generate: sys_generate, c.Score: sys_score}

@@ -190,6 +190,17 @@ class Generate(Syscall):
     model: str | None = None  # a loaded model's name (see Kernel.models)
 
 
+@dataclass(frozen=True, slots=True)
+class Score(Syscall):
+    """The model's log-probability of each token of text given the tokens before it (prompt logprobs),
+    over strided windows of at most ``window`` tokens that advance by ``stride``; returns Scores."""
+
+    waits: ClassVar[str | None] = "llm"
+    text: str
+    window: int | None = None  # tokens of context per window; None: the config's score_window
+    stride: int | None = None  # tokens scored per window; None: half the window
+
+
 # -- tools -----------------------------------------------------------------------------------
 
 

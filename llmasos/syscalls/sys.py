@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from llmasos.syscalls import calls as c
-from llmasos.syscalls.types import Completion, ExitStatus, Message, Note, ProcInfo
+from llmasos.syscalls.types import Completion, ExitStatus, Message, Note, ProcInfo, Scores
 
 if TYPE_CHECKING:
     from llmasos.kernel.kernel import Kernel
@@ -116,6 +116,11 @@ class Sys:
             tool_choice=tool_choice, truncate=truncate, model=model,
         )
         return _Streamed(self, call) if stream else self._trap(call)
+
+    async def score(self, text: str, *, window: int | None = None, stride: int | None = None) -> Scores:
+        """The model's log-probability of each token of text given the tokens before it (strided windows
+        of ``window`` tokens that advance by ``stride``); ``.perplexity`` of the result is the text's."""
+        return await self._trap(c.Score(text, window, stride))
 
     # -- tools -------------------------------------------------------------------------------
 

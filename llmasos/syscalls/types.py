@@ -6,6 +6,7 @@ Rule: plain frozen records, safe to hand to any process, to JSON (``as_dict``) a
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,28 @@ class Completion:
 
     def __str__(self) -> str:
         return self.text
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """What score returns: the log-probability (natural log) of every token of the text but the first,
+    each given up to ``window`` tokens before it."""
+
+    tokens: int  # tokens in the text (logprobs has one fewer: the first token has no context)
+    logprobs: tuple[float, ...] = ()
+    window: int = 0
+    stride: int = 0
+    model: str = ""
+
+    @property
+    def nll(self) -> float:
+        """Mean negative log-likelihood per scored token (transformers' causal-LM loss)."""
+        return -sum(self.logprobs) / len(self.logprobs) if self.logprobs else 0.0
+
+    @property
+    def perplexity(self) -> float:
+        """exp(nll): the token-level perplexity."""
+        return math.exp(self.nll)
 
 
 class ReplyStream:
