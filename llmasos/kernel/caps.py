@@ -250,7 +250,7 @@ def _token_budget(proc: Process, caps: Caps, call: c.Generate | c.Chat | c.Score
                             "spawn it with a larger model_time_budget")
 
 
-def _model(proc: Process, caps: Caps, call: c.Generate | c.Chat) -> None:
+def _model(proc: Process, caps: Caps, call: c.Generate | c.Chat | c.Score) -> None:
     """Model calls: the model they name (or the process's default one) must be one it may use."""
     if caps.models is None:
         return
@@ -266,6 +266,11 @@ def _model(proc: Process, caps: Caps, call: c.Generate | c.Chat) -> None:
 
 
 def _chat(proc: Process, caps: Caps, call: c.Chat) -> None:
+    _model(proc, caps, call)
+    _token_budget(proc, caps, call)
+
+
+def _score(proc: Process, caps: Caps, call: c.Score) -> None:
     _model(proc, caps, call)
     _token_budget(proc, caps, call)
 
@@ -307,7 +312,7 @@ _RULES: dict[type, Callable[[Any, Caps, Any], None]] = {
     c.CallTool: _call_tool,
     c.Stdin: _stdin,
     c.SetPolicy: _root_only,
-    c.Score: _token_budget,  # scoring reads the model: the same token and model-time budgets
+    c.Score: _score,  # scoring reads the model: the same model, token and model-time checks
     # Every call with a namespace field needs a rule here (tests/kernel/test_isolation.py checks it).
     c.MemGet: _namespace,
     c.MemSet: _namespace,

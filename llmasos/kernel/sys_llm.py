@@ -84,9 +84,9 @@ async def sys_generate(k: Kernel, p: Process, call: c.Generate) -> Any:
 
 async def sys_score(k: Kernel, p: Process, call: c.Score) -> Scores:
     """Prompt logprobs of call.text: the engine's ``score`` on the model thread, between steps."""
-    engine = k.engine
-    if k.llm is None or engine is None:
+    if k.llm is None or k.engine is None:
         raise KernelNotRunning("boot the kernel first: `async with Kernel(...) as kernel:`")
+    engine = k.models.get(call.model if call.model is not None else p.model).engine  # NoSuchModel lists them
     score = getattr(engine, "score", None)
     if score is None:
         raise NotSupported(f"the model {engine.name} does not offer score (prompt logprobs); use a local "

@@ -196,9 +196,11 @@ class Score(Syscall):
     over strided windows of at most ``window`` tokens that advance by ``stride``; returns Scores."""
 
     waits: ClassVar[str | None] = "llm"
+    added: ClassVar[tuple[str, ...]] = ("model",)
     text: str
     window: int | None = None  # tokens of context per window; None: the config's score_window
     stride: int | None = None  # tokens scored per window; None: half the window
+    model: str | None = None  # a loaded model's name; None: the process's default model
 
 
 # -- tools -----------------------------------------------------------------------------------

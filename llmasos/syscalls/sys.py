@@ -117,10 +117,12 @@ class Sys:
         )
         return _Streamed(self, call) if stream else self._trap(call)
 
-    async def score(self, text: str, *, window: int | None = None, stride: int | None = None) -> Scores:
+    async def score(self, text: str, *, window: int | None = None, stride: int | None = None,
+                    model: str | None = None) -> Scores:
         """The model's log-probability of each token of text given the tokens before it (strided windows
-        of ``window`` tokens that advance by ``stride``); ``.perplexity`` of the result is the text's."""
-        return await self._trap(c.Score(text, window, stride))
+        of ``window`` tokens that advance by ``stride``); ``.perplexity`` of the result is the text's.
+        ``model`` names a loaded model (default: the process's)."""
+        return await self._trap(c.Score(text, window, stride, model))
 
     # -- tools -------------------------------------------------------------------------------
 

@@ -334,3 +334,16 @@ async def test_request_caps_naming_a_model_that_is_not_loaded_fail_the_boot(tmp_
     async with Kernel(KernelConfig(models={"a": engine("a")}, request_caps={"models": "*"}, home=tmp_path)) as k:
         async with k.session("test") as sys:
             assert (await sys.generate("q", model="a")).text == "a says q"
+
+
+async def test_score_runs_on_the_model_it_names_and_the_caps_allow(tmp_path):
+    k, small, big = two(tmp_path)
+    async with k:
+        async with k.session("test") as sys:
+            assert (await sys.score("a b c", model="big")).model == "big-engine"
+            assert (await sys.score("a b c")).model == "small-engine"
+            with pytest.raises(NoSuchModel):
+                await sys.score("a b c", model="huge")
+        async with k.session("test", caps={"models": ["small"]}) as sys:
+            with pytest.raises(PermissionDenied):
+                await sys.score("a b c", model="big")
