@@ -198,7 +198,10 @@ def create_app(kernel: Kernel, token: str) -> FastAPI:
     api.state.kernel = kernel
     api.add_middleware(BodyLimit, limit=kernel.config.max_body_size)
     _install_error_handlers(api)
-    _process_routes(api, LocalClient(kernel))
+    _process_routes(api, local := LocalClient(kernel))
+    from llmasos.api.console import install
+
+    install(api, local)  # the web console at / (docs/console.md)
     from llmasos.api.openai import router
 
     api.include_router(router(kernel))

@@ -12,7 +12,7 @@ import os
 
 import typer
 
-from llmasos.cli import apps, local, mcp, remote, tools
+from llmasos.cli import apps, console, local, mcp, remote, tools
 
 __all__ = ["cli", "main"]
 
@@ -29,6 +29,7 @@ cli.add_typer(tools.tools)
 cli.command()(local.shell)
 cli.command()(local.models)
 cli.command()(local.serve)
+cli.command()(console.console)
 cli.command()(mcp.mcp)
 cli.command()(remote.ps)
 cli.command(context_settings=EXTRA_ARGS)(remote.spawn)
