@@ -14,7 +14,7 @@ window.lineChart = function lineChart(canvas, series, unit) {
     return;
   }
   const t0 = Math.min(...all.map((p) => p[0])), t1 = Math.max(...all.map((p) => p[0]));
-  const ymax = Math.max(1e-9, ...all.map((p) => p[1])) * 1.1;
+  const ymax = (Math.max(...all.map((p) => p[1])) || 1) * 1.1;
   const x = (t) => pad.l + (t1 > t0 ? (t - t0) / (t1 - t0) : 1) * (w - pad.l - pad.r);
   const y = (v) => h - pad.b - (v / ymax) * (h - pad.t - pad.b);
   ctx.strokeStyle = "#ddd";

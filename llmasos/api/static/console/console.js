@@ -152,7 +152,10 @@ function onEvent(kind, data) {
     for (const p of data.changed) state.procs.set(p.pid, p);
     for (const pid of data.gone) state.procs.delete(pid);
     renderProcs();
-    if (state.current !== null && state.procs.has(state.current)) renderProcHeader();
+    if (state.current !== null && data.changed.some((p) => p.pid === state.current)) {
+      renderProcHeader();
+      refreshMem();
+    }
   } else if (kind === "stats") {
     addStats(data);
   } else if (kind === "trace") {
@@ -346,7 +349,18 @@ function renderTrace() {
 }
 $("#trace-filter").addEventListener("input", renderTrace);
 
+// Reload its memory and context after a change, at most every 1.5 s (the last change is never missed).
+function refreshMem() {
+  if (state.memTimer || !state.procStreams) return;
+  const wait = Math.max(0, 1500 - (Date.now() - (state.memAt || 0)));
+  state.memTimer = setTimeout(() => {
+    state.memTimer = null;
+    if (state.current !== null) loadMem(state.current, state.procStreams.signal);
+  }, wait);
+}
+
 async function loadMem(pid, signal) {
+  state.memAt = Date.now();
   try {
     const [mem, ctx] = await Promise.all([api("GET", `/v1/procs/${pid}/mem`, undefined, signal),
       api("GET", `/v1/console/procs/${pid}/context`, undefined, signal)]);
@@ -416,9 +430,16 @@ $("#policy").addEventListener("change", async () => {
 
 function renderApps(apps, tools) {
   const json = (v) => el("pre", {class: "json"}, JSON.stringify(v, null, 2));
+  const shown = (v) => (v === null ? "—" : Array.isArray(v) ? v.join(", ") || "—" : String(v));
+  const params = (ps) => el("table", {class: "small"},
+    el("thead", {}, el("tr", {}, ...["parameter", "kind", "type", "required", "default"].map((h) => el("th", {}, h)))),
+    el("tbody", {}, ...ps.map((p) => el("tr", {}, el("td", {}, p.name), el("td", {}, p.kind), el("td", {}, p.type),
+      el("td", {}, p.required ? "yes" : ""), el("td", {}, p.secret ? "***" : shown(p.default))))));
+  const manifest = (m) => el("dl", {class: "manifest"},
+    ...Object.entries(m).flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, shown(v))]));
   $("#apps-list").replaceChildren(...apps.map((a) => el("details", {dataset: {app: a.name}},
     el("summary", {}, el("b", {}, a.name), ` ${a.usage} — ${a.description} `, el("span", {class: "muted"}, a.source)),
-    el("h4", {}, "parameters"), json(a.params), el("h4", {}, "manifest"), json(a.manifest))));
+    params(a.params), manifest(a.manifest))));
   $("#tools-list").replaceChildren(...tools.map((t) => el("details", {dataset: {tool: t.name}},
     el("summary", {}, el("b", {}, t.name), " ", t.description), json(t.schema))));
 }
