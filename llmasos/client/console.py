@@ -12,7 +12,6 @@ rows that changed and the pids that left, so a browser never polls the table.
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -53,12 +52,12 @@ def app_details() -> list[dict[str, Any]]:
         for i, p in enumerate(sig.parameters.values() if sig is not None else ()):
             if i == 0:
                 continue
-            annotation = p.annotation if p.annotation is not p.empty else ""
+            hint = p.annotation if p.annotation is not p.empty else ""
             params.append({
-                "name": p.name, "kind": KINDS[p.kind.name], "required": p.default is p.empty and
-                p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD),
+                "name": p.name, "kind": KINDS[p.kind.name],
+                "required": p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD),
                 "default": None if p.default is p.empty else _plain(p.default),
-                "type": annotation if isinstance(annotation, str) else getattr(annotation, "__name__", repr(annotation)),
+                "type": hint if isinstance(hint, str) else getattr(hint, "__name__", repr(hint)),
                 "secret": p.name in app.secret,
             })
         out.append({
