@@ -398,6 +398,7 @@ function addStats(s) {
   if (state.ttft.length > KEEP) state.ttft.shift();
   $("#model-line").textContent = `engine ${s.engine} · policy ${s.policy} · batch ${s.last_batch}/${s.max_batch} · ` +
     `${s.tok_s.toFixed(1)} tok/s · steps ${s.steps} · tokens ${s.tokens} · KV ${s.resident_tokens}/${s.max_resident_tokens}`;
+  if (document.activeElement !== $("#policy") && $("#policy").value !== s.policy) fillPolicies(s.policy);
   if (!$("#tab-model").hidden) drawCharts();
 }
 
