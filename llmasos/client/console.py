@@ -125,7 +125,7 @@ class ConsoleFeed:
         yield "hello", {"procs": list(procs.values()), "stats": await self._stats(),
                         "policies": await self.local.policies(),
                         "context_window": getattr(engine, "context_window", None), "interval": interval}
-        subscription = kernel.tracer.subscribe(None) if trace else None
+        subscription = kernel.tracer.subscribe(None)  # (also how the feed learns that the daemon stops)
         try:
             while True:
                 await anyio.sleep(interval)
@@ -136,15 +136,13 @@ class ConsoleFeed:
                 if changed or gone:
                     yield "procs", {"changed": changed, "gone": gone}
                 yield "stats", await self._stats()
-                if subscription is not None:
-                    lines, dropped, ended = _drain(subscription, TRACE_LINES)
-                    if lines or dropped:
-                        yield "trace", {"lines": lines, "dropped": dropped}
-                    if ended:
-                        return
+                lines, dropped, ended = _drain(subscription, TRACE_LINES if trace else 0)
+                if trace and (lines or dropped):
+                    yield "trace", {"lines": lines, "dropped": dropped}
+                if ended:
+                    return
         finally:
-            if subscription is not None:
-                subscription.close()
+            subscription.close()
 
 
 def _drain(events: Any, limit: int) -> tuple[list[str], int, bool]:

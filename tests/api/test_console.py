@@ -53,7 +53,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = daemon_env(tmp_path_factory.mktemp("home")) | {"LLMASOS_API_TOKEN": TOKEN}
     process, url = start_daemon(env)
     yield url
-    stop_daemon(process)
+    rc, err = stop_daemon(process)
+    assert rc == 0 and "Traceback" not in err, err  # a console's open streams never spoil a clean stop
 
 
 @pytest.fixture(scope="module")
@@ -190,6 +191,20 @@ def test_log_in_spawn_watch_stdin_and_kill(daemon: str, browser: Any) -> None:
     assert '"expression"' in text(browser, '#tools-list details[data-tool="calculator"]')  # its JSON schema
     browser.execute_script("window.scrollTo(0, 0)")
     shot(browser, "apps")
+
+
+def test_output_is_shown_as_text_never_as_markup(daemon: str, browser: Any) -> None:
+    hostile = ["<img", "src=x", "onerror=\"document.title='pwned'\">", "<b>bold</b>"]
+    pid = httpx.post(f"{daemon}/v1/procs", json={"app": "echo", "args": hostile}, headers=AUTH).json()["pid"]
+    log_in(browser, daemon, TOKEN) if not by(browser, "#nav").is_displayed() else None
+    by(browser, '#nav button[data-tab="procs"]').click()
+    row = f'#proc-table tr[data-pid="{pid}"]'
+    until(browser, lambda d: d.find_elements("css selector", row), "the echo row")
+    by(browser, row).click()
+    until(browser, lambda d: "<b>bold</b>" in text(d, "#output"), "the literal output")
+    assert " ".join(hostile) in text(browser, "#output")
+    assert not browser.find_elements("css selector", "#output img, #output b, #proc-info img")
+    assert browser.title == "llmasos console"
 
 
 def test_the_event_stream_over_a_socket_starts_with_the_whole_table(daemon: str) -> None:

@@ -135,3 +135,19 @@ def test_console_url_holds_nothing_secret() -> None:
         with pytest.raises(ValueError):
             console_url(bad)
 
+
+
+@pytest.mark.parametrize("trace", [True, False])
+async def test_the_feed_ends_when_the_daemon_ends_its_streams(served, trace: bool) -> None:
+    async with served() as s:
+        local = LocalClient(s.kernel)
+        kinds = []
+        with anyio.fail_after(5):
+            async with aclosing(ConsoleFeed(local).events(interval=0.1, trace=trace)) as feed:
+                async for kind, _data in feed:
+                    kinds.append(kind)
+                    if kind == "hello":
+                        await local.spawn("echo", ["hi"], {})
+                    if len(kinds) == 6:
+                        local.end_streams()  # what `llmasos serve` does on SIGINT
+        assert kinds[0] == "hello" and ("trace" in kinds) is trace
