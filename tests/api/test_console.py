@@ -54,7 +54,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     process, url = start_daemon(env)
     yield url
     rc, err = stop_daemon(process)
-    assert rc == 0 and "Traceback" not in err, err  # a console's open streams never spoil a clean stop
+    assert rc == 0 and "Traceback" not in err, err  # serving the console left nothing broken behind
 
 
 @pytest.fixture(scope="module")
