@@ -7,6 +7,8 @@ browser tab.
 
 from __future__ import annotations
 
+import os
+import sys
 import webbrowser
 from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
@@ -46,5 +48,13 @@ def console(url: UrlOpt = DEFAULT_URL, open_: OpenOpt = True) -> None:
     if r.status_code != 200 or "llmasos console" not in r.text:
         fail(f"{where} answers {r.status_code} but serves no llmasos console; is it an older `llmasos serve`?")
     typer.echo(f"llmasos console: {where}\n  log in with the token in $LLMASOS_HOME/api_token where the daemon runs")
-    if open_ and not webbrowser.open(where):
-        typer.echo("  (no browser found here: open the address yourself)", err=True)
+    if open_ and not (_graphical() and webbrowser.open(where)):
+        typer.echo("  (no graphical browser here: open the address in yours)", err=True)
+
+
+def _graphical() -> bool:
+    """Whether a browser can open a window here (on Linux without a display, webbrowser would start a
+    text browser in this terminal)."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))

@@ -10,6 +10,9 @@ from pathlib import Path
 import anyio
 import pytest
 
+from typer.testing import CliRunner
+
+from llmasos.cli import cli
 from llmasos.cli.console import console_url
 from llmasos.client.console import ConsoleFeed
 from llmasos.client.local import LocalClient
@@ -36,7 +39,8 @@ async def test_the_page_and_its_files_need_no_token_and_forbid_foreign_scripts(s
 
 async def test_the_static_files_serve_nothing_else(served) -> None:
     async with served() as s:
-        for path in ("/console/../http.py", "/console/%2e%2e/http.py", "/console/nope.js", "/console/../../errors.py"):
+        for path in ("/console/../http.py", "/console/%2e%2e/http.py", "/console/nope.js", "/console/../../errors.py",
+                     "/nope", "/index.html"):
             r = await s.http.get(path, headers=NO_TOKEN)
             assert r.status_code == 404, path
             assert "def create_app" not in r.text
@@ -151,3 +155,12 @@ async def test_the_feed_ends_when_the_daemon_ends_its_streams(served, trace: boo
                     if len(kinds) == 6:
                         local.end_streams()  # what `llmasos serve` does on SIGINT
         assert kinds[0] == "hello" and ("trace" in kinds) is trace
+
+
+@pytest.mark.parametrize("url,says", [("http://127.0.0.1:9", "no daemon answers at http://127.0.0.1:9/"),
+                                      ("ftp://h", "must be the daemon's http(s) address"),
+                                      ("http://me:secret@127.0.0.1:9", "must not hold credentials")])
+def test_llmasos_console_fails_in_one_line(url: str, says: str) -> None:
+    result = CliRunner().invoke(cli, ["console", "--url", url, "--no-open"])
+    assert result.exit_code == 2 and says in result.output and "Traceback" not in result.output
+    assert "secret" not in result.output
