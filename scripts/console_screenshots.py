@@ -51,7 +51,7 @@ def drive(url: str, out: Path) -> None:
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1200,760", "--hide-scrollbars"):
         options.add_argument(arg)
     d = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    find = lambda css: d.find_element(By.CSS_SELECTOR, css)  # noqa: E731
+    find = lambda css: d.find_element(By.CSS_SELECTOR, css)
     try:
         d.get(url + "/")
         find("#token").send_keys(TOKEN)

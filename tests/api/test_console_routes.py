@@ -9,7 +9,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-
 from typer.testing import CliRunner
 
 from llmasos.cli import cli
