@@ -207,6 +207,26 @@ def test_output_is_shown_as_text_never_as_markup(daemon: str, browser: Any) -> N
     assert browser.title == "llmasos console"
 
 
+def test_a_refused_spawn_shows_the_servers_reason_and_logging_out_forgets_the_token(daemon: str, browser: Any) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    log_in(browser, daemon, TOKEN) if not by(browser, "#nav").is_displayed() else None
+    by(browser, '#nav button[data-tab="procs"]').click()
+    before = len(httpx.get(f"{daemon}/v1/procs", params={"all": "true"}, headers=AUTH).json()["data"])
+    Select(by(browser, "#spawn-app")).select_by_value("echo")
+    by(browser, "#spawn-priority").send_keys(str(2**70))  # beyond a 64-bit nice value
+    by(browser, "#spawn-submit").click()
+    error = until(browser, lambda d: text(d, "#spawn-error"), "the spawn error")
+    assert error.startswith("spawn: invalid request: priority") and "integer" in error
+    assert len(httpx.get(f"{daemon}/v1/procs", params={"all": "true"}, headers=AUTH).json()["data"]) == before
+
+    by(browser, "#logout").click()
+    until(browser, lambda d: by(d, "#token").is_displayed(), "the login form after logging out")
+    assert browser.execute_script("return sessionStorage.getItem('llmasos-token')") is None
+    browser.refresh()
+    until(browser, lambda d: by(d, "#token").is_displayed(), "the login form after a reload")
+
+
 def test_the_event_stream_over_a_socket_starts_with_the_whole_table(daemon: str) -> None:
     with httpx.stream("GET", f"{daemon}/v1/console/events", params={"interval": 0.2}, headers=AUTH,
                       timeout=WAIT) as r:

@@ -106,7 +106,9 @@ $("#login-form").addEventListener("submit", async (ev) => {
 
 $("#logout").addEventListener("click", () => {
   sessionStorage.removeItem(KEY);
-  if (state.streams) state.streams.abort();
+  for (const c of [state.streams, state.procStreams]) if (c) c.abort();
+  state.current = null;
+  $("#nav-proc").disabled = true;
   showApp(false);
 });
 
@@ -337,7 +339,12 @@ $("#stdin-close").addEventListener("click", async () => {
 function onTrace(newLines, history) {
   if (state.current === null) return;
   const mine = newLines.filter((l) => l.startsWith(`[${state.current}] `));
-  traceLines = history ? mine.concat(traceLines) : traceLines.concat(mine);
+  if (history) {  // the recent ones, before those the live feed brought meanwhile (which it may hold too)
+    const seen = new Set(mine);
+    traceLines = mine.concat(traceLines.filter((l) => !seen.has(l)));
+  } else {
+    traceLines = traceLines.concat(mine);
+  }
   traceLines = traceLines.slice(-500);
   renderTrace();
 }
