@@ -275,6 +275,7 @@ _RULES: dict[type, Callable[[Any, Caps, Any], None]] = {
     c.CallTool: _call_tool,
     c.Stdin: _stdin,
     c.SetPolicy: _root_only,
+    c.Renice: _root_only,
     # Every call with a namespace field needs a rule here (tests/kernel/test_isolation.py checks it).
     c.MemGet: _namespace,
     c.MemSet: _namespace,

@@ -163,12 +163,20 @@ def test_log_in_spawn_watch_stdin_and_kill(daemon: str, browser: Any) -> None:
           "its context: system, user, its reply")
     shot(browser, "process")
 
+    # Change its priority: the table says so.
+    by(browser, "#proc-priority").clear()
+    by(browser, "#proc-priority").send_keys("-4")
+    by(browser, "#proc-renice").click()
+    until(browser, lambda d: "priority -4" in text(d, "#proc-info"), "the new priority")
+    assert httpx.get(f"{daemon}/v1/procs/{pid}", headers=AUTH).json()["priority"] == -4
+
     # Kill it; the state changes here and in the table.
     by(browser, "#proc-kill").click()
     until(browser, lambda d: text(d, "#proc-state") == "killed", "the killed state")
     assert by(browser, "#proc-kill").get_attribute("disabled") is not None
     by(browser, '#nav button[data-tab="procs"]').click()
     until(browser, lambda d: text(d, f"{row} td.state") == "killed", "the killed row")
+    assert text(browser, f"{row} td:nth-child(5)") == "-4"
 
     # The session keeps the token across a reload; it never enters a URL.
     browser.refresh()

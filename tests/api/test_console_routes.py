@@ -163,3 +163,32 @@ def test_llmasos_console_fails_in_one_line(url: str, says: str) -> None:
     result = CliRunner().invoke(cli, ["console", "--url", url, "--no-open"])
     assert result.exit_code == 2 and says in result.output and "Traceback" not in result.output
     assert "secret" not in result.output
+
+
+async def test_renice_over_http_and_through_the_remote_client(served) -> None:
+    from llmasos.api import http
+    from llmasos.client.remote import RemoteClient
+    from llmasos.kernel.kernel import PRIORITY_LIMIT
+
+    assert http.PRIORITY_LIMIT == PRIORITY_LIMIT  # the schema bounds what the kernel takes
+    async with served() as s:
+        pid = (await s.http.post("/v1/procs", json={"app": f"{APPS}:lines"})).json()["pid"]
+        r = await s.http.put(f"/v1/procs/{pid}/priority", json={"priority": -3})
+        assert r.status_code == 200 and r.json() == {"pid": pid, "priority": -3}
+        assert (await s.http.get(f"/v1/procs/{pid}")).json()["priority"] == -3
+        async with RemoteClient("http://llmasos.test", TOKEN, transport=s.transport()) as client:
+            await client.renice(pid, 4)
+            assert (await client.info(pid)).priority == 4
+        for body in ({"priority": PRIORITY_LIMIT + 1}, {"priority": "1"}, {"priority": True}, {"priority": 1.5},
+                     {}, {"priority": None}):
+            r = await s.http.put(f"/v1/procs/{pid}/priority", json=body)
+            assert r.status_code == 422 and r.json()["error"]["code"] == "InvalidArguments", body
+        r = await s.http.put("/v1/procs/999/priority", json={"priority": 1})
+        assert r.status_code == 404 and r.json()["error"]["code"] == "NoSuchProcess"
+        r = await s.http.put(f"/v1/procs/{pid}/priority", json={"priority": 1}, headers=NO_TOKEN)
+        assert r.status_code == 401
+        await s.http.delete(f"/v1/procs/{pid}")
+        await s.http.get(f"/v1/procs/{pid}", params={"wait": "true", "timeout": 5})
+        r = await s.http.put(f"/v1/procs/{pid}/priority", json={"priority": 1})
+        assert r.status_code == 400 and "has ended" in r.json()["error"]["message"]
+        assert (await s.http.get(f"/v1/procs/{pid}")).json()["priority"] == 4

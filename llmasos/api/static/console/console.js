@@ -309,13 +309,25 @@ function renderProcHeader() {
   if (!p) return;
   $("#proc-state").textContent = p.state + (p.waiting_on ? `: ${p.waiting_on}` : "");
   $("#proc-state").className = "state " + p.state;
-  $("#proc-kill").disabled = p.ended != null;
+  $("#proc-kill").disabled = $("#proc-renice").disabled = p.ended != null;
+  if (document.activeElement !== $("#proc-priority")) $("#proc-priority").value = p.priority;
   $("#proc-info").textContent = `ppid ${p.ppid} · priority ${p.priority} · args ${JSON.stringify(p.args)} · ` +
     `tokens ${p.usage.prompt_tokens}/${p.usage.completion_tokens} · budget left ${budgetLeft(p)}` +
     (p.error ? ` · error: ${p.error.split("\n").slice(-2).join(" ")}` : "");
 }
 
 $("#proc-kill").addEventListener("click", () => kill(state.current));
+
+$("#renice-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  try {
+    await api("PUT", `/v1/procs/${state.current}/priority`, {priority: parseInt($("#proc-priority").value, 10)});
+    $("#proc-error").textContent = "";
+    $("#proc-priority").blur();
+  } catch (e) {
+    $("#proc-error").textContent = `priority: ${e.message}`;
+  }
+});
 
 $("#stdin-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
