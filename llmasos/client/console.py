@@ -7,8 +7,8 @@ process's context-window usage, and one live feed of what changed (rows, model c
 
 Rule: like ``LocalClient``'s reads this only looks (the process table, the engine's counters, the
 scheduler's sequences, the trace bus), as reading /proc does; it never changes anything, so it needs no
-syscall, and it is the one client module beside local.py that touches the kernel. The feed sends the whole table once, then only the
-rows that changed and the pids that left, so a browser never polls the table.
+syscall, and it is the one client module beside local.py that touches the kernel. The feed sends the
+whole table once, then only the rows that changed and the pids that left, so a browser never polls it.
 """
 
 from __future__ import annotations
