@@ -91,6 +91,15 @@ class SpawnBody(BaseModel):
     caps: CapsBody | None = Field(None, description="Asked-for capabilities, e.g. {\"tools\": [\"calculator\"]}")
 
 
+PRIORITY_LIMIT = 1_000_000  # the kernel's (kernel.kernel.PRIORITY_LIMIT; tests/api/test_console_routes.py checks)
+
+
+class PriorityBody(BaseModel):
+    model_config = STRICT
+    priority: int = Field(ge=-PRIORITY_LIMIT, le=PRIORITY_LIMIT, description="A nice value: lower runs first "
+                                                                             "under the priority policy")
+
+
 class StdinBody(BaseModel):
     model_config = STRICT
     text: str = ""
@@ -202,7 +211,10 @@ def create_app(kernel: Kernel, token: str) -> FastAPI:
     api.state.kernel = kernel
     api.add_middleware(BodyLimit, limit=kernel.config.max_body_size)
     _install_error_handlers(api)
-    _process_routes(api, LocalClient(kernel))
+    _process_routes(api, local := LocalClient(kernel))
+    from llmasos.api.console import install
+
+    install(api, local)  # the web console at / (docs/console.md)
     from llmasos.api.openai import router
 
     api.include_router(router(kernel))
@@ -315,6 +327,12 @@ def _process_routes(api: FastAPI, local: LocalClient) -> None:
                 responses=errors(*SYSCALL, 404, 422))
     async def kill(pid: Pid) -> Any:
         return {"pid": pid, "killed": await local.kill(pid)}
+
+    @api.put("/v1/procs/{pid}/priority", tags=["processes"], summary="Change a live process's priority",
+             responses=errors(*SYSCALL, 404, 413, 422))
+    async def renice(pid: Pid, body: PriorityBody) -> Any:
+        await local.renice(pid, body.priority)
+        return {"pid": pid, "priority": body.priority}
 
     @api.post("/v1/procs/{pid}/wait", tags=["processes"], summary="Wait for a process to end and reap it",
               responses=errors(*SYSCALL, 404, 408, 422))

@@ -122,6 +122,11 @@ class App:
             raise TypeError(f"app {self.name!r} has no main; decorate one with @app.main")
         return self._main
 
+    @property
+    def signature(self) -> inspect.Signature | None:
+        """main's signature, the Sys parameter first (a sandboxed app's: its manifest's); None: no main yet."""
+        return self._sig
+
     def usage(self) -> str:
         """A one-line synopsis: ``echo [WORDS...]``."""
         if self._sig is None:

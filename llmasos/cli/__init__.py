@@ -13,7 +13,7 @@ import os
 
 import typer
 
-from llmasos.cli import apps, finetune, local, mcp, models, remote, tools
+from llmasos.cli import apps, console, finetune, local, mcp, models, remote, tools
 from llmasos.cli import eval as eval_
 
 __all__ = ["cli", "main"]
@@ -32,6 +32,7 @@ cli.command()(local.shell)
 cli.add_typer(models.app)
 cli.command()(finetune.finetune)
 cli.command()(local.serve)
+cli.command()(console.console)
 cli.command()(mcp.mcp)
 cli.command()(remote.ps)
 cli.command(context_settings=EXTRA_ARGS)(remote.spawn)

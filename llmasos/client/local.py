@@ -201,6 +201,12 @@ class LocalClient:
 
         return await self._syscall(Kill(pid))
 
+    async def renice(self, pid: int, priority: int) -> None:
+        """Give live process pid a new priority (a nice value: lower runs first under the priority policy)."""
+        from llmasos.syscalls.calls import Renice
+
+        await self._syscall(Renice(pid, priority))
+
     async def wait(self, pid: int, timeout: float | None = None) -> ExitStatus:
         from llmasos.syscalls.calls import Wait
 

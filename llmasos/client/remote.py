@@ -99,6 +99,9 @@ class RemoteClient:
     async def kill(self, pid: int) -> bool:
         return bool((await self._call("DELETE", f"/v1/procs/{pid}"))["killed"])
 
+    async def renice(self, pid: int, priority: int) -> None:
+        await self._call("PUT", f"/v1/procs/{pid}/priority", json={"priority": priority})
+
     async def wait(self, pid: int, timeout: float | None = None) -> ExitStatus:
         params = {"timeout": timeout} if timeout is not None else {}
         return ExitStatus(**await self._call("POST", f"/v1/procs/{pid}/wait", params=params, long=True))

@@ -313,6 +313,7 @@ _RULES: dict[type, Callable[[Any, Caps, Any], None]] = {
     c.Stdin: _stdin,
     c.SetPolicy: _root_only,
     c.Score: _score,  # scoring reads the model: the same model, token and model-time checks
+    c.Renice: _root_only,
     # Every call with a namespace field needs a rule here (tests/kernel/test_isolation.py checks it).
     c.MemGet: _namespace,
     c.MemSet: _namespace,

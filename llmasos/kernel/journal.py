@@ -59,6 +59,7 @@ class Durability(Protocol):
     def process_started(self, proc: Process) -> None: ...
     def process_row(self, pid: int) -> Receipt: ...
     def process_ended(self, proc: Process) -> None: ...
+    def process_reniced(self, proc: Process) -> None: ...
     def message_sent(self, pid: int, msg: Message) -> Receipt: ...
     def stdin_written(self, pid: int, lines: list[str]) -> Receipt: ...
 
@@ -76,6 +77,9 @@ class NoJournal:
         return DONE
 
     def process_ended(self, proc: Process) -> None:
+        pass
+
+    def process_reniced(self, proc: Process) -> None:
         pass
 
     def message_sent(self, pid: int, msg: Message) -> Receipt:
@@ -285,6 +289,10 @@ class Journal:
         for key in [k for k, (_, _, pid) in self._messages.items() if pid == proc.pid]:
             del self._messages[key]
         self._stdin.pop(proc.pid, None)
+
+    def process_reniced(self, proc: Process) -> None:
+        """Queue proc's new priority: a restart resumes it with that one."""
+        self.rows.post_process_priority(proc.pid, proc.priority)
 
     def message_sent(self, pid: int, msg: Message) -> Receipt:
         """Persist a message put in pid's mailbox until a recv takes it (InvalidArguments if it cannot be,

@@ -369,9 +369,7 @@ class Kernel(Faces, Stdio):
             raise NoSuchProcess(f"no live parent process {parent}")
         if priority is None:
             priority = app.priority
-        if not isinstance(priority, int) or isinstance(priority, bool) or abs(priority) > PRIORITY_LIMIT:
-            raise InvalidArguments(f"a priority is a whole number from {-PRIORITY_LIMIT:,} to {PRIORITY_LIMIT:,} "
-                                   f"(lower runs first under the priority policy), not {priority!r:.60}")
+        check_priority(priority)
         parent_caps = budget.available(parent_proc, parent_proc.caps) if parent_proc is not None else capmod.ROOT
         if isinstance(caps, capmod.Caps):
             granted: Caps = capmod.intersect(caps, parent_caps)
@@ -610,10 +608,31 @@ class Kernel(Faces, Stdio):
         if model is None:
             self.config.policy = policy
 
+    def renice(self, pid: int, priority: int) -> None:
+        """Give live process pid a new priority, for its queued and future generations; journaled."""
+        check_priority(priority)
+        proc = self.get(pid)
+        if not proc.alive:
+            raise InvalidArguments(f"process {pid} has ended; only a live process can change its priority")
+        proc.priority = priority
+        if self.llm is not None:
+            sched = self.llm.scheduler
+            for seq in (*sched.waiting, *sched.running):
+                if seq.pid == pid:
+                    seq.priority = priority
+        self.durability.process_reniced(proc)
+
     @property
     def policy(self) -> str:
         """The default model's scheduling policy."""
         return self.llm.scheduler.policy if self.llm is not None else self.config.policy
+
+
+def check_priority(priority: Any) -> None:
+    """InvalidArguments unless priority is a whole number within PRIORITY_LIMIT."""
+    if not isinstance(priority, int) or isinstance(priority, bool) or abs(priority) > PRIORITY_LIMIT:
+        raise InvalidArguments(f"a priority is a whole number from {-PRIORITY_LIMIT:,} to {PRIORITY_LIMIT:,} "
+                               f"(lower runs first under the priority policy), not {priority!r:.60}")
 
 
 _detached: set[asyncio.Task[None]] = set()  # asyncio keeps weak references to tasks only

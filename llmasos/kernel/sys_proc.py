@@ -141,6 +141,10 @@ async def sys_set_policy(k: Kernel, p: Process, call: c.SetPolicy) -> None:
     k.set_policy(call.policy, call.model)
 
 
+async def sys_renice(k: Kernel, p: Process, call: c.Renice) -> None:
+    k.renice(pid_of(call.pid), call.priority)
+
+
 HANDLERS = {
     c.Spawn: sys_spawn,
     c.Kill: sys_kill,
@@ -155,4 +159,5 @@ HANDLERS = {
     c.Write: sys_write,
     c.Stdin: sys_stdin,
     c.SetPolicy: sys_set_policy,
+    c.Renice: sys_renice,
 }

@@ -96,6 +96,9 @@ class JournalStore:
     def post_process_end(self, pid: int, values: dict[str, Any]) -> None:
         self.store.post_process_end(pid, values, urgent=not self.group)
 
+    def post_process_priority(self, pid: int, priority: int) -> None:
+        self.store.post_process_priority(pid, priority, urgent=not self.group)
+
 
 def _with_taken(row: Row, taken: int | None) -> list[Row]:
     # Invariant: a message (stdin line) leaves the mailbox table in the commit of the call that took it.

@@ -58,6 +58,10 @@ class Store:
         self.w.post(rows=[("process-end", {"pid": pid, **values}),
                           ("mailbox-of", {"pid": pid})], urgent=urgent, owner=pid)
 
+    def post_process_priority(self, pid: int, priority: int, *, urgent: bool) -> None:
+        """Queue pid's new priority (renice)."""
+        self.w.post(rows=[("process-priority", {"pid": pid, "priority": priority})], urgent=urgent, owner=pid)
+
     def post_process_lost(self, pid: int, state: str, why: str, *, urgent: bool = True) -> None:
         """Queue that recovery could not restart pid (state LOST or KILLED, and why); its mail goes."""
         self.w.post(rows=[("process-lost", {"pid": pid, "state": state, "error": why,

@@ -52,6 +52,7 @@ ROW_SQL = {
                 ":started, :ended, :spawn_key, :node, :node_epoch)",
     "process-end": "UPDATE processes SET state = :state, ended = :ended, exit_value = :exit_value, "
                    "error = :error, usage = :usage WHERE pid = :pid",
+    "process-priority": "UPDATE processes SET priority = :priority WHERE pid = :pid",
     "process-lost": "UPDATE processes SET state = :state, ended = :ended, error = :error WHERE pid = :pid",
     "meta=": "UPDATE meta SET value = :value WHERE key = :key",  # keys the first migration made
 }

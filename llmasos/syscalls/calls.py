@@ -64,6 +64,16 @@ class Kill(Syscall):
 
 
 @dataclass(frozen=True, slots=True)
+class Renice(Syscall):
+    """Change a live process's priority (a nice value: lower runs first under the priority policy); root only."""
+
+    effect: ClassVar[bool] = True
+
+    pid: int
+    priority: int
+
+
+@dataclass(frozen=True, slots=True)
 class Wait(Syscall):
     """Wait for a process to end; returns its ExitStatus and reaps it."""
 
