@@ -1,6 +1,7 @@
 """A toy fine-tuning task: answer every question as `ANSWER: <word>`, and a scorer for it.
 
     python examples/finetune/toy_task.py make DIR          # DIR/train.jsonl (~200 items), DIR/heldout.jsonl (40)
+                                                           # and DIR/heldout-qa.jsonl (the same 40, for llmasos eval --qa)
     python examples/finetune/toy_task.py score MODEL DIR/heldout.jsonl
 
 `score` asks MODEL (a library name, a path, or BASE+ADAPTER_DIR) every held-out question in one batch
@@ -66,6 +67,9 @@ def make(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "train.jsonl").write_text("".join(chat_line(x) + "\n" for x in train))
     (folder / "heldout.jsonl").write_text("".join(chat_line(x) + "\n" for x in held))
+    # llmasos eval --qa: exact_match is the reply being exactly `ANSWER: <word>` with the right word
+    (folder / "heldout-qa.jsonl").write_text("".join(
+        json.dumps({"question": x["question"], "answers": [f"ANSWER: {x['answer']}"]}) + "\n" for x in held))
     print(f"{len(train)} training items in {folder / 'train.jsonl'}, {len(held)} held out in {folder / 'heldout.jsonl'}")
 
 
