@@ -99,6 +99,9 @@ class Sequence:
     quantum_used: int = 0  # tokens decoded since the scheduler last (re)admitted it
     first_token_at: float | None = None
     engine_state: Any = None  # private to the engine that owns it
+    tools: dict[str, Any] | None = None  # for an engine with native_tools (a remote server): the
+    # OpenAI-shaped {"tools": [...], "tool_choice": ..., "messages": [...]}, set by tools/calling.py
+    charged: tuple[int, int] = (0, 0)  # the kernel's: (prompt, completion) tokens charged to its process
     reserved: int = 0  # the kernel's: budget tokens reserved for it and not yet charged
     capped: bool = False  # the kernel's: max_tokens was cut to its process's budget
 
