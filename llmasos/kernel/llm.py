@@ -74,9 +74,9 @@ class TokenStream(ReplyStream):
             text=seq.text, finish_reason=reason, prompt_tokens=len(seq.prompt_ids),
             completion_tokens=len(seq.output_ids), model=self._llm.engine.name,
         )
-        if self.postprocess is not None:  # -- tools
-            self.completion = self.postprocess(self.completion)
         self._events.close()
+        if self.postprocess is not None:  # -- tools (it may raise: a required call that is missing)
+            self.completion = self.postprocess(self.completion)
 
     def close(self) -> None:
         """Stop generating: the engine frees the sequence before its next step."""
