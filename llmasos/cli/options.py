@@ -19,7 +19,8 @@ from llmasos.errors import LlmasosError
 T = TypeVar("T")
 
 ModelOpt = Annotated[str | None, typer.Option(
-    "--model", "-m", help="Model name or path (default: smollm2-135m); 'fake' for the scripted test engine")]
+    "--model", "-m", help="Model name or path (default: smollm2-135m); openai:URL#MODEL for a model on an OpenAI-compatible "
+    "server (key in $OPENAI_API_KEY), or an engine .toml file; 'fake' for the scripted test engine")]
 PolicyOpt = Annotated[str, typer.Option("--policy", help="Scheduling policy: fifo, rr, priority, fair")]
 UrlOpt = Annotated[str, typer.Option("--url", envvar="LLMASOS_URL", help="The daemon's URL ($LLMASOS_URL)")]
 PrioOpt = Annotated[int | None, typer.Option(

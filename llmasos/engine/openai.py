@@ -115,7 +115,8 @@ class OpenAIEngine:
         try:
             return cls(**{**defaults, **options})
         except TypeError as exc:
-            raise EngineSetupError(f"{spec}: {exc}; see OpenAIEngine's arguments in docs/models.md") from None
+            raise EngineSetupError(f"{spec}: {exc}; OpenAIEngine's arguments are listed in docs/architecture.md "
+                                   "(Remote models)") from None
 
     # -- the request side (called from the requesting process) ------------------------------------
 
@@ -146,6 +147,9 @@ class OpenAIEngine:
                     self._open.add(seq.sid)
                     self.requests += 1
                     state.future = asyncio.run_coroutine_threadsafe(self._request(seq, state), self._loop)
+                    # Invariant: the slot is freed when the request ends, however it ends (a request
+                    # cancelled before it started never runs a line of its own).
+                    state.future.add_done_callback(lambda _f, sid=seq.sid: self._closed(sid))
             while not any(s.engine_state.pending for s in batch):
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -248,6 +252,11 @@ class OpenAIEngine:
             state.pending.append((kind, payload))
             self._cond.notify_all()
 
+    def _closed(self, sid: int) -> None:
+        with self._cond:
+            self._open.discard(sid)
+            self._cond.notify_all()
+
     async def _request(self, seq: Sequence, state: RemoteState) -> None:
         try:
             await self._attempts(seq, state)
@@ -262,10 +271,6 @@ class OpenAIEngine:
         except Exception as exc:  # noqa: BLE001 - any other failure ends this request alone
             self._push(seq, state, "error", EngineError(
                 f"the request to {self.base_url} failed: {type(exc).__name__}: {exc}"))
-        finally:
-            with self._cond:
-                self._open.discard(seq.sid)
-                self._cond.notify_all()
 
     async def _attempts(self, seq: Sequence, state: RemoteState) -> None:
         """Send seq's request, retrying what may pass (429, 5xx, no connection) while nothing arrived."""
