@@ -189,10 +189,10 @@ class OpenAIEngine:
             from llmasos.tools.calling import format_call
 
             text = "".join(format_call(call) for call in delta.tool_calls)
-        if delta.usage is not None:  # the server's counts replace the estimates
+        if delta.usage is not None:  # the server's counts replace the estimates (within what was asked)
             prompt, completion = delta.usage
-            seq.prompt_ids = [NO_ID] * prompt
-            seq.output_ids = [NO_ID] * max(completion, 1 if text else 0)
+            seq.prompt_ids = [NO_ID] * min(prompt, self.context_window)
+            seq.output_ids = [NO_ID] * min(max(completion, 1 if text else 0), seq.params.max_tokens)
         return self._add_text(seq, text, wire.FINISH.get(delta.finish or "stop", "stop"))
 
     def _add_text(self, seq: Sequence, text: str, finish: str | None) -> TokenEvent:
@@ -326,7 +326,7 @@ class OpenAIEngine:
                     self._push(seq, state, "text", delta.text)
                 if delta.tool_calls:
                     state.received = True
-                    wire.merge_tool_calls(calls, delta.tool_calls)
+                    wire.merge_tool_calls(calls, delta.tool_calls, self.max_event_bytes)
                 end.finish = delta.finish or end.finish
                 end.usage = delta.usage or end.usage
             else:

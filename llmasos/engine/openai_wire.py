@@ -225,8 +225,9 @@ def _count(n: Any) -> bool:
     return isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**31
 
 
-def merge_tool_calls(acc: dict[int, dict[str, Any]], deltas: list[dict[str, Any]]) -> None:
-    """Fold streamed tool-call deltas (name once, arguments in pieces) into acc, by index."""
+def merge_tool_calls(acc: dict[int, dict[str, Any]], deltas: list[dict[str, Any]], max_bytes: int) -> None:
+    """Fold streamed tool-call deltas (name once, arguments in pieces) into acc, by index; the calls
+    together may hold at most max_bytes characters."""
     for d in deltas:
         index = d.get("index", 0)
         if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < 64:
@@ -240,6 +241,8 @@ def merge_tool_calls(acc: dict[int, dict[str, Any]], deltas: list[dict[str, Any]
             entry["name"] += str(name)
         if args is not None:
             entry["arguments"] += args if isinstance(args, str) else json.dumps(args)
+    if sum(len(e["name"]) + len(e["arguments"]) for e in acc.values()) > max_bytes:
+        raise MalformedReply(f"tool calls of more than {max_bytes} characters")
 
 
 def render_tool_calls(acc: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:

@@ -251,6 +251,8 @@ async def test_bad_url_and_bad_key_say_what_to_fix(tmp_path: Path, daemon: str,
     (b"data: " + b"x" * 20000 + b"\n\n", "more than 4096 bytes"),
     (b"x" * 20000, "more than 4096 bytes"),  # never a newline
     (b'data: {"choices": [{"delta": {"content": "half"}}]}\n\n', "closed the stream before the reply ended"),
+    ((b'data: {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": "'
+      + b"x" * 3000 + b'"}}]}}]}\n\n') * 2, "tool calls of more than 4096"),
 ])
 async def test_garbage_streams_fail_that_request_alone(tmp_path: Path, proxy: Proxy, garbage: bytes,
                                                        why: str) -> None:
@@ -260,6 +262,16 @@ async def test_garbage_streams_fail_that_request_alone(tmp_path: Path, proxy: Pr
             await generate(kernel, "x", max_tokens=5)
         proxy.garbage = None
         assert (await generate(kernel, "fine", max_tokens=5)).text == "echo: fine"
+
+
+async def test_absurd_usage_counts_are_held_to_what_was_asked(tmp_path: Path, proxy: Proxy) -> None:
+    huge = 2**31 - 2
+    proxy.garbage = (b'data: {"choices": [{"delta": {"content": "hi"}, "finish_reason": "stop"}]}\n\n'
+                     b'data: {"choices": [], "usage": {"prompt_tokens": %d, "completion_tokens": %d}}\n\n'
+                     b"data: [DONE]\n\n" % (huge, huge))
+    async with remote(tmp_path, proxy.url, context_window=1000) as (kernel, eng):
+        c = await generate(kernel, "x", max_tokens=7)
+        assert c.text == "hi" and (c.prompt_tokens, c.completion_tokens) == (1000, 7)
 
 
 # -- the scheduler in front of a remote server ----------------------------------------------------------
