@@ -121,8 +121,18 @@ class OpenAIEngine:
     # -- the request side (called from the requesting process) ------------------------------------
 
     def prepare(self, seq: Sequence) -> None:
+        budget = self.context_window - seq.params.max_tokens
         prompt = wire.prompt_estimate(seq)
-        if prompt + seq.params.max_tokens > self.context_window:
+        if seq.params.truncate and budget > 0 and prompt > budget:  # drop the oldest text, as the local engine
+            if seq.messages is not None:
+                seq.messages = list(seq.messages)
+                while prompt > budget and (drop := _droppable(seq.messages)) is not None:
+                    del seq.messages[drop]
+                    prompt = wire.prompt_estimate(seq)
+            else:
+                seq.prompt = (seq.prompt or "")[-budget * wire.CHARS_PER_TOKEN:]
+                prompt = wire.prompt_estimate(seq)
+        if prompt > budget:
             raise ContextOverflow(
                 f"the prompt is about {prompt} tokens and max_tokens is {seq.params.max_tokens}: more than "
                 f"the context window of {self.context_window} set for {self.name} at {self.base_url}; shorten "
@@ -338,6 +348,14 @@ class OpenAIEngine:
                                   "have crashed or dropped the connection: try again")
         end.tool_calls = wire.render_tool_calls(calls)
         self._push(seq, state, "end", end)
+
+
+def _droppable(messages: list[dict[str, Any]]) -> int | None:
+    """Index of the oldest message truncation may drop (never a system message nor the last one)."""
+    for i, m in enumerate(messages[:-1]):
+        if m.get("role") != "system":
+            return i
+    return None
 
 
 async def _read_capped(resp: httpx.Response, limit: int) -> bytes:

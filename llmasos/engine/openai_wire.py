@@ -102,10 +102,13 @@ def request(seq: Sequence, model: str, native_tools: bool) -> tuple[str, dict[st
     return "/completions", body
 
 
+CHARS_PER_TOKEN = 3
+
+
 def estimate_tokens(text: str) -> int:
     """A stand-in count until the server's usage arrives: about 3 characters a token, rounded up (an
     over-estimate for English, so a budget reserves enough)."""
-    return math.ceil(len(text) / 3)
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
 def prompt_estimate(seq: Sequence) -> int:

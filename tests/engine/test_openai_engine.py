@@ -374,6 +374,13 @@ async def test_prompt_over_the_context_window_is_refused_locally(tmp_path: Path,
         with pytest.raises(ContextOverflow, match="context window of 64"):
             await generate(kernel, "word " * 200, max_tokens=5)
         assert proxy.bodies == []
+        c = await generate(kernel, "word " * 200 + "END", max_tokens=5, truncate=True)
+        assert proxy.bodies[-1]["prompt"].endswith("word END") and len(proxy.bodies[-1]["prompt"]) <= 3 * 59
+        history = [{"role": "system", "content": "be brief"}] + [
+            {"role": "user", "content": f"message {i} " + "x" * 60} for i in range(5)]
+        await generate(kernel, messages=history, max_tokens=5, truncate=True)
+        sent = proxy.bodies[-1]["messages"]
+        assert sent[0]["content"] == "be brief" and sent[-1]["content"].startswith("message 4") and len(sent) < 6
 
 
 def test_serve_runs_on_a_remote_model(tmp_path: Path, daemon: str) -> None:
