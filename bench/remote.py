@@ -109,7 +109,8 @@ async def main() -> None:
     home = Path(os.environ.get("LLMASOS_HOME") or tempfile.mkdtemp())
     daemon, url = start_daemon(home)
     os.environ["LLMASOS_BENCH_KEY"] = TOKEN
-    engine = OpenAIEngine(url, "smollm2-135m", api_key_env="LLMASOS_BENCH_KEY", max_inflight=args.n)
+    engine = OpenAIEngine(url, "smollm2-135m", api_key_env="LLMASOS_BENCH_KEY", max_inflight=args.n,
+                          timeout=600)  # as the OpenAI clients: a busy machine may stall the daemon
     rows = []
     try:
         with tempfile.TemporaryDirectory() as khome:

@@ -274,10 +274,10 @@ class OpenAIEngine:
             raise
         except EngineError as exc:
             self._push(seq, state, "error", exc)
-        except httpx.TimeoutException:
+        except httpx.TimeoutException as exc:
             self._push(seq, state, "error", EngineError(
-                f"{self.base_url} sent nothing for {self.timeout:g} s; the server is overloaded or stuck: check "
-                "it, or give OpenAIEngine a larger timeout"))
+                f"{self.base_url} sent nothing for {self.timeout:g} s ({type(exc).__name__}); the server is "
+                "overloaded or stuck: check it, or give OpenAIEngine a larger timeout"))
         except Exception as exc:  # noqa: BLE001 - any other failure ends this request alone
             self._push(seq, state, "error", EngineError(
                 f"the request to {self.base_url} failed: {type(exc).__name__}: {exc}"))
