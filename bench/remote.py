@@ -131,6 +131,8 @@ async def main() -> None:
                     d_tok, d_s = got["direct"]
                     e_tok, e_s = got["engine"]
                     rows.append((r + 1, d_tok / d_s, e_tok / e_s, d_tok, e_tok))
+                    print(f"# repeat {r + 1}: direct {d_tok / d_s:.1f} tok/s, engine {e_tok / e_s:.1f} tok/s",
+                          file=sys.stderr, flush=True)
     finally:
         engine.close()
         daemon.send_signal(signal.SIGINT)

@@ -4,6 +4,7 @@ the embedded model) serves the OpenAI API; a loopback proxy in front of it injec
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -403,6 +404,29 @@ def test_serve_runs_on_a_remote_model(tmp_path: Path, daemon: str) -> None:
         assert rc == 0 and TOKEN not in err  # the key is never logged
     finally:
         stop(front)
+
+
+@pytest.mark.parametrize("spec, why", [
+    ("openai:nope", "openai:URL#MODEL"),
+    ("openai:http://127.0.0.1:1/v1#m", r"\$OPENAI_API_KEY, which is not set"),
+    ("openai:http://127.0.0.1:1/v1#m;rm -rf ~", None),  # only ever a model name sent to that server
+])
+def test_cli_model_option_with_a_bad_remote_spec(spec: str, why: str | None, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from llmasos.cli import cli
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    if why is None:
+        monkeypatch.setenv("OPENAI_API_KEY", "k")
+        eng = OpenAIEngine.from_spec(spec)
+        assert eng.model == "m;rm -rf ~" and eng.base_url == "http://127.0.0.1:1/v1"
+        eng.close()
+        return
+    result = CliRunner().invoke(cli, ["run", "echo", "hi", "--model", spec], env={"LLMASOS_HOME": str(tmp_path)})
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert re.search(why, result.output), result.output
 
 
 # -- the real model ---------------------------------------------------------------------------------------
