@@ -8,7 +8,12 @@ its scheduler admits them, all N in flight. Both count tokens from the server's 
 interleaved, --repeats times; the table gives aggregate completion tokens/s of each and the ratio
 (engine / direct: 1.0 means the remote engine adds nothing).
 
-Usage: python bench/remote.py [--n 32] [--max-tokens 64] [--repeats 3] [--quick]
+The client CPU columns are the seconds of CPU this process (the clients, or the kernel with its
+engine) used per 1000 tokens: the remote engine's own cost, which the daemon's speed does not hide.
+`--model fake` runs the daemon on the scripted engine (instant replies), so the client side is all
+that is measured.
+
+Usage: python bench/remote.py [--n 32] [--max-tokens 64] [--repeats 3] [--quick] [--model fake]
 """
 
 from __future__ import annotations
@@ -41,11 +46,12 @@ def messages(i: int) -> list[dict[str, str]]:
     return [{"role": "user", "content": f"Story {i}: tell a short story about a {a} who meets a {b}."}]
 
 
-def start_daemon(home: Path) -> tuple[subprocess.Popen, str]:
+def start_daemon(home: Path, model: str | None) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "LLMASOS_HOME": str(home), "LLMASOS_API_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
     env.pop("LLMASOS_URL", None)
-    p = subprocess.Popen([sys.executable, "-m", "llmasos.cli", "serve", "--port", "0"], stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, text=True, env=env)
+    extra = ["--model", model] if model else []
+    p = subprocess.Popen([sys.executable, "-m", "llmasos.cli", "serve", "--port", "0", *extra],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     ready, _, _ = select.select([p.stdout], [], [], 600)
     line = p.stdout.readline() if ready else ""
     found = re.search(r"serving (http://\S+)", line)
@@ -55,7 +61,7 @@ def start_daemon(home: Path) -> tuple[subprocess.Popen, str]:
     return p, found.group(1) + "/v1"
 
 
-async def direct(url: str, n: int, max_tokens: int) -> tuple[int, float]:
+async def direct(url: str, model: str, n: int, max_tokens: int) -> tuple[int, float]:
     """N concurrent OpenAI clients streaming from the daemon: (completion tokens, seconds)."""
     from openai import AsyncOpenAI
 
@@ -64,7 +70,7 @@ async def direct(url: str, n: int, max_tokens: int) -> tuple[int, float]:
 
     async def one(i: int) -> None:
         stream = await client.chat.completions.create(
-            model="smollm2-135m", messages=messages(i), max_tokens=max_tokens, temperature=0, stream=True,
+            model=model, messages=messages(i), max_tokens=max_tokens, temperature=0, stream=True,
             stream_options={"include_usage": True})
         async for chunk in stream:
             if chunk.usage is not None:
@@ -103,20 +109,22 @@ async def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="n=8, max_tokens=16, one repeat")
+    ap.add_argument("--model", default=None, help="the daemon's --model (default: the embedded model)")
     args = ap.parse_args()
     if args.quick:
         args.n, args.max_tokens, args.repeats = 8, 16, 1
     home = Path(os.environ.get("LLMASOS_HOME") or tempfile.mkdtemp())
-    daemon, url = start_daemon(home)
+    daemon, url = start_daemon(home, args.model)
+    model = args.model or "smollm2-135m"
     os.environ["LLMASOS_BENCH_KEY"] = TOKEN
-    engine = OpenAIEngine(url, "smollm2-135m", api_key_env="LLMASOS_BENCH_KEY", max_inflight=args.n,
+    engine = OpenAIEngine(url, model, api_key_env="LLMASOS_BENCH_KEY", max_inflight=args.n,
                           timeout=600)  # as the OpenAI clients: a busy machine may stall the daemon
     rows = []
     try:
         with tempfile.TemporaryDirectory() as khome:
             async with Kernel(KernelConfig(engine=engine, home=Path(khome), memory=False,
                                            max_batch=args.n)) as kernel:
-                await direct(url, 2, 4)  # warm both paths (first requests pay one-off costs)
+                await direct(url, model, 2, 4)  # warm both paths (first requests pay one-off costs)
                 await through_engine(kernel, 2, 4)
                 for r in range(args.repeats):
                     # Interleaved, and the order flips each repeat, so a drift of the machine's speed
@@ -124,13 +132,16 @@ async def main() -> None:
                     order = ("direct", "engine") if r % 2 == 0 else ("engine", "direct")
                     got = {}
                     for which in order:
+                        cpu = time.process_time()
                         if which == "direct":
-                            got[which] = await direct(url, args.n, args.max_tokens)
+                            got[which] = await direct(url, model, args.n, args.max_tokens)
                         else:
                             got[which] = await through_engine(kernel, args.n, args.max_tokens)
-                    d_tok, d_s = got["direct"]
-                    e_tok, e_s = got["engine"]
-                    rows.append((r + 1, d_tok / d_s, e_tok / e_s, d_tok, e_tok))
+                        got[which] += (time.process_time() - cpu,)
+                    d_tok, d_s, d_cpu = got["direct"]
+                    e_tok, e_s, e_cpu = got["engine"]
+                    rows.append((r + 1, d_tok / d_s, e_tok / e_s, d_tok, e_tok, 1000 * d_cpu / d_tok,
+                                 1000 * e_cpu / e_tok))
                     print(f"# repeat {r + 1}: direct {d_tok / d_s:.1f} tok/s, engine {e_tok / e_s:.1f} tok/s",
                           file=sys.stderr, flush=True)
     finally:
@@ -141,13 +152,13 @@ async def main() -> None:
         except subprocess.TimeoutExpired:
             daemon.kill()
     print(f"\n{args.n} concurrent requests, {args.max_tokens} new tokens each, greedy, one local daemon "
-          f"(smollm2-135m); completion tokens/s from the server's usage\n")
+          f"({model}); completion tokens/s from the server's usage\n")
     print("| repeat | direct OpenAI clients tok/s | through OpenAIEngine tok/s | engine / direct "
-          "| tokens (direct, engine) |")
-    print("|---|---|---|---|---|")
-    for r, d, e, dt, et in rows:
-        print(f"| {r} | {d:.1f} | {e:.1f} | {e / d:.2f} | {dt}, {et} |")
-    ratios = [e / d for _, d, e, _, _ in rows]
+          "| tokens (direct, engine) | client CPU s / 1000 tok (direct, engine) |")
+    print("|---|---|---|---|---|---|")
+    for r, d, e, dt, et, dc, ec in rows:
+        print(f"| {r} | {d:.1f} | {e:.1f} | {e / d:.2f} | {dt}, {et} | {dc:.2f}, {ec:.2f} |")
+    ratios = [row[2] / row[1] for row in rows]
     print(f"\nratio median {statistics.median(ratios):.2f}, range {min(ratios):.2f}-{max(ratios):.2f}")
 
 
