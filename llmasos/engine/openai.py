@@ -7,8 +7,9 @@ server, Ollama, OpenAI, or another llmasos daemon).
 Rule: the kernel's scheduler still decides which requests run and how many at once: a sequence's
 HTTP request starts when the scheduler first puts it in a batch, and at most ``max_inflight`` are open
 at a time. The requests stream on one I/O thread with its own event loop and one httpx connection
-pool; ``step`` (on the model thread, like every engine call) waits at most ``poll`` seconds for what
-arrived since the last step and hands it on as TokenEvents, one per streamed chunk, carrying text and
+pool; ``step`` (on the model thread, like every engine call) waits for what arrives (at most ``poll``
+seconds, and only until a new request is prepared, so the scheduler can admit it at once; an idle wait
+is not a busy loop) and hands it on as TokenEvents, one per streamed chunk, carrying text and
 the token id -1 (the server's token ids are not sent). A request runs to its end once started, even
 while the scheduler leaves its sequence out of a batch; what arrives meanwhile waits for its next step.
 Counts: one token per chunk and a prompt estimated from its length while the reply streams, then the
@@ -65,7 +66,7 @@ class OpenAIEngine:
     def __init__(self, base_url: str, model: str, *, api_key_env: str | None = "OPENAI_API_KEY",
                  max_inflight: int = 32, context_window: int = 8192, timeout: float = 60.0,
                  connect_timeout: float = 10.0, retries: int = 4, backoff: float = 0.5,
-                 max_backoff: float = 30.0, tools: str = "auto", poll: float = 0.02,
+                 max_backoff: float = 30.0, tools: str = "auto", poll: float = 0.25,
                  max_event_bytes: int = 1 << 20, name: str | None = None) -> None:
         self.base_url = wire.check_base_url(base_url)
         if not isinstance(model, str) or not model.strip():
@@ -100,6 +101,7 @@ class OpenAIEngine:
             limits=httpx.Limits(max_connections=max_inflight, max_keepalive_connections=max_inflight))
         self._cond = threading.Condition()
         self._open: set[int] = set()  # sids whose request is running
+        self._arrivals = 0  # sequences prepared so far (a step's wait ends when one arrives)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="llmasos-openai-io", daemon=True)
         self._thread.start()
@@ -139,6 +141,9 @@ class OpenAIEngine:
                 "the prompt, lower max_tokens, or build OpenAIEngine with the server's context_window")
         seq.prompt_ids = [NO_ID] * prompt
         seq.engine_state = RemoteState()
+        with self._cond:  # a step waiting on the server returns, so the scheduler can admit this one
+            self._arrivals += 1
+            self._cond.notify_all()
 
     def count_tokens(self, text: str) -> int:
         return wire.estimate_tokens(text)
@@ -147,22 +152,18 @@ class OpenAIEngine:
 
     def step(self, batch: Seq[Sequence],
              early: Callable[[list[TokenEvent]], None] | None = None) -> list[TokenEvent]:
-        """Start the batch's new requests (while fewer than max_inflight are open), then wait up to
-        ``poll`` seconds for the first of their chunks and return every chunk that arrived."""
+        """Start the batch's new requests (while fewer than max_inflight are open), then wait for the
+        first of their chunks (at most ``poll`` seconds, and no longer than until a new request is
+        prepared) and return every chunk that arrived."""
         deadline = time.monotonic() + self.poll
         with self._cond:
-            for seq in batch:
-                state: RemoteState = seq.engine_state
-                if state.future is None and len(self._open) < self.max_inflight:
-                    self._open.add(seq.sid)
-                    self.requests += 1
-                    state.future = asyncio.run_coroutine_threadsafe(self._request(seq, state), self._loop)
-                    # Invariant: the slot is freed when the request ends, however it ends (a request
-                    # cancelled before it started never runs a line of its own).
-                    state.future.add_done_callback(lambda _f, sid=seq.sid: self._closed(sid))
-            while not any(s.engine_state.pending for s in batch):
+            arrivals = self._arrivals
+            while True:
+                self._start(batch)  # (again after a wait: a slot may have freed)
+                if any(s.engine_state.pending for s in batch):
+                    break
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left <= 0 or self._arrivals != arrivals:  # a new request waits for the scheduler
                     return []
                 self._cond.wait(left)
             # The server steps its batch too: gather the chunks of one of its steps into one of ours.
@@ -182,6 +183,18 @@ class OpenAIEngine:
                     break
                 events.append(self._event(seq, kind, payload))
         return events
+
+    def _start(self, batch: Seq[Sequence]) -> None:
+        """Start the requests of batch's new sequences while fewer than max_inflight are open (under _cond)."""
+        for seq in batch:
+            state: RemoteState = seq.engine_state
+            if state.future is None and not state.finished and len(self._open) < self.max_inflight:
+                self._open.add(seq.sid)
+                self.requests += 1
+                state.future = asyncio.run_coroutine_threadsafe(self._request(seq, state), self._loop)
+                # Invariant: the slot is freed when the request ends, however it ends (a request
+                # cancelled before it started never runs a line of its own).
+                state.future.add_done_callback(lambda _f, sid=seq.sid: self._closed(sid))
 
     def _event(self, seq: Sequence, kind: str, payload: Any) -> TokenEvent:
         state: RemoteState = seq.engine_state
