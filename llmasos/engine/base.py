@@ -146,7 +146,8 @@ class Engine(Protocol):
 
     name: str  # the model's name, shown by `models` and /v1/models
     context_window: int  # prompt + completion tokens one sequence may hold
-    threaded: bool  # True: the kernel runs step() in a worker thread
+    threaded: bool  # True: the kernel runs step() in a worker thread (the model thread, unless the
+    # engine sets runs_model = False: its step waits on a remote server and computes nothing)
 
     def prepare(self, seq: Sequence) -> None:
         """Tokenize seq (applying the chat template to messages) into seq.prompt_ids.

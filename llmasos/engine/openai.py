@@ -7,7 +7,8 @@ server, Ollama, OpenAI, or another llmasos daemon).
 Rule: the kernel's scheduler still decides which requests run and how many at once: a sequence's
 HTTP request starts when the scheduler first puts it in a batch, and at most ``max_inflight`` are open
 at a time. The requests stream on one I/O thread with its own event loop and one httpx connection
-pool; ``step`` (on the model thread, like every engine call) waits for what arrives (at most ``poll``
+pool; ``step`` (on a worker thread: ``runs_model = False`` keeps it off the model thread, which a
+local model in the same kernel needs) waits for what arrives (at most ``poll``
 seconds, and only until a new request is prepared, so the scheduler can admit it at once; an idle wait
 is not a busy loop) and hands it on as TokenEvents, one per streamed chunk, carrying text and
 the token id -1 (the server's token ids are not sent). A request runs to its end once started, even
@@ -61,6 +62,7 @@ class OpenAIEngine:
     """Sequences served by an OpenAI-compatible server (see the module docstring)."""
 
     threaded = True
+    runs_model = False  # its step waits on a server: the kernel runs it off the model thread
     native_tools = True  # generate with tools passes them on in Sequence.tools (tools/calling.py)
 
     def __init__(self, base_url: str, model: str, *, api_key_env: str | None = "OPENAI_API_KEY",

@@ -208,6 +208,9 @@ class LLMLoop:
         again without it. Returns the batch that ran and its events."""
         while True:
             try:
+                if self.engine.threaded and not getattr(self.engine, "runs_model", True):
+                    # a remote engine waits on a server, not the CPU: not on (nor holding) the model thread
+                    return batch, await anyio.to_thread.run_sync(self.engine.step, batch)
                 if self.engine.threaded:
                     early = None if worker.on_model_thread() else self._early
                     return batch, await worker.run(self.engine.step, batch, early)

@@ -204,6 +204,23 @@ async def test_a_server_that_stalls_times_out(tmp_path: Path, proxy: Proxy) -> N
         assert time.monotonic() - t0 < 5
 
 
+async def test_a_waiting_remote_step_leaves_the_model_thread_free(tmp_path: Path, proxy: Proxy) -> None:
+    from llmasos.engine import worker
+
+    proxy.stall = True
+    async with remote(tmp_path, proxy.url, timeout=3, poll=2.0) as (kernel, eng):
+        async with anyio.create_task_group() as tg:
+            async def stalled() -> None:
+                with pytest.raises(EngineError):
+                    await generate(kernel, "x", max_tokens=5)
+
+            tg.start_soon(stalled)
+            await anyio.sleep(0.3)  # its step is waiting on the server now
+            t0 = time.monotonic()
+            await worker.run(time.monotonic)  # a local model's step would run at once
+            assert time.monotonic() - t0 < 0.5
+
+
 async def test_killing_a_process_cancels_its_remote_request(tmp_path: Path, proxy: Proxy) -> None:
     talker = App("talker")
 
