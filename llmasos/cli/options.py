@@ -19,7 +19,8 @@ from llmasos.errors import LlmasosError
 T = TypeVar("T")
 
 ModelOpt = Annotated[list[str] | None, typer.Option(
-    "--model", "-m", help="Model name or path (default: smollm2-135m); 'fake' for the scripted test engine. "
+    "--model", "-m", help="Model name or path (default: smollm2-135m); openai:URL#MODEL for a model on an "
+    "OpenAI-compatible server (key in $OPENAI_API_KEY), or an engine .toml file; 'fake' for the scripted test engine. "
     "Repeat as NAME=SPEC to load several (a bare SPEC is the default model)")]
 PolicyOpt = Annotated[str | None, typer.Option(
     "--policy", help="Scheduling policy: fifo, rr, priority, fair (default: the config file's, else fifo)")]

@@ -99,6 +99,9 @@ class Sequence:
     quantum_used: int = 0  # tokens decoded since the scheduler last (re)admitted it
     first_token_at: float | None = None
     engine_state: Any = None  # private to the engine that owns it
+    tools: dict[str, Any] | None = None  # for an engine with native_tools (a remote server): the
+    # OpenAI-shaped {"tools": [...], "tool_choice": ..., "messages": [...]}, set by tools/calling.py
+    charged: tuple[int, int] = (0, 0)  # the kernel's: (prompt, completion) tokens charged to its process
     reserved: int = 0  # the kernel's: budget tokens reserved for it and not yet charged
     capped: bool = False  # the kernel's: max_tokens was cut to its process's budget
 
@@ -143,7 +146,8 @@ class Engine(Protocol):
 
     name: str  # the model's name, shown by `models` and /v1/models
     context_window: int  # prompt + completion tokens one sequence may hold
-    threaded: bool  # True: the kernel runs step() in a worker thread
+    threaded: bool  # True: the kernel runs step() in a worker thread (the model thread, unless the
+    # engine sets runs_model = False: its step waits on a remote server and computes nothing)
 
     def prepare(self, seq: Sequence) -> None:
         """Tokenize seq (applying the chat template to messages) into seq.prompt_ids.

@@ -74,9 +74,9 @@ class TokenStream(ReplyStream):
             text=seq.text, finish_reason=reason, prompt_tokens=len(seq.prompt_ids),
             completion_tokens=len(seq.output_ids), model=self._llm.engine.name,
         )
-        if self.postprocess is not None:  # -- tools
-            self.completion = self.postprocess(self.completion)
         self._events.close()
+        if self.postprocess is not None:  # -- tools (it may raise: a required call that is missing)
+            self.completion = self.postprocess(self.completion)
 
     def close(self) -> None:
         """Stop generating: the engine frees the sequence before its next step."""
@@ -208,6 +208,9 @@ class LLMLoop:
         again without it. Returns the batch that ran and its events."""
         while True:
             try:
+                if self.engine.threaded and not getattr(self.engine, "runs_model", True):
+                    # a remote engine waits on a server, not the CPU: not on (nor holding) the model thread
+                    return batch, await anyio.to_thread.run_sync(self.engine.step, batch)
                 if self.engine.threaded:
                     early = None if worker.on_model_thread() else self._early
                     return batch, await worker.run(self.engine.step, batch, early)
@@ -262,14 +265,16 @@ class LLMLoop:
             over = None
             if proc is not None:
                 usage = proc.usage
-                tokens = 1
-                if seq.first_token_at is None or early:  # its first token: charge the prompt
-                    usage.prompt_tokens += len(seq.prompt_ids)
-                    tokens += len(seq.prompt_ids)
-                usage.completion_tokens += 1
+                # Charged: what the sequence's counts grew by since its last event (its prompt with
+                # the first token; an engine that learns the real counts late corrects them later).
+                prompt, completion = len(seq.prompt_ids), len(seq.output_ids)
+                grew = prompt - seq.charged[0], completion - seq.charged[1]
+                seq.charged = (prompt, completion)
+                usage.prompt_tokens += grew[0]
+                usage.completion_tokens += grew[1]
                 usage.model_time += share
-                if seq.reserved:
-                    budget.charge(proc, seq, tokens)
+                if seq.reserved and grew[0] + grew[1] > 0:
+                    budget.charge(proc, seq, grew[0] + grew[1])
                 caps = proc.caps
                 # Invariant (belt and braces, whatever was reserved): once its process's budget is
                 # spent, a sequence gets no further token; this one goes out and the stream ends.
@@ -292,7 +297,9 @@ class LLMLoop:
         self._sent_early.clear()
 
     def _fail(self, batch: list[Sequence], exc: BaseException, alone: bool = False) -> None:
-        if alone:
+        if isinstance(exc, EngineError):  # the engine's own message for this request (a remote server's)
+            error = exc
+        elif alone:
             error = EngineError(f"this request failed in the model step: {type(exc).__name__}: {exc} "
                                 "(the other requests in its batch went on); check its sampling arguments, "
                                 "logits processor or tools")

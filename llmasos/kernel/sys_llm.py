@@ -47,10 +47,12 @@ def start_generate(k: Kernel, p: Process, call: c.Generate) -> TokenStream:
         pid=p.pid, params=params, prompt=call.prompt,
         messages=[dict(m) for m in call.messages] if call.messages is not None else None, priority=p.priority,
     )
-    tooling = prepare_tools(call, getattr(engine, "tokenizer", None), f"{seq.sid}_")
+    tooling = prepare_tools(call, getattr(engine, "tokenizer", None), f"{seq.sid}_",
+                            native=getattr(engine, "native_tools", False))
     if tooling is not None:  # offer the tools in the prompt, constrain decoding, parse calls
         seq.prompt, seq.messages = tooling.prompt, tooling.messages
         params.logits_processor = tooling.logits_processor
+        seq.tools = tooling.native
     engine.prepare(seq)
     left = budget.tokens_left(p)
     if left is not None:  # reserve the prompt and the reply, cut to what is left of the budget

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmasos.syscalls.errors import InvalidArguments
 from llmasos.syscalls.types import Completion, ToolCall
+from llmasos.tools.errors import NoToolCall
 from llmasos.tools.grammar import CLOSE, OPEN, ToolCallProcessor, closed, lark_grammar
 from llmasos.tools.registry import REGISTRY, Tool
 
@@ -47,6 +48,7 @@ class ToolSetup:
     messages: list[dict[str, Any]] | None
     logits_processor: Callable[[list[int], Any], Any] | None
     postprocess: Callable[[Completion], Completion]
+    native: dict[str, Any] | None = None  # for an engine that sends tools to its server (Sequence.tools)
 
 
 def wants_tools(call: Generate) -> bool:
@@ -56,18 +58,23 @@ def wants_tools(call: Generate) -> bool:
     return bool(call.messages) and any(m.get("role") == "tool" or m.get("tool_calls") for m in call.messages)
 
 
-def prepare(call: Generate, tokenizer: Any = None, sid_hint: str = "") -> ToolSetup | None:
+def prepare(call: Generate, tokenizer: Any = None, sid_hint: str = "", native: bool = False) -> ToolSetup | None:
     """Rewrite a generate request that involves tools; None when it does not.
 
     tokenizer is the engine's HF tokenizer; without one (the FakeEngine) the output
-    is parsed but not constrained.
+    is parsed but not constrained. native: the engine passes tools to a server that calls them itself
+    (OpenAIEngine); it gets them in OpenAI's shape as well (``ToolSetup.native``), keeps the rewritten
+    prompt for a server that refuses them, and writes the server's calls into the reply in the wire
+    format, where they are checked against their schemas like any; as nothing constrains such a
+    server, a required call that is missing or invalid raises NoToolCall.
     """
     if not wants_tools(call):
         return None
     offered = resolve(call.tools or ())
     choice = normalize_choice(call.tool_choice, offered)
     active = offered if choice != "none" else []
-    if choice not in CHOICES:  # a named tool: offer only that one
+    named = choice not in CHOICES
+    if named:  # a named tool: offer only that one
         active = [o for o in offered if o.name == choice]
         choice = "required"
     system = render_tools(active, choice) if active else ""
@@ -88,12 +95,48 @@ def prepare(call: Generate, tokenizer: Any = None, sid_hint: str = "") -> ToolSe
     def postprocess(completion: Completion) -> Completion:
         if not active:
             return completion
-        calls, _errors, rest = parse(completion.text, active, id_prefix=sid_hint)
+        calls, errors, rest = parse(completion.text, active, id_prefix=sid_hint)
         if not calls:
+            if native and choice == "required" and completion.finish_reason in ("stop", "length"):
+                why = "; ".join(errors) or f"it answered {completion.text[:200]!r}"
+                raise NoToolCall(f"{completion.model or 'the model'} was required to call a tool and gave no "
+                                 f"valid call ({why}); a server without tool calling is only prompted: use one "
+                                 "with native tool calls (e.g. vLLM with --enable-auto-tool-choice), or "
+                                 "tool_choice='auto' and handle a plain answer")
             return completion
         return dataclasses.replace(completion, text=rest, tool_calls=tuple(calls), finish_reason="tool_calls")
 
-    return ToolSetup(prompt, messages, processor, postprocess)
+    setup = ToolSetup(prompt, messages, processor, postprocess)
+    if native:
+        setup.native = {
+            "tools": [o.schema for o in active], "messages": openai_messages(call),
+            "tool_choice": {"type": "function", "function": {"name": active[0].name}} if named else choice,
+        }
+    return setup
+
+
+def openai_messages(call: Generate) -> list[dict[str, Any]]:
+    """The request's conversation in OpenAI's shape (tool calls with JSON-text arguments), for a server."""
+    if call.messages is None:
+        return [{"role": "user", "content": call.prompt or ""}]
+    out = []
+    for m in call.messages:
+        m = dict(m)
+        if m.get("tool_calls"):
+            calls = []
+            for i, tc in enumerate(m["tool_calls"]):
+                if isinstance(tc, ToolCall):
+                    tc = {"id": tc.id, "type": "function", "function": {"name": tc.name, "arguments": tc.arguments}}
+                fn = dict(tc.get("function", tc))
+                if not isinstance(fn.get("arguments", ""), str):
+                    fn["arguments"] = json.dumps(fn["arguments"], ensure_ascii=False)
+                calls.append({"id": tc.get("id") or f"call_{i}", "type": "function",
+                              "function": {"name": fn.get("name"), "arguments": fn.get("arguments", "{}")}})
+            m["tool_calls"] = calls
+        if m.get("role") == "tool" and not isinstance(m.get("content"), str):
+            m["content"] = json.dumps(m.get("content"), ensure_ascii=False)
+        out.append(m)
+    return out
 
 
 def resolve(tools: Any) -> list[Offered]:

@@ -29,11 +29,16 @@ class ToolResultInvalid(ToolError):
     """The tool returned something that is not JSON-serialisable."""
 
 
+class NoToolCall(ToolError):
+    """A tool call was required, and a model whose decoding is not constrained (a remote server) gave
+    no valid one."""
+
+
 class PathOutsideJail(ToolError):
     """A file tool was given a path that leaves the process's own directory."""
 
 
 __all__ = [
-    "PathOutsideJail", "ToolArgumentsInvalid", "ToolError", "ToolFailed", "ToolResultInvalid",
+    "NoToolCall", "PathOutsideJail", "ToolArgumentsInvalid", "ToolError", "ToolFailed", "ToolResultInvalid",
     "ToolTimeout", "UnknownTool",
 ]
