@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from llmasos.syscalls.errors import InvalidArguments
 from llmasos.syscalls.types import Completion, ToolCall
-from llmasos.tools.grammar import CLOSE, OPEN, ToolCallProcessor, closed, lark_grammar
+from llmasos.engine.base import MIN_TEMPERATURE
+from llmasos.tools.closing import start_path
+from llmasos.tools.grammar import CLOSE, OPEN, ToolCallProcessor, closed, ll_tokenizer, lark_grammar
 from llmasos.tools.registry import REGISTRY, Tool
 
 if TYPE_CHECKING:
@@ -47,6 +49,7 @@ class ToolSetup:
     messages: list[dict[str, Any]] | None
     logits_processor: Callable[[list[int], Any], Any] | None
     postprocess: Callable[[Completion], Completion]
+    min_tokens: int = 1  # the least max_tokens that fits the shortest valid reply (a call, under "required")
 
 
 def wants_tools(call: Generate) -> bool:
@@ -56,11 +59,13 @@ def wants_tools(call: Generate) -> bool:
     return bool(call.messages) and any(m.get("role") == "tool" or m.get("tool_calls") for m in call.messages)
 
 
-def prepare(call: Generate, tokenizer: Any = None, sid_hint: str = "") -> ToolSetup | None:
+def prepare(call: Generate, tokenizer: Any = None, sid_hint: str = "",
+            max_tokens: int | None = None) -> ToolSetup | None:
     """Rewrite a generate request that involves tools; None when it does not.
 
     tokenizer is the engine's HF tokenizer; without one (the FakeEngine) the output
-    is parsed but not constrained.
+    is parsed but not constrained. With max_tokens, a call closes within it, and a max_tokens
+    too small for the shortest valid call is InvalidArguments here, before anything runs.
     """
     if not wants_tools(call):
         return None
@@ -81,9 +86,18 @@ def prepare(call: Generate, tokenizer: Any = None, sid_hint: str = "") -> ToolSe
                 messages.insert(0, {"role": "system", "content": system})
     else:
         prompt = f"{system}\n\n{call.prompt}" if system else call.prompt
-    processor = None
+    processor, need = None, 1
     if active and tokenizer is not None:
-        processor = ToolCallProcessor(tokenizer, lark_grammar([o.schema for o in active], choice))
+        grammar = lark_grammar([o.schema for o in active], choice)
+        if max_tokens is not None:
+            need = min_tokens(tokenizer, grammar)
+            if max_tokens < need:
+                names = ", ".join(o.name for o in active)
+                raise InvalidArguments(
+                    f"max_tokens={max_tokens} is too small for a call to any of the offered tools ({names}): "
+                    f"the shortest valid call takes {need} tokens; ask for max_tokens >= {need}")
+        greedy = (call.temperature or 0.0) < MIN_TEMPERATURE
+        processor = ToolCallProcessor(tokenizer, grammar, max_tokens, check=1 if greedy else SAMPLED_CHECK)
 
     def postprocess(completion: Completion) -> Completion:
         if not active:
@@ -93,7 +107,19 @@ def prepare(call: Generate, tokenizer: Any = None, sid_hint: str = "") -> ToolSe
             return completion
         return dataclasses.replace(completion, text=rest, tool_calls=tuple(calls), finish_reason="tool_calls")
 
-    return ToolSetup(prompt, messages, processor, postprocess)
+    return ToolSetup(prompt, messages, processor, postprocess, need)
+
+
+SAMPLED_CHECK = 8  # sampling a call: the likeliest tokens whose closing cost is checked (tools/closing.py)
+
+
+def min_tokens(tokenizer: Any, grammar: str) -> int:
+    """The least max_tokens in which a reply of grammar can finish (the closing path from the start)."""
+    path = start_path(ll_tokenizer(tokenizer, len(tokenizer)), grammar)
+    if path is None:
+        raise InvalidArguments("the offered tools' schemas admit no call that can finish (an empty enum, "
+                               "a pattern nothing matches?); check the parameters of each tool")
+    return max(len(path), 1)
 
 
 def resolve(tools: Any) -> list[Offered]:
@@ -147,7 +173,7 @@ def normalize_choice(choice: Any, offered: list[Offered]) -> str:
 def render_tools(offered: list[Offered], choice: str) -> str:
     """The system-prompt text that lists the tools and the call format."""
     lines = ["You can call these tools:", "<tools>"]
-    lines += [json.dumps(o.schema["function"], ensure_ascii=False) for o in offered]
+    lines += [json.dumps(_for_prompt(o.schema["function"]), ensure_ascii=False) for o in offered]
     lines.append("</tools>")
     # A neutral example: naming a real tool here makes a small model pick that one every time.
     example = f'{OPEN}{{"name": <tool name>, "arguments": {{<arguments>}}}}{CLOSE}'
@@ -158,6 +184,19 @@ def render_tools(offered: list[Offered], choice: str) -> str:
                      "The result comes back in <tool_response></tool_response>. "
                      "If no tool is needed, answer directly.")
     return "\n".join(lines)
+
+
+def _for_prompt(schema: Any) -> Any:
+    """schema without long regex patterns: the grammar enforces them; in the prompt they are noise."""
+    if isinstance(schema, dict):
+        return {k: _for_prompt(v) for k, v in schema.items()
+                if not (k == "pattern" and isinstance(v, str) and len(v) > PROMPT_PATTERN_CHARS)}
+    if isinstance(schema, list):
+        return [_for_prompt(v) for v in schema]
+    return schema
+
+
+PROMPT_PATTERN_CHARS = 80
 
 
 def to_template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
