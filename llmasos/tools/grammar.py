@@ -226,7 +226,7 @@ class ToolCallProcessor:
 
     def _within_budget(self, m: Any, logits: Any, left: int) -> Any:
         """logits with only the tokens after which the call can still close in the tokens left."""
-        import torch
+        import numpy as np
 
         from llmasos.tools.closing import NO_LIMIT, advance
 
@@ -236,10 +236,12 @@ class ToolCallProcessor:
             return logits if self.path == [] else self._only_eos(logits)  # accepting: nothing to close
         first = self.path[0]
         keep, self.pending = [first], {first: self.path[1:]}
-        finite = int(torch.isfinite(logits).sum())
-        if len(self.path) <= left and finite > 1:
-            for t in torch.topk(logits, min(self.check, finite)).indices.tolist():
-                if t == first or not torch.isfinite(logits[t]):
+        arr = _numpy(logits)  # numpy, not small torch ops: those stall on a busy CPU (apply_bitmask)
+        finite = np.flatnonzero(np.isfinite(arr))
+        if len(self.path) <= left and len(finite) > 1:
+            top = finite[np.argsort(-arr[finite], kind="stable")[:self.check]]
+            for t in top.tolist():
+                if t == first:
                     continue
                 c = m.deep_copy()
                 if c.consume_token(t):
@@ -248,7 +250,7 @@ class ToolCallProcessor:
                         keep.append(t)
                         self.pending[t] = rest
         out = self._only(logits, keep)
-        if not torch.isfinite(out[first]):  # the closing path outranks a ban on short forced tokens
+        if out[first] == float("-inf"):  # the closing path outranks a ban on short forced tokens
             out[first] = 0.0
         return out
 
@@ -280,13 +282,27 @@ class ToolCallProcessor:
 
     @staticmethod
     def _only(logits: Any, tokens: list[int]) -> Any:
-        import torch
+        """logits with every token but tokens at -inf (in place on the CPU)."""
+        import numpy as np
 
-        keep = torch.full_like(logits, float("-inf"))
-        for t in tokens:
-            if t < logits.shape[-1]:
-                keep[t] = logits[t]
-        return keep
+        n = int(logits.shape[-1])
+        keep = [t for t in tokens if 0 <= t < n]
+        if logits.device.type != "cpu":
+            import torch
+
+            idx = torch.tensor(keep, dtype=torch.long, device=logits.device)
+            out = torch.full_like(logits, float("-inf"))
+            out[idx] = logits[idx]
+            return out
+        arr = logits.numpy()
+        saved = arr[keep].copy()
+        arr[:] = -np.inf
+        arr[keep] = saved
+        return logits
+
+
+def _numpy(logits: Any) -> Any:
+    return logits.numpy() if logits.device.type == "cpu" else logits.float().cpu().numpy()
 
 
 _singles: dict[tuple[int, bytes], int | None] = {}
