@@ -110,20 +110,26 @@ class Tool:
         self.examples = self._check_examples(examples)
 
     def _check_examples(self, examples: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
-        """Few-shot examples for the agent's prompt: ``{"question": str, "arguments": {...}}``, and
-        optionally ``"answer": str``; each checked against the schema now, so a bad one fails at ``@tool``."""
+        """Few-shot examples for the agent's prompt: ``{"question": str, "arguments": {...}}``, optionally
+        ``"result"`` (what the tool returns) and ``"answer": str`` (shown after a result); each checked
+        against the schema now, so a bad one fails at ``@tool``."""
         if isinstance(examples, (str, bytes, dict)) or not isinstance(examples, Iterable):
             raise TypeError(f"tool {self.name}: examples is a list of dicts, not {type(examples).__name__}")
         out = []
         for i, ex in enumerate(examples):
             where = f"tool {self.name}: example {i}"
-            if not isinstance(ex, dict) or set(ex) - {"question", "arguments", "answer"}:
-                raise TypeError(f'{where} must be a dict with "question", "arguments" and optionally "answer"')
+            if not isinstance(ex, dict) or set(ex) - {"question", "arguments", "result", "answer"}:
+                raise TypeError(f'{where} must be a dict with "question", "arguments", and optionally '
+                                '"result" and "answer"')
             if not isinstance(ex.get("question"), str) or not ex["question"].strip():
                 raise TypeError(f'{where}: "question" must be a non-empty string')
             if "answer" in ex and not isinstance(ex["answer"], str):
                 raise TypeError(f'{where}: "answer" must be a string')
-            if len(json.dumps(ex, default=str)) > MAX_EXAMPLE_CHARS:
+            try:
+                size = len(json.dumps(ex, allow_nan=False))
+            except (TypeError, ValueError):
+                raise TypeError(f"{where} must be plain JSON (str, numbers, bools, None, lists, dicts)") from None
+            if size > MAX_EXAMPLE_CHARS:
                 raise ValueError(f"{where} is over {MAX_EXAMPLE_CHARS} characters; examples go in every prompt")
             try:
                 self.validate(ex.get("arguments"))

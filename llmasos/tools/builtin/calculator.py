@@ -97,9 +97,9 @@ def _tidy(value: int | float) -> int | float:
 
 EXAMPLES = [
     {"question": "A box holds 12 eggs. How many eggs are in 7 boxes?", "arguments": {"expression": "12 * 7"},
-     "answer": "7 boxes hold 84 eggs."},
+     "result": 84, "answer": "7 boxes hold 84 eggs."},
     {"question": "Tom had 45 dollars and spent 18. How much is left?", "arguments": {"expression": "45 - 18"},
-     "answer": "Tom has 27 dollars left."},
+     "result": 27, "answer": "Tom has 27 dollars left."},
 ]
 
 
