@@ -1,0 +1,1 @@
+"""Tool chains: data, training and evaluation that build on the kernel and the tools."""
