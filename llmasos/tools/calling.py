@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from llmasos.syscalls.errors import InvalidArguments
 from llmasos.syscalls.types import Completion, ToolCall
-from llmasos.engine.base import MIN_TEMPERATURE
 from llmasos.tools.closing import start_path
 from llmasos.tools.grammar import CLOSE, OPEN, ToolCallProcessor, closed, ll_tokenizer, lark_grammar
 from llmasos.tools.registry import REGISTRY, Tool
@@ -96,7 +95,7 @@ def prepare(call: Generate, tokenizer: Any = None, sid_hint: str = "",
                 raise InvalidArguments(
                     f"max_tokens={max_tokens} is too small for a call to any of the offered tools ({names}): "
                     f"the shortest valid call takes {need} tokens; ask for max_tokens >= {need}")
-        greedy = (call.temperature or 0.0) < MIN_TEMPERATURE
+        greedy = not call.temperature  # (a tiny positive one is greedy too; checking more is only slower)
         processor = ToolCallProcessor(tokenizer, grammar, max_tokens, check=1 if greedy else SAMPLED_CHECK)
 
     def postprocess(completion: Completion) -> Completion:
