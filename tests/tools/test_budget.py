@@ -152,3 +152,30 @@ async def test_hostile_max_tokens_with_tools_is_a_typed_error(tiny_engine_factor
         async with k.session("test") as sys:
             with pytest.raises(InvalidArguments, match="max_tokens"):
                 await sys.generate(prompt="x", tools=["calculator"], tool_choice="required", max_tokens=bad)
+
+
+async def test_a_token_budget_too_small_for_a_call_is_quota_exceeded_and_a_cut_one_still_closes(
+        tiny_engine_factory, tmp_path) -> None:
+    from llmasos import App
+    from llmasos.syscalls.errors import QuotaExceeded
+
+    engine = tiny_engine_factory()
+    request = dict(messages=[{"role": "user", "content": "17*23?"}], tools=["calculator"], tool_choice="required",
+                   max_tokens=64, temperature=1.0, seed=5)
+    async with Kernel(KernelConfig(engine=engine, home=tmp_path)) as k:
+        async with k.session("test") as sys:
+            prompt = (await sys.generate(**request)).prompt_tokens
+        outcomes = {}
+        for extra in (10, 40):
+            app = App(f"budget{extra}", tools=["calculator"], token_budget=prompt + extra)
+
+            @app.main
+            async def main(sys) -> object:
+                try:
+                    return (await sys.generate(**request)).finish_reason
+                except QuotaExceeded as exc:
+                    return f"quota: {exc}"
+
+            outcomes[extra] = (await k.run(app)).value
+    assert outcomes[10].startswith("quota: ") and "shortest valid tool call takes" in outcomes[10]
+    assert outcomes[40] == "tool_calls"  # cut from 64 to 40 by the budget, and closed within it
