@@ -2,7 +2,7 @@
 
 Run: ``python bench/agent_accuracy.py --sample 30 --baseline /work/main`` (a sample of each set; the
 baseline is another checkout of llmasos, e.g. main before the tool-calling fixes). Each code runs in
-its own process (``--child``) over the same items; the table gives accuracy, answers that are an
+its own process (``--child``), both at once, over the same items; the table gives accuracy, answers that are an
 explicit "could not answer", mean agent steps and mean tokens (prompt + completion) per question,
 and after/before ratios. The agent is react's: calculator and clock, first step a required call,
 max_steps=4, max_tokens=96. An answer is correct when a number in it equals the item's answer.
@@ -82,14 +82,25 @@ async def child(items: list[dict[str, Any]], max_steps: int, max_tokens: int) ->
     return out
 
 
-def run_code(code: Path, items_file: Path, args: argparse.Namespace) -> tuple[list[dict[str, Any]], float]:
+def run_codes(codes: list[tuple[str, Path]], items_file: Path,
+              args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
+    """Run each code's child at once (the same items, the same CPU share), then read their results."""
     t0 = time.perf_counter()
-    env = {**os.environ, "PYTHONPATH": str(code)}
-    r = subprocess.run([sys.executable, __file__, "--child", str(items_file), "--max-steps", str(args.max_steps),
-                        "--max-tokens", str(args.max_tokens)], env=env, capture_output=True, text=True, cwd=code)
-    if r.returncode != 0:
-        raise SystemExit(f"{code}: the child failed\n{r.stderr[-3000:]}")
-    return json.loads(r.stdout.strip().splitlines()[-1]), time.perf_counter() - t0
+    procs = {}
+    for label, code in codes:
+        env = {**os.environ, "PYTHONPATH": str(code)}
+        procs[label] = subprocess.Popen(
+            [sys.executable, __file__, "--child", str(items_file), "--max-steps", str(args.max_steps),
+             "--max-tokens", str(args.max_tokens)], env=env, cwd=code, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+    results = {}
+    for label, code in codes:
+        out, err = procs[label].communicate()
+        if procs[label].returncode != 0:
+            raise SystemExit(f"{code}: the child failed\n{err[-3000:]}")
+        results[label] = json.loads(out.strip().splitlines()[-1])
+        print(f"{label}: {code} (done after {time.perf_counter() - t0:.0f}s)")
+    return results
 
 
 def main() -> None:
@@ -115,10 +126,7 @@ def main() -> None:
     items_file = Path(tempfile.mkdtemp()) / "items.json"
     items_file.write_text(json.dumps(items))
     codes = ([("before", args.baseline.resolve())] if args.baseline else []) + [("after", ROOT)]
-    results = {}
-    for label, code in codes:
-        results[label], secs = run_code(code, items_file, args)
-        print(f"{label}: {code} ({secs:.0f}s)")
+    results = run_codes(codes, items_file, args)
     print(f"\nreact agent on smollm2-135m, {args.sample} items per set, max_steps={args.max_steps}, "
           f"max_tokens={args.max_tokens}:")
     print(f"  {'set':<13} {'code':<7} {'correct':>8} {'could not':>10} {'steps':>6} {'tokens':>7}   correct vs before")

@@ -6,7 +6,8 @@ journal apply to every step. A failing tool, a refused tool or an invalid call n
 it becomes a message the model sees, and the model gets another step. Repeating an identical call
 is not run twice; the model is then asked for its answer, as it is on the last step. The answer is
 either the model's real answer or ``"could not answer: <reason>"`` (``finished=False``): never a
-tool call's JSON, a tool result standing in for an answer, or a paragraph about the call format.
+tool call's JSON, a tool result standing in for an answer, or (after a failed step) a paragraph
+about the call format.
 The offered tools' few-shot examples (``@tool(examples=...)``) open the conversation as worked turns.
 """
 
@@ -83,7 +84,8 @@ async def run_agent(sys: Any, task: str, *, tools: Iterable[Any] | None = None, 
                 continue
             steps.append(AgentStep("answer", reply.text))
             messages.append({"role": "assistant", "content": reply.text})
-            answer, problem = check_answer(reply.text)
+            failed_before = any(s.kind == "invalid" or s.error is not None for s in steps[:-1])
+            answer, problem = check_answer(reply.text, after_failure=failed_before)
             if problem is not None:
                 steps[-1].error = problem
                 return AgentResult(FAILED + problem, steps, messages, finished=False)
@@ -118,14 +120,16 @@ _CALL_JSON = re.compile(r'^\s*[{\[]|"(?:name|arguments)"\s*:|<tool_call>')
 _ABOUT_FORMAT = re.compile(r"\bjson\b|malformed|tool[ _]call|function call|\bsyntax\b|\bschema\b", re.IGNORECASE)
 
 
-def check_answer(text: str) -> tuple[str, str | None]:
-    """(the answer, None) or (text, why it is not an answer)."""
+def check_answer(text: str, *, after_failure: bool = True) -> tuple[str, str | None]:
+    """(the answer, None) or (text, why it is not an answer). Talk of JSON or the call format only
+    disqualifies an answer after_failure (an invalid call or a tool error earlier in the loop): a
+    question may well be about JSON."""
     if _CALL_JSON.search(text):
         return text, "the model wrote a tool call where its answer should be"
     answer = _MARKUP.sub("", text).strip()  # the small model sometimes echoes the tool-result markup
     if not answer:
         return answer, "the model's answer was empty"
-    if _ABOUT_FORMAT.search(answer):
+    if after_failure and _ABOUT_FORMAT.search(answer):
         return answer, "the model wrote about the tool-call format instead of answering"
     return answer, None
 

@@ -108,6 +108,11 @@ async def test_repeated_call_then_call_json_is_not_an_answer(tmp_path) -> None:
     assert result.answer.startswith("could not answer: ")
 
 
+async def test_an_answer_about_json_stands_when_nothing_failed(tmp_path) -> None:
+    result, _ = await _agent(tmp_path, ["JSON is a text format for data."])
+    assert result.answer == "JSON is a text format for data." and result.finished
+
+
 async def test_few_shot_examples_of_the_offered_tools_open_the_prompt(tmp_path) -> None:
     result, fake = await _agent(tmp_path, ["Hello."], tools=["calculator"])
     assert "A box holds 12 eggs" in fake.prompts[0] and "<tool_response>\n84\n</tool_response>" in fake.prompts[0]
@@ -148,5 +153,6 @@ async def test_the_answer_is_never_tool_call_json(replies: list[str], max_steps:
     result = await run_agent(_ScriptedSys(replies), "question", max_steps=max_steps)
     assert result.finished or result.answer.startswith("could not answer: ")
     assert "<tool_" not in result.answer and '"name"' not in result.answer and '"arguments"' not in result.answer
-    assert "json" not in result.answer.lower() or result.answer.startswith("could not answer: ")
+    failed = any(s.kind == "invalid" or s.error is not None for s in result.steps[:-1])
+    assert not failed or "json" not in result.answer.lower() or result.answer.startswith("could not answer: ")
     assert result.answer.strip() == result.answer and result.answer
