@@ -188,7 +188,9 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="13 prompts and 8 questions (a few minutes)")
     ap.add_argument("--budgets", default="16,24,32,48,64", help="the max_tokens values, comma-separated")
+    ap.add_argument("--max-tokens", type=int, default=None, help="one budget: the same as --budgets N")
     ap.add_argument("--skip-react", action="store_true")
     ap.add_argument("--unconstrained", action="store_true", help="also the unconstrained model (0%% valid so far)")
     args = ap.parse_args()
-    anyio.run(main, args.quick, [int(b) for b in args.budgets.split(",")], args.skip_react, args.unconstrained)
+    budgets = [args.max_tokens] if args.max_tokens else [int(b) for b in args.budgets.split(",")]
+    anyio.run(main, args.quick, budgets, args.skip_react, args.unconstrained)
