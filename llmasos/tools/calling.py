@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from llmasos.syscalls.errors import InvalidArguments
 from llmasos.syscalls.types import Completion, ToolCall
 from llmasos.tools.closing import start_path
-from llmasos.tools.grammar import CLOSE, OPEN, ToolCallProcessor, closed, ll_tokenizer, lark_grammar
+from llmasos.tools.grammar import CLOSE, OPEN, ToolCallProcessor, closed, lark_grammar, ll_tokenizer
 from llmasos.tools.registry import REGISTRY, Tool
 
 if TYPE_CHECKING:

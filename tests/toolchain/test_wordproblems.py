@@ -6,11 +6,19 @@ import json
 
 import pytest
 
-from llmasos.tools.builtin.calculator import calculator, evaluate
 from llmasos.toolchain.data.templates import EVAL, TEMPLATES
 from llmasos.toolchain.data.wordproblems import (
-    EVAL_TEMPLATES, TRAIN_TEMPLATES, eval_items, held_out, load_eval, main, numbers_in, problems, training_set,
+    EVAL_TEMPLATES,
+    TRAIN_TEMPLATES,
+    eval_items,
+    held_out,
+    load_eval,
+    main,
+    numbers_in,
+    problems,
+    training_set,
 )
+from llmasos.tools.builtin.calculator import calculator, evaluate
 
 
 def test_the_same_seed_gives_the_same_data_and_another_seed_other_data() -> None:
@@ -39,7 +47,7 @@ def test_every_family_is_covered_in_training() -> None:
 
 def test_training_examples_are_agent_conversations_the_calculator_agrees_with() -> None:
     for ex in training_set(40, seed=2):
-        system, user, call, tool, answer = ex["messages"]
+        _system, _user, call, tool, answer = ex["messages"]
         assert [m["role"] for m in ex["messages"]] == ["system", "user", "assistant", "tool", "assistant"]
         fn = call["tool_calls"][0]["function"]
         args = json.loads(fn["arguments"])

@@ -114,7 +114,7 @@ async def test_an_answer_about_json_stands_when_nothing_failed(tmp_path) -> None
 
 
 async def test_few_shot_examples_of_the_offered_tools_open_the_prompt(tmp_path) -> None:
-    result, fake = await _agent(tmp_path, ["Hello."], tools=["calculator"])
+    _result, fake = await _agent(tmp_path, ["Hello."], tools=["calculator"])
     assert "A box holds 12 eggs" in fake.prompts[0] and "<tool_response>\n84\n</tool_response>" in fake.prompts[0]
     assert fake.prompts[0].endswith("user: question")  # the examples come before the task
     _result, fake = await _agent(tmp_path, ["Hello."], tools=["clock"])

@@ -160,8 +160,8 @@ async def test_a_token_budget_too_small_for_a_call_is_quota_exceeded_and_a_cut_o
     from llmasos.syscalls.errors import QuotaExceeded
 
     engine = tiny_engine_factory()
-    request = dict(messages=[{"role": "user", "content": "17*23?"}], tools=["calculator"], tool_choice="required",
-                   max_tokens=64, temperature=1.0, seed=5)
+    request = {"messages": [{"role": "user", "content": "17*23?"}], "tools": ["calculator"],
+               "tool_choice": "required", "max_tokens": 64, "temperature": 1.0, "seed": 5}
     async with Kernel(KernelConfig(engine=engine, home=tmp_path)) as k:
         async with k.session("test") as sys:
             prompt = (await sys.generate(**request)).prompt_tokens

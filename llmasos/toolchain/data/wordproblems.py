@@ -24,9 +24,9 @@ from pathlib import Path
 from random import Random
 from typing import Any
 
+from llmasos.toolchain.data.templates import EVAL, ITEMS, NAMES, PLACES, STATED_EVAL, TEMPLATES, Template
 from llmasos.tools.agent import DEFAULT_SYSTEM
 from llmasos.tools.builtin.calculator import evaluate
-from llmasos.toolchain.data.templates import EVAL, ITEMS, NAMES, PLACES, STATED_EVAL, TEMPLATES, Template
 
 TRAIN_TEMPLATES = tuple(t for t in TEMPLATES if t.id not in EVAL)
 EVAL_TEMPLATES = tuple(t for t in TEMPLATES if t.id in EVAL)
