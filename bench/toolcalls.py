@@ -79,8 +79,10 @@ def _baseline_hook() -> None:
 
     real = sys_llm.prepare_tools
 
-    def prepare(call: Generate, tokenizer=None, sid_hint: str = "", max_tokens=None):  # noqa: ANN001
-        return real(call, tokenizer, sid_hint, None if call.seed == BASELINE_SEED else max_tokens)
+    def prepare(call: Generate, tokenizer=None, sid_hint: str = "", **kw):  # noqa: ANN001, ANN003
+        if call.seed == BASELINE_SEED:
+            kw["max_tokens"] = None
+        return real(call, tokenizer, sid_hint, **kw)
 
     sys_llm.prepare_tools = prepare
 

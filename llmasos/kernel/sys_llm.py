@@ -39,7 +39,7 @@ def start_generate(k: Kernel, p: Process, call: c.Generate) -> TokenStream:
         pid=p.pid, params=params, prompt=call.prompt,
         messages=[dict(m) for m in call.messages] if call.messages is not None else None, priority=p.priority,
     )
-    tooling = prepare_tools(call, getattr(k.engine, "tokenizer", None), f"{seq.sid}_", params.max_tokens)
+    tooling = prepare_tools(call, getattr(k.engine, "tokenizer", None), f"{seq.sid}_", max_tokens=params.max_tokens)
     if tooling is not None:  # offer the tools in the prompt, constrain decoding, parse calls
         seq.prompt, seq.messages = tooling.prompt, tooling.messages
         params.logits_processor = tooling.logits_processor

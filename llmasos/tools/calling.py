@@ -58,7 +58,7 @@ def wants_tools(call: Generate) -> bool:
     return bool(call.messages) and any(m.get("role") == "tool" or m.get("tool_calls") for m in call.messages)
 
 
-def prepare(call: Generate, tokenizer: Any = None, sid_hint: str = "",
+def prepare(call: Generate, tokenizer: Any = None, sid_hint: str = "", *,
             max_tokens: int | None = None) -> ToolSetup | None:
     """Rewrite a generate request that involves tools; None when it does not.
 
