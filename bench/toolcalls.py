@@ -1,17 +1,21 @@
 """Tool-call validity on the default model, constrained vs unconstrained, and the react app on arithmetic.
 
 Run: ``python bench/toolcalls.py`` (or ``--quick`` for a quarter of the prompts and 8 questions).
-Every request goes through one kernel, so they share continuous batches.
+Every request goes through one kernel, so they share continuous batches. At each max_tokens
+(``--budgets``, default 16,24,32,48,64) the same prompts run constrained with the budget-aware
+grammar and, as the baseline, constrained without it (the grammar before tools/closing.py), in
+the same batches; a max_tokens too small for any call is refused up front.
 
 A reply is *valid* when it parses (the ``<tool_call>`` wire format or a bare JSON object), names a
 tool that was offered and its arguments fit that tool's schema (pydantic validation, extra keys
-refused). Both conditions see the same prompt (tools listed in the system message, "reply with one
-tool call"); the constrained one also has the grammar's logits processor (tool_choice="required").
+refused). All conditions see the same prompt (tools listed in the system message, "reply with one
+tool call"); the constrained ones also have the grammar's logits processor (tool_choice="required").
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import sys
@@ -26,6 +30,7 @@ import anyio  # noqa: E402
 
 from llmasos.kernel import Kernel, KernelConfig  # noqa: E402
 from llmasos.syscalls.calls import Generate  # noqa: E402
+from llmasos.syscalls.errors import InvalidArguments  # noqa: E402
 from llmasos.tools.calling import parse, prepare, resolve  # noqa: E402
 from llmasos.tools.grammar import ProcessorStats  # noqa: E402
 
@@ -65,41 +70,68 @@ ARITHMETIC: list[tuple[str, float]] = [
 ]
 
 
-async def validity(k: Kernel, prompts: list[tuple[str, str]], max_tokens: int) -> dict[str, dict[str, float]]:
+BASELINE_SEED = 7  # marks a baseline request: greedy decoding ignores the seed, so only the marker differs
+
+
+def _baseline_hook() -> None:
+    """Requests with seed=BASELINE_SEED get the grammar without the budget (the behaviour before closing.py)."""
+    import llmasos.kernel.sys_llm as sys_llm
+
+    real = sys_llm.prepare_tools
+
+    def prepare(call: Generate, tokenizer=None, sid_hint: str = "", **kw):  # noqa: ANN001, ANN003
+        if call.seed == BASELINE_SEED:
+            kw["max_tokens"] = None
+        return real(call, tokenizer, sid_hint, **kw)
+
+    sys_llm.prepare_tools = prepare
+
+
+async def validity(k: Kernel, prompts: list[tuple[str, str]], max_tokens: int,
+                   unconstrained: bool) -> dict[str, dict[str, float]]:
     offered = resolve(TOOLS)
-    results: dict[str, list[tuple[bool, bool]]] = {"unconstrained": [], "constrained": []}
+    conds = ["no budget (before)", "constrained"] + (["unconstrained"] if unconstrained else [])
+    results: dict[str, list[tuple[bool, bool]]] = {c: [] for c in conds}
+    refused: dict[str, str] = {}
     jobs = []
     for text, want in prompts:
         msgs = ({"role": "user", "content": text},)
         call = Generate(messages=msgs, tools=TOOLS, tool_choice="required", max_tokens=max_tokens)
-        plain = prepare(call)  # the same prompt, no logits processor: the unconstrained path
-        jobs.append(("unconstrained", want, Generate(messages=tuple(plain.messages), max_tokens=max_tokens)))
         jobs.append(("constrained", want, call))
+        jobs.append(("no budget (before)", want, dataclasses.replace(call, seed=BASELINE_SEED)))
+        if unconstrained:
+            plain = prepare(call)  # the same prompt, no logits processor: the unconstrained path
+            jobs.append(("unconstrained", want, Generate(messages=tuple(plain.messages), max_tokens=max_tokens)))
     replies: list = [None] * len(jobs)
 
     async def one(i: int, call: Generate) -> None:  # each request is a process: all batch together
         async with k.session("bench") as sys:
-            replies[i] = await sys.syscall(call)
+            try:
+                replies[i] = await sys.syscall(call)
+            except InvalidArguments as exc:
+                replies[i] = exc
 
     async with anyio.create_task_group() as tg:
         for i, (_cond, _want, call) in enumerate(jobs):
             tg.start_soon(one, i, call)
-    examples: dict[str, str] = {}
+    tokens: dict[str, list[int]] = {c: [] for c in conds}
     for (cond, want, _call), c in zip(jobs, replies):
-        if cond == "constrained":
-            calls = list(c.tool_calls)
-        else:
-            calls, _errors, _ = parse(c.text, offered)
+        if isinstance(c, InvalidArguments):
+            refused[cond] = str(c)
+            continue
+        calls = list(c.tool_calls) if cond != "unconstrained" else parse(c.text, offered)[0]
         ok = bool(calls)
         results[cond].append((ok, ok and calls[0].name == want))
-        if cond == "constrained" and not ok:  # only a reply cut by max_tokens can end here
+        tokens[cond].append(c.completion_tokens)
+        if cond == "constrained" and not ok:
             print(f"  constrained, not a call ({c.finish_reason}): {c.text[:90]!r}")
-        examples.setdefault(cond, c.text if not c.tool_calls else str(c.tool_calls[0]))
     table = {}
     for cond, rows in results.items():
-        table[cond] = {"valid": sum(v for v, _ in rows) / len(rows), "right_tool": sum(r for _, r in rows) / len(rows)}
-    for cond, ex in examples.items():
-        print(f"  first {cond} reply: {ex[:110]!r}")
+        if cond in refused:
+            table[cond] = {"refused": refused[cond]}
+            continue
+        table[cond] = {"valid": sum(v for v, _ in rows) / len(rows), "right_tool": sum(r for _, r in rows) / len(rows),
+                       "tokens": sum(tokens[cond]) / max(len(tokens[cond]), 1)}
     return table
 
 
@@ -116,7 +148,7 @@ async def react(k: Kernel, questions: list[tuple[str, float]]) -> tuple[int, lis
     return ok, lines
 
 
-async def main(quick: bool, max_tokens: int, skip_react: bool) -> None:
+async def main(quick: bool, budgets: list[int], skip_react: bool, unconstrained: bool) -> None:
     from llmasos.engine.hf import HFEngine
 
     t0 = time.perf_counter()
@@ -126,18 +158,26 @@ async def main(quick: bool, max_tokens: int, skip_react: bool) -> None:
     questions = ARITHMETIC[:8] if quick else ARITHMETIC
     home = Path(tempfile.mkdtemp(prefix="llmasos-bench-"))  # the react processes' jails, the journal
     async with Kernel(KernelConfig(engine=engine, max_batch=64, home=home)) as k:
-        t0 = time.perf_counter()
-        ProcessorStats.reset()
-        table = await validity(k, prompts, max_tokens)
-        elapsed = time.perf_counter() - t0
-        print(f"\nTool-call validity on {engine.name}, {len(prompts)} prompts, max_tokens={max_tokens} "
-              f"({elapsed:.0f}s):")
-        print(f"  {'condition':<15} {'valid':>7} {'right tool':>11}")
-        for cond, row in table.items():
-            print(f"  {cond:<15} {row['valid']:>7.0%} {row['right_tool']:>11.0%}")
-        per = ProcessorStats.seconds / max(ProcessorStats.calls, 1)
-        print(f"  grammar mask: {per * 1e3:.3f} ms per constrained token over {ProcessorStats.calls} tokens "
-              f"(+{ProcessorStats.setup_seconds:.2f}s one-off setup: tokenizer index + matchers)")
+        _baseline_hook()
+        print(f"\nTool-call validity on {engine.name}, {len(prompts)} prompts, tool_choice=required, "
+              f"tools {', '.join(TOOLS)}:")
+        print(f"  {'max_tokens':>10} {'condition':<19} {'valid':>7} {'right tool':>11} {'tokens':>7}   valid vs before")
+        for max_tokens in budgets:
+            t0 = time.perf_counter()
+            ProcessorStats.reset()
+            table = await validity(k, prompts, max_tokens, unconstrained)
+            before = table["no budget (before)"].get("valid")
+            for cond, row in table.items():
+                if "refused" in row:
+                    why = row["refused"].split(":", 1)[1].split(";")[0].strip()
+                    print(f"  {max_tokens:>10} {cond:<19} refused up front: {why}")
+                    continue
+                ratio = f"{row['valid'] / before:.2f}x" if before else "-"
+                print(f"  {max_tokens:>10} {cond:<19} {row['valid']:>7.0%} {row['right_tool']:>11.0%} "
+                      f"{row['tokens']:>7.1f}   {ratio}")
+            per = ProcessorStats.seconds / max(ProcessorStats.calls, 1)
+            print(f"  {'':>10} grammar mask (both constrained conditions): {per * 1e3:.3f} ms per token over "
+                  f"{ProcessorStats.calls} tokens; {time.perf_counter() - t0:.0f}s")
         if not skip_react:
             t0 = time.perf_counter()
             ok, lines = await react(k, questions)
@@ -149,7 +189,10 @@ async def main(quick: bool, max_tokens: int, skip_react: bool) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="13 prompts and 8 questions (a few minutes)")
-    ap.add_argument("--max-tokens", type=int, default=48)
+    ap.add_argument("--budgets", default="16,24,32,48,64", help="the max_tokens values, comma-separated")
+    ap.add_argument("--max-tokens", type=int, default=None, help="one budget: the same as --budgets N")
     ap.add_argument("--skip-react", action="store_true")
+    ap.add_argument("--unconstrained", action="store_true", help="also the unconstrained model (0%% valid so far)")
     args = ap.parse_args()
-    anyio.run(main, args.quick, args.max_tokens, args.skip_react)
+    budgets = [args.max_tokens] if args.max_tokens else [int(b) for b in args.budgets.split(",")]
+    anyio.run(main, args.quick, budgets, args.skip_react, args.unconstrained)

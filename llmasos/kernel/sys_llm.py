@@ -48,7 +48,7 @@ def start_generate(k: Kernel, p: Process, call: c.Generate) -> TokenStream:
         messages=[dict(m) for m in call.messages] if call.messages is not None else None, priority=p.priority,
     )
     tooling = prepare_tools(call, getattr(engine, "tokenizer", None), f"{seq.sid}_",
-                            native=getattr(engine, "native_tools", False))
+                            native=getattr(engine, "native_tools", False), max_tokens=params.max_tokens)
     if tooling is not None:  # offer the tools in the prompt, constrain decoding, parse calls
         seq.prompt, seq.messages = tooling.prompt, tooling.messages
         params.logits_processor = tooling.logits_processor
@@ -63,7 +63,14 @@ def start_generate(k: Kernel, p: Process, call: c.Generate) -> TokenStream:
                 f"budget, and this prompt alone takes {prompt} (tokens used, reserved by its running generates "
                 "or given to its children are spent); shorten it, or give the process a larger token_budget")
         if params.max_tokens > left - prompt:
+            if tooling is not None and left - prompt < tooling.min_tokens:
+                raise QuotaExceeded(
+                    f"process {p.pid} ({p.app.name}) has {left - prompt} tokens of its budget left after this "
+                    f"prompt, and the shortest valid tool call takes {tooling.min_tokens}; give the process a "
+                    "larger token_budget, or shorten the prompt")
             params.max_tokens, seq.capped = left - prompt, True
+            if tooling is not None and tooling.logits_processor is not None:
+                tooling.logits_processor.max_tokens = params.max_tokens  # close within the cut budget
         budget.reserve(p, seq, prompt + params.max_tokens)
     stream = model.llm.submit(p, seq)
     if tooling is not None:

@@ -1,1 +1,1 @@
-"""Tools around the models: fine-tuning, evaluation and the model library."""
+"""Tools around the models: fine-tuning, evaluation, training data and the model library."""

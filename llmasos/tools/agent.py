@@ -4,7 +4,11 @@ Rule: the loop runs inside the calling process and reaches the model and the too
 process's syscalls (``sys.generate``, ``sys.call_tool``), so its capabilities, budgets, trace and
 journal apply to every step. A failing tool, a refused tool or an invalid call never ends the loop:
 it becomes a message the model sees, and the model gets another step. Repeating an identical call
-is not run twice; the model is then asked for its answer, as it is on the last step.
+is not run twice; the model is then asked for its answer, as it is on the last step. The answer is
+either the model's real answer or ``"could not answer: <reason>"`` (``finished=False``): never a
+tool call's JSON, a tool result standing in for an answer, or (after a failed step) a paragraph
+about the call format.
+The offered tools' few-shot examples (``@tool(examples=...)``) open the conversation as worked turns.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from typing import Any
 from llmasos.syscalls.errors import InvalidArguments, PermissionDenied, QuotaExceeded, ToolError
 from llmasos.tools.calling import parse, resolve
 
+FAILED = "could not answer: "
+MAX_EXAMPLES = 4  # few-shot examples in one agent's prompt, over all its tools
 DEFAULT_SYSTEM = ("You are a careful assistant. Use a tool when it helps; when a tool result arrives, "
                   "answer the user's question in one short sentence that quotes the result.")
 
@@ -41,7 +47,7 @@ class AgentResult:
     answer: str
     steps: list[AgentStep] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
-    finished: bool = True  # False: the step limit ended the loop before an answer
+    finished: bool = True  # False: no answer; ``answer`` is "could not answer: <reason>"
 
     def __str__(self) -> str:
         return self.answer
@@ -58,6 +64,7 @@ async def run_agent(sys: Any, task: str, *, tools: Iterable[Any] | None = None, 
     tools = list(tools)
     offered = resolve(tools)
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+    messages += example_turns(offered)
     messages.append({"role": "user", "content": task})
     steps: list[AgentStep] = []
     done: dict[str, Any] = {}  # canonical call -> its result message, to refuse repeats
@@ -77,8 +84,12 @@ async def run_agent(sys: Any, task: str, *, tools: Iterable[Any] | None = None, 
                 continue
             steps.append(AgentStep("answer", reply.text))
             messages.append({"role": "assistant", "content": reply.text})
-            # The small model sometimes echoes the tool-result markup around its answer.
-            return AgentResult(_MARKUP.sub("", reply.text).strip(), steps, messages)
+            failed_before = any(s.kind == "invalid" or s.error is not None for s in steps[:-1])
+            answer, problem = check_answer(reply.text, after_failure=failed_before)
+            if problem is not None:
+                steps[-1].error = problem
+                return AgentResult(FAILED + problem, steps, messages, finished=False)
+            return AgentResult(answer, steps, messages)
         fresh = [tc for tc in reply.tool_calls if _key(tc) not in done]
         if not fresh:  # the same call again: it would get the same result; ask for the answer
             answer_now = True
@@ -97,12 +108,56 @@ async def run_agent(sys: Any, task: str, *, tools: Iterable[Any] | None = None, 
             steps.append(record)
             done[_key(tc)] = content
             messages.append({"role": "tool", "tool_call_id": tc.id, "name": tc.name, "content": content})
-    last = next((s for s in reversed(steps) if s.kind == "call" and s.error is None), None)
-    fallback = json.dumps(last.result) if last is not None else ""
-    return AgentResult(fallback, steps, messages, finished=False)
+    reason = f"no answer within {max_steps} step{'s' if max_steps != 1 else ''}"
+    last = next((s for s in reversed(steps) if s.kind in ("call", "invalid")), None)
+    if last is not None and last.error is not None:
+        reason += f"; the last step failed: {_short(last.error)}"
+    return AgentResult(FAILED + reason, steps, messages, finished=False)
 
 
 _MARKUP = re.compile(r"</?tool_(?:response|call)>")
+_CALL_JSON = re.compile(r'^\s*[{\[]|"(?:name|arguments)"\s*:|<tool_call>')
+_ABOUT_FORMAT = re.compile(r"\bjson\b|malformed|tool[ _]call|function call|\bsyntax\b|\bschema\b", re.IGNORECASE)
+
+
+def check_answer(text: str, *, after_failure: bool = True) -> tuple[str, str | None]:
+    """(the answer, None) or (text, why it is not an answer). Talk of JSON or the call format only
+    disqualifies an answer after_failure (an invalid call or a tool error earlier in the loop): a
+    question may well be about JSON."""
+    if _CALL_JSON.search(text):
+        return text, "the model wrote a tool call where its answer should be"
+    answer = _MARKUP.sub("", text).strip()  # the small model sometimes echoes the tool-result markup
+    if not answer:
+        return answer, "the model's answer was empty"
+    if after_failure and _ABOUT_FORMAT.search(answer):
+        return answer, "the model wrote about the tool-call format instead of answering"
+    return answer, None
+
+
+def example_turns(offered: list[Any]) -> list[dict[str, Any]]:
+    """The offered tools' few-shot examples as worked turns: question, call, result, answer."""
+    turns: list[dict[str, Any]] = []
+    shown = 0
+    for o in offered:
+        for i, ex in enumerate(getattr(o.tool, "examples", ()) or ()):
+            if shown >= MAX_EXAMPLES:
+                return turns
+            shown += 1
+            cid = f"example_{o.name}_{i}"
+            turns.append({"role": "user", "content": ex["question"]})
+            turns.append({"role": "assistant", "content": None, "tool_calls": [
+                {"id": cid, "type": "function",
+                 "function": {"name": o.name, "arguments": json.dumps(ex["arguments"])}}]})
+            if "result" in ex:
+                turns.append({"role": "tool", "tool_call_id": cid, "name": o.name,
+                              "content": json.dumps(ex["result"], ensure_ascii=False)})
+                if "answer" in ex:
+                    turns.append({"role": "assistant", "content": ex["answer"]})
+    return turns
+
+
+def _short(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _key(tc: Any) -> str:

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from llmasos.syscalls.errors import InvalidArguments
 from llmasos.syscalls.types import Completion, ToolCall
+from llmasos.tools.closing import start_path
 from llmasos.tools.errors import NoToolCall
-from llmasos.tools.grammar import CLOSE, OPEN, ToolCallProcessor, closed, lark_grammar
+from llmasos.tools.grammar import CLOSE, OPEN, ToolCallProcessor, closed, lark_grammar, ll_tokenizer
 from llmasos.tools.registry import REGISTRY, Tool
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class ToolSetup:
     messages: list[dict[str, Any]] | None
     logits_processor: Callable[[list[int], Any], Any] | None
     postprocess: Callable[[Completion], Completion]
+    min_tokens: int = 1  # the least max_tokens that fits the shortest valid reply (a call, under "required")
     native: dict[str, Any] | None = None  # for an engine that sends tools to its server (Sequence.tools)
 
 
@@ -58,11 +60,14 @@ def wants_tools(call: Generate) -> bool:
     return bool(call.messages) and any(m.get("role") == "tool" or m.get("tool_calls") for m in call.messages)
 
 
-def prepare(call: Generate, tokenizer: Any = None, sid_hint: str = "", native: bool = False) -> ToolSetup | None:
+def prepare(call: Generate, tokenizer: Any = None, sid_hint: str = "", native: bool = False, *,
+            max_tokens: int | None = None) -> ToolSetup | None:
     """Rewrite a generate request that involves tools; None when it does not.
 
     tokenizer is the engine's HF tokenizer; without one (the FakeEngine) the output
-    is parsed but not constrained. native: the engine passes tools to a server that calls them itself
+    is parsed but not constrained. With max_tokens, a call closes within it, and a max_tokens
+    too small for the shortest valid call is InvalidArguments here, before anything runs.
+    native: the engine passes tools to a server that calls them itself
     (OpenAIEngine); it gets them in OpenAI's shape as well (``ToolSetup.native``), keeps the rewritten
     prompt for a server that refuses them, and writes the server's calls into the reply in the wire
     format, where they are checked against their schemas like any; as nothing constrains such a
@@ -88,9 +93,18 @@ def prepare(call: Generate, tokenizer: Any = None, sid_hint: str = "", native: b
                 messages.insert(0, {"role": "system", "content": system})
     else:
         prompt = f"{system}\n\n{call.prompt}" if system else call.prompt
-    processor = None
+    processor, need = None, 1
     if active and tokenizer is not None:
-        processor = ToolCallProcessor(tokenizer, lark_grammar([o.schema for o in active], choice))
+        grammar = lark_grammar([o.schema for o in active], choice)
+        if max_tokens is not None:
+            need = min_tokens(tokenizer, grammar)
+            if max_tokens < need:
+                names = ", ".join(o.name for o in active)
+                raise InvalidArguments(
+                    f"max_tokens={max_tokens} is too small for a call to any of the offered tools ({names}): "
+                    f"the shortest valid call takes {need} tokens; ask for max_tokens >= {need}")
+        greedy = not call.temperature  # (a tiny positive one is greedy too; checking more is only slower)
+        processor = ToolCallProcessor(tokenizer, grammar, max_tokens, check=1 if greedy else SAMPLED_CHECK)
 
     def postprocess(completion: Completion) -> Completion:
         if not active:
@@ -106,7 +120,7 @@ def prepare(call: Generate, tokenizer: Any = None, sid_hint: str = "", native: b
             return completion
         return dataclasses.replace(completion, text=rest, tool_calls=tuple(calls), finish_reason="tool_calls")
 
-    setup = ToolSetup(prompt, messages, processor, postprocess)
+    setup = ToolSetup(prompt, messages, processor, postprocess, need)
     if native:
         setup.native = {
             "tools": [o.schema for o in active], "messages": openai_messages(call),
@@ -137,6 +151,18 @@ def openai_messages(call: Generate) -> list[dict[str, Any]]:
             m["content"] = json.dumps(m.get("content"), ensure_ascii=False)
         out.append(m)
     return out
+
+
+SAMPLED_CHECK = 8  # sampling a call: the likeliest tokens whose closing cost is checked (tools/closing.py)
+
+
+def min_tokens(tokenizer: Any, grammar: str) -> int:
+    """The least max_tokens in which a reply of grammar can finish (the closing path from the start)."""
+    path = start_path(ll_tokenizer(tokenizer, len(tokenizer)), grammar)
+    if path is None:
+        raise InvalidArguments("the offered tools' schemas admit no call that can finish (an empty enum, "
+                               "a pattern nothing matches?); check the parameters of each tool")
+    return max(len(path), 1)
 
 
 def resolve(tools: Any) -> list[Offered]:
@@ -190,7 +216,7 @@ def normalize_choice(choice: Any, offered: list[Offered]) -> str:
 def render_tools(offered: list[Offered], choice: str) -> str:
     """The system-prompt text that lists the tools and the call format."""
     lines = ["You can call these tools:", "<tools>"]
-    lines += [json.dumps(o.schema["function"], ensure_ascii=False) for o in offered]
+    lines += [json.dumps(_for_prompt(o.schema["function"]), ensure_ascii=False) for o in offered]
     lines.append("</tools>")
     # A neutral example: naming a real tool here makes a small model pick that one every time.
     example = f'{OPEN}{{"name": <tool name>, "arguments": {{<arguments>}}}}{CLOSE}'
@@ -201,6 +227,19 @@ def render_tools(offered: list[Offered], choice: str) -> str:
                      "The result comes back in <tool_response></tool_response>. "
                      "If no tool is needed, answer directly.")
     return "\n".join(lines)
+
+
+def _for_prompt(schema: Any) -> Any:
+    """schema without long regex patterns: the grammar enforces them; in the prompt they are noise."""
+    if isinstance(schema, dict):
+        return {k: _for_prompt(v) for k, v in schema.items()
+                if not (k == "pattern" and isinstance(v, str) and len(v) > PROMPT_PATTERN_CHARS)}
+    if isinstance(schema, list):
+        return [_for_prompt(v) for v in schema]
+    return schema
+
+
+PROMPT_PATTERN_CHARS = 80
 
 
 def to_template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -147,11 +147,21 @@ class ToolCallProcessor:
 
     Stateful, one per sequence; built lazily on the first call (in the engine's step), so preparing
     a request stays cheap. It never raises: if the matcher fails, only end-of-sequence is allowed.
+    With ``max_tokens`` set, the call also closes within it (tools/closing.py): of the grammar's
+    tokens, only the first of the closing path and those among the ``check`` likeliest whose closing
+    cost still fits the tokens left stay allowed (check=1 for greedy decoding: the argmax is the one
+    the engine takes).
     """
 
-    def __init__(self, hf_tokenizer: Any, grammar: str) -> None:
+    def __init__(self, hf_tokenizer: Any, grammar: str, max_tokens: int | None = None, check: int = 8) -> None:
         self.hf_tokenizer = hf_tokenizer
         self.grammar = grammar
+        self.max_tokens = max_tokens
+        self.check = check
+        self.closer: Any = None
+        self.lex: tuple[bool, bool] = (False, False)
+        self.path: list[int] | None = None  # a closing path from the current state that fits (closing.py)
+        self.pending: dict[int, list[int]] = {}  # the closing path after each token the last mask allowed
         self.matcher: Any = None
         self.tok: Any = None
         self.bitmask: Any = None
@@ -170,6 +180,12 @@ class ToolCallProcessor:
         if self.matcher.is_error():
             self.error = self.matcher.get_error()
         self.bitmask = llt.allocate_token_bitmask(1, tok.vocab_size)
+        if self.max_tokens is not None:
+            from llmasos.tools.closing import Closer, start_path
+
+            self.closer = Closer(tok)
+            path = start_path(tok, self.grammar, self.closer)
+            self.path = path if path is not None and len(path) <= self.max_tokens else None
         ProcessorStats.setup_seconds += time.perf_counter() - t0
 
     def __call__(self, output_ids: list[int], logits: Any) -> Any:
@@ -186,12 +202,20 @@ class ToolCallProcessor:
                 self.consumed = len(output_ids)
                 if not m.consume_tokens(new) or m.is_error():  # not the grammar's tokens: give up
                     self.error = m.get_error() or "a token outside the grammar was chosen"
+                if self.closer is not None:
+                    from llmasos.tools.closing import advance
+
+                    self.lex = advance(self.lex, self.tok.decode_bytes(list(new)))
+                    self.path = self.pending.get(new[0]) if len(new) == 1 else None
+                    self.pending = {}
             if self.error is not None:
                 return self._only_eos(logits)
             llt.fill_next_token_bitmask(m, self.bitmask, 0)
             logits = apply_bitmask(logits, self.bitmask[0])
             for t in self._shorter_than_forced(m):
                 logits[t] = float("-inf")
+            if self.closer is not None and self.max_tokens is not None:
+                logits = self._within_budget(m, logits, self.max_tokens - len(output_ids))
             return logits
         except Exception as exc:  # invariant: an engine step never fails because of a grammar
             self.error = f"{type(exc).__name__}: {exc}"
@@ -199,6 +223,36 @@ class ToolCallProcessor:
         finally:
             ProcessorStats.calls += 1
             ProcessorStats.seconds += time.perf_counter() - t0
+
+    def _within_budget(self, m: Any, logits: Any, left: int) -> Any:
+        """logits with only the tokens after which the call can still close in the tokens left."""
+        import numpy as np
+
+        from llmasos.tools.closing import NO_LIMIT, advance
+
+        if self.path is None:
+            self.path = self.closer.path(m, self.lex, left) or self.closer.path(m, self.lex, NO_LIMIT)
+        if not self.path:
+            return logits if self.path == [] else self._only_eos(logits)  # accepting: nothing to close
+        first = self.path[0]
+        keep, self.pending = [first], {first: self.path[1:]}
+        arr = _numpy(logits)  # numpy, not small torch ops: those stall on a busy CPU (apply_bitmask)
+        finite = np.flatnonzero(np.isfinite(arr))
+        if len(self.path) <= left and len(finite) > 1:
+            top = finite[np.argsort(-arr[finite], kind="stable")[:self.check]]
+            for t in top.tolist():
+                if t == first:
+                    continue
+                c = m.deep_copy()
+                if c.consume_token(t):
+                    rest = self.closer.path(c, advance(self.lex, self.closer.token_bytes(t)), left - 1)
+                    if rest is not None:
+                        keep.append(t)
+                        self.pending[t] = rest
+        out = self._only(logits, keep)
+        if out[first] == float("-inf"):  # the closing path outranks a ban on short forced tokens
+            out[first] = 0.0
+        return out
 
     def _shorter_than_forced(self, m: Any) -> list[int]:
         """Tokens that are a proper prefix of the first token of the text the grammar forces next.
@@ -228,13 +282,27 @@ class ToolCallProcessor:
 
     @staticmethod
     def _only(logits: Any, tokens: list[int]) -> Any:
-        import torch
+        """logits with every token but tokens at -inf (in place on the CPU)."""
+        import numpy as np
 
-        keep = torch.full_like(logits, float("-inf"))
-        for t in tokens:
-            if t < logits.shape[-1]:
-                keep[t] = logits[t]
-        return keep
+        n = int(logits.shape[-1])
+        keep = [t for t in tokens if 0 <= t < n]
+        if logits.device.type != "cpu":
+            import torch
+
+            idx = torch.tensor(keep, dtype=torch.long, device=logits.device)
+            out = torch.full_like(logits, float("-inf"))
+            out[idx] = logits[idx]
+            return out
+        arr = logits.numpy()
+        saved = arr[keep].copy()
+        arr[:] = -np.inf
+        arr[keep] = saved
+        return logits
+
+
+def _numpy(logits: Any) -> Any:
+    return logits.numpy() if logits.device.type == "cpu" else logits.float().cpu().numpy()
 
 
 _singles: dict[tuple[int, bytes], int | None] = {}

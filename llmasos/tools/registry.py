@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import json
 import os
 import re
 import threading
@@ -35,6 +36,8 @@ from llmasos.tools.limits import TOOL_LIMITS
 
 ENTRY_POINT_GROUP = "llmasos.tools"
 DEFAULT_TIMEOUT = TOOL_LIMITS.default_timeout  # seconds a tool call may take unless the tool or call says
+MAX_EXAMPLES = 8  # few-shot examples one tool may carry
+MAX_EXAMPLE_CHARS = 1000  # characters of JSON one example may take
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -91,7 +94,7 @@ class Tool:
     """A callable the model (through a process) may use. ``tool(**args)`` calls the function directly."""
 
     def __init__(self, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT) -> None:
+                 timeout: float = DEFAULT_TIMEOUT, examples: Iterable[dict[str, Any]] = ()) -> None:
         self.fn = fn
         self.name = name or fn.__name__
         if not _NAME.match(self.name):
@@ -104,6 +107,38 @@ class Tool:
         self.params: type[BaseModel] = self._params_model(arg_docs)
         self.source = getattr(fn, "__module__", "") or ""
         self.file = _defined_in(fn)  # with the qualname, what makes two Tools one function
+        self.examples = self._check_examples(examples)
+
+    def _check_examples(self, examples: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
+        """Few-shot examples for the agent's prompt: ``{"question": str, "arguments": {...}}``, optionally
+        ``"result"`` (what the tool returns) and ``"answer": str`` (shown after a result); each checked
+        against the schema now, so a bad one fails at ``@tool``."""
+        if isinstance(examples, (str, bytes, dict)) or not isinstance(examples, Iterable):
+            raise TypeError(f"tool {self.name}: examples is a list of dicts, not {type(examples).__name__}")
+        out = []
+        for i, ex in enumerate(examples):
+            where = f"tool {self.name}: example {i}"
+            if not isinstance(ex, dict) or set(ex) - {"question", "arguments", "result", "answer"}:
+                raise TypeError(f'{where} must be a dict with "question", "arguments", and optionally '
+                                '"result" and "answer"')
+            if not isinstance(ex.get("question"), str) or not ex["question"].strip():
+                raise TypeError(f'{where}: "question" must be a non-empty string')
+            if "answer" in ex and not isinstance(ex["answer"], str):
+                raise TypeError(f'{where}: "answer" must be a string')
+            try:
+                size = len(json.dumps(ex, allow_nan=False))
+            except (TypeError, ValueError):
+                raise TypeError(f"{where} must be plain JSON (str, numbers, bools, None, lists, dicts)") from None
+            if size > MAX_EXAMPLE_CHARS:
+                raise ValueError(f"{where} is over {MAX_EXAMPLE_CHARS} characters; examples go in every prompt")
+            try:
+                self.validate(ex.get("arguments"))
+            except ToolArgumentsInvalid as exc:
+                raise ValueError(f"{where} has arguments its own schema refuses: {exc}") from None
+            out.append(dict(ex))
+        if len(out) > MAX_EXAMPLES:
+            raise ValueError(f"tool {self.name}: at most {MAX_EXAMPLES} examples, not {len(out)}")
+        return tuple(out)
 
     def _params_model(self, arg_docs: dict[str, str]) -> type[BaseModel]:
         sig = inspect.signature(self.fn)
@@ -147,7 +182,7 @@ class Tool:
             model = self.params.model_validate(arguments)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
+                f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {_message(e)}" for e in exc.errors())
             raise ToolArgumentsInvalid(
                 f"tool {self.name}: {problems}. It takes {_signature_line(self.parameters)}") from None
         return {k: getattr(model, k) for k in type(model).model_fields}
@@ -160,15 +195,16 @@ class Tool:
 
 
 def tool(fn: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None,
-         timeout: float = DEFAULT_TIMEOUT, register: bool = True) -> Any:
+         timeout: float = DEFAULT_TIMEOUT, register: bool = True, examples: Iterable[dict[str, Any]] = ()) -> Any:
     """Decorator: make a typed function (sync or async) a Tool and register it.
 
     ``@tool`` or ``@tool(name="add", timeout=5)``. The first docstring paragraph is the description;
-    an ``Args:`` section describes the parameters.
+    an ``Args:`` section describes the parameters. ``examples`` are few-shot examples the agent loop
+    shows the model when the tool is offered (``Tool._check_examples``).
     """
 
     def wrap(f: Callable[..., Any]) -> Tool:
-        t = Tool(f, name=name, description=description, timeout=timeout)
+        t = Tool(f, name=name, description=description, timeout=timeout, examples=examples)
         if register:
             REGISTRY.register(t)
         return t
@@ -299,6 +335,13 @@ def _strip_titles(schema: Any, parent: str | None = None) -> Any:
     if isinstance(schema, list):
         return [_strip_titles(v) for v in schema]
     return schema
+
+
+def _message(error: Any) -> str:
+    """pydantic's message, without the regex of a pattern (hundreds of characters nobody reads)."""
+    if error.get("type") == "string_pattern_mismatch":
+        return "does not have the form the schema's pattern asks for"
+    return str(error.get("msg"))
 
 
 def _signature_line(parameters: dict[str, Any]) -> str:

@@ -183,3 +183,32 @@ def test_entry_point_tools_are_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
     reg = regmod.ToolRegistry()
     assert reg.get("ep_ping") is ep_tool
     assert "broken" in reg.load_errors
+
+
+@pytest.mark.parametrize(("examples", "error", "match"), [
+    ("12 * 7", TypeError, "list of dicts"),
+    ({"question": "q"}, TypeError, "list of dicts"),
+    ([42], TypeError, "must be a dict"),
+    ([{"question": "q", "arguments": {"x": 1}, "shell": "rm -rf /"}], TypeError, "must be a dict"),
+    ([{"question": "", "arguments": {"x": 1}}], TypeError, "non-empty"),
+    ([{"question": "q", "arguments": {"x": "not a number"}}], ValueError, "its own schema refuses"),
+    ([{"question": "q", "arguments": {"x": 1, "y": 2}}], ValueError, "its own schema refuses"),
+    ([{"question": "q", "arguments": {"x": 1}, "answer": 7}], TypeError, "answer"),
+    ([{"question": "q", "arguments": {"x": 1}, "result": object()}], TypeError, "plain JSON"),
+    ([{"question": "q" * 5000, "arguments": {"x": 1}}], ValueError, "over 1000 characters"),
+    ([{"question": "q", "arguments": {"x": 1}}] * 9, ValueError, "at most 8"),
+])
+def test_bad_examples_fail_at_decoration(examples, error, match) -> None:
+    def double(x: int) -> int:
+        return 2 * x
+
+    with pytest.raises(error, match=match):
+        tool(double, register=False, examples=examples)
+
+
+def test_examples_are_kept_on_the_tool() -> None:
+    def double(x: int) -> int:
+        return 2 * x
+
+    t = tool(double, register=False, examples=[{"question": "twice 4?", "arguments": {"x": 4}, "result": 8}])
+    assert t.examples == ({"question": "twice 4?", "arguments": {"x": 4}, "result": 8},)

@@ -23,8 +23,23 @@ _BINARY = {
 }
 _UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
 
-Expression = Annotated[str, Field(min_length=1, max_length=LIMITS.expression_chars,
-                                  pattern=r"^[0-9+\-*/%^(). ]+$")]
+
+
+def _arithmetic_pattern(nesting: int = 2, terms: int = 12) -> str:
+    """A regex for a well-formed expression: signed numbers joined by operators, parentheses nested
+    at most nesting deep, at most terms terms a level (so a constrained call cannot run away writing
+    ``15 + 15 + 15 + ...`` to the end of its budget, and can close at any point)."""
+    num = r"[-+]?[0-9]{1,15}(\.[0-9]{1,10})?"
+    op = r" ?(\*\*|//|[-+*/%^]) ?"
+    expr = rf"{num}({op}{num}){{0,{terms - 1}}}"
+    for _ in range(nesting):
+        atom = rf"([-+]?\({expr}\)|{num})"
+        expr = rf"{atom}({op}{atom}){{0,{terms - 1}}}"
+    return rf"^{expr}$"
+
+
+ARITHMETIC = _arithmetic_pattern()
+Expression = Annotated[str, Field(min_length=1, max_length=LIMITS.expression_chars, pattern=ARITHMETIC)]
 
 
 class CalcError(ValueError):
@@ -80,7 +95,15 @@ def _tidy(value: int | float) -> int | float:
     return value
 
 
-@tool(timeout=5.0)
+EXAMPLES = [
+    {"question": "A box holds 12 eggs. How many eggs are in 7 boxes?", "arguments": {"expression": "12 * 7"},
+     "result": 84, "answer": "7 boxes hold 84 eggs."},
+    {"question": "Tom had 45 dollars and spent 18. How much is left?", "arguments": {"expression": "45 - 18"},
+     "result": 27, "answer": "Tom has 27 dollars left."},
+]
+
+
+@tool(timeout=5.0, examples=EXAMPLES)
 def calculator(expression: Expression) -> int | float:
     """Evaluate an arithmetic expression and return its value.
 
