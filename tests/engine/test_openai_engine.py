@@ -449,6 +449,29 @@ def test_cli_model_option_with_a_bad_remote_spec(spec: str, why: str | None, tmp
 # -- the real model ---------------------------------------------------------------------------------------
 
 
+async def test_a_local_and_a_remote_model_side_by_side(tmp_path: Path, proxy: Proxy, tiny_engine_factory) -> None:
+    local = tiny_engine_factory()
+    eng = OpenAIEngine(proxy.url, "fake", api_key_env=KEY_ENV, backoff=0.01)
+    try:
+        config = KernelConfig(models={"local": local, "remote": eng}, home=tmp_path, memory=False)
+        async with Kernel(config) as kernel:
+            assert [kernel.models.get(n).kind for n in ("local", "remote")] == ["local", "remote"]
+            async with kernel.session("test") as sys:
+                async with anyio.create_task_group() as tg:  # both at once: each model's own loop
+                    got: dict[str, Any] = {}
+
+                    async def ask(model: str) -> None:
+                        got[model] = await sys.generate("one two three", model=model, max_tokens=4)
+
+                    tg.start_soon(ask, "local")
+                    tg.start_soon(ask, "remote")
+            assert got["remote"].text.startswith("echo: one")  # the fake daemon echoes
+            assert got["local"].model == "tiny" and got["remote"].model != "tiny"
+            assert got["local"].completion_tokens == 4 and len(proxy.bodies) == 1  # the remote one went over HTTP
+    finally:
+        eng.close()
+
+
 @pytest.mark.slow
 async def test_real_model_through_a_remote_daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env = daemon_env(tmp_path / "home")
@@ -470,6 +493,13 @@ async def test_real_model_through_a_remote_daemon(tmp_path: Path, monkeypatch: p
                     stream = sys.generate(messages=ask, max_tokens=16, seed=1, stream=True)
                     pieces = [t async for t in stream]
                 assert "".join(pieces) == stream.completion.text == c.text  # greedy: the same reply
+            # the embedded model and the remote one, side by side in one kernel
+            config = KernelConfig(models={"local": "smollm2-135m", "remote": eng}, home=tmp_path, memory=False)
+            async with Kernel(config) as kernel:
+                assert [kernel.models.get(n).kind for n in ("local", "remote")] == ["local", "remote"]
+                local = await generate(kernel, messages=ask, max_tokens=16, seed=1, model="local")
+                far = await generate(kernel, messages=ask, max_tokens=16, seed=1, model="remote")
+                assert "Paris" in local.text and "Paris" in far.text and far.text == c.text
         finally:
             eng.close()
     finally:
