@@ -37,13 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from llmasos.engine.kvbatch import LayerBuffers
-from llmasos.engine.quant import (
-    FORMAT_CODES,
-    ISAS,
-    WeightFormatError,
-    check_format,
-    step_matrices,
-)
+from llmasos.engine.quant import FORMAT_CODES, ISAS, WeightFormatError, check_format, dequantize, step_matrices
 from llmasos.home import llmasos_home, private_dir
 
 SOURCE = Path(__file__).with_name("llama_decode.c")
@@ -227,7 +221,7 @@ def _place(parts: list[tuple[str, Any]]) -> list[tuple[str, torch.Tensor]]:
         raw = arena[offset : offset + n]
         if isinstance(t, np.ndarray):
             view = raw.view(shape)
-            view.copy_(torch.from_numpy(np.ascontiguousarray(t, dtype=np.uint8)))
+            view.numpy()[...] = t  # (the GGUF's rows are a read-only memory map: no torch tensor of them)
         else:
             view = raw.view(torch.float32).view(shape)
             view.copy_(t.make() if isinstance(t, _Blocked) else t.detach())
@@ -349,8 +343,13 @@ class NativeLlama:
         return sum(isinstance(mod, NativeLinear) for mod in model.modules())
 
     def _attach_quantized(self, model: Any) -> int:
-        """attach() for quantized / bf16 weights: QuantLinear views of row ranges of the step's matrices."""
+        """attach() for quantized / bf16 weights: QuantLinear views of row ranges of the step's matrices;
+        the model's embedding becomes the step's, dequantized (prefill and decode see one model)."""
         code, isa = FORMAT_CODES[self.format], ISAS.index(self.isa)
+        embed = model.model.embed_tokens.weight
+        rows = dequantize(self.embed.numpy(), self.head_format, self.hidden)
+        with torch.no_grad():
+            embed.copy_(torch.from_numpy(rows).to(embed.dtype))
         for i, layer in enumerate(model.model.layers):
             a, m, p = layer.self_attn, layer.mlp, self.per_layer
             inter = m.gate_proj.out_features

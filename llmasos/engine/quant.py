@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 WEIGHT_FORMATS = ("q4_1", "q8_0", "bf16", "fp32")
+DEFAULT_WEIGHTS = "fp32"  # the native step's format unless one is asked for (docs/benchmarks.md: why)
 FORMAT_CODES = {"fp32": 0, "q4_1": 1, "q8_0": 2, "bf16": 3}  # FMT_* in quant.h
 ISAS = ("scalar", "avx2", "avx512")  # ISA_* in quant.h, in order
 BLOCK = 32
@@ -173,5 +174,5 @@ def step_matrices(model: Any, weights: str, gguf: str | os.PathLike[str] | None 
     return weights, head_fmt, out
 
 
-__all__ = ["FORMAT_CODES", "ISAS", "WEIGHT_FORMATS", "WeightFormatError", "check_format", "dequantize",
+__all__ = ["DEFAULT_WEIGHTS", "FORMAT_CODES", "ISAS", "WEIGHT_FORMATS", "WeightFormatError", "check_format", "dequantize",
            "gguf_matrices", "quantize", "row_bytes", "step_matrices"]
