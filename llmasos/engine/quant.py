@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from llmasos.engine.errors import EngineSetupError
+
 WEIGHT_FORMATS = ("q4_1", "q8_0", "bf16", "fp32")
 DEFAULT_WEIGHTS = "fp32"  # the native step's format unless one is asked for (docs/benchmarks.md: why)
 FORMAT_CODES = {"fp32": 0, "q4_1": 1, "q8_0": 2, "bf16": 3}  # FMT_* in quant.h
@@ -24,7 +26,7 @@ BLOCK = 32
 BLOCK_BYTES = {"q4_1": 20, "q8_0": 34, "bf16": 64}
 
 
-class WeightFormatError(ValueError):
+class WeightFormatError(EngineSetupError, ValueError):
     """A weight format that is unknown, or that a model's sizes cannot be stored in."""
 
 

@@ -121,8 +121,9 @@ class Kernel(Faces, Stdio):
             self.memory.writer.on_error = self._write_failed
             self._pids = self.memory.pids  # pids persist: never reused across restarts
         try:
+            formats = {} if cfg.weights is None else {"weights": cfg.weights}
             self.engine = await open_engine(cfg.engine, max_batch=cfg.max_batch,
-                                            max_resident_tokens=cfg.max_resident_tokens)
+                                            max_resident_tokens=cfg.max_resident_tokens, **formats)
         except BaseException:
             if self.memory is not None:
                 await self.memory.close()

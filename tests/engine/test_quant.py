@@ -191,3 +191,28 @@ def test_every_kernel_path_is_clean_under_asan_and_ubsan(tmp_path) -> None:
     for isa in _isas():
         for fmt in FORMATS:
             assert f"{isa} {fmt} ok" in done.stdout.replace("\n", " "), lines
+
+
+def test_kernel_config_and_llm_take_a_weight_format() -> None:
+    from llmasos.api.llm import LLM
+    from llmasos.kernel.config import ConfigError, KernelConfig
+
+    assert KernelConfig().weights is None and KernelConfig(weights="q4_1").weights == "q4_1"
+    for bad in ("Q4_1", "int4; rm -rf /", 4, "x" * 10_000):
+        with pytest.raises(ConfigError, match="q4_1, q8_0, bf16, fp32"):
+            KernelConfig(weights=bad)
+        with pytest.raises(quant.WeightFormatError, match="q4_1, q8_0, bf16, fp32"):
+            LLM.from_pretrained(None, weights=bad)
+    assert LLM("some-model", weights="bf16").weights == "bf16"
+
+
+async def test_a_kernel_builds_its_engine_in_the_configured_format(tiny_model_dir, tmp_path) -> None:
+    _best_or_skip()
+    from llmasos.kernel import Kernel, KernelConfig
+
+    kernel = Kernel(KernelConfig(engine=str(tiny_model_dir), weights="q8_0", memory=False, home=tmp_path))
+    await kernel.boot()
+    try:
+        assert kernel.engine.weights == "q8_0" and kernel.engine.native.format == "q8_0"
+    finally:
+        await kernel.shutdown()
