@@ -237,13 +237,14 @@ def _pointers(tensors: list[torch.Tensor]) -> Any:
 class NativeLlama:
     """A Llama-family model's weights in the native layout, and its decode step."""
 
-    def __init__(self, model: Any, weights: str = "fp32", gguf: str | os.PathLike[str] | None = None,
+    def __init__(self, model: Any, weights: str | None = "fp32", gguf: str | os.PathLike[str] | None = None,
                  isa: str | None = None) -> None:
         """weights: the format the step reads ("fp32" blocked; "q4_1", "q8_0", "bf16" as rows of
-        blocks, quant.h); gguf: the model's GGUF file, whose Q4_1 bytes "q4_1" then reads as shipped;
-        isa: the quantized products' instruction set (default and ceiling: ``best_isa()``)."""
+        blocks, quant.h; None: the GGUF file's own format where it has one the step reads, else fp32);
+        gguf: the model's GGUF file, whose blocks are read as shipped; isa: the quantized products'
+        instruction set (default and ceiling: ``best_isa()``)."""
         self.lib = library()
-        self.format = check_format(weights)
+        self.format = "auto" if weights is None else check_format(weights)
         best = best_isa()
         self.isa = best if isa is None else isa
         if self.isa not in ISAS or ISAS.index(self.isa) > ISAS.index(best):
@@ -258,6 +259,15 @@ class NativeLlama:
         heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
         head_dim = attn0.head_dim
         parts: list[tuple[str, Any]]
+        mats: dict[str, np.ndarray] = {}
+        if self.format != "fp32":
+            try:
+                fmt, head_fmt, mats = step_matrices(model, weights, gguf)
+            except WeightFormatError as exc:
+                if weights is not None:
+                    raise NativeUnavailable(str(exc)) from exc
+                fmt, head_fmt = "fp32", "fp32"  # auto: nothing quantized as shipped, or sizes it cannot take
+            self.format = fmt
         if self.format == "fp32":
             # The weights in the order a step reads them, each made (blocked) only when it is copied
             # into one buffer on huge pages (``huge_empty``): loading holds one blocked copy at a time.
@@ -273,10 +283,6 @@ class NativeLlama:
             parts += [("final_norm", inner.norm.weight), ("lm_head", _Blocked(model.lm_head.weight))]
             fmt, head_fmt = "fp32", "fp32"
         else:
-            try:
-                fmt, head_fmt, mats = step_matrices(model, self.format, gguf)
-            except WeightFormatError as exc:
-                raise NativeUnavailable(str(exc)) from exc
             parts = [("embed", mats["embed"]), ("inv_freq", inner.rotary_emb.inv_freq)]
             for i, layer in enumerate(layers):
                 parts += [("attn_norm", layer.input_layernorm.weight), ("qkv", mats[f"layers.{i}.qkv"]),
@@ -547,18 +553,19 @@ _built: weakref.WeakKeyDictionary[Any, dict[str, tuple[NativeLlama | None, str |
     weakref.WeakKeyDictionary()
 
 
-def for_model(model: Any, weights: str = "fp32", gguf: str | os.PathLike[str] | None = None,
+def for_model(model: Any, weights: str | None = "fp32", gguf: str | os.PathLike[str] | None = None,
               ) -> tuple[NativeLlama | None, str | None]:
-    """The native step for this model in this weight format, or (None, why not); one per model object
-    and format, however many engines share it (the first engine packs the model's layers, after
-    which no step of another format could be built)."""
+    """The native step for this model in this weight format (None: as ``NativeLlama`` chooses), or
+    (None, why not); one per model object and format, however many engines share it (the first
+    engine packs the model's layers, after which no step of another format could be built)."""
     made = _built.setdefault(model, {})
-    if weights not in made:
+    key = weights or "auto"
+    if key not in made:
         try:
-            made[weights] = NativeLlama(model, weights, gguf), None
+            made[key] = NativeLlama(model, weights, gguf), None
         except NativeUnavailable as exc:
-            made[weights] = None, str(exc)
-    return made[weights]
+            made[key] = None, str(exc)
+    return made[key]
 
 
 __all__ = ["NativeLinear", "NativeLlama", "NativeUnavailable", "QuantLinear", "best_isa", "blocked",

@@ -19,7 +19,6 @@ import numpy as np
 from llmasos.engine.errors import EngineSetupError
 
 WEIGHT_FORMATS = ("q4_1", "q8_0", "bf16", "fp32")
-DEFAULT_WEIGHTS = "fp32"  # the native step's format unless one is asked for (docs/benchmarks.md: why)
 FORMAT_CODES = {"fp32": 0, "q4_1": 1, "q8_0": 2, "bf16": 3}  # FMT_* in quant.h
 ISAS = ("scalar", "avx2", "avx512")  # ISA_* in quant.h, in order
 BLOCK = 32
@@ -131,14 +130,16 @@ def _unpermute(n: int, heads: int) -> np.ndarray:
     return np.arange(n).reshape(heads, n // heads // 2, 2).swapaxes(1, 2).reshape(n)
 
 
-def step_matrices(model: Any, weights: str, gguf: str | os.PathLike[str] | None = None,
+def step_matrices(model: Any, weights: str | None, gguf: str | os.PathLike[str] | None = None,
                   ) -> tuple[str, str, dict[str, np.ndarray]]:
     """(layer format, embed/lm_head format, {name: [rows, row_bytes] uint8}) of a transformers Llama
     for the native step: per layer ``layers.{i}.qkv`` (q, k, v rows, zero rows up to a multiple of 8),
     ``.o``, ``.gate_up`` (all gate rows, then all up rows), ``.down``; ``embed`` (also the LM head when
-    tied) and, when not tied, ``lm_head``. q4_1 takes the GGUF file's bytes where it has them in
-    that format (the embedding stays as the file ships it, Q8_0 in llmasos' default model), else the
-    model's fp32 weights quantized here (q4_1's embedding then Q8_0, as llama.cpp's files have it)."""
+    tied) and, when not tied, ``lm_head``. Matrices the GGUF file holds in the asked format are its
+    own bytes, the embedding is the file's whatever its format (Q8_0 in llmasos' default model); the
+    rest is quantized here from the model's fp32 weights (an embedding then Q8_0 for q4_1, as
+    llama.cpp's files have it). weights None: the format of the file's matrices when they all share
+    one the step reads (the file as shipped), else WeightFormatError."""
     config = model.config.get_text_config(decoder=True)
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
     for size in (config.hidden_size, config.intermediate_size,
@@ -146,11 +147,14 @@ def step_matrices(model: Any, weights: str, gguf: str | os.PathLike[str] | None 
         if size % BLOCK:
             raise WeightFormatError(f"{weights} weights need sizes that are multiples of {BLOCK}; this "
                                     f"model has {size} (choose weights='fp32')")
-    shipped = gguf_matrices(gguf, heads, kv_heads) if gguf is not None and weights == "q4_1" else {}
-    if any(shipped[k][0] != "q4_1" for k in shipped if k.startswith("layers.")):
-        shipped = {}  # not a Q4_1 file: quantize from the fp32 weights
+    shipped = gguf_matrices(gguf, heads, kv_heads) if gguf is not None else {}
+    if weights is None:
+        kinds = {f for k, (f, _) in shipped.items() if k.startswith("layers.")}
+        if len(kinds) != 1 or not kinds <= {"q4_1", "q8_0", "bf16"}:
+            raise WeightFormatError(f"no single quantized format in {gguf}: {sorted(kinds)}")
+        weights = kinds.pop()
     head_fmt = "q8_0" if weights == "q4_1" else weights
-    if "embed" in shipped:
+    if "embed" in shipped and shipped["embed"][0] != "fp32":
         head_fmt = shipped["embed"][0]
     tied = model.lm_head.weight is model.model.embed_tokens.weight
 
@@ -176,5 +180,5 @@ def step_matrices(model: Any, weights: str, gguf: str | os.PathLike[str] | None 
     return weights, head_fmt, out
 
 
-__all__ = ["DEFAULT_WEIGHTS", "FORMAT_CODES", "ISAS", "WEIGHT_FORMATS", "WeightFormatError", "check_format", "dequantize",
+__all__ = ["FORMAT_CODES", "ISAS", "WEIGHT_FORMATS", "WeightFormatError", "check_format", "dequantize",
            "gguf_matrices", "quantize", "row_bytes", "step_matrices"]
