@@ -562,7 +562,8 @@ def for_model(model: Any, weights: str | None = "fp32", gguf: str | os.PathLike[
     key = weights or "auto"
     if key not in made:
         try:
-            made[key] = NativeLlama(model, weights, gguf), None
+            step = NativeLlama(model, weights, gguf)
+            made[key] = made[step.format] = step, None  # auto: also the format it chose
         except NativeUnavailable as exc:
             made[key] = None, str(exc)
     return made[key]

@@ -216,3 +216,13 @@ async def test_a_kernel_builds_its_engine_in_the_configured_format(tiny_model_di
         assert kernel.engine.weights == "q8_0" and kernel.engine.native.format == "q8_0"
     finally:
         await kernel.shutdown()
+
+
+def test_engine_refuses_an_unknown_format_and_defaults_to_fp32_without_a_gguf(tiny_engine_factory) -> None:
+    _best_or_skip()
+    for bad in ("int4", 4, ""):
+        with pytest.raises(quant.WeightFormatError, match="q4_1, q8_0, bf16, fp32"):
+            tiny_engine_factory(weights=bad)
+    engine = tiny_engine_factory()  # a transformers directory: nothing shipped quantized
+    assert engine.weights == "fp32" and engine.native.format == "fp32"
+    assert tiny_engine_factory(weights="fp32").native is engine.native  # one step per model and format

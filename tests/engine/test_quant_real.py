@@ -25,12 +25,14 @@ def engines() -> tuple[HFEngine, HFEngine]:
         native.library()
     except native.NativeUnavailable as exc:
         pytest.skip(f"native step unavailable here: {exc}")
-    return HFEngine.from_pretrained("smollm2-135m"), HFEngine.from_pretrained("smollm2-135m", weights="q4_1")
+    # the second is the default: the file's own format, Q4_1
+    return HFEngine.from_pretrained("smollm2-135m", weights="fp32"), HFEngine.from_pretrained("smollm2-135m")
 
 
 def test_q4_1_reads_the_files_own_blocks(engines: tuple[HFEngine, HFEngine]) -> None:
-    _, q = engines
-    assert q.native is not None and q.native.format == "q4_1" and q.native.head_format == "q8_0"
+    fp32, q = engines
+    assert fp32.weights == "fp32" and fp32.native is not None and fp32.native.format == "fp32"
+    assert q.weights == "q4_1" and q.native.format == "q4_1" and q.native.head_format == "q8_0"
     spec = models.resolve("smollm2-135m")
     shipped = quant.gguf_matrices(spec.source, 9, 3)
     step_qkv = q.native.per_layer["qkv"][0].numpy()
