@@ -226,3 +226,27 @@ def test_engine_refuses_an_unknown_format_and_defaults_to_fp32_without_a_gguf(ti
     engine = tiny_engine_factory()  # a transformers directory: nothing shipped quantized
     assert engine.weights == "fp32" and engine.native.format == "fp32"
     assert tiny_engine_factory(weights="fp32").native is engine.native  # one step per model and format
+
+
+@pytest.mark.slow  # ~35 s here: a sanitized build and a child process loading torch
+def test_the_whole_step_is_clean_under_asan_and_ubsan(tmp_path) -> None:
+    """llama_decode.c and quant.c together, built with the sanitizers and driven from Python (libasan
+    preloaded): every weight format on every instruction set this CPU runs (tests/engine/asan_step.py)."""
+    _best_or_skip()
+    gcc = shutil.which("gcc")
+    libs = [subprocess.run([gcc, f"-print-file-name={lib}"], capture_output=True, text=True, check=False).stdout.strip()
+            for lib in ("libasan.so", "libubsan.so")] if gcc else []
+    if not libs or not all(Path(lib).is_absolute() and Path(lib).exists() for lib in libs):
+        pytest.skip("gcc's sanitizer runtimes are not installed")
+    import os
+    import sys
+
+    env = {**os.environ, "LLMASOS_HOME": str(tmp_path), "LD_PRELOAD": " ".join(libs),
+           "ASAN_OPTIONS": "detect_leaks=0", "CC": gcc}  # (CPython's own allocations are not ours)
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name("asan_step.py"))], capture_output=True,
+                          text=True, timeout=300, env=env, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    for isa in _isas():
+        for fmt in FORMATS:
+            assert f"{fmt} {isa} ok" in done.stdout, done.stdout
+    assert f"fp32 {_isas()[-1]} ok" in done.stdout
