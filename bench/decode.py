@@ -169,7 +169,7 @@ def main() -> None:
         weight_bytes = plain.weight_bytes()
         bare = plain_rate(plain.model, tokens)
         del plain
-        engine = load_engine(args.threads, dtype=dtype, ignore_eos=True)
+        engine = load_engine(args.threads, dtype=dtype, ignore_eos=True, weights="fp32")  # the fp32 bound
         steps.append(f"{dtype}: " + ("native" if engine.native else f"transformers ({engine.native_reason})"))
         torch_path = load_engine(args.threads, dtype=dtype, ignore_eos=True, native_decode=False)
         hf_one = decode_rate(torch_path, 1, tokens)

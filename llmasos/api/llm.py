@@ -37,8 +37,10 @@ class LLM:
     use, once, and are shared by every kernel this handle is given to.
     """
 
-    def __init__(self, name_or_path: str | None = None, *, engine: Any = None, config: Any = None) -> None:
+    def __init__(self, name_or_path: str | None = None, *, engine: Any = None, config: Any = None,
+                 weights: str | None = None) -> None:
         self.name_or_path = name_or_path
+        self.weights = weights  # the native step's weight format (HFEngine's weights=); None: its default
         self._engine = engine
         self.config = config  # the KernelConfig of the private kernel that serves blocking calls in a plain
         # script (e.g. its request_caps); its engine defaults to this model's. None: no database, no limits
@@ -47,12 +49,19 @@ class LLM:
         self._closer: weakref.finalize | None = None  # closes _runtime at exit or when self is collected
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike[str] | None = None) -> LLM:
-        """Find the model now (a clear ModelNotFound if it is not available); load it on first use."""
-        from llmasos.engine import models
+    def from_pretrained(cls, name_or_path: str | os.PathLike[str] | None = None, *,
+                        weights: str | None = None) -> LLM:
+        """Find the model now (a clear ModelNotFound if it is not available); load it on first use.
 
+        weights: "q4_1" (a GGUF model's own blocks), "q8_0", "bf16" or "fp32", the format the native
+        decode step reads; None: the engine's default. An unknown one raises WeightFormatError now."""
+        from llmasos.engine import models
+        from llmasos.engine.quant import check_format
+
+        if weights is not None:
+            check_format(weights)
         spec = models.resolve(name_or_path)
-        return cls(os.fspath(name_or_path) if name_or_path is not None else spec.name)
+        return cls(os.fspath(name_or_path) if name_or_path is not None else spec.name, weights=weights)
 
     @property
     def engine(self) -> Any:
@@ -61,7 +70,8 @@ class LLM:
             if self._engine is None:
                 from llmasos.engine.hf import HFEngine
 
-                self._engine = HFEngine.from_pretrained(self.name_or_path)
+                formats = {} if self.weights is None else {"weights": self.weights}
+                self._engine = HFEngine.from_pretrained(self.name_or_path, **formats)
             return self._engine
 
     @property

@@ -34,6 +34,7 @@ from llmasos.engine.base import Capacity, Message, SamplingParams, Sequence, Tok
 from llmasos.engine.errors import ModelUnsupported
 from llmasos.engine.kvbatch import KV, BatchKV, cache_kv, new_cache
 from llmasos.engine.packed import pack_linears
+from llmasos.engine.quant import check_format
 from llmasos.engine.sampling import TextStream, all_greedy, choose_batch, make_generator
 from llmasos.syscalls.errors import ContextOverflow
 
@@ -73,13 +74,20 @@ class HFEngine:
         pack_weights: bool = True,
         native_decode: bool = True,
         native_max_batch: int = 32,
+        weights: str | None = None,
+        gguf: str | os.PathLike[str] | None = None,
     ) -> None:
         if prefill_chunk < 1 or max_batch < 1 or idle_prefill < 1:
             raise ValueError("prefill_chunk, idle_prefill and max_batch must be at least 1")
+        if weights is not None:
+            check_format(weights)
         self.model = model.eval()
-        # The native decode step (engine/native.py) takes the weights in its own layout first.
-        self.native, self.native_reason = (worker.call(native.for_model, model) if native_decode
+        # The native decode step (engine/native.py) takes the weights in its own layout first; for a
+        # GGUF model (gguf: its file) it reads the file's own blocks, and by default (weights=None) in
+        # the file's format: as fast as any here at the shipped model's quality (docs/benchmarks.md).
+        self.native, self.native_reason = (worker.call(native.for_model, model, weights, gguf) if native_decode
                                            else (None, "turned off (native_decode=False)"))
+        self.weights = self.native.format if self.native is not None else "fp32"  # what decode reads
         self.native_max_batch = native_max_batch
         # Linear layers are swapped in place for faster ones: views of the native step's weights (one
         # copy serves both), else fp32 CPU layers packed for oneDNN (engine/packed.py).
@@ -113,11 +121,16 @@ class HFEngine:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike[str] | None = None, *, dtype: Any = "float32",
                         **kw: Any) -> HFEngine:
-        """Load a registry name (default ``smollm2-135m``), directory, .gguf file or hub id."""
+        """Load a registry name (default ``smollm2-135m``), directory, .gguf file or hub id.
+
+        ``weights=`` ("q4_1", "q8_0", "bf16", "fp32") is the format the native decode step reads;
+        a GGUF model's blocks are read from its file as shipped, in its own format by default."""
         from llmasos.engine import models
 
         model, tokenizer = worker.call(models.load, name_or_path, dtype=dtype)
         kw.setdefault("name", model.name_or_path)
+        if "gguf" not in kw:
+            kw["gguf"] = _gguf_source(name_or_path)
         return cls(model, tokenizer, **kw)
 
     # -- the request side (called from the requesting process) ------------------------------------
@@ -437,6 +450,14 @@ def _failed(seq: Sequence, exc: Exception) -> TokenEvent:
 def _prefill_target(seq: Sequence) -> list[int]:
     """Tokens whose KV a (re)prefill must compute: the prompt, or everything but the last token."""
     return seq.prompt_ids if not seq.output_ids else (seq.prompt_ids + seq.output_ids)[:-1]
+
+
+def _gguf_source(name_or_path: str | os.PathLike[str] | None) -> str | None:
+    """The GGUF file a registry name or .gguf path was converted from (None for anything else)."""
+    from llmasos.engine import models
+
+    spec = models.resolve(name_or_path)
+    return spec.source if spec.kind in ("registry", "gguf") and spec.source.endswith(".gguf") else None
 
 
 def _droppable(messages: list[Message]) -> int | None:

@@ -11,6 +11,9 @@
  *   a "blocked" matrix of N x K (N a multiple of 8) is float[N/8][K][8]: element (n, k) at
  *   ((n/8)*K + k)*8 + n%8. gate_up interleaves the two: block 2j is gate rows 8j..8j+7, block 2j+1
  *   the same rows of up.
+ *   with fmt (or head_fmt, for embed and lm_head) not FMT_F32 the matrices are instead rows of Q4_1 /
+ *   Q8_0 blocks or bf16 values as quant.h describes, computed by quant.c: qkv and o row after row,
+ *   gate_up all gate rows then all up rows, embed and lm_head the same [vocab][hidden] rows (tied).
  *   the KV cache of a layer: float[rows][kv_heads][cap][head_dim]; column `col` is written by this
  *   step; row b's real columns are first[b]..col (left padding before first[b] is never read).
  *
@@ -25,6 +28,8 @@
 #include <string.h>
 #include <omp.h>
 
+#include "quant.h"
+
 typedef struct {
     int64_t hidden, heads, kv_heads, head_dim, inter, vocab_padded, layers, vocab;
     float eps, attn_scale, rope_scale;
@@ -37,6 +42,8 @@ typedef struct {
     const float *const *o;       /* per layer blocked [hidden][heads * head_dim] */
     const float *const *gate_up; /* per layer blocked, interleaved [2 * inter][hidden] */
     const float *const *down;    /* per layer blocked [hidden][inter] */
+    int64_t fmt, head_fmt;       /* FMT_* of the layers' matrices, of embed and lm_head (quant.h) */
+    int64_t isa;                 /* ISA_* the quantized products run on (not above quant_best_isa()) */
 } LlamaWeights;
 
 enum { STORE = 0, ADD = 1, SWIGLU = 2 };
@@ -175,6 +182,17 @@ AVX2 static void gemv_strided(const float *W, int64_t N, int64_t K, int64_t bs, 
 AVX2 static void gemv(const float *W, int64_t N, int64_t K, const float *x, int64_t ldx, int64_t rows,
                       float *y, int64_t ldy, int mode) {
     gemv_strided(W, N, K, K * 8, x, ldx, rows, y, ldy, mode);
+}
+
+/* gemv on a matrix in format fmt: blocked fp32 here, anything else in quant.c (N counts the outputs
+ * of SWIGLU twice, as gemv does). */
+AVX2 static void matvec(const LlamaWeights *w, int64_t fmt, const float *W, int64_t N, int64_t K,
+                        const float *x, int64_t ldx, int64_t rows, float *y, int64_t ldy, int mode) {
+    if (fmt == FMT_F32)
+        gemv(W, N, K, x, ldx, rows, y, ldy, mode);
+    else
+        quant_gemv((int)fmt, (int)w->isa, (const uint8_t *)W, mode == SWIGLU ? N / 2 : N, K, x, ldx, rows, y,
+                   ldy, mode == SWIGLU ? QSWIGLU : mode == ADD ? QADD : QSTORE);
 }
 
 /* y[rows][N] = x[rows][K] W^T for a blocked W whose consecutive blocks lie bs floats apart (K * 8
@@ -384,7 +402,8 @@ AVX2 int llama_decode(const LlamaWeights *w, int64_t rows, const int64_t *tokens
     int64_t G = w->heads / w->kv_heads, S = attention_splits(rows, w->kv_heads, col + 1, threads);
     float *parts = scores + (int64_t)threads * G * (col + 16);  /* [rows][kv_heads][S][G * (D + 2)] */
     for (int64_t b = 0; b < rows; b++) {
-        memcpy(x + b * H, w->embed + tokens[b] * H, (size_t)H * sizeof(float));
+        quant_row_to_f32((int)w->head_fmt, (const uint8_t *)w->embed + tokens[b] * quant_row_bytes((int)w->head_fmt, H),
+                         H, x + b * H);
         for (int64_t i = 0; i < D / 2; i++) {  /* the row's rotary cosines, then sines: same in every layer */
             float angle = (float)pos[b] * w->inv_freq[i];
             rot[b * D + i] = cosf(angle) * w->rope_scale;
@@ -397,7 +416,7 @@ AVX2 int llama_decode(const LlamaWeights *w, int64_t rows, const int64_t *tokens
         for (int64_t l = 0; l < w->layers; l++) {
 #pragma omp single
             rmsnorm(x, w->attn_norm[l], h, rows, H, w->eps);
-            gemv(w->qkv[l], nqkv, H, h, H, rows, qkv, nqkv, STORE);
+            matvec(w, w->fmt, w->qkv[l], nqkv, H, h, H, rows, qkv, nqkv, STORE);
 #pragma omp for schedule(static)
             for (int64_t task = 0; task < rows * w->kv_heads; task++) {
                 int64_t b = task / w->kv_heads, g = task % w->kv_heads;
@@ -437,15 +456,15 @@ AVX2 int llama_decode(const LlamaWeights *w, int64_t rows, const int64_t *tokens
                     for (int64_t d = 0; d < D; d++) out[d] /= total;
                 }
             }
-            gemv(w->o[l], H, nq, att, nq, rows, x, H, ADD);
+            matvec(w, w->fmt, w->o[l], H, nq, att, nq, rows, x, H, ADD);
 #pragma omp single
             rmsnorm(x, w->mlp_norm[l], h, rows, H, w->eps);
-            gemv(w->gate_up[l], 2 * I, H, h, H, rows, act, I, SWIGLU);
-            gemv(w->down[l], H, I, act, I, rows, x, H, ADD);
+            matvec(w, w->fmt, w->gate_up[l], 2 * I, H, h, H, rows, act, I, SWIGLU);
+            matvec(w, w->fmt, w->down[l], H, I, act, I, rows, x, H, ADD);
         }
 #pragma omp single
         rmsnorm(x, w->final_norm, h, rows, H, w->eps);
-        gemv(w->lm_head, w->vocab_padded, H, h, H, rows, logits, w->vocab_padded, STORE);
+        matvec(w, w->head_fmt, w->lm_head, w->vocab_padded, H, h, H, rows, logits, w->vocab_padded, STORE);
         if (greedy) {
 #pragma omp for schedule(static)
             for (int64_t b = 0; b < rows; b++) greedy[b] = argmax(logits + b * w->vocab_padded, w->vocab);
@@ -461,12 +480,12 @@ AVX2 int llama_matmuls(const LlamaWeights *w, int64_t rows, float *logits, float
 #pragma omp parallel num_threads(threads)
     {
         for (int64_t l = 0; l < w->layers; l++) {
-            gemv(w->qkv[l], nqkv, H, h, H, rows, qkv, nqkv, STORE);
-            gemv(w->o[l], H, nq, att, nq, rows, x, H, ADD);
-            gemv(w->gate_up[l], 2 * w->inter, H, h, H, rows, act, w->inter, SWIGLU);
-            gemv(w->down[l], H, w->inter, act, w->inter, rows, x, H, ADD);
+            matvec(w, w->fmt, w->qkv[l], nqkv, H, h, H, rows, qkv, nqkv, STORE);
+            matvec(w, w->fmt, w->o[l], H, nq, att, nq, rows, x, H, ADD);
+            matvec(w, w->fmt, w->gate_up[l], 2 * w->inter, H, h, H, rows, act, w->inter, SWIGLU);
+            matvec(w, w->fmt, w->down[l], H, w->inter, act, w->inter, rows, x, H, ADD);
         }
-        gemv(w->lm_head, w->vocab_padded, H, h, H, rows, logits, w->vocab_padded, STORE);
+        matvec(w, w->head_fmt, w->lm_head, w->vocab_padded, H, h, H, rows, logits, w->vocab_padded, STORE);
     }
     return 0;
 }

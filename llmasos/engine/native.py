@@ -32,13 +32,17 @@ from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from llmasos.engine.kvbatch import LayerBuffers
+from llmasos.engine.quant import FORMAT_CODES, ISAS, WeightFormatError, check_format, dequantize, step_matrices
 from llmasos.home import llmasos_home, private_dir
 
 SOURCE = Path(__file__).with_name("llama_decode.c")
+SOURCES = (SOURCE, SOURCE.with_name("quant.c"))  # built together; quant.h is their shared header
+HEADERS = (SOURCE.with_name("quant.h"),)
 CFLAGS = ("-O3", "-std=gnu11", "-fopenmp", "-fPIC", "-shared")
 ROPE_TYPES = ("default", "linear", "llama3")  # rotary kinds whose frequencies do not depend on length
 
@@ -55,6 +59,7 @@ class _Weights(ctypes.Structure):
         *[(f, ctypes.c_void_p) for f in
           ("inv_freq", "embed", "final_norm", "lm_head", "attn_norm", "mlp_norm", "qkv", "o",
            "gate_up", "down")],
+        *[(f, ctypes.c_int64) for f in ("fmt", "head_fmt", "isa")],
     ]
 
 
@@ -63,8 +68,8 @@ def _build(cc: str, out: Path) -> None:
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         so = Path(tmp) / out.name
         try:
-            done = subprocess.run([cc, *CFLAGS, str(SOURCE), "-o", str(so), "-lm"], capture_output=True,
-                                  text=True, timeout=300, check=False)
+            done = subprocess.run([cc, *CFLAGS, f"-I{SOURCE.parent}", *map(str, SOURCES), "-o", str(so), "-lm"],
+                                  capture_output=True, text=True, timeout=300, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise NativeUnavailable(f"could not run the C compiler {cc}: {exc}") from exc
         if done.returncode != 0:
@@ -100,7 +105,8 @@ def _build_and_load() -> ctypes.CDLL:
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not cc:
         raise NativeUnavailable("no C compiler found (install gcc, or set CC)")
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join((cc, *CFLAGS)).encode()).hexdigest()[:16]
+    text = b"".join(f.read_bytes() for f in (*SOURCES, *HEADERS))
+    key = hashlib.sha256(text + " ".join((cc, *CFLAGS)).encode()).hexdigest()[:16]
     path = llmasos_home() / "native" / f"llama_decode-{key}.so"
     if not path.exists():
         _build(cc, path)
@@ -123,7 +129,23 @@ def _build_and_load() -> ctypes.CDLL:
     lib.llama_argmax.restype = i64
     lib.stream_read.argtypes = [p, i64, c_int, c_int]
     lib.stream_read.restype = ctypes.c_double
+    lib.quant_best_isa.argtypes = []
+    lib.quant_best_isa.restype = c_int
+    lib.quant_matmul.argtypes = [c_int, c_int, p, i64, i64, p, i64, p, c_int]
+    lib.quant_matmul.restype = c_int
     return lib
+
+
+def best_isa() -> str:
+    """The widest instruction set the quantized products can use here ("scalar", "avx2", "avx512"),
+    lowered by LLMASOS_NATIVE_ISA (e.g. LLMASOS_NATIVE_ISA=scalar forces the portable C path)."""
+    best = library().quant_best_isa()
+    asked = os.environ.get("LLMASOS_NATIVE_ISA", "").strip().lower()
+    if asked:
+        if asked not in ISAS:
+            raise NativeUnavailable(f"LLMASOS_NATIVE_ISA={asked!r} is not one of {', '.join(ISAS)}")
+        best = min(best, ISAS.index(asked))
+    return ISAS[best]
 
 
 def blocked(weight: torch.Tensor) -> torch.Tensor:
@@ -187,15 +209,22 @@ class _Blocked:
 
 
 def _place(parts: list[tuple[str, Any]]) -> list[tuple[str, torch.Tensor]]:
-    """Copy named tensors (or ``_Blocked`` layouts, made one at a time) as fp32 into consecutive
-    64-byte-aligned views of one ``huge_empty`` buffer."""
+    """Copy named tensors (or ``_Blocked`` layouts, made one at a time) as fp32, and numpy byte
+    arrays (quantized rows) as uint8, into consecutive 64-byte-aligned views of one ``huge_empty``
+    buffer."""
     shapes = [tuple(t.shape) for _, t in parts]
-    sizes = [(math.prod(shape) + 15) // 16 * 16 for shape in shapes]
-    arena = huge_empty(sum(sizes))
+    nbytes = [math.prod(shape) * (1 if isinstance(t, np.ndarray) else 4) for (_, t), shape in zip(parts, shapes)]
+    sizes = [(n + 63) // 64 * 64 for n in nbytes]
+    arena = huge_empty(sum(sizes) // 4).view(torch.uint8)
     placed, offset = [], 0
-    for (name, t), shape, size in zip(parts, shapes, sizes, strict=True):
-        view = arena[offset : offset + math.prod(shape)].view(shape)
-        view.copy_(t.make() if isinstance(t, _Blocked) else t.detach())
+    for (name, t), shape, n, size in zip(parts, shapes, nbytes, sizes, strict=True):
+        raw = arena[offset : offset + n]
+        if isinstance(t, np.ndarray):
+            view = raw.view(shape)
+            view.numpy()[...] = t  # (the GGUF's rows are a read-only memory map: no torch tensor of them)
+        else:
+            view = raw.view(torch.float32).view(shape)
+            view.copy_(t.make() if isinstance(t, _Blocked) else t.detach())
         placed.append((name, view))
         offset += size
     return placed
@@ -208,8 +237,19 @@ def _pointers(tensors: list[torch.Tensor]) -> Any:
 class NativeLlama:
     """A Llama-family model's weights in the native layout, and its decode step."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, weights: str | None = "fp32", gguf: str | os.PathLike[str] | None = None,
+                 isa: str | None = None) -> None:
+        """weights: the format the step reads ("fp32" blocked; "q4_1", "q8_0", "bf16" as rows of
+        blocks, quant.h; None: the GGUF file's own format where it has one the step reads, else fp32);
+        gguf: the model's GGUF file, whose blocks are read as shipped; isa: the quantized products'
+        instruction set (default and ceiling: ``best_isa()``)."""
         self.lib = library()
+        self.format = "auto" if weights is None else check_format(weights)
+        best = best_isa()
+        self.isa = best if isa is None else isa
+        if self.isa not in ISAS or ISAS.index(self.isa) > ISAS.index(best):
+            raise NativeUnavailable(f"instruction set {isa!r} is not one of {ISAS[:ISAS.index(best) + 1]} "
+                                    "(what this CPU runs)")
         config = model.config.get_text_config(decoder=True)
         _check(model, config)
         inner, layers = model.model, model.model.layers
@@ -218,22 +258,44 @@ class NativeLlama:
         self.hidden = config.hidden_size
         heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
         head_dim = attn0.head_dim
-        # The weights in the order a step reads them, each made (blocked) only when it is copied into
-        # one buffer on huge pages (``huge_empty``): loading holds one blocked copy at a time.
-        parts: list[tuple[str, Any]] = [("embed", inner.embed_tokens.weight),
-                                        ("inv_freq", inner.rotary_emb.inv_freq)]
-        for layer in layers:
-            a, m = layer.self_attn, layer.mlp
-            parts += [("attn_norm", layer.input_layernorm.weight),
-                      ("qkv", _Blocked(a.q_proj.weight, a.k_proj.weight, a.v_proj.weight)),
-                      ("o", _Blocked(a.o_proj.weight)),
-                      ("mlp_norm", layer.post_attention_layernorm.weight),
-                      ("gate_up", _Blocked(m.gate_proj.weight, m.up_proj.weight, interleave=True)),
-                      ("down", _Blocked(m.down_proj.weight))]
-        parts += [("final_norm", inner.norm.weight), ("lm_head", _Blocked(model.lm_head.weight))]
+        parts: list[tuple[str, Any]]
+        mats: dict[str, np.ndarray] = {}
+        if self.format != "fp32":
+            try:
+                fmt, head_fmt, mats = step_matrices(model, weights, gguf)
+            except WeightFormatError as exc:
+                if weights is not None:
+                    raise NativeUnavailable(str(exc)) from exc
+                fmt, head_fmt = "fp32", "fp32"  # auto: nothing quantized as shipped, or sizes it cannot take
+            self.format = fmt
+        if self.format == "fp32":
+            # The weights in the order a step reads them, each made (blocked) only when it is copied
+            # into one buffer on huge pages (``huge_empty``): loading holds one blocked copy at a time.
+            parts = [("embed", inner.embed_tokens.weight), ("inv_freq", inner.rotary_emb.inv_freq)]
+            for layer in layers:
+                a, m = layer.self_attn, layer.mlp
+                parts += [("attn_norm", layer.input_layernorm.weight),
+                          ("qkv", _Blocked(a.q_proj.weight, a.k_proj.weight, a.v_proj.weight)),
+                          ("o", _Blocked(a.o_proj.weight)),
+                          ("mlp_norm", layer.post_attention_layernorm.weight),
+                          ("gate_up", _Blocked(m.gate_proj.weight, m.up_proj.weight, interleave=True)),
+                          ("down", _Blocked(m.down_proj.weight))]
+            parts += [("final_norm", inner.norm.weight), ("lm_head", _Blocked(model.lm_head.weight))]
+            fmt, head_fmt = "fp32", "fp32"
+        else:
+            parts = [("embed", mats["embed"]), ("inv_freq", inner.rotary_emb.inv_freq)]
+            for i, layer in enumerate(layers):
+                parts += [("attn_norm", layer.input_layernorm.weight), ("qkv", mats[f"layers.{i}.qkv"]),
+                          ("o", mats[f"layers.{i}.o"]), ("mlp_norm", layer.post_attention_layernorm.weight),
+                          ("gate_up", mats[f"layers.{i}.gate_up"]), ("down", mats[f"layers.{i}.down"])]
+            parts += [("final_norm", inner.norm.weight), ("lm_head", mats.get("lm_head", mats["embed"]))]
+            if "lm_head" not in mats:
+                parts.pop()  # tied: the LM head reads the embedding's rows
+        self.head_format = head_fmt
         placed = _place(parts)
         self._keep = [t for _, t in placed]  # every tensor the C side points into stays alive here
         one = {name: t for name, t in placed if name in ("embed", "inv_freq", "final_norm", "lm_head")}
+        one.setdefault("lm_head", one["embed"])
         per_layer: dict[str, list[torch.Tensor]] = {k: [] for k in
                                                     ("attn_norm", "mlp_norm", "qkv", "o", "gate_up", "down")}
         for name, t in placed:
@@ -243,7 +305,8 @@ class NativeLlama:
         rotary = inner.rotary_emb
         self.per_layer = per_layer
         self._arrays = {k: _pointers(v) for k, v in per_layer.items()}
-        self.vocab_padded = self.lm_head.shape[0] * 8
+        # fp32: the blocked LM head's rows, a multiple of 8; quantized: exactly the vocabulary
+        self.vocab_padded = self.lm_head.shape[0] * 8 if fmt == "fp32" else self.vocab
         self.weights = _Weights(
             hidden=self.hidden, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
             inter=config.intermediate_size, vocab_padded=self.vocab_padded, layers=len(layers), vocab=self.vocab,
@@ -252,6 +315,7 @@ class NativeLlama:
             inv_freq=one["inv_freq"].data_ptr(), embed=self.embed.data_ptr(),
             final_norm=one["final_norm"].data_ptr(), lm_head=self.lm_head.data_ptr(),
             **{k: ctypes.cast(v, ctypes.c_void_p) for k, v in self._arrays.items()},
+            fmt=FORMAT_CODES[fmt], head_fmt=FORMAT_CODES[head_fmt], isa=ISAS.index(self.isa),
         )
         self.q_size, self.kv_size = heads * head_dim, kv_heads * head_dim
         self._wref = ctypes.byref(self.weights)
@@ -263,6 +327,8 @@ class NativeLlama:
         """Swap the model's Linear layers for NativeLinear views of this step's blocked weights, so the
         transformers forward (prefill, large batches) runs on the same kernels and the model holds
         no second copy of its weights. Returns how many layers are native now."""
+        if self.format != "fp32":
+            return self._attach_quantized(model)
         block = self.hidden * 8  # floats per 8-row block of a matrix with hidden inputs
         for i, layer in enumerate(model.model.layers):
             a, m, p = layer.self_attn, layer.mlp, self.per_layer
@@ -281,6 +347,32 @@ class NativeLlama:
         if type(model.lm_head) is torch.nn.Linear:
             model.lm_head = NativeLinear(self.lib, self.lm_head, 0, self.vocab, self.hidden, block)
         return sum(isinstance(mod, NativeLinear) for mod in model.modules())
+
+    def _attach_quantized(self, model: Any) -> int:
+        """attach() for quantized / bf16 weights: QuantLinear views of row ranges of the step's matrices;
+        the model's embedding becomes the step's, dequantized (prefill and decode see one model)."""
+        code, isa = FORMAT_CODES[self.format], ISAS.index(self.isa)
+        embed = model.model.embed_tokens.weight
+        rows = dequantize(self.embed.numpy(), self.head_format, self.hidden)
+        with torch.no_grad():
+            embed.copy_(torch.from_numpy(rows).to(embed.dtype))
+        for i, layer in enumerate(model.model.layers):
+            a, m, p = layer.self_attn, layer.mlp, self.per_layer
+            inter = m.gate_proj.out_features
+            views = {
+                (a, "q_proj"): (p["qkv"][i], 0, self.q_size), (a, "k_proj"): (p["qkv"][i], self.q_size, self.kv_size),
+                (a, "v_proj"): (p["qkv"][i], self.q_size + self.kv_size, self.kv_size),
+                (a, "o_proj"): (p["o"][i], 0, self.hidden), (m, "gate_proj"): (p["gate_up"][i], 0, inter),
+                (m, "up_proj"): (p["gate_up"][i], inter, inter), (m, "down_proj"): (p["down"][i], 0, self.hidden),
+            }
+            for (parent, name), (buf, first, out) in views.items():
+                linear = getattr(parent, name)
+                if type(linear) is torch.nn.Linear:
+                    setattr(parent, name, QuantLinear(self.lib, buf, first, out, linear.in_features, code, isa))
+        if type(model.lm_head) is torch.nn.Linear:
+            model.lm_head = QuantLinear(self.lib, self.lm_head, 0, self.vocab, self.hidden,
+                                        FORMAT_CODES[self.head_format], isa)
+        return sum(isinstance(mod, QuantLinear) for mod in model.modules())
 
     def _room(self, rows: int, columns: int, threads: int) -> None:
         """Grow what a step writes (logits, scratch, the token/position/first/greedy integers) to fit
@@ -400,6 +492,31 @@ class NativeLinear(torch.nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, native blocked"
 
 
+class QuantLinear(torch.nn.Module):
+    """``y = x @ W.T`` (no bias) with W rows first..first + out_features of a quantized / bf16 matrix of
+    the native step (``buffer``: [rows, row_bytes] uint8, format ``code`` of quant.h; inference only)."""
+
+    def __init__(self, lib: ctypes.CDLL, buffer: torch.Tensor, first: int, out_features: int,
+                 in_features: int, code: int, isa: int) -> None:
+        super().__init__()
+        self.lib, self.buffer, self.code, self.isa = lib, buffer, code, isa
+        self.in_features, self.out_features = in_features, out_features
+        self.offset = first * buffer.shape[1]  # bytes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        rows = x.reshape(-1, self.in_features).to(torch.float32).contiguous()
+        y = torch.empty(rows.shape[0], self.out_features, dtype=torch.float32)
+        self.lib.quant_matmul(self.code, self.isa, self.buffer.data_ptr() + self.offset, self.out_features,
+                              self.in_features, rows.data_ptr(), rows.shape[0], y.data_ptr(),
+                              torch.get_num_threads())
+        return y.reshape(*shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        fmt = next(k for k, v in FORMAT_CODES.items() if v == self.code)
+        return f"in_features={self.in_features}, out_features={self.out_features}, native {fmt}"
+
+
 def _check(model: Any, config: Any) -> None:
     """Raise NativeUnavailable unless the model is a plain Llama the C step computes exactly."""
     def no(why: str) -> NativeUnavailable:
@@ -432,18 +549,25 @@ def _check(model: Any, config: Any) -> None:
         raise no("hidden, intermediate and head sizes must be multiples of 8")
 
 
-_built: weakref.WeakKeyDictionary[Any, tuple[NativeLlama | None, str | None]] = weakref.WeakKeyDictionary()
+_built: weakref.WeakKeyDictionary[Any, dict[str, tuple[NativeLlama | None, str | None]]] = \
+    weakref.WeakKeyDictionary()
 
 
-def for_model(model: Any) -> tuple[NativeLlama | None, str | None]:
-    """The native step for this model, or (None, why not); one per model object, however many
-    engines share it (the first engine packs the model's layers, after which none could be built)."""
-    if model not in _built:
+def for_model(model: Any, weights: str | None = "fp32", gguf: str | os.PathLike[str] | None = None,
+              ) -> tuple[NativeLlama | None, str | None]:
+    """The native step for this model in this weight format (None: as ``NativeLlama`` chooses), or
+    (None, why not); one per model object and format, however many engines share it (the first
+    engine packs the model's layers, after which no step of another format could be built)."""
+    made = _built.setdefault(model, {})
+    key = weights or "auto"
+    if key not in made:
         try:
-            _built[model] = NativeLlama(model), None
+            step = NativeLlama(model, weights, gguf)
+            made[key] = made[step.format] = step, None  # auto: also the format it chose
         except NativeUnavailable as exc:
-            _built[model] = None, str(exc)
-    return _built[model]
+            made[key] = None, str(exc)
+    return made[key]
 
 
-__all__ = ["NativeLinear", "NativeLlama", "NativeUnavailable", "blocked", "for_model", "library"]
+__all__ = ["NativeLinear", "NativeLlama", "NativeUnavailable", "QuantLinear", "best_isa", "blocked",
+           "for_model", "library"]

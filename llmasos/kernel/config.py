@@ -54,6 +54,8 @@ class KernelConfig:
     # progress (no new journal entry) before it is marked lost instead: a call that crashes the kernel
     # is not re-run at every boot
     max_batch: int = 32  # sequences in one forward step (also the engine's, when the kernel builds it)
+    weights: str | None = None  # the format the engine's native decode step reads when the kernel builds
+    # the engine: "q4_1" (a GGUF model's own blocks), "q8_0", "bf16", "fp32"; None: the engine's default
     max_step_tokens: int = 2048  # tokens computed in one forward step (a prefill counts its whole prompt)
     max_resident_tokens: int = 65536  # KV-cache tokens held at once (also the engine's, when the kernel
     # builds it); over it the scheduler preempts running sequences
@@ -128,6 +130,12 @@ class KernelConfig:
         if not isinstance(self.shutdown_grace, (int, float)) or not 0 <= self.shutdown_grace < float("inf"):
             raise ConfigError(f"KernelConfig.shutdown_grace must be a finite number of seconds >= 0, not "
                               f"{self.shutdown_grace!r}")
+        if self.weights is not None:
+            from llmasos.engine.quant import WEIGHT_FORMATS
+
+            if self.weights not in WEIGHT_FORMATS:
+                raise ConfigError(f"KernelConfig.weights is one of {', '.join(WEIGHT_FORMATS)} or None (the "
+                                  f"engine's default), not {self.weights!r}")
         if self.journal_commit not in ("call", "group"):
             raise ConfigError(f"KernelConfig.journal_commit is 'call' or 'group', not {self.journal_commit!r}")
         if not (0 < self.summary_share < self.page_target <= 1) or self.message_tokens < 0:

@@ -241,8 +241,9 @@ async def _load(name: str, spec: ModelSpec, config: KernelConfig, *, implicit: b
 
             engine: Engine = FakeEngine(**spec.options)
         else:
+            formats = {} if config.weights is None else {"weights": config.weights}  # (a model's own wins)
             engine = await open_engine(source, max_batch=limits.max_batch,
-                                       max_resident_tokens=limits.max_resident_tokens, **spec.options)
+                                       max_resident_tokens=limits.max_resident_tokens, **{**formats, **spec.options})
     except Exception as exc:
         if implicit:  # engine= as before: its own error
             raise

@@ -1,0 +1,30 @@
+/* Weight formats of the native step other than blocked fp32 (quant.c), as llama_decode.c calls them.
+ *
+ * A matrix of N rows x K inputs is stored row after row, each row as the GGUF file stores it:
+ *   FMT_Q4_1: K / 32 blocks of 20 bytes {fp16 d, fp16 m, uint8 qs[16]}; element j of a block is
+ *             d * q + m with q = qs[j] & 15 for j < 16 and qs[j - 16] >> 4 for j >= 16.
+ *   FMT_Q8_0: K / 32 blocks of 34 bytes {fp16 d, int8 qs[32]}; element j is d * qs[j].
+ *   FMT_BF16: K bfloat16 values (the top 16 bits of the fp32 value).
+ * Activations stay fp32; a weight block is widened to fp32 in registers and multiplied there, so the
+ * result is the dequantized fp32 model's, up to the order of the sums.
+ * ISA_*: which compiled path computes the dot products; the caller picks one the CPU has
+ * (quant_best_isa) or a lower one (tests force ISA_SCALAR).
+ */
+#ifndef LLMASOS_QUANT_H
+#define LLMASOS_QUANT_H
+
+#include <stdint.h>
+
+enum { FMT_F32 = 0, FMT_Q4_1 = 1, FMT_Q8_0 = 2, FMT_BF16 = 3 };
+enum { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
+enum { QSTORE = 0, QADD = 1, QSWIGLU = 2 };
+
+int quant_best_isa(void);
+int64_t quant_row_bytes(int fmt, int64_t K);
+void quant_row_to_f32(int fmt, const uint8_t *row, int64_t K, float *out);
+/* y[rows][ldy] = / += W x, or (QSWIGLU, W of 2N rows: gate rows then up rows) silu(gate x) * (up x).
+ * An orphaned `omp for`: call it from every thread of a parallel region (or from one thread alone). */
+void quant_gemv(int fmt, int isa, const uint8_t *W, int64_t N, int64_t K, const float *x, int64_t ldx,
+                int64_t rows, float *y, int64_t ldy, int mode);
+
+#endif
