@@ -148,3 +148,23 @@ def table(headers: list[str], rows: list[list[object]]) -> str:
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     body = ["| " + " | ".join(c.rjust(w) for c, w in zip(r, widths)) + " |" for r in cells]
     return "\n".join([line, sep, *body])
+
+
+@on_model_thread
+def decode_rate(engine, n: int, tokens: int) -> float:
+    """Aggregate decode tok/s of n sequences after their prefill."""
+    seqs = [seq(i, tokens + 1) for i in range(n)]
+    for s in seqs:
+        engine.prepare(s)
+    while not all(s.output_ids for s in seqs):  # prefill (and the first token) off the clock
+        engine.step(seqs)
+    t0 = time.perf_counter()
+    produced = 0
+    active = list(seqs)
+    while active:
+        for e in engine.step(active):
+            produced += 1
+            if e.finish_reason:
+                active.remove(e.seq)
+                engine.abort(e.seq)
+    return produced / (time.perf_counter() - t0)

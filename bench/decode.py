@@ -25,7 +25,7 @@ import statistics
 import time
 
 import torch
-from _common import Plain, add_threads_flag, load_engine, on_model_thread, prompt, seq, table
+from _common import Plain, add_threads_flag, decode_rate, load_engine, on_model_thread, prompt, seq, table
 from torch import nn
 from transformers import DynamicCache
 
@@ -130,26 +130,6 @@ def plain_rate(model: nn.Module, tokens: int) -> float:
         out = model(input_ids=nxt, cache=cache, use_cache=True, logits_to_keep=1)
         cache = out.cache
     return tokens / (time.perf_counter() - t0)
-
-
-@on_model_thread
-def decode_rate(engine, n: int, tokens: int) -> float:
-    """Aggregate decode tok/s of n sequences after their prefill."""
-    seqs = [seq(i, tokens + 1) for i in range(n)]
-    for s in seqs:
-        engine.prepare(s)
-    while not all(s.output_ids for s in seqs):  # prefill (and the first token) off the clock
-        engine.step(seqs)
-    t0 = time.perf_counter()
-    produced = 0
-    active = list(seqs)
-    while active:
-        for e in engine.step(active):
-            produced += 1
-            if e.finish_reason:
-                active.remove(e.seq)
-                engine.abort(e.seq)
-    return produced / (time.perf_counter() - t0)
 
 
 def main() -> None:

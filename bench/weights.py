@@ -19,7 +19,7 @@ import statistics
 import time
 
 import torch
-from _common import add_threads_flag, load_engine, on_model_thread, seq, table
+from _common import add_threads_flag, decode_rate, load_engine, on_model_thread, seq, table
 
 from llmasos.engine import native
 from llmasos.engine.base import SamplingParams, Sequence
@@ -42,24 +42,6 @@ QUESTIONS = ["What is the capital of France?", "Write a haiku about the sea.", "
              "How many legs does a spider have?", "Explain what a CPU does in one sentence.",
              "Give me a synonym for happy.", "What is 12 plus 7?", "Say hello in Spanish.",
              "Why is the sky blue?", "List two uses of copper."]
-
-
-@on_model_thread
-def decode_rate(engine, n: int, tokens: int) -> float:
-    """Aggregate decode tok/s of n sequences after their prefill."""
-    seqs = [seq(i, tokens + 1) for i in range(n)]
-    for s in seqs:
-        engine.prepare(s)
-    while not all(s.output_ids for s in seqs):
-        engine.step(seqs)
-    t0, produced, active = time.perf_counter(), 0, list(seqs)
-    while active:
-        for e in engine.step(active):
-            produced += 1
-            if e.finish_reason:
-                active.remove(e.seq)
-                engine.abort(e.seq)
-    return produced / (time.perf_counter() - t0)
 
 
 @on_model_thread
