@@ -19,7 +19,7 @@ import statistics
 import time
 
 import torch
-from _common import add_threads_flag, decode_rate, load_engine, on_model_thread, seq, table
+from _common import add_threads_flag, decode_rate, load_engine, on_model_thread, table
 
 from llmasos.engine import native
 from llmasos.engine.base import SamplingParams, Sequence
