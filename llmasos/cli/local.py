@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import anyio
 import typer
-from rich.console import Console
 
 from llmasos.cli.options import ConfigOpt, ModelOpt, PolicyOpt, fail, run_async, split_args, write_chunk
 from llmasos.client.local import LocalClient, check_app, cluster_config, deployment
