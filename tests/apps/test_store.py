@@ -19,7 +19,7 @@ from llmasos.apps.manifest import ManifestError, read_source
 from llmasos.apps.scaffold import ScaffoldError, new
 from llmasos.engine.fake import FakeEngine
 from llmasos.kernel import Kernel, KernelConfig
-from llmasos.syscalls.errors import NoSuchApp, PermissionDenied
+from llmasos.syscalls.errors import PermissionDenied
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "hello-store-app"

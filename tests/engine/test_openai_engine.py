@@ -393,6 +393,7 @@ async def test_prompt_over_the_context_window_is_refused_locally(tmp_path: Path,
             await generate(kernel, "word " * 200, max_tokens=5)
         assert proxy.bodies == []
         c = await generate(kernel, "word " * 200 + "END", max_tokens=5, truncate=True)
+        assert c.completion_tokens <= 5
         assert proxy.bodies[-1]["prompt"].endswith("word END") and len(proxy.bodies[-1]["prompt"]) <= 3 * 59
         history = [{"role": "system", "content": "be brief"}] + [
             {"role": "user", "content": f"message {i} " + "x" * 60} for i in range(5)]
