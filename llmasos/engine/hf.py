@@ -453,10 +453,13 @@ def _prefill_target(seq: Sequence) -> list[int]:
 
 
 def _gguf_source(name_or_path: str | os.PathLike[str] | None) -> str | None:
-    """The GGUF file a registry name or .gguf path was converted from (None for anything else)."""
+    """The GGUF file a registry name or .gguf path was converted from (None for anything else, and for
+    a model with a LoRA adapter merged in: the file's blocks are the base's, not the merged weights)."""
     from llmasos.engine import models
 
     spec = models.resolve(name_or_path)
+    if spec.adapter is not None:
+        return None
     return spec.source if spec.kind in ("registry", "gguf") and spec.source.endswith(".gguf") else None
 
 

@@ -250,3 +250,18 @@ def test_the_whole_step_is_clean_under_asan_and_ubsan(tmp_path) -> None:
         for fmt in FORMATS:
             assert f"{fmt} {isa} ok" in done.stdout, done.stdout
     assert f"fp32 {_isas()[-1]} ok" in done.stdout
+
+
+def test_an_adapter_on_a_gguf_model_never_decodes_from_the_base_files_blocks(tmp_path):
+    """BASE+ADAPTER merges the adapter into the weights: the native step must read those (fp32 by
+    default, or re-quantized when asked), never the base GGUF's own blocks."""
+    import json
+
+    from llmasos.engine import hf
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "smollm2-135m",
+                                                             "peft_type": "LORA"}))
+    assert str(hf._gguf_source("smollm2-135m")).endswith(".gguf")  # the base alone: its file's blocks
+    assert hf._gguf_source(f"smollm2-135m+{adapter}") is None
