@@ -99,7 +99,35 @@ GGUF_TYPES = {"Q4_1": "q4_1", "Q8_0": "q8_0", "BF16": "bf16", "F32": "fp32"}
 def gguf_matrices(path: str | os.PathLike[str], heads: int, kv_heads: int) -> dict[str, tuple[str, np.ndarray]]:
     """A GGUF Llama's matrices as stored: {"layers.{i}.{q_proj..down_proj}" | "embed" | "lm_head":
     (format, [rows, row_bytes] uint8)}, rows in the transformers order (q and k un-permuted from
-    llama.cpp's rotary layout). lm_head is absent when the file ties it to the embedding."""
+    llama.cpp's rotary layout). lm_head is absent when the file ties it to the embedding.
+
+    The blocks are kept in ``$LLMASOS_HOME/models/blocks`` after the first read (the gguf package parses
+    every metadata field, the tokenizer's ~100k strings included, in Python: seconds at each load);
+    the cache is keyed by the file's path, size and modification time, and rebuilt if unreadable."""
+    from llmasos.home import llmasos_home, private_dir
+
+    path = Path(path)
+    st = path.stat()
+    tag = f"{path.stem}-{st.st_size}-{st.st_mtime_ns}-{heads}-{kv_heads}"
+    cache = llmasos_home() / "models" / "blocks" / f"{tag}.npz"
+    try:
+        with np.load(cache) as saved:
+            return {name.split("|", 1)[1]: (name.split("|", 1)[0], saved[name]) for name in saved.files}
+    except (OSError, ValueError, IndexError):
+        pass  # not cached yet (or a damaged copy): read the file, then cache it
+    out = _read_gguf(path, heads, kv_heads)
+    try:
+        private_dir(cache.parent)
+        tmp = cache.with_name(f"{tag}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, **{f"{fmt}|{key}": rows for key, (fmt, rows) in out.items()})
+        os.chmod(tmp, 0o600)  # (files under LLMASOS_HOME are private to the user)
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # a read-only home: read the file each time
+    return out
+
+
+def _read_gguf(path: Path, heads: int, kv_heads: int) -> dict[str, tuple[str, np.ndarray]]:
     from gguf import GGUFReader
 
     reader = GGUFReader(Path(path))

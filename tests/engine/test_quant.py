@@ -265,3 +265,21 @@ def test_an_adapter_on_a_gguf_model_never_decodes_from_the_base_files_blocks(tmp
                                                              "peft_type": "LORA"}))
     assert str(hf._gguf_source("smollm2-135m")).endswith(".gguf")  # the base alone: its file's blocks
     assert hf._gguf_source(f"smollm2-135m+{adapter}") is None
+
+
+def test_the_gguf_blocks_are_cached_and_a_damaged_cache_is_rebuilt(tmp_path, monkeypatch):
+    import numpy as np
+
+    from llmasos.engine import hf, quant
+
+    monkeypatch.setenv("LLMASOS_HOME", str(tmp_path))
+    src = hf._gguf_source("smollm2-135m")
+    first = quant.gguf_matrices(src, 9, 3)
+    (cached,) = (tmp_path / "models" / "blocks").iterdir()
+    assert cached.stat().st_mode & 0o077 == 0  # private to the user, like everything under LLMASOS_HOME
+    again = quant.gguf_matrices(src, 9, 3)
+    assert again.keys() == first.keys() and all(
+        again[k][0] == first[k][0] and np.array_equal(again[k][1], first[k][1]) for k in first)
+    cached.write_bytes(b"not a zip file")
+    rebuilt = quant.gguf_matrices(src, 9, 3)
+    assert np.array_equal(rebuilt["embed"][1], first["embed"][1]) and cached.stat().st_size > 1000
