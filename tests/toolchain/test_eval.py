@@ -98,12 +98,18 @@ def test_perplexity_math() -> None:
 # -- evaluation files -----------------------------------------------------------------------------
 
 
-def test_shipped_default_suite_is_complete() -> None:
-    tasks = {t.kind: t for t in suite_tasks("default")}
-    assert list(tasks) == ["perplexity", "qa", "tools", "agent"]
-    assert 2000 < len(tasks["perplexity"].items[0]["text"]) < 20000
-    assert len(tasks["qa"].items) >= 100 and len(tasks["tools"].items) >= 50 and len(tasks["agent"].items) >= 30
-    assert len({i["id"] for i in tasks["qa"].items}) == len(tasks["qa"].items)
+def test_shipped_suites_are_complete_and_default_is_a_sample_of_full() -> None:
+    full = {t.kind: t for t in suite_tasks("full")}
+    assert list(full) == ["perplexity", "qa", "tools", "agent"]
+    assert 2000 < len(full["perplexity"].items[0]["text"]) < 20000
+    assert len(full["qa"].items) >= 100 and len(full["tools"].items) >= 50 and len(full["agent"].items) >= 30
+    assert len({i["id"] for i in full["qa"].items}) == len(full["qa"].items)
+    default = {t.kind: t for t in suite_tasks("default")}  # the quick one: about a minute on the default model
+    assert list(default) == list(full)
+    for kind in ("qa", "tools", "agent"):
+        strip = [{k: v for k, v in i.items() if k != "id"} for i in full[kind].items]
+        assert 8 <= len(default[kind].items) < len(full[kind].items)
+        assert all({k: v for k, v in i.items() if k != "id"} in strip for i in default[kind].items)
     assert len(suite_tasks("default", limit=3)[1].items) == 3
 
 
