@@ -139,7 +139,8 @@ def main() -> None:
     headers = ["N", f"llmasos ({driver}) tok/s", "serial tok/s", "static tok/s", "vs serial", "vs static"]
     if args.hf_cb:
         headers += ["hf-cb tok/s", "vs hf-cb"]
-    print(f"\nthroughput: {NEW} new tokens per request, greedy, ~30-token prompts, fp32, "
+    print(f"\nthroughput: {NEW} new tokens per request, greedy, ~30-token prompts, baselines fp32, llmasos "
+          f"{getattr(engine, 'weights', 'fp32')}, "
           f"{torch.get_num_threads()} threads, best of {args.repeat} for llmasos and static; "
           f"engine: {'plain layers, no native step' if args.no_pack else engine_kernels(engine)}")
     print(table(headers, rows))
