@@ -91,7 +91,7 @@ class SpawnBody(BaseModel):
     caps: CapsBody | None = Field(None, description="Asked-for capabilities, e.g. {\"tools\": [\"calculator\"]}")
 
 
-PRIORITY_LIMIT = 1_000_000  # the kernel's (kernel.kernel.PRIORITY_LIMIT; tests/api/test_console_routes.py checks)
+PRIORITY_LIMIT = 1_000_000  # the kernel's (kernel.control.PRIORITY_LIMIT; tests/api/test_console_routes.py checks)
 
 
 class PriorityBody(BaseModel):

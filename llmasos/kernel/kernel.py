@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from llmasos.apps.app import SECRET, App
+from llmasos.apps.app import App
 from llmasos.apps.registry import find_app
 from llmasos.engine.base import Engine
 from llmasos.kernel import budget, sandbox
 from llmasos.kernel import caps as capmod
 from llmasos.kernel.config import ConfigError, KernelConfig
+from llmasos.kernel.control import Control, check_priority
 from llmasos.kernel.errors import KernelNotRunning, blame, log
 from llmasos.kernel.faces import Faces, root_app
 from llmasos.kernel.journal import FRAME, Durability, Journal, NoJournal
@@ -34,7 +35,6 @@ from llmasos.kernel.llm import LLMLoop
 from llmasos.kernel.models import ModelTable, listed
 from llmasos.kernel.proc import ProcState, Process
 from llmasos.kernel.recovery import PARKS, Recovery, clean_stop, parked, recover
-from llmasos.kernel.sched import make_scheduler
 from llmasos.kernel.stdio import Stdio
 from llmasos.kernel.table import TABLE, ExitProcess
 from llmasos.kernel.trace import TraceBus, TraceEvent
@@ -45,7 +45,7 @@ from llmasos.syscalls.errors import (
 )
 from llmasos.syscalls.sys import Sys
 from llmasos.tools import mcp
-from llmasos.syscalls.types import ExitStatus, ProcInfo, Usage
+from llmasos.syscalls.types import ExitStatus
 
 if TYPE_CHECKING:
     from llmasos.kernel.caps import Caps
@@ -53,17 +53,13 @@ if TYPE_CHECKING:
     from llmasos.memory.errors import MemoryStoreError
     from llmasos.memory.manager import MemoryManager
 
-PRIORITY_LIMIT = 1_000_000
-"""A priority (a nice value: lower runs first under the priority policy) is an int in
-[-PRIORITY_LIMIT, PRIORITY_LIMIT]."""
-
 _OUT_OF_TIME = "QuotaExceeded: its time_budget of {:g}s ran out (spawn it with a larger time_budget)"
 
 current_sys: contextvars.ContextVar[Sys | None] = contextvars.ContextVar("llmasos_sys", default=None)
 """The Sys of the process whose code is running (None outside any process)."""
 
 
-class Kernel(Faces, Stdio):
+class Kernel(Faces, Stdio, Control):
     """Runs apps as processes over its models (kernel/models.py: one by default).
 
     ``async with Kernel(KernelConfig(engine=FakeEngine())) as k: pid = await k.spawn("echo", "hi")``
@@ -573,66 +569,6 @@ class Kernel(Faces, Stdio):
     async def run(self, app: str | App, *args: Any, **kwargs: Any) -> ExitStatus:
         """Spawn app and wait for it."""
         return await self.wait(await self.spawn(app, *args, **kwargs))
-
-    def ps(self, all: bool = False, *, viewer: Process | None = None) -> list[ProcInfo]:
-        """The process table: live processes, or also the ended ones not yet reaped (as viewer sees it)."""
-        return [self.info(p.pid, viewer=viewer) for p in self._procs.values() if all or p.alive]
-
-    def info(self, pid: int, *, viewer: Process | None = None) -> ProcInfo:
-        """One process's row. Its app's secret arguments show as "***" to everyone; its other arguments
-        too, to a viewer process (None: the root user) that is not pid and does not hold ``see_args``."""
-        p = self.get(pid)
-        u = p.usage
-        args = p.app.shown(p.args)
-        if viewer is not None and viewer is not p and not viewer.caps.see_args:
-            args = (SECRET,) * len(args)
-        return ProcInfo(
-            pid=p.pid, ppid=p.parent, app=p.app.name, state=p.state.value, waiting_on=p.waiting_on,
-            priority=p.priority, args=args, started=p.started, ended=p.ended,
-            usage=Usage(u.syscalls, u.prompt_tokens, u.completion_tokens, u.model_time, u.syscall_time),
-            exit_value=p.exit_value, error=p.error, caps=p.caps.as_dict(), sandbox=sandbox.shown(p),
-        )
-
-    @property
-    def processes(self) -> dict[int, Process]:
-        """The live table (read-only use: shell, top, recovery)."""
-        return self._procs
-
-    def set_policy(self, policy: str, model: str | None = None) -> None:
-        """Switch the scheduling policy at run time: of one model, or of every model (None)."""
-        if self.llm is None:
-            raise KernelNotRunning("boot the kernel first")
-        make_scheduler(policy)  # ValueError for an unknown policy, before anything changes
-        for m in [self.models.get(model)] if model is not None else self.models:
-            m.llm.set_scheduler(make_scheduler(policy, previous=m.llm.scheduler))
-        if model is None:
-            self.config.policy = policy
-
-    def renice(self, pid: int, priority: int) -> None:
-        """Give live process pid a new priority, for its queued and future generations; journaled."""
-        check_priority(priority)
-        proc = self.get(pid)
-        if not proc.alive:
-            raise InvalidArguments(f"process {pid} has ended; only a live process can change its priority")
-        proc.priority = priority
-        if self.llm is not None:
-            sched = self.llm.scheduler
-            for seq in (*sched.waiting, *sched.running):
-                if seq.pid == pid:
-                    seq.priority = priority
-        self.durability.process_reniced(proc)
-
-    @property
-    def policy(self) -> str:
-        """The default model's scheduling policy."""
-        return self.llm.scheduler.policy if self.llm is not None else self.config.policy
-
-
-def check_priority(priority: Any) -> None:
-    """InvalidArguments unless priority is a whole number within PRIORITY_LIMIT."""
-    if not isinstance(priority, int) or isinstance(priority, bool) or abs(priority) > PRIORITY_LIMIT:
-        raise InvalidArguments(f"a priority is a whole number from {-PRIORITY_LIMIT:,} to {PRIORITY_LIMIT:,} "
-                               f"(lower runs first under the priority policy), not {priority!r:.60}")
 
 
 _detached: set[asyncio.Task[None]] = set()  # asyncio keeps weak references to tasks only

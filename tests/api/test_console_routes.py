@@ -168,7 +168,7 @@ def test_llmasos_console_fails_in_one_line(url: str, says: str) -> None:
 async def test_renice_over_http_and_through_the_remote_client(served) -> None:
     from llmasos.api import http
     from llmasos.client.remote import RemoteClient
-    from llmasos.kernel.kernel import PRIORITY_LIMIT
+    from llmasos.kernel.control import PRIORITY_LIMIT
 
     assert http.PRIORITY_LIMIT == PRIORITY_LIMIT  # the schema bounds what the kernel takes
     async with served() as s:

@@ -8,7 +8,7 @@ import pytest
 
 from llmasos import App, Kernel
 from llmasos.engine.fake import FakeEngine
-from llmasos.kernel.kernel import PRIORITY_LIMIT
+from llmasos.kernel.control import PRIORITY_LIMIT
 from llmasos.syscalls import calls as c
 from llmasos.syscalls.errors import InvalidArguments, NoSuchProcess, PermissionDenied
 from tests.conftest import make_kernel
@@ -54,6 +54,25 @@ async def test_renice_changes_the_priority_of_the_process_and_of_its_queued_gene
         assert [s.priority for s in (*sched.waiting, *sched.running) if s.pid == pid] == [-7]
         trace = [e.format() for e in k.root_process.trace or ()]
         assert any(line.startswith(f"[0] renice(pid={pid}, priority=-7) = None") for line in trace)
+        k.kill(pid)
+
+
+on_big = App("on-big", model="big")
+
+
+@on_big.main
+async def _on_big(sys) -> str:
+    return (await sys.generate(prompt="a long answer, please", max_tokens=200)).text
+
+
+async def test_renice_reaches_a_generation_queued_on_any_model(tmp_path) -> None:
+    engines = {name: FakeEngine(step_delay=0.01, responder=lambda seq: "word " * 200) for name in ("small", "big")}
+    async with Kernel(models=engines, home=tmp_path, memory=False, policy="priority") as k:
+        pid = await k.spawn(on_big, priority=3)
+        sched = k.models.get("big").llm.scheduler
+        await _until(lambda: any(s.pid == pid for s in (*sched.waiting, *sched.running)))
+        await k.root.syscall(c.Renice(pid, -7))
+        assert [s.priority for s in (*sched.waiting, *sched.running) if s.pid == pid] == [-7]
         k.kill(pid)
 
 
