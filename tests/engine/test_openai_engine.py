@@ -318,7 +318,7 @@ async def test_fair_policy_and_the_in_flight_limit(tmp_path: Path, proxy: Proxy)
                     tg.start_soon(single, i)
         assert proxy.max_open <= 2 and len(proxy.bodies) == 8
         starts[policy] = [b["prompt"].split()[0] for b in proxy.bodies]
-    assert starts["fifo"][:4] == ["greedy0", "greedy1", "greedy2", "greedy3"]
+    assert sorted(starts["fifo"][:4]) == ["greedy0", "greedy1", "greedy2", "greedy3"]  # (in any order among them)
     assert sum(s.startswith("single") for s in starts["fair"][:4]) >= 2, starts["fair"]
 
 
