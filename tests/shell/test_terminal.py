@@ -307,6 +307,9 @@ def test_attach_on_the_real_default_model_shows_the_whole_answer(tmp_path: Path)
     term.expect(r"detached from \[1\]")
     term.expect(PROMPT)
     term.sendline("logs 1")
+    # "llmasos>" alone also matches the redraw of the line just typed; wait for what logs prints, or the
+    # next line typed is echoed by the terminal above it
+    term.expect(r"Paris[^\x1b\r\n]*\r?\n")
     term.expect(PROMPT)
     term.sendline("exit -f")
     assert term.finish() == 0
