@@ -130,6 +130,22 @@ class SequenceFailed(Exception):
         self.seq, self.cause = seq, cause
 
 
+@dataclass(slots=True)
+class PrefixStats:
+    """The engine's prefix cache (engine/prefix.py), for `top` and stats: counters since it started."""
+
+    blocks: int = 0  # blocks held now
+    tokens: int = 0  # tokens held now (blocks x block size; counted in resident_tokens)
+    shared: int = 0  # blocks held now that two or more live sequences reference
+    lookups: int = 0  # prompt tokens looked up (each prefill of a prompt)
+    hits: int = 0  # of those, tokens whose KV came from the cache instead of a prefill
+    evicted: int = 0  # blocks evicted so far
+
+    @property
+    def hit_rate(self) -> float:
+        return self.hits / self.lookups if self.lookups else 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class Capacity:
     """What the engine can take in one step."""
@@ -138,6 +154,7 @@ class Capacity:
     max_resident_tokens: int  # KV-cache tokens it can hold at once; over it, an engine may drop the
     # cache of a preempted sequence (one left out of recent batches) and recompute it on resumption
     resident_tokens: int  # KV-cache tokens held now
+    prefix: PrefixStats | None = None  # its prefix cache's counters (a copy); None: it has none
 
 
 @runtime_checkable

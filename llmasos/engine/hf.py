@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence as Seq
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -34,6 +34,7 @@ from llmasos.engine.base import Capacity, Message, SamplingParams, Sequence, Tok
 from llmasos.engine.errors import ModelUnsupported
 from llmasos.engine.kvbatch import KV, BatchKV, cache_kv, new_cache
 from llmasos.engine.packed import pack_linears
+from llmasos.engine.prefix import Block, PrefixCache
 from llmasos.engine.quant import check_format
 from llmasos.engine.sampling import TextStream, all_greedy, choose_batch, make_generator
 from llmasos.syscalls.errors import ContextOverflow
@@ -51,6 +52,7 @@ class SeqState:
     prefilling: bool = False  # True: kv holds the first kv_tokens of a prompt still being prefilled
     done: bool = False
     recomputes: int = 0  # times its cache was dropped under memory pressure and rebuilt
+    prefix: list[Block] = field(default_factory=list)  # prefix-cache blocks it references (engine/prefix.py)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -76,6 +78,8 @@ class HFEngine:
         native_max_batch: int = 32,
         weights: str | None = None,
         gguf: str | os.PathLike[str] | None = None,
+        prefix_cache_tokens: int = 4096,
+        prefix_block: int = 16,
     ) -> None:
         if prefill_chunk < 1 or max_batch < 1 or idle_prefill < 1:
             raise ValueError("prefill_chunk, idle_prefill and max_batch must be at least 1")
@@ -114,7 +118,9 @@ class HFEngine:
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = pad or 0
         self.batch = BatchKV()
-        self.parked: OrderedDict[int, Sequence] = OrderedDict()  # sid -> seq with a cache apart, oldest first
+        # Prompt prefixes prefilled once and shared by every sequence that starts with them.
+        self.prefix = PrefixCache(prefix_cache_tokens, prefix_block)
+        self.parked:  OrderedDict[int, Sequence] = OrderedDict()  # sid -> seq with a cache apart, oldest first
         self.resident = 0  # KV tokens held (batch + parked), as of the last step or abort
         self.steps = 0
 
@@ -242,19 +248,23 @@ class HFEngine:
             return fresh
         head = todo[0]
         target = _prefill_target(head)
-        if head.engine_state.kv_tokens or len(target) > self.prefill_chunk:
-            # A long prompt (or one already started): one chunk of it, alone.
+        if head.engine_state.kv_tokens or self._uncached(target) > self.prefill_chunk:
+            # A long prompt (or one already started): one chunk of it, alone, after its cached prefix.
+            state: SeqState = head.engine_state
+            if not state.kv_tokens and (kv := self._take_prefix(head, target)) is not None:
+                state.kv, state.kv_tokens = kv, kv[0][0].shape[2]
             self._prefill_chunk(head, target, events, fresh)
             return fresh
-        group = []
+        group, widths = [], []
         for seq in todo:
-            n = len(_prefill_target(seq))
+            n = self._uncached(_prefill_target(seq))
             if seq.engine_state.kv_tokens or n > self.prefill_chunk:
                 break
-            width = max([n] + [len(_prefill_target(s)) for s in group])
-            if group and width * (len(group) + 1) > budget:
+            if group and max(widths + [n]) * (len(group) + 1) > budget:
                 break
             group.append(seq)
+            widths.append(n)
+        self._share_common_prefix([_prefill_target(s) for s in group])
         self._prefill_group(group, events, fresh)
         return fresh
 
@@ -276,20 +286,65 @@ class HFEngine:
 
     def _prefill_group(self, group: list[Sequence], events: list[TokenEvent],
                        fresh: list[tuple[Sequence, KV | None]]) -> None:
+        """Prefill short prompts in one forward pass, each after its cached prefix: the cache's columns
+        are [left padding, prefix i] (width p), then the queries' [left padding, suffix i] (width w)."""
         targets = [_prefill_target(s) for s in group]
-        width = max(len(t) for t in targets)
-        ids = torch.tensor([[self.pad_id] * (width - len(t)) + t for t in targets])
-        mask = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in targets])
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        prefixes = [self._take_prefix(s, t) for s, t in zip(group, targets, strict=True)]
+        held = [0 if kv is None else kv[0][0].shape[2] for kv in prefixes]
+        suffixes = [t[n:] for t, n in zip(targets, held, strict=True)]
+        p, w = max(held), max(len(t) for t in suffixes)
+        ids = torch.tensor([[self.pad_id] * (w - len(t)) + t for t in suffixes])
+        mask = torch.tensor([[0] * (p - n) + [1] * n + [0] * (w - len(t)) + [1] * len(t)
+                             for n, t in zip(held, suffixes, strict=True)])
+        positions = (mask[:, p:].cumsum(-1) - 1).clamp(min=0) + torch.tensor(held)[:, None]
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                         cache=new_cache(), use_cache=True, logits_to_keep=1)
+                         cache=new_cache(_left_padded(prefixes, p)) if p else new_cache(),
+                         use_cache=True, logits_to_keep=1)
         kv = cache_kv(out.cache)
-        for i, (seq, t) in enumerate(zip(group, targets, strict=True)):
-            row = [(k[i : i + 1, :, width - len(t):], v[i : i + 1, :, width - len(t):]) for k, v in kv]
+        for i, (seq, t, n) in enumerate(zip(group, suffixes, held, strict=True)):
+            row = [(_columns(k, i, p, n, p + w - len(t)), _columns(v, i, p, n, p + w - len(t))) for k, v in kv]
             self._prefilled(seq, row, out.logits[i : i + 1, -1].float(), events, fresh)
+
+    # -- the prefix cache's hooks (engine/prefix.py) -----------------------------------------------------
+
+    def _uncached(self, target: list[int]) -> int:
+        """Tokens of target a prefill would compute: those after its cached prefix."""
+        return len(target) - len(self.prefix.match(target)) * self.prefix.block
+
+    def _take_prefix(self, seq: Sequence, target: list[int]) -> KV | None:
+        """Reference the cached blocks target starts with, for seq; return a private copy of their KV."""
+        state: SeqState = seq.engine_state
+        self._release_prefix(state)
+        state.prefix = self.prefix.match(target)
+        self.prefix.acquire(state.prefix, len(target))
+        return self.prefix.copy(state.prefix)
+
+    def _share_common_prefix(self, targets: list[list[int]]) -> None:
+        """Concurrent arrivals: the full blocks that two or more prompts of one prefill group start with,
+        not cached yet, are prefilled once (after what is cached of them) and cached, so every prompt
+        of the group then prefills only its own suffix."""
+        if len(targets) < 2 or not self.prefix.enabled:
+            return
+        common: list[int] = os.path.commonprefix(targets)[: min(len(t) for t in targets) - 1]
+        common = common[: len(common) - len(common) % self.prefix.block]
+        held = self.prefix.match(common + [self.pad_id])  # (a match never covers the last token)
+        start = len(held) * self.prefix.block
+        if start >= len(common):
+            return
+        self.prefix.hold(held)
+        past = self.prefix.copy(held)
+        cache = new_cache(past) if past is not None else new_cache()
+        out = self.model(input_ids=torch.tensor([common[start:]]), cache=cache, use_cache=True, logits_to_keep=1)
+        self.prefix.release(self.prefix.insert(common, cache_kv(out.cache), held))
+
+    def _release_prefix(self, state: SeqState) -> None:
+        self.prefix.release(state.prefix)
+        state.prefix = []
 
     def _prefilled(self, seq: Sequence, kv: KV, logits: torch.Tensor, events: list[TokenEvent],
                    fresh: list[tuple[Sequence, KV | None]]) -> None:
+        state: SeqState = seq.engine_state
+        state.prefix = self.prefix.insert(seq.prompt_ids, kv, state.prefix)
         if seq.output_ids:
             # A recompute after its cache was dropped: it decodes with the batch this very step.
             self.batch.merge_one(seq, kv)
@@ -359,20 +414,25 @@ class HFEngine:
         seq.text += text
         if finish is not None:
             seq.finish_reason, state.done = finish, True
+            self._release_prefix(state)
         return TokenEvent(seq, token, text, finish)
 
     def _enforce_resident_limit(self) -> None:
         # Invariant: only parked caches are dropped; a dropped sequence recomputes prompt + output
         # (all but its last token) when it is next scheduled, and continues exactly where it was.
+        # Unreferenced prefix-cache blocks go first: they cost one prefill, shared, to rebuild.
+        if (excess := self._resident() - self.max_resident_tokens) > 0:
+            self.prefix.shrink(excess)
         while self.parked and self._resident() > self.max_resident_tokens:
             _, seq = self.parked.popitem(last=False)
             state: SeqState = seq.engine_state
             state.kv, state.kv_tokens, state.prefilling = None, 0, False
             state.recomputes += 1
+            self._release_prefix(state)
         self._resident()  # refresh the count capacity() reports
 
     def _resident(self) -> int:
-        self.resident = (self.batch.resident_tokens()
+        self.resident = (self.batch.resident_tokens() + self.prefix.tokens
                          + sum(s.engine_state.kv_tokens for s in self.parked.values()))
         return self.resident
 
@@ -426,25 +486,50 @@ class HFEngine:
             self.batch.keep([j for j in range(len(self.batch)) if j != i])
         self.parked.pop(seq.sid, None)
         state.kv, state.kv_tokens, state.in_batch, state.prefilling, state.done = None, 0, False, False, True
+        self._release_prefix(state)
         self._resident()
 
     def capacity(self) -> Capacity:
         # Invariant: no torch op here. The kernel asks from its event loop, and a torch op on a
         # second thread can start a second OpenMP team (engine/worker.py); the count is refreshed
         # on the model thread by every step and abort.
-        return Capacity(self.max_batch, self.max_resident_tokens, self.resident)
+        return Capacity(self.max_batch, self.max_resident_tokens, self.resident, replace(self.prefix.stats))
 
     def close(self) -> None:
         self.batch = BatchKV()
         self.parked.clear()
+        self.prefix.clear()
         self.resident = 0
 
 
 def _failed(seq: Sequence, exc: Exception) -> TokenEvent:
     """The last event of a sequence whose own per-row work raised; the rest of the batch goes on."""
     seq.finish_reason = "error"
-    seq.engine_state.done = True
+    seq.engine_state.done = True  # its prefix blocks are released by abort, which the kernel calls
     return TokenEvent(seq, -1, "", "error", exc)
+
+
+def _left_padded(prefixes: list[KV | None], width: int) -> KV:
+    """The prefixes (batch of one each, or None) as one cache of width columns, each right-aligned
+    after zeros (kvbatch's rule for padding)."""
+    some = next(kv for kv in prefixes if kv is not None)
+    out: KV = []
+    for layer, (k0, _) in enumerate(some):
+        b, h, _, d = k0.shape
+        keys, values = k0.new_zeros(len(prefixes), h, width, d), k0.new_zeros(len(prefixes), h, width, d)
+        for i, kv in enumerate(prefixes):
+            if kv is not None:
+                n = kv[layer][0].shape[2]
+                keys[i, :, width - n :] = kv[layer][0][0]
+                values[i, :, width - n :] = kv[layer][1][0]
+        out.append((keys, values))
+    return out
+
+
+def _columns(x: torch.Tensor, row: int, p: int, n: int, start: int) -> torch.Tensor:
+    """Row's real columns of a group prefill's cache: its n prefix columns before p, then from start."""
+    own = x[row : row + 1, :, start:]
+    return own if n == 0 else torch.cat([x[row : row + 1, :, p - n : p], own], dim=2)
 
 
 def _prefill_target(seq: Sequence) -> list[int]:

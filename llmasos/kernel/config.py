@@ -59,6 +59,9 @@ class KernelConfig:
     max_step_tokens: int = 2048  # tokens computed in one forward step (a prefill counts its whole prompt)
     max_resident_tokens: int = 65536  # KV-cache tokens held at once (also the engine's, when the kernel
     # builds it); over it the scheduler preempts running sequences
+    prefix_cache_tokens: int = 4096  # tokens of prompt-prefix KV the engine keeps to share across processes
+    # when the kernel builds it (engine/prefix.py; counted in max_resident_tokens); 0: no prefix cache
+    prefix_block: int = 16  # tokens per prefix-cache block: prompts share KV in whole blocks of this size
     quantum: int = 16  # rr and fair policies: tokens a sequence decodes before it may yield its slot
     starvation_steps: int = 256  # fair policy: a sequence that waited this many steps goes first
     default_max_tokens: int = 256  # generate's max_tokens when the app gives none
@@ -111,7 +114,7 @@ class KernelConfig:
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).expanduser()
-        for name in ("max_procs", "max_batch", "max_step_tokens", "max_resident_tokens", "quantum",
+        for name in ("max_procs", "max_batch", "max_step_tokens", "max_resident_tokens", "prefix_block", "quantum",
                      "starvation_steps", "default_max_tokens", "score_window", "max_score_tokens", "mailbox_size", "stdout_lines", "trace_buffer",
                      "pid_block", "wal_checkpoint_every", "summary_min_tokens", "max_key_size", "max_value_size",
                      "max_note_size", "max_search_terms", "max_search_results", "max_args_size", "max_body_size",
@@ -123,6 +126,10 @@ class KernelConfig:
                 self.retention, (int, float)) or not 0 <= self.retention < float("inf")):
             raise ConfigError(f"KernelConfig.retention is a number of seconds >= 0, or None to keep ended "
                               f"processes' rows forever; not {self.retention!r}")
+        if isinstance(self.prefix_cache_tokens, bool) or not isinstance(self.prefix_cache_tokens, int) \
+                or self.prefix_cache_tokens < 0:
+            raise ConfigError(f"KernelConfig.prefix_cache_tokens must be an integer >= 0 (0: no prefix cache), not "
+                              f"{self.prefix_cache_tokens!r}")
         if self.max_zombies < 0:
             raise ConfigError(f"KernelConfig.max_zombies must be >= 0, not {self.max_zombies!r}")
         if self.kill_grace < 0:

@@ -242,8 +242,9 @@ async def _load(name: str, spec: ModelSpec, config: KernelConfig, *, implicit: b
             engine: Engine = FakeEngine(**spec.options)
         else:
             formats = {} if config.weights is None else {"weights": config.weights}  # (a model's own wins)
-            engine = await open_engine(source, max_batch=limits.max_batch,
-                                       max_resident_tokens=limits.max_resident_tokens, **{**formats, **spec.options})
+            shared = {"prefix_cache_tokens": config.prefix_cache_tokens, "prefix_block": config.prefix_block}
+            engine = await open_engine(source, max_batch=limits.max_batch, max_resident_tokens=limits.max_resident_tokens,
+                                       **{**formats, **shared, **spec.options})
     except Exception as exc:
         if implicit:  # engine= as before: its own error
             raise

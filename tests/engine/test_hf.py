@@ -74,7 +74,7 @@ def test_batched_equals_alone_token_for_token(tiny_engine_factory) -> None:
     drive(engine, seqs)
     assert [s.output_ids for s in seqs] == solo
     assert all(len(s.output_ids) == 12 for s in seqs)
-    assert engine.capacity().resident_tokens == 0
+    assert engine.capacity().resident_tokens == engine.prefix.tokens  # only the prefix cache stays
 
 
 def test_joining_mid_batch(tiny_engine_factory) -> None:
@@ -91,13 +91,13 @@ def test_abort_frees_the_cache_at_once(tiny_engine_factory) -> None:
     for _ in range(4):
         engine.step([a, b])
     both = engine.capacity().resident_tokens
-    assert both == a.num_tokens - 1 + b.num_tokens - 1
+    assert both == a.num_tokens - 1 + b.num_tokens - 1 + engine.prefix.tokens
     engine.abort(b)
-    assert engine.capacity().resident_tokens == a.num_tokens - 1
+    assert engine.capacity().resident_tokens == a.num_tokens - 1 + engine.prefix.tokens
     engine.abort(b)  # idempotent
     engine.step([a])
     engine.abort(a)
-    assert engine.capacity().resident_tokens == 0 and len(engine.batch) == 0
+    assert engine.capacity().resident_tokens == engine.prefix.tokens and len(engine.batch) == 0
 
 
 def test_preempted_sequence_keeps_its_cache(tiny_engine_factory) -> None:

@@ -1,0 +1,163 @@
+"""The prefix cache (engine/prefix.py): shared prompt prefixes are prefilled once, and greedy output with
+the cache equals output without it, token for token."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from llmasos.engine.hf import HFEngine
+from llmasos.engine.prefix import PrefixCache
+from llmasos.kernel.config import ConfigError, KernelConfig
+from tests.engine.test_hf import drive, make
+
+TOOLS = ("You are an agent. You may call these tools: calculator(expression) evaluates arithmetic; "
+         "clock() tells the time; search(query) looks things up. Answer with one tool call. ")
+QUESTIONS = ["What is 17 times 23?", "What time is it?", "Who wrote Hamlet?", "x", "2+2", "Why?"]
+
+
+def outputs(engine: HFEngine, prompts: list[str], together: bool = True, **params) -> list[list[int]]:
+    """Greedy output of each prompt, all started in one step (together) or one after the other."""
+    if together:
+        seqs = [make(engine, p, **params) for p in prompts]
+        drive(engine, seqs)
+        return [s.output_ids for s in seqs]
+    out = []
+    for p in prompts:
+        seq = make(engine, p, **params)
+        drive(engine, [seq])
+        out.append(seq.output_ids)
+    return out
+
+
+def refs(engine: HFEngine) -> int:
+    return sum(b.refs for b in engine.prefix._blocks.values())
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "transformers"])
+@pytest.mark.parametrize("chunk", [256, 16], ids=["group", "chunked"])
+def test_greedy_output_is_the_same_with_and_without_the_cache(tiny_engine_factory, native: bool, chunk: int) -> None:
+    prompts = [TOOLS + q for q in QUESTIONS] + ["an unshared prompt", TOOLS]
+    off = tiny_engine_factory(prefix_cache_tokens=0, native_decode=native, prefill_chunk=chunk)
+    expected = outputs(off, prompts, together=False)
+    assert off.prefix.stats.hits == 0 and off.capacity().resident_tokens == 0
+    on = tiny_engine_factory(prefix_cache_tokens=4096, prefix_block=8, native_decode=native, prefill_chunk=chunk)
+    assert outputs(on, prompts, together=False) == expected  # each after the first finds the tool prompt cached
+    assert outputs(on, prompts, together=True) == expected  # arrivals together, the cache already warm
+    assert on.prefix.stats.hits > 0
+    fresh = tiny_engine_factory(prefix_cache_tokens=4096, prefix_block=8, native_decode=native, prefill_chunk=chunk)
+    assert outputs(fresh, prompts, together=True) == expected  # arrivals together, a cold cache
+    assert refs(on) == refs(fresh) == 0  # finished sequences hold nothing
+
+
+@pytest.mark.parametrize("block", [1, 5, 16])
+def test_mid_block_boundaries_and_a_prompt_equal_to_the_cached_prefix(tiny_engine_factory, block: int) -> None:
+    prompts = [TOOLS, TOOLS, TOOLS[:-7], TOOLS + "Q", TOOLS[:40], TOOLS[:40] + " and"]
+    expected = outputs(tiny_engine_factory(prefix_cache_tokens=0), prompts, together=False)
+    engine = tiny_engine_factory(prefix_cache_tokens=4096, prefix_block=block)
+    assert outputs(engine, prompts, together=False) == expected
+    # The second copy of TOOLS found all its full blocks but the one holding its last token.
+    n = len(make(engine, TOOLS).prompt_ids)
+    assert engine.prefix.stats.hits >= (n - 1) // block * block
+
+
+def test_concurrent_arrivals_prefill_the_common_prefix_once(tiny_engine_factory) -> None:
+    engine = tiny_engine_factory(prefix_cache_tokens=4096, prefix_block=8)
+    calls = []
+    model = engine.model
+    forward = model.forward
+
+    def counting(*args, **kw):
+        calls.append(int(kw["input_ids"].numel()))
+        return forward(*args, **kw)
+
+    model.forward = counting
+    try:
+        seqs = [make(engine, TOOLS + q, max_tokens=2) for q in QUESTIONS]
+        engine.step(seqs)  # every one prefills in this step
+    finally:
+        del model.forward
+    n = len(seqs[0].prompt_ids)
+    common = (min(len(s.prompt_ids) for s in seqs) - 1) // 8 * 8
+    # one forward pass for the shared blocks, one for the suffixes: nowhere near 6 x the whole prompt
+    assert len(calls) == 2 and calls[0] == common
+    assert calls[1] < len(seqs) * (n - common + 8)
+    assert all(s.output_ids for s in seqs)
+    assert engine.prefix.stats.hits == len(seqs) * common
+    assert engine.prefix.stats.shared == common // 8  # every shared block is held by all six
+    for s in seqs:
+        engine.abort(s)
+    assert refs(engine) == 0
+
+
+def test_abort_mid_prefill_and_under_preemption_releases_references(tiny_engine_factory) -> None:
+    engine = tiny_engine_factory(prefix_cache_tokens=4096, prefix_block=8, prefill_chunk=8)
+    warm = make(engine, TOOLS, max_tokens=1)
+    drive(engine, [warm])
+    a, b = make(engine, TOOLS + "A long question that takes several chunks to prefill, yes"), make(engine, TOOLS + "b")
+    engine.step([a])  # a: its cached prefix, then one chunk of its own
+    assert a.engine_state.prefilling and a.engine_state.prefix
+    engine.step([b])  # b runs, a stays parked mid-prefill
+    engine.abort(a)
+    assert all(blk.refs <= 1 for blk in engine.prefix._blocks.values())
+    engine.abort(b)
+    assert refs(engine) == 0
+
+
+def test_the_cache_counts_as_resident_and_is_evicted_first(tiny_engine_factory) -> None:
+    engine = tiny_engine_factory(prefix_cache_tokens=4096, prefix_block=8, max_resident_tokens=100)
+    prompts = [f"{i} " * 30 for i in range(4)]  # distinct prompts, ~30 tokens each
+    expected = outputs(tiny_engine_factory(prefix_cache_tokens=0), prompts, together=False)
+    assert outputs(engine, prompts, together=False) == expected
+    cap = engine.capacity()
+    assert cap.resident_tokens == engine.prefix.tokens <= 100  # only the cache is left, within the limit
+    assert cap.prefix is not None and cap.prefix.evicted > 0 and cap.prefix.tokens == engine.prefix.tokens
+
+
+def test_eviction_is_lru_leaves_first_and_never_a_referenced_block() -> None:
+    kv = [(torch.zeros(1, 1, 12, 2), torch.zeros(1, 1, 12, 2))]
+    cache = PrefixCache(max_tokens=8, block=4)
+    a = cache.insert(list(range(12)), kv, [])  # only two of the three blocks fit
+    assert len(a) == 2 and cache.tokens == 8
+    b = cache.insert([9] * 12, kv, [])  # everything is referenced: nothing is evicted, nothing added
+    assert b == [] and cache.tokens == 8
+    cache.release(a)
+    c = cache.insert([9] * 12, kv, [])  # a's leaf goes first, then its root
+    assert len(c) == 2 and cache.match(list(range(12))) == [] and cache.stats.evicted == 2
+    cache.release(c)
+    assert cache.shrink(100) == 8 and cache.tokens == 0
+    with pytest.raises(AssertionError):
+        cache.release(c)
+
+
+def test_match_never_covers_the_last_token() -> None:
+    kv = [(torch.zeros(1, 1, 8, 2), torch.zeros(1, 1, 8, 2))]
+    cache = PrefixCache(max_tokens=64, block=4)
+    cache.release(cache.insert(list(range(8)), kv, []))
+    assert len(cache.match(list(range(8)))) == 1
+    assert len(cache.match(list(range(9)))) == 2
+    assert cache.match([1]) == [] and cache.match([]) == []
+
+
+@pytest.mark.parametrize("kw", [{"max_tokens": -1}, {"max_tokens": "4096"}, {"max_tokens": True},
+                                {"max_tokens": 64, "block": 0}, {"max_tokens": 64, "block": 2.5}])
+def test_bad_sizes_are_refused(kw) -> None:
+    with pytest.raises(ValueError, match="prefix cache"):
+        PrefixCache(**kw)
+
+
+def test_engine_and_kernel_config_refuse_bad_sizes(tiny_engine_factory, tmp_path) -> None:
+    with pytest.raises(ValueError, match="prefix cache max_tokens"):
+        tiny_engine_factory(prefix_cache_tokens=-5)
+    with pytest.raises(ValueError, match="prefix cache block"):
+        tiny_engine_factory(prefix_block=0)
+    for field, value in (("prefix_cache_tokens", -1), ("prefix_cache_tokens", "big"), ("prefix_block", 0)):
+        with pytest.raises(ConfigError, match=field):
+            KernelConfig(home=tmp_path, **{field: value})
+    assert KernelConfig(home=tmp_path, prefix_cache_tokens=0).prefix_cache_tokens == 0  # 0: off
+
+
+def test_a_block_smaller_than_the_budget_turns_the_cache_off(tiny_engine_factory) -> None:
+    engine = tiny_engine_factory(prefix_cache_tokens=4, prefix_block=8)
+    outputs(engine, [TOOLS, TOOLS], together=False)
+    assert not engine.prefix.enabled and engine.prefix.tokens == 0 and engine.prefix.stats.hits == 0
