@@ -322,6 +322,7 @@ class LocalClient:
             raise NotAvailable("the kernel is not booted")
         cap = engine.capacity()
         sched = llm.scheduler
+        shared = cap.prefix
         return EngineStats(
             engine=getattr(engine, "name", type(engine).__name__), policy=k.policy,
             max_batch=min(cap.max_batch, sched.limits.max_batch), last_batch=llm.last_batch,
@@ -329,6 +330,8 @@ class LocalClient:
             busy_time=llm.busy_time, resident_tokens=cap.resident_tokens,
             max_resident_tokens=min(cap.max_resident_tokens, sched.limits.max_resident_tokens),
             uptime=time.time() - (k.booted_at or time.time()),
+            **({} if shared is None else {"prefix_blocks": shared.blocks, "prefix_tokens": shared.tokens,
+                                          "prefix_shared": shared.shared, "prefix_hit_rate": shared.hit_rate}),
         )
 
     async def model_stats(self) -> list[ModelStats]:

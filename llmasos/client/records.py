@@ -57,6 +57,13 @@ class EngineStats:
     resident_tokens: int
     max_resident_tokens: int
     uptime: float
+    # The engine's prefix cache (prompt prefixes prefilled once and shared; engine/prefix.py), all 0
+    # when it has none: blocks and tokens held now (the tokens are part of resident_tokens), blocks
+    # two or more live sequences share now, and the share of prompt tokens it served since boot.
+    prefix_blocks: int = 0
+    prefix_tokens: int = 0
+    prefix_shared: int = 0
+    prefix_hit_rate: float = 0.0
     at: float = field(default_factory=time.monotonic)
 
 

@@ -65,6 +65,7 @@ def render(now: Snapshot, before: Snapshot | None, max_rows: int = 40) -> Group:
         (f"{tok_s:.1f} tok/s", "bold"),
         f" · busy {min(busy, 1.0):.0%} · steps {s.steps} · tokens {s.tokens} · "
         f"KV {s.resident_tokens}/{s.max_resident_tokens}",
+        *_prefix_line(s),
     )
     table = Table("PID", "APP", "STATE", "PRIO", "TOK/S", "TOKENS in/out", "CALLS", "MODEL", "TIME",
                   box=None, header_style="reverse", pad_edge=False)
@@ -88,6 +89,14 @@ def render(now: Snapshot, before: Snapshot | None, max_rows: int = 40) -> Group:
     return Group(*parts)
 
 
+def _prefix_line(s: EngineStats) -> tuple[str, ...]:
+    """The prefix cache's line (shared prompt prefixes), when it holds or has served anything."""
+    if not (s.prefix_blocks or s.prefix_hit_rate):
+        return ()
+    return (f"\nshared prefixes: {s.prefix_blocks} blocks ({s.prefix_tokens} tokens) · "
+            f"{s.prefix_shared} in use by 2+ · prompt hit rate {s.prefix_hit_rate:.0%}",)
+
+
 def _rate(p: ProcInfo, before: ProcInfo | None, dt: float, wall: float) -> float:
     if before is not None and dt > 0:
         return (p.usage.completion_tokens - before.usage.completion_tokens) / dt
@@ -107,7 +116,8 @@ async def top(sh: Shell, args: list[str]) -> None:
     """Live view of the processes and the model, until you press a key.
 
     Per process: state, tokens/s, tokens, syscalls, model time. For the model: batch size, running and
-    queued sequences, aggregate tokens/s, busy share, KV-cache use; with several models loaded, a row per
+    queued sequences, aggregate tokens/s, busy share, KV-cache use, and the prefix cache (prompt prefixes
+    shared between processes: blocks, tokens, hit rate); with several models loaded, a row per
     model (policy, running/waiting, batch, tokens/s). Refreshes every second (-d
     SECONDS). -n FRAMES prints that many frames and returns (top -n 1: one snapshot, for scripts).
     """
