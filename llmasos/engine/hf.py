@@ -34,7 +34,7 @@ from llmasos.engine.base import Capacity, Message, SamplingParams, Sequence, Tok
 from llmasos.engine.errors import ModelUnsupported
 from llmasos.engine.kvbatch import KV, BatchKV, cache_kv, new_cache
 from llmasos.engine.packed import pack_linears
-from llmasos.engine.prefix import Block, PrefixCache
+from llmasos.engine.prefix import Block, PrefixCache, shared_prefix
 from llmasos.engine.quant import check_format
 from llmasos.engine.sampling import TextStream, all_greedy, choose_batch, make_generator
 from llmasos.syscalls.errors import ContextOverflow
@@ -120,7 +120,7 @@ class HFEngine:
         self.batch = BatchKV()
         # Prompt prefixes prefilled once and shared by every sequence that starts with them.
         self.prefix = PrefixCache(prefix_cache_tokens, prefix_block)
-        self.parked:  OrderedDict[int, Sequence] = OrderedDict()  # sid -> seq with a cache apart, oldest first
+        self.parked: OrderedDict[int, Sequence] = OrderedDict()  # sid -> seq with a cache apart, oldest first
         self.resident = 0  # KV tokens held (batch + parked), as of the last step or abort
         self.steps = 0
 
@@ -320,13 +320,12 @@ class HFEngine:
         return self.prefix.copy(state.prefix)
 
     def _share_common_prefix(self, targets: list[list[int]]) -> None:
-        """Concurrent arrivals: the full blocks that two or more prompts of one prefill group start with,
-        not cached yet, are prefilled once (after what is cached of them) and cached, so every prompt
-        of the group then prefills only its own suffix."""
+        """Concurrent arrivals: the full blocks that two or more prompts of one prefill group start with
+        (``shared_prefix``), not cached yet, are prefilled once (after what is cached of them) and
+        cached, so each of those prompts then prefills only the rest."""
         if len(targets) < 2 or not self.prefix.enabled:
             return
-        common: list[int] = os.path.commonprefix(targets)[: min(len(t) for t in targets) - 1]
-        common = common[: len(common) - len(common) % self.prefix.block]
+        common = shared_prefix(targets, self.prefix.block)
         held = self.prefix.match(common + [self.pad_id])  # (a match never covers the last token)
         start = len(held) * self.prefix.block
         if start >= len(common):

@@ -21,6 +21,7 @@ Invariants:
 from __future__ import annotations
 
 from collections import OrderedDict
+import os
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 
@@ -172,3 +173,19 @@ class PrefixCache:
         self.stats.blocks = len(self._blocks)
         self.stats.tokens = self.tokens
         self.stats.shared = sum(1 for b in self._blocks.values() if b.refs >= 2)
+
+
+def shared_prefix(targets: list[list[int]], block: int) -> list[int]:
+    """The prefix of whole blocks that saves the most prefill if computed once for targets (prompts
+    arriving together): shared by k >= 2 of them, each longer than it, saving (k - 1) x its length
+    tokens; [] when no two share a block."""
+    best: list[int] = []
+    saved = 0
+    ordered = sorted(targets)
+    for a, b in zip(ordered, ordered[1:]):  # the longest shared prefixes are those of sorted neighbours
+        common = os.path.commonprefix([a, b])[: min(len(a), len(b)) - 1]
+        common = common[: len(common) - len(common) % block]
+        k = sum(1 for t in targets if len(t) > len(common) and t[: len(common)] == common)
+        if (k - 1) * len(common) > saved:
+            best, saved = common, (k - 1) * len(common)
+    return best

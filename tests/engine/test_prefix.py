@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from llmasos.engine.base import Sequence
 from llmasos.engine.hf import HFEngine
-from llmasos.engine.prefix import PrefixCache
+from llmasos.engine.prefix import PrefixCache, shared_prefix
 from llmasos.kernel.config import ConfigError, KernelConfig
+from llmasos.kernel.sched import SchedLimits
 from tests.engine.test_hf import drive, make
 
 TOOLS = ("You are an agent. You may call these tools: calculator(expression) evaluates arithmetic; "
@@ -104,6 +106,23 @@ def test_abort_mid_prefill_and_under_preemption_releases_references(tiny_engine_
     assert refs(engine) == 0
 
 
+@pytest.mark.parametrize("resident", [65536, 100], ids=["parked", "dropped-and-recomputed"])
+def test_preemption_parking_and_recompute_keep_the_output(tiny_engine_factory, resident: int) -> None:
+    """rr with a batch of two parks the others (and at a low resident limit drops their caches, which
+    are then recomputed from the prefix cache): the output stays the same."""
+    def run(engine: HFEngine) -> list[Sequence]:
+        seqs = [make(engine, TOOLS + q, max_tokens=10) for q in QUESTIONS]
+        drive(engine, seqs, policy="rr", limits=SchedLimits(max_batch=2, quantum=3))
+        return seqs
+
+    expected = [s.output_ids for s in run(tiny_engine_factory(prefix_cache_tokens=0))]
+    engine = tiny_engine_factory(prefix_cache_tokens=4096, prefix_block=8, max_resident_tokens=resident)
+    seqs = run(engine)
+    assert [s.output_ids for s in seqs] == expected
+    assert engine.prefix.stats.hits > 0 and refs(engine) == 0
+    assert any(s.engine_state.recomputes for s in seqs) == (resident < 1000)
+
+
 def test_the_cache_counts_as_resident_and_is_evicted_first(tiny_engine_factory) -> None:
     engine = tiny_engine_factory(prefix_cache_tokens=4096, prefix_block=8, max_resident_tokens=100)
     prompts = [f"{i} " * 30 for i in range(4)]  # distinct prompts, ~30 tokens each
@@ -161,3 +180,12 @@ def test_a_block_smaller_than_the_budget_turns_the_cache_off(tiny_engine_factory
     engine = tiny_engine_factory(prefix_cache_tokens=4, prefix_block=8)
     outputs(engine, [TOOLS, TOOLS], together=False)
     assert not engine.prefix.enabled and engine.prefix.tokens == 0 and engine.prefix.stats.hits == 0
+
+
+def test_the_shared_prefix_of_arrivals_is_the_one_that_saves_most() -> None:
+    a, b, c = [1] * 9 + [2], [1] * 9 + [3], [7] * 20
+    assert shared_prefix([a, b, c], 4) == [1] * 8  # two of three share two blocks; the odd one out
+    assert shared_prefix([a, c], 4) == []  # nothing shared
+    assert shared_prefix([[1] * 8, [1] * 8], 4) == [1] * 4  # never a prompt's last token
+    many = [[5] * 4 + [i] * 8 for i in range(6)]
+    assert shared_prefix(many + [a, b], 4) == [5] * 4  # 5 x 4 tokens saved beat 1 x 8
