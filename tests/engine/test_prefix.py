@@ -176,7 +176,7 @@ def test_engine_and_kernel_config_refuse_bad_sizes(tiny_engine_factory, tmp_path
     assert KernelConfig(home=tmp_path, prefix_cache_tokens=0).prefix_cache_tokens == 0  # 0: off
 
 
-def test_a_block_smaller_than_the_budget_turns_the_cache_off(tiny_engine_factory) -> None:
+def test_a_budget_under_one_block_turns_the_cache_off(tiny_engine_factory) -> None:
     engine = tiny_engine_factory(prefix_cache_tokens=4, prefix_block=8)
     outputs(engine, [TOOLS, TOOLS], together=False)
     assert not engine.prefix.enabled and engine.prefix.tokens == 0 and engine.prefix.stats.hits == 0
