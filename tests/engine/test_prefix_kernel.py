@@ -23,7 +23,7 @@ async def _agent(sys, question: str, max_tokens: int) -> list[int]:
 async def test_processes_share_a_prefix_and_kill_releases_it(tmp_path, tiny_engine_factory) -> None:
     engine = tiny_engine_factory(ignore_eos=True, prefix_block=8)
     async with make_kernel(tmp_path, engine=engine) as k:
-        pids = [await k.spawn(agent, f"question {i}?", 150) for i in range(6)]
+        pids = [await k.spawn(agent, f"question {i}?", 80) for i in range(6)]
         with anyio.fail_after(20):
             while engine.prefix.stats.shared == 0:  # the six hold the tool prompt's blocks together
                 await anyio.sleep(0.01)
@@ -32,8 +32,7 @@ async def test_processes_share_a_prefix_and_kill_releases_it(tmp_path, tiny_engi
         assert stats.prefix_tokens == stats.prefix_blocks * 8
         frame = to_ansi(render(Snapshot(stats, []), None), 120, color=False)
         assert f"shared prefixes: {stats.prefix_blocks} blocks ({stats.prefix_tokens} tokens)" in frame
-        for pid in pids[:3]:
-            k.kill(pid)
+        assert all(k.kill(pid) for pid in pids[:3])  # killed mid-generation, holding blocks
         for pid in pids[3:]:
             await k.wait(pid)
         for pid in pids[:3]:
@@ -50,3 +49,31 @@ async def test_kernel_config_reaches_the_engine_it_builds(tmp_path, tiny_model_d
         stats = await LocalClient(k).stats()
         assert stats.prefix_blocks == 0 and stats.prefix_hit_rate == 0
         assert "shared prefixes" not in to_ansi(render(Snapshot(stats, []), None), 120, color=False)
+
+
+texter = App("prefix-texter")
+
+
+@texter.main
+async def _texter(sys, question: str, max_tokens: int) -> str:
+    return str(await sys.generate(TOOLS + question, max_tokens=max_tokens))
+
+
+async def test_recovery_refills_an_empty_cache_and_gives_the_same_text(tmp_path, tiny_engine_factory) -> None:
+    """The cache is memory only: the kernel that recovers the processes (here after a shutdown that left
+    them live, as a crash does) has a new engine with an empty cache, and the texts are those of a
+    kernel without a cache."""
+    questions = [f"question {i}?" for i in range(4)]
+    async with make_kernel(tmp_path / "plain", engine=tiny_engine_factory(ignore_eos=True, prefix_cache_tokens=0)) as k:
+        pids = [await k.spawn(texter, q, 40) for q in questions]
+        expected = [(await k.wait(p)).value for p in pids]
+    first = tiny_engine_factory(ignore_eos=True, prefix_block=8)
+    async with make_kernel(tmp_path / "home", engine=first) as k:
+        pids = [await k.spawn(texter, q, 40) for q in questions]
+        with anyio.fail_after(20):
+            while first.prefix.stats.shared == 0:
+                await anyio.sleep(0.01)
+    second = tiny_engine_factory(ignore_eos=True, prefix_block=8)
+    async with make_kernel(tmp_path / "home", engine=second) as k:
+        assert [(await k.wait(p)).value for p in pids] == expected
+    assert second.prefix.stats.hits > 0 and refs(second) == 0
