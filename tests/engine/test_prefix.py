@@ -3,6 +3,8 @@ the cache equals output without it, token for token."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -10,6 +12,7 @@ from llmasos.engine.base import Sequence
 from llmasos.engine.hf import HFEngine
 from llmasos.engine.prefix import PrefixCache, shared_prefix
 from llmasos.kernel.config import ConfigError, KernelConfig
+from llmasos.kernel.configfile import ConfigFileError, load_config
 from llmasos.kernel.sched import SchedLimits
 from tests.engine.test_hf import drive, make
 
@@ -174,6 +177,21 @@ def test_engine_and_kernel_config_refuse_bad_sizes(tiny_engine_factory, tmp_path
         with pytest.raises(ConfigError, match=field):
             KernelConfig(home=tmp_path, **{field: value})
     assert KernelConfig(home=tmp_path, prefix_cache_tokens=0).prefix_cache_tokens == 0  # 0: off
+
+
+@pytest.mark.parametrize("text, says", [
+    ("prefix_cache_tokens = -1", "[kernel] prefix_cache_tokens must be an integer >= 0"),
+    ("prefix_cache_tokens = 'lots'", "prefix_cache_tokens"),
+    ("prefix_block = 0", "[kernel] prefix_block must be a positive integer"),
+])
+def test_the_config_file_refuses_bad_sizes(tmp_path, text: str, says: str) -> None:
+    path = tmp_path / "llmasos.toml"
+    path.write_text(f"[kernel]\n{text}\n")
+    with pytest.raises(ConfigFileError, match=re.escape(says)):
+        load_config(path)
+    path.write_text("[kernel]\nprefix_cache_tokens = 0\nprefix_block = 32\n")
+    config = load_config(path).config
+    assert (config.prefix_cache_tokens, config.prefix_block) == (0, 32)
 
 
 def test_a_budget_under_one_block_turns_the_cache_off(tiny_engine_factory) -> None:
