@@ -514,7 +514,7 @@ def _left_padded(prefixes: list[KV | None], width: int) -> KV:
     some = next(kv for kv in prefixes if kv is not None)
     out: KV = []
     for layer, (k0, _) in enumerate(some):
-        b, h, _, d = k0.shape
+        _, h, _, d = k0.shape
         keys, values = k0.new_zeros(len(prefixes), h, width, d), k0.new_zeros(len(prefixes), h, width, d)
         for i, kv in enumerate(prefixes):
             if kv is not None:

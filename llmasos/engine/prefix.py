@@ -20,8 +20,9 @@ Invariants:
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import itertools
 import os
+from collections import OrderedDict
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 
@@ -182,7 +183,7 @@ def shared_prefix(targets: list[list[int]], block: int) -> list[int]:
     best: list[int] = []
     saved = 0
     ordered = sorted(targets)
-    for a, b in zip(ordered, ordered[1:]):  # the longest shared prefixes are those of sorted neighbours
+    for a, b in itertools.pairwise(ordered):  # the longest shared prefixes are those of sorted neighbours
         common = os.path.commonprefix([a, b])[: min(len(a), len(b)) - 1]
         common = common[: len(common) - len(common) % block]
         k = sum(1 for t in targets if len(t) > len(common) and t[: len(common)] == common)

@@ -93,8 +93,9 @@ def _prefix_line(s: EngineStats) -> tuple[str, ...]:
     """The prefix cache's line (shared prompt prefixes), when it holds or has served anything."""
     if not (s.prefix_blocks or s.prefix_hit_rate):
         return ()
-    return (f"\nshared prefixes: {s.prefix_blocks} blocks ({s.prefix_tokens} tokens) · "
-            f"{s.prefix_shared} in use by 2+ · prompt hit rate {s.prefix_hit_rate:.0%}",)
+    line = (f"\nshared prefixes: {s.prefix_blocks} blocks ({s.prefix_tokens} tokens) · "
+            f"{s.prefix_shared} in use by 2+ · prompt hit rate {s.prefix_hit_rate:.0%}")
+    return (line,)
 
 
 def _rate(p: ProcInfo, before: ProcInfo | None, dt: float, wall: float) -> float:
