@@ -1,8 +1,9 @@
 """The prefix cache: the KV of prompt prefixes that several sequences share, prefilled once ("shared pages").
 
-Rule: the cache is a chain of hashed blocks of ``block`` tokens. A block's key is its parent's key and
-its own tokens, so two prompts share a block exactly when they agree on every token up to its end; a
-block's keys and values are those its tokens have after exactly that prefix, at those positions.
+Rule: the cache is a chain of hashed blocks of ``block`` tokens. A block's key is its parent block's
+number and its own tokens (a block's number is never reused, so the key names its whole prefix and
+hashes in O(block)); two prompts share a block exactly when they agree on every token up to its end,
+and a block's keys and values are those its tokens have after exactly that prefix, at those positions.
 Invariants:
 - Blocks are immutable once inserted (their tensors are private copies), and only full blocks are cached.
 - A match never covers a prompt's last token: the sequence always prefills at least one token itself, so
@@ -12,7 +13,8 @@ Invariants:
   the single resident copy held here, not the decoding rows' memory.
 - Each block counts the live sequences that matched or inserted it (``refs``); only blocks with no
   references and no children are evicted, least recently used first, when the cache holds more than
-  ``max_tokens``; a block that would not fit is not inserted. ``max_tokens=0`` turns the cache off.
+  ``max_tokens``; a block that would not fit is not inserted. ``max_tokens=0`` (or less than one
+  block) turns the cache off.
 - The cache is memory only and belongs to one engine, i.e. one model with its weights (an adapter is
   merged at load, so an adapted model is another engine with its own cache): a crashed kernel starts
   with an empty cache and recovery re-prefills.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections import OrderedDict
+from collections.abc import Iterator
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 
@@ -32,13 +35,14 @@ from llmasos.engine.base import PrefixStats
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer, [1, kv_heads, tokens, head_dim] (as kvbatch.KV)
 
-Key = tuple[object, tuple[int, ...]]  # (the parent's key or None, this block's tokens)
+Key = tuple[int, tuple[int, ...]]  # (the parent block's number, or -1 for a first block; its tokens)
 
 
 @dataclass(slots=True, eq=False)
 class Block:
     """One cached block: its tokens' keys and values, given every token before it."""
 
+    number: int  # unique in its cache, never reused
     key: Key = field(repr=False)
     parent: Block | None = field(repr=False)
     kv: KV = field(repr=False)
@@ -54,6 +58,7 @@ class PrefixCache:
     block: int = 16
     _blocks: OrderedDict[Key, Block] = field(default_factory=OrderedDict)  # least recently used first
     stats: PrefixStats = field(default_factory=PrefixStats)
+    _numbers: Iterator[int] = field(default_factory=itertools.count)
 
     def __post_init__(self) -> None:
         for name in ("max_tokens", "block"):
@@ -78,7 +83,7 @@ class PrefixCache:
             return out
         parent: Block | None = None
         for start in range(0, len(ids) - 1 - self.block + 1, self.block):
-            node = self._blocks.get((parent.key if parent else None, tuple(ids[start : start + self.block])))
+            node = self._blocks.get((parent.number if parent else -1, tuple(ids[start : start + self.block])))
             if node is None:
                 break
             self._blocks.move_to_end(node.key)
@@ -116,13 +121,14 @@ class PrefixCache:
         parent = chain[-1] if chain else None
         tokens = min(len(ids), kv[0][0].shape[2])
         for start in range(len(chain) * self.block, tokens - self.block + 1, self.block):
-            key = (parent.key if parent else None, tuple(ids[start : start + self.block]))
+            key = (parent.number if parent else -1, tuple(ids[start : start + self.block]))
             node = self._blocks.get(key)
             if node is None:
                 if not self._make_room(self.block):
                     break
-                node = Block(key, parent, [(k[:, :, start : start + self.block].clone(),
-                                            v[:, :, start : start + self.block].clone()) for k, v in kv])
+                own = [(k[:, :, start : start + self.block].clone(), v[:, :, start : start + self.block].clone())
+                       for k, v in kv]
+                node = Block(next(self._numbers), key, parent, own)
                 self._blocks[key] = node
                 if parent is not None:
                     parent.children += 1
