@@ -192,6 +192,10 @@ class Engine(Protocol):
     def capacity(self) -> Capacity:
         """Limits and current use, for the scheduler and `top`."""
 
+    def cached_tokens(self, seq: Sequence) -> int:
+        """How many of seq's prompt tokens a step would not compute, as they are cached now (0 without a
+        prefix cache). Pure bookkeeping, asked between steps: the scheduler charges a newcomer the rest."""
+
     def count_tokens(self, text: str) -> int:
         """How many tokens text takes in this model."""
 

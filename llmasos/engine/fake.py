@@ -145,6 +145,9 @@ class FakeEngine:
         resident = sum(s.num_tokens for s in self.active.values())
         return Capacity(self.max_batch, self.context_window * self.max_batch, resident)
 
+    def cached_tokens(self, seq: Sequence) -> int:
+        return 0
+
     def score(self, text: str, window: int, stride: int) -> list[float]:
         """Scripted prompt logprobs: a word of n characters after the first has log-probability -ln(n + 1)."""
         return [-math.log(len(w.strip()) + 1) for w in tokenize(text)[1:]]

@@ -494,6 +494,10 @@ class HFEngine:
         # on the model thread by every step and abort.
         return Capacity(self.max_batch, self.max_resident_tokens, self.resident, replace(self.prefix.stats))
 
+    def cached_tokens(self, seq: Sequence) -> int:
+        # Invariant: like capacity(), no torch op and no change to the cache (a hint, not a reference).
+        return 0 if seq.output_ids else self.prefix.cached(seq.prompt_ids)
+
     def close(self) -> None:
         self.batch = BatchKV()
         self.parked.clear()

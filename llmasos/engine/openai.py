@@ -251,6 +251,9 @@ class OpenAIEngine:
             running = len(self._open)
         return Capacity(self.max_inflight, self.context_window * self.max_inflight, running)
 
+    def cached_tokens(self, seq: Sequence) -> int:
+        return 0  # the server's own prefix cache is its business; each request costs a slot, not tokens
+
     def close(self) -> None:
         """Cancel every request, close the connection pool and stop the I/O thread."""
         if self._loop.is_closed():

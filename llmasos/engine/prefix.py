@@ -91,6 +91,18 @@ class PrefixCache:
             parent = node
         return out
 
+    def cached(self, ids: Seq[int]) -> int:
+        """How many tokens of ids match() would cover now, without touching the blocks' recency."""
+        if not self.enabled:
+            return 0
+        parent, covered = -1, 0
+        for start in range(0, len(ids) - 1 - self.block + 1, self.block):
+            node = self._blocks.get((parent, tuple(ids[start : start + self.block])))
+            if node is None:
+                break
+            parent, covered = node.number, covered + self.block
+        return covered
+
     def acquire(self, blocks: list[Block], prompt_tokens: int) -> None:
         """Reference blocks for a sequence whose prompt (prompt_tokens long) starts with them, and count
         the lookup for the hit rate."""

@@ -182,7 +182,8 @@ class LLMLoop:
                 self._release(seq, "abort")
             self._aborts.clear()
             await self._free()
-            batch = self.scheduler.schedule(self.engine.capacity()) if len(self.scheduler) else []
+            batch = (self.scheduler.schedule(self.engine.capacity(), self.engine.cached_tokens)
+                     if len(self.scheduler) else [])
             if not batch:
                 await self._wake.wait()
                 self._wake = anyio.Event()

@@ -9,14 +9,15 @@ no recompute); the engine may drop that cache and recompute it later only when i
 limit is exceeded. Policies differ in three hooks: which waiting sequence comes next (``_pick``), which
 running one yields first (``_victim``), and when a waiting one may take a running one's slot
 (``_should_swap``). The limits hold for every policy: at most ``max_batch`` sequences per step,
-``max_step_tokens`` tokens computed per step (a newcomer costs its whole prompt; one newcomer is always
-let in so a long prompt cannot starve), and ``max_resident_tokens`` KV tokens over running sequences
+``max_step_tokens`` tokens computed per step (a newcomer costs its prompt less what the engine's prefix
+cache holds; one newcomer is always let in so a long prompt cannot starve), and ``max_resident_tokens`` KV tokens over running sequences
 (over it, the least important running sequence is preempted instead of the engine running out of memory).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 from llmasos.engine.base import Capacity, Sequence, SeqStatus
@@ -73,8 +74,10 @@ class Scheduler:
         elif seq in self.waiting:
             self.waiting.remove(seq)
 
-    def schedule(self, capacity: Capacity) -> list[Sequence]:
-        """Return the next batch: running sequences, then waiting ones while the limits allow."""
+    def schedule(self, capacity: Capacity, cached: Callable[[Sequence], int] | None = None) -> list[Sequence]:
+        """Return the next batch: running sequences, then waiting ones while the limits allow. cached(seq)
+        says how many of a newcomer's prompt tokens the engine has cached (Engine.cached_tokens): they
+        are not computed, so they do not count against max_step_tokens."""
         lim = self.limits
         max_batch = min(lim.max_batch, capacity.max_batch)
         max_resident = min(lim.max_resident_tokens, capacity.max_resident_tokens)
@@ -88,7 +91,8 @@ class Scheduler:
         admitted = 0
         while self.waiting and len(batch) < max_batch:
             seq = self._pick()
-            cost = 1 if seq.output_ids else seq.num_tokens  # a resumed sequence kept its cache
+            # a resumed sequence kept its cache; a newcomer computes what the prefix cache does not hold
+            cost = 1 if seq.output_ids else max(1, seq.num_tokens - (cached(seq) if cached else 0))
             if admitted and step_tokens + cost > lim.max_step_tokens:
                 break
             if batch and resident + seq.num_tokens > max_resident:

@@ -161,6 +161,26 @@ def test_match_never_covers_the_last_token() -> None:
     assert cache.match([1]) == [] and cache.match([]) == []
 
 
+def test_cached_says_what_match_would_cover_without_touching_recency(tiny_engine_factory) -> None:
+    """The scheduler's hint (Engine.cached_tokens) counts what a prefill would skip, and changes nothing."""
+    kv = [(torch.zeros(1, 1, 12, 2), torch.zeros(1, 1, 12, 2))]
+    cache = PrefixCache(max_tokens=64, block=4)
+    cache.release(cache.insert(list(range(12)), kv, []))
+    cache.release(cache.insert([7] * 12, kv, []))  # the most recently used chain
+    order = list(cache._blocks)
+    assert cache.cached(list(range(12))) == 8 and cache.cached(list(range(13))) == 12
+    assert cache.cached([0, 1, 2, 9, 9]) == 0 and cache.cached([]) == 0
+    assert list(cache._blocks) == order  # a hint: the LRU order is unchanged
+    assert PrefixCache(max_tokens=0, block=4).cached(list(range(12))) == 0
+
+    engine = tiny_engine_factory(prefix_cache_tokens=4096, prefix_block=4)
+    drive(engine, [make(engine, TOOLS + QUESTIONS[0])])
+    again = make(engine, TOOLS + QUESTIONS[1])
+    assert engine.cached_tokens(again) == len(engine.prefix.match(again.prompt_ids)) * 4 > 0
+    again.output_ids.append(1)  # a resumed sequence kept its own cache: nothing to discount
+    assert engine.cached_tokens(again) == 0
+
+
 @pytest.mark.parametrize("kw", [{"max_tokens": -1}, {"max_tokens": "4096"}, {"max_tokens": True},
                                 {"max_tokens": 64, "block": 0}, {"max_tokens": 64, "block": 2.5}])
 def test_bad_sizes_are_refused(kw) -> None:

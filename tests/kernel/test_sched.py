@@ -176,6 +176,26 @@ def test_max_step_tokens_limits_prefill_but_always_admits_one() -> None:
     assert sched2.schedule(BIG) == [huge]  # never starves behind its own size
 
 
+def test_prompt_tokens_the_engine_has_cached_do_not_count_against_max_step_tokens() -> None:
+    """Newcomers sharing a cached 56-token prefix cost only their 4 uncached tokens: all three share a
+    step that would take one of them uncached; a resumed sequence still costs one token."""
+    def cached(s: Sequence) -> int:
+        return 56
+
+    sched = make_scheduler("fifo", SchedLimits(max_step_tokens=100))
+    for s in [seq(pid, prompt=60) for pid in (1, 2, 3)]:
+        sched.add(s)
+    assert [s.pid for s in sched.schedule(BIG, cached)] == [1, 2, 3]
+    whole = make_scheduler("fifo", SchedLimits(max_step_tokens=100))
+    for s in [seq(pid, prompt=60) for pid in (1, 2, 3)]:
+        whole.add(s)
+    assert [s.pid for s in whole.schedule(BIG, lambda s: 0)] == [1]
+    over = make_scheduler("fifo", SchedLimits(max_step_tokens=100))  # a hint past the prompt costs 1
+    for s in [seq(pid, prompt=60) for pid in (1, 2)]:
+        over.add(s)
+    assert [s.pid for s in over.schedule(BIG, lambda s: 10**6)] == [1, 2]
+
+
 def test_max_resident_tokens_admission_and_preemption() -> None:
     sched = make_scheduler("fifo", SchedLimits(max_resident_tokens=25))
     a, b, c = seq(1, tokens=20, prompt=10), seq(2, tokens=20, prompt=10), seq(3, tokens=20, prompt=10)
