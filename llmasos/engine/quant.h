@@ -16,15 +16,21 @@
 #include <stdint.h>
 
 enum { FMT_F32 = 0, FMT_Q4_1 = 1, FMT_Q8_0 = 2, FMT_BF16 = 3 };
-enum { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
+enum { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVX512 = 2, ISA_VNNI = 3 };
+/* Rows from which ISA_VNNI quantizes the activations to int8 (quant.c section 3b); fewer rows take
+ * the AVX-512 fp32 path (a step of few rows is bound by reading the weights, not by multiplying). */
+#define VNNI_MIN_ROWS 8
 enum { QSTORE = 0, QADD = 1, QSWIGLU = 2 };
 
 int quant_best_isa(void);
 int64_t quant_row_bytes(int fmt, int64_t K);
+/* Bytes of the int8 activation buffer (qx) quant_gemv's VNNI path needs for rows x K. */
+int64_t quant_qx_bytes(int64_t rows, int64_t K);
 void quant_row_to_f32(int fmt, const uint8_t *row, int64_t K, float *out);
 /* y[rows][ldy] = / += W x, or (QSWIGLU, W of 2N rows: gate rows then up rows) silu(gate x) * (up x).
- * An orphaned `omp for`: call it from every thread of a parallel region (or from one thread alone). */
+ * An orphaned `omp for`: call it from every thread of a parallel region (or from one thread alone).
+ * qx: quant_qx_bytes(rows, K) bytes the VNNI path may overwrite, or NULL (never that path). */
 void quant_gemv(int fmt, int isa, const uint8_t *W, int64_t N, int64_t K, const float *x, int64_t ldx,
-                int64_t rows, float *y, int64_t ldy, int mode);
+                int64_t rows, float *y, int64_t ldy, int mode, uint8_t *qx);
 
 #endif
