@@ -322,42 +322,54 @@ T_VNNI static inline void wblock(int fmt, const uint8_t *blk, WBlock *out) {
     out->corr = -128 * total;
 }
 
-/* Four weight rows (wr[0..3]) against G groups of 16 rows of qx (starting at group g0): acc[i][w]
- * holds group i, weight row w. All G * 4 sums stay in registers. */
-#define DEF_VNNI(G)                                                                                \
-    T_VNNI __attribute__((noinline)) static void vnni_##G(int fmt, const uint8_t *const *wr, int64_t K, \
-                                                          const uint8_t *qx, int64_t g0, __m512 *out) { \
-        int64_t nb = K / BLOCK, bb = block_bytes(fmt);                                             \
+/* Four weight rows (wr[0..3]) of format F against G groups of 16 rows of qx (starting at group g0):
+ * out[i * 4 + w] holds group i, weight row w. All G * 4 sums stay in registers; each row's integer
+ * sum is two chains (even and odd dwords of the block) so consecutive vpdpbusd do not wait on each
+ * other. One function per (G, format): the format is a constant inside the loops. */
+#define UNROLL8 _Pragma("GCC unroll 8")
+#define DEF_VNNI(G, F, NAME)                                                                       \
+    T_VNNI __attribute__((noinline)) static void vnni_##NAME##_##G(const uint8_t *const *wr, int64_t K, \
+                                                                   const uint8_t *qx, int64_t g0, __m512 *out) { \
+        int64_t nb = K / BLOCK, bb = block_bytes(F);                                               \
         __m512 acc[G][4];                                                                          \
-        UNROLL for (int i = 0; i < G; i++) for (int w = 0; w < 4; w++) acc[i][w] = _mm512_setzero_ps(); \
+        UNROLL8 for (int i = 0; i < G; i++) UNROLL8 for (int w = 0; w < 4; w++) acc[i][w] = _mm512_setzero_ps(); \
         for (int64_t b = 0; b < nb; b++) {                                                         \
             WBlock wb[4];                                                                          \
-            UNROLL for (int w = 0; w < 4; w++) wblock(fmt, wr[w] + b * bb, wb + w);                \
-            UNROLL for (int i = 0; i < G; i++) {                                                   \
+            UNROLL8 for (int w = 0; w < 4; w++) wblock(F, wr[w] + b * bb, wb + w);                 \
+            UNROLL8 for (int i = 0; i < G; i++) {                                                  \
                 const uint8_t *xu = qx_group((uint8_t *)qx, K, g0 + i) + b * (BLOCK * 16 + 128);   \
                 const float *xs = (const float *)(xu + BLOCK * 16);                                \
-                __m512i s[4];                                                                      \
-                UNROLL for (int w = 0; w < 4; w++) s[w] = _mm512_set1_epi32(wb[w].corr);           \
-                UNROLL for (int j = 0; j < 8; j++) {                                               \
-                    __m512i xv = _mm512_loadu_si512((const void *)(xu + j * 64));                  \
-                    UNROLL for (int w = 0; w < 4; w++)                                             \
-                        s[w] = _mm512_dpbusd_epi32(s[w], xv, _mm512_set1_epi32(wb[w].q[j]));       \
+                __m512i s[4][2];                                                                   \
+                UNROLL8 for (int w = 0; w < 4; w++) {                                              \
+                    s[w][0] = _mm512_set1_epi32(wb[w].corr);                                       \
+                    s[w][1] = _mm512_setzero_si512();                                              \
                 }                                                                                  \
-                __m512 dx = _mm512_loadu_ps(xs), sx = _mm512_loadu_ps(xs + 16);                    \
-                UNROLL for (int w = 0; w < 4; w++) {                                               \
-                    acc[i][w] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[w]),                          \
-                                                _mm512_mul_ps(dx, _mm512_set1_ps(wb[w].d)), acc[i][w]); \
-                    if (fmt == FMT_Q4_1)                                                           \
-                        acc[i][w] = _mm512_fmadd_ps(sx, _mm512_set1_ps(wb[w].m), acc[i][w]);       \
+                UNROLL8 for (int j = 0; j < 8; j++) {                                              \
+                    __m512i xv = _mm512_loadu_si512((const void *)(xu + j * 64));                  \
+                    UNROLL8 for (int w = 0; w < 4; w++)                                            \
+                        s[w][j & 1] = _mm512_dpbusd_epi32(s[w][j & 1], xv, _mm512_set1_epi32(wb[w].q[j])); \
+                }                                                                                  \
+                __m512 dx = _mm512_loadu_ps(xs);                                                   \
+                UNROLL8 for (int w = 0; w < 4; w++) {                                              \
+                    __m512 f = _mm512_cvtepi32_ps(_mm512_add_epi32(s[w][0], s[w][1]));            \
+                    acc[i][w] = _mm512_fmadd_ps(_mm512_mul_ps(f, _mm512_set1_ps(wb[w].d)), dx, acc[i][w]); \
+                    if (F == FMT_Q4_1)                                                             \
+                        acc[i][w] = _mm512_fmadd_ps(_mm512_loadu_ps(xs + 16), _mm512_set1_ps(wb[w].m), acc[i][w]); \
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
-        UNROLL for (int i = 0; i < G; i++) for (int w = 0; w < 4; w++) out[i * 4 + w] = acc[i][w]; \
+        UNROLL8 for (int i = 0; i < G; i++) UNROLL8 for (int w = 0; w < 4; w++) out[i * 4 + w] = acc[i][w]; \
     }
-DEF_VNNI(1)
-DEF_VNNI(2)
-DEF_VNNI(3)
-DEF_VNNI(4)
+DEF_VNNI(1, FMT_Q4_1, q4)
+DEF_VNNI(2, FMT_Q4_1, q4)
+DEF_VNNI(3, FMT_Q4_1, q4)
+DEF_VNNI(4, FMT_Q4_1, q4)
+DEF_VNNI(1, FMT_Q8_0, q8)
+DEF_VNNI(2, FMT_Q8_0, q8)
+DEF_VNNI(3, FMT_Q8_0, q8)
+DEF_VNNI(4, FMT_Q8_0, q8)
+
+typedef void (*VnniUnit)(const uint8_t *const *wr, int64_t K, const uint8_t *qx, int64_t g0, __m512 *out);
 
 /* quant_gemv's work on the VNNI path, x already in qx: units of four weight rows (SWIGLU: two gate
  * rows and their two up rows), each over all rows of x, 64 rows (4 groups) a pass. */
@@ -377,13 +389,10 @@ T_VNNI static void gemv_vnni(int fmt, const uint8_t *W, int64_t N, int64_t K, co
         }
         for (int64_t g = 0; g < groups; g += 4) {
             int G = groups - g < 4 ? (int)(groups - g) : 4;
+            static const VnniUnit table[2][4] = {{vnni_q4_1, vnni_q4_2, vnni_q4_3, vnni_q4_4},
+                                                 {vnni_q8_1, vnni_q8_2, vnni_q8_3, vnni_q8_4}};
             __m512 acc[16];
-            switch (G) {
-                case 1: vnni_1(fmt, wr, K, qx, g, acc); break;
-                case 2: vnni_2(fmt, wr, K, qx, g, acc); break;
-                case 3: vnni_3(fmt, wr, K, qx, g, acc); break;
-                default: vnni_4(fmt, wr, K, qx, g, acc); break;
-            }
+            table[fmt == FMT_Q8_0][G - 1](wr, K, qx, g, acc);
             for (int i = 0; i < G; i++) {
                 float v[4][16];
                 for (int w = 0; w < 4; w++) _mm512_storeu_ps(v[w], acc[i * 4 + w]);
