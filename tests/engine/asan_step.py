@@ -12,15 +12,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import torch  # noqa: E402
+import torch
 
-from llmasos.engine import native, quant  # noqa: E402
-from llmasos.engine.kvbatch import LayerBuffers  # noqa: E402
+from llmasos.engine import native, quant
+from llmasos.engine.kvbatch import LayerBuffers
 
 native.CFLAGS = (*native.CFLAGS, "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
                  "-fno-omit-frame-pointer")
 
-from tests.engine.test_quant import dequantized_llama  # noqa: E402
+from tests.engine.test_quant import dequantized_llama
 
 
 def main() -> None:

@@ -12,8 +12,8 @@ import torch
 from llmasos.engine import models, native, quant
 from llmasos.engine.hf import HFEngine
 
-from .test_real_model import ask, run
 from .test_quant_vnni import int8_scheme
+from .test_real_model import ask, run
 
 pytestmark = pytest.mark.slow
 
