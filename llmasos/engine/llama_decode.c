@@ -19,7 +19,8 @@
  *
  * Only libgomp's OpenMP is used, which PyTorch loads too: both share one thread team when called
  * from the same thread (llmasos calls it from its model thread only). No allocation; the caller
- * passes scratch of llama_scratch_floats() floats. Nothing here may run on a CPU for which
+ * passes scratch of llama_scratch_floats() floats (for quantized weights its last region holds the
+ * int8 activations of quant.c's VNNI path, quant_qx_bytes of the widest matrix input). Nothing here may run on a CPU for which
  * llama_native_supported() returns 0.
  */
 

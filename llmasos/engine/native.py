@@ -137,8 +137,9 @@ def _build_and_load() -> ctypes.CDLL:
 
 
 def best_isa() -> str:
-    """The widest instruction set the quantized products can use here ("scalar", "avx2", "avx512"),
-    lowered by LLMASOS_NATIVE_ISA (e.g. LLMASOS_NATIVE_ISA=scalar forces the portable C path)."""
+    """The widest instruction set the quantized products can use here ("scalar", "avx2", "avx512",
+    "avx512vnni": batches of 8+ rows on int8 activations), lowered by LLMASOS_NATIVE_ISA (e.g.
+    LLMASOS_NATIVE_ISA=scalar forces the portable C path; =avx512 keeps activations fp32)."""
     best = library().quant_best_isa()
     asked = os.environ.get("LLMASOS_NATIVE_ISA", "").strip().lower()
     if asked:

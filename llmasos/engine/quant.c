@@ -6,12 +6,15 @@
  * -> int32 -> float, times the block's scale, plus its minimum for Q4_1) and multiplied by up to four
  * activation rows while it is there, so the weights stream from memory once for four rows.
  *
- * Three compiled paths, chosen at run time by the caller (quant_best_isa: what this CPU has):
- *   section 1  scalar C (any CPU; the reference the others are tested against)
- *   section 2  AVX2 + FMA + F16C, 8 lanes
- *   section 3  AVX-512 F/BW/VL, 16 lanes
+ * Four compiled paths, chosen at run time by the caller (quant_best_isa: what this CPU has):
+ *   section 1   scalar C (any CPU; the reference the others are tested against)
+ *   section 2   AVX2 + FMA + F16C, 8 lanes
+ *   section 3   AVX-512 F/BW/VL, 16 lanes
+ *   section 3b  AVX-512 VNNI: batches of VNNI_MIN_ROWS+ rows on int8 activations, 16 rows in the
+ *               lanes (Q4_1 / Q8_0; fewer rows and bf16 take section 3)
  * Section 4 is the matrix-vector product built on them (an orphaned OpenMP loop over groups of 8
- * output rows). Nothing here allocates.
+ * output rows, or section 3b's over units of 4). Only quant_matmul allocates (section 3b's int8
+ * activations, when the caller has no scratch for them: the Linear layers of prefill).
  */
 
 #include "quant.h"
@@ -294,6 +297,13 @@ T_VNNI static void quantize_rows(const float *x, int64_t ldx, int64_t rows, int6
     }
 }
 
+/* acc + the 16 lanes' 4-byte dot products of x (unsigned) with the 4 signed bytes at q, broadcast:
+ * vpdpbusd with an embedded broadcast operand (GCC otherwise emits a separate vpbroadcastd). */
+T_VNNI static inline __m512i dpbusd_bcast(__m512i acc, __m512i x, const int32_t *q) {
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(x), "m"(*q));
+    return acc;
+}
+
 /* One block of weight row w as 8 dwords of signed bytes (k order), its scale d, its minimum m
  * (Q4_1; 0 for Q8_0) and -128 * the sum of its bytes. */
 typedef struct { int32_t q[8]; float d, m; int32_t corr; } WBlock;
@@ -347,7 +357,7 @@ T_VNNI static inline void wblock(int fmt, const uint8_t *blk, WBlock *out) {
                 UNROLL8 for (int j = 0; j < 8; j++) {                                              \
                     __m512i xv = _mm512_loadu_si512((const void *)(xu + j * 64));                  \
                     UNROLL8 for (int w = 0; w < 4; w++)                                            \
-                        s[w][j & 1] = _mm512_dpbusd_epi32(s[w][j & 1], xv, _mm512_set1_epi32(wb[w].q[j])); \
+                        s[w][j & 1] = dpbusd_bcast(s[w][j & 1], xv, wb[w].q + j);                     \
                 }                                                                                  \
                 __m512 dx = _mm512_loadu_ps(xs);                                                   \
                 UNROLL8 for (int w = 0; w < 4; w++) {                                              \

@@ -5,8 +5,11 @@
  *             d * q + m with q = qs[j] & 15 for j < 16 and qs[j - 16] >> 4 for j >= 16.
  *   FMT_Q8_0: K / 32 blocks of 34 bytes {fp16 d, int8 qs[32]}; element j is d * qs[j].
  *   FMT_BF16: K bfloat16 values (the top 16 bits of the fp32 value).
- * Activations stay fp32; a weight block is widened to fp32 in registers and multiplied there, so the
- * result is the dequantized fp32 model's, up to the order of the sums.
+ * On ISA_SCALAR, ISA_AVX2 and ISA_AVX512 (and bf16 weights, and fewer than VNNI_MIN_ROWS rows on
+ * ISA_VNNI) activations stay fp32: a weight block is widened to fp32 in registers and multiplied
+ * there, so the result is the dequantized fp32 model's, up to the order of the sums. On ISA_VNNI
+ * (AVX-512 VNNI), batches of VNNI_MIN_ROWS+ rows of Q4_1 / Q8_0 products quantize the activations
+ * to int8 per row and 32-value block first (quant.c section 3b; its layout is described there).
  * ISA_*: which compiled path computes the dot products; the caller picks one the CPU has
  * (quant_best_isa) or a lower one (tests force ISA_SCALAR).
  */
