@@ -297,39 +297,43 @@ T_VNNI static void quantize_rows(const float *x, int64_t ldx, int64_t rows, int6
     }
 }
 
+/* A 4-byte group of weights, read where it lies (Q8_0 blocks are 2-byte aligned at best). */
+typedef int32_t dword_at __attribute__((aligned(1)));
+
 /* acc + the 16 lanes' 4-byte dot products of x (unsigned) with the 4 signed bytes at q, broadcast:
  * vpdpbusd with an embedded broadcast operand (GCC otherwise emits a separate vpbroadcastd). */
-T_VNNI static inline __m512i dpbusd_bcast(__m512i acc, __m512i x, const int32_t *q) {
+T_VNNI static inline __m512i dpbusd_bcast(__m512i acc, __m512i x, const dword_at *q) {
     __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(x), "m"(*q));
     return acc;
 }
 
-/* One block of weight row w as 8 dwords of signed bytes (k order), its scale d, its minimum m
- * (Q4_1; 0 for Q8_0) and -128 * the sum of its bytes. */
-typedef struct { int32_t q[8]; float d, m; int32_t corr; } WBlock;
+/* One block of a weight row: q, its 8 dwords of signed bytes in k order (Q8_0: the block's own
+ * bytes; Q4_1: the nibbles unpacked into own), its scale d, its minimum m (Q4_1; 0 for Q8_0) and
+ * corr = -128 * the sum of its bytes. */
+typedef struct { const dword_at *q; float d, m; int32_t corr; int32_t own[8]; } WBlock;
 
 T_VNNI static inline void wblock(int fmt, const uint8_t *blk, WBlock *out) {
-    __m128i lo, hi;
+    __m128i s;
+    out->d = _cvtsh_ss(load_u16(blk));
     if (fmt == FMT_Q4_1) {
         __m128i q = _mm_loadu_si128((const __m128i *)(blk + 4)), mask = _mm_set1_epi8(15);
-        lo = _mm_and_si128(q, mask);
-        hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
-        out->d = _cvtsh_ss(load_u16(blk));
+        __m128i lo = _mm_and_si128(q, mask), hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
+        _mm_storeu_si128((__m128i *)out->own, lo);
+        _mm_storeu_si128((__m128i *)(out->own + 4), hi);
+        out->q = out->own;
         out->m = _cvtsh_ss(load_u16(blk + 2));
+        s = _mm_sad_epu8(_mm_add_epi8(lo, hi), _mm_setzero_si128());  /* nibble pairs: at most 30 */
     } else {
-        lo = _mm_loadu_si128((const __m128i *)(blk + 2));
-        hi = _mm_loadu_si128((const __m128i *)(blk + 18));
-        out->d = _cvtsh_ss(load_u16(blk));
+        __m128i flip = _mm_set1_epi8((char)0x80);  /* sad of (byte ^ 0x80) counts each byte + 128 */
+        out->q = (const dword_at *)(blk + 2);
         out->m = 0.0f;
+        s = _mm_add_epi64(_mm_sad_epu8(_mm_xor_si128(_mm_loadu_si128((const __m128i *)(blk + 2)), flip),
+                                       _mm_setzero_si128()),
+                          _mm_sad_epu8(_mm_xor_si128(_mm_loadu_si128((const __m128i *)(blk + 18)), flip),
+                                       _mm_setzero_si128()));
+        s = _mm_sub_epi64(s, _mm_set1_epi64x(16 * 128));  /* (each half of the sum counts 16 bytes) */
     }
-    _mm_storeu_si128((__m128i *)out->q, lo);
-    _mm_storeu_si128((__m128i *)(out->q + 4), hi);
-    /* sum of the signed bytes: sad of (byte ^ 0x80) counts each one + 128 */
-    __m128i flip = _mm_set1_epi8((char)0x80);
-    __m128i s = _mm_add_epi64(_mm_sad_epu8(_mm_xor_si128(lo, flip), _mm_setzero_si128()),
-                              _mm_sad_epu8(_mm_xor_si128(hi, flip), _mm_setzero_si128()));
-    int32_t total = (int32_t)(_mm_cvtsi128_si64(s) + _mm_extract_epi64(s, 1)) - 32 * 128;
-    out->corr = -128 * total;
+    out->corr = -128 * (int32_t)(_mm_cvtsi128_si64(s) + _mm_extract_epi64(s, 1));
 }
 
 /* Four weight rows (wr[0..3]) of format F against G groups of 16 rows of qx (starting at group g0):
