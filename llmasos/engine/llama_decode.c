@@ -223,8 +223,10 @@ AVX2 static float dot(const float *a, const float *b, int64_t n) {
     return _mm_cvtss_f32(lo);
 }
 
-/* y = x * rsqrt(mean(x^2) + eps) * weight, per row (the transformers LlamaRMSNorm, in fp32). */
+/* y = x * rsqrt(mean(x^2) + eps) * weight, per row (the transformers LlamaRMSNorm, in fp32). An
+ * orphaned `omp for` over the rows (a batch of 32 normed on one thread kept the other waiting). */
 static void rmsnorm(const float *x, const float *weight, float *y, int64_t rows, int64_t n, float eps) {
+#pragma omp for schedule(static)
     for (int64_t b = 0; b < rows; b++) {
         const float *xr = x + b * n;
         float *yr = y + b * n;
@@ -424,7 +426,6 @@ AVX2 int llama_decode(const LlamaWeights *w, int64_t rows, const int64_t *tokens
     {
         float *mine = scores + (int64_t)omp_get_thread_num() * G * (col + 16);
         for (int64_t l = 0; l < w->layers; l++) {
-#pragma omp single
             rmsnorm(x, w->attn_norm[l], h, rows, H, w->eps);
             matvec(w, w->fmt, w->qkv[l], nqkv, H, h, H, rows, qkv, nqkv, STORE, qx);
 #pragma omp for schedule(static)
@@ -467,12 +468,10 @@ AVX2 int llama_decode(const LlamaWeights *w, int64_t rows, const int64_t *tokens
                 }
             }
             matvec(w, w->fmt, w->o[l], H, nq, att, nq, rows, x, H, ADD, qx);
-#pragma omp single
             rmsnorm(x, w->mlp_norm[l], h, rows, H, w->eps);
             matvec(w, w->fmt, w->gate_up[l], 2 * I, H, h, H, rows, act, I, SWIGLU, qx);
             matvec(w, w->fmt, w->down[l], H, I, act, I, rows, x, H, ADD, qx);
         }
-#pragma omp single
         rmsnorm(x, w->final_norm, h, rows, H, w->eps);
         matvec(w, w->head_fmt, w->lm_head, w->vocab_padded, H, h, H, rows, logits, w->vocab_padded, STORE, qx);
         if (greedy) {
