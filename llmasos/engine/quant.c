@@ -484,15 +484,20 @@ void quant_gemv(int fmt, int isa, const uint8_t *W, int64_t N, int64_t K, const 
 }
 
 /* y[rows][N] = x[rows][K] W^T on threads threads: the transformers forward's Linear layers (prefill,
- * large batches) on the step's own weights. Returns 0, or -1 for a size it cannot take (or when the
- * VNNI path's activation buffer cannot be allocated). */
+ * large batches) on the step's own weights. scratch: qx_bytes bytes for the VNNI path's int8
+ * activations; when short (or NULL) a buffer is allocated for the call (a fresh one a call costs
+ * page faults: ~5 % of a prefill). Returns 0, or -1 for a size it cannot take (or when that buffer
+ * cannot be allocated). */
 int quant_matmul(int fmt, int isa, const uint8_t *W, int64_t N, int64_t K, const float *x, int64_t rows,
-                 float *y, int threads) {
+                 float *y, int threads, uint8_t *scratch, int64_t qx_bytes) {
     if (K % BLOCK || N < 1 || rows < 0) return -1;
-    uint8_t *qx = NULL;
-    if (use_vnni(fmt, isa, rows, (const uint8_t *)1) && !(qx = malloc((size_t)quant_qx_bytes(rows, K)))) return -1;
+    uint8_t *qx = scratch, *own = NULL;
+    int64_t need = quant_qx_bytes(rows, K);
+    if (!scratch || qx_bytes < need) {
+        if (use_vnni(fmt, isa, rows, (const uint8_t *)1) && !(qx = own = malloc((size_t)need))) return -1;
+    }
 #pragma omp parallel num_threads(threads)
     quant_gemv(fmt, isa, W, N, K, x, K, rows, y, N, QSTORE, qx);
-    free(qx);
+    free(own);
     return 0;
 }

@@ -16,7 +16,7 @@
 #include "quant.h"
 
 int quant_matmul(int fmt, int isa, const uint8_t *W, int64_t N, int64_t K, const float *x, int64_t rows,
-                 float *y, int threads);
+                 float *y, int threads, uint8_t *scratch, int64_t qx_bytes);
 
 static uint32_t rng = 12345;
 static uint32_t next(void) { rng = rng * 1664525u + 1013904223u; return rng >> 8; }
@@ -62,8 +62,8 @@ static int check(int fmt, int isa, int64_t N, int64_t K, int64_t rows, int mode)
     for (int64_t i = 0; i < rows * K; i++) x[i] = uniform();
     for (int64_t i = 0; i < rows * N; i++) y[i] = 0.5f;
     for (int64_t n = 0; n < wrows; n++) quant_row_to_f32(fmt, W + n * rb, K, deq + n * K);
-    if (mode == QSTORE && rows > 2)
-        quant_matmul(fmt, isa, W, N, K, x, rows, y, 2);  /* the Linear layers' entry */
+    if (mode == QSTORE && rows > 2)  /* the Linear layers' entry: a scratch buffer, or too short a one */
+        quant_matmul(fmt, isa, W, N, K, x, rows, y, 2, qx, rows % 2 ? quant_qx_bytes(rows, K) : 64);
     else
 #pragma omp parallel num_threads(2)
         quant_gemv(fmt, isa, W, N, K, x, K, rows, y, N, mode, qx);

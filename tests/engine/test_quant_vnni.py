@@ -41,7 +41,7 @@ def matmul(fmt: str, isa: str, rows: np.ndarray, x: np.ndarray) -> np.ndarray:
     n, k = rows.shape[0], x.shape[1]
     y = np.zeros((x.shape[0], n), np.float32)
     rc = native.library().quant_matmul(quant.FORMAT_CODES[fmt], quant.ISAS.index(isa), rows.ctypes.data, n, k,
-                                       x.ctypes.data, x.shape[0], y.ctypes.data, 2)
+                                       x.ctypes.data, x.shape[0], y.ctypes.data, 2, None, 0)
     assert rc == 0
     return y
 
