@@ -21,7 +21,7 @@ taken minutes apart at most; medians over the rounds with min-max. A read-bandwi
 native library's streaming read of 0.5 GiB) is printed with each round.
 
 Usage: python bench/peer_llamacpp.py [--rounds 3] [--tokens 64] [--prompt 1024] [--threads 2]
-       [--formats q4_1,fp32] [--variants BF16,F32,Q8_0] [--build]
+       [--formats q4_1,q4_1@avx512,fp32] [--variants BF16,F32,Q8_0] [--build]
 """
 
 from __future__ import annotations
@@ -146,6 +146,22 @@ def prefill_rate(engine, tokens: int) -> float:
     return rate
 
 
+def engine_for(spec: str, threads: int):
+    """The engine for "FORMAT" or "FORMAT@ISA" (its quantized products capped at ISA, as
+    LLMASOS_NATIVE_ISA does: "q4_1@avx512" is the step before the VNNI path, in the same run)."""
+    fmt, _, isa = spec.partition("@")
+    old = os.environ.get("LLMASOS_NATIVE_ISA")
+    if isa:
+        os.environ["LLMASOS_NATIVE_ISA"] = isa
+    try:
+        return load_engine(threads, weights=fmt, ignore_eos=True)
+    finally:
+        if old is None:
+            os.environ.pop("LLMASOS_NATIVE_ISA", None)
+        else:
+            os.environ["LLMASOS_NATIVE_ISA"] = old
+
+
 def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
 
@@ -155,7 +171,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=64, help="new tokens per stream")
     ap.add_argument("--prompt", type=int, default=1024, help="prompt tokens of the prefill workload")
-    ap.add_argument("--formats", default="q4_1,fp32", help="llmasos weight formats to run")
+    ap.add_argument("--formats", default="q4_1,fp32",
+                    help="llmasos weight formats to run; FORMAT@ISA caps the instruction set (q4_1@avx512)")
     ap.add_argument("--variants", default="BF16,F32,Q8_0", help="llama.cpp types besides the shipped Q4_1")
     ap.add_argument("--build", action="store_true", help="build llama.cpp when no build is found")
     add_threads_flag(ap)
@@ -175,7 +192,7 @@ def main() -> None:
     gguf = models.resolve("smollm2-135m").source
     variants = variant_files(tool, gguf, [v for v in args.variants.split(",") if v])
     formats = args.formats.split(",")
-    engines = {f: load_engine(threads, weights=f, ignore_eos=True) for f in formats}
+    engines = {f: engine_for(f, threads) for f in formats}
     loads = ("1", "32", "pp")
     ours: dict[tuple[str, str], list[float]] = {(f, w): [] for f in formats for w in loads}
     peer: dict[tuple[str, str], list[float]] = {(v, w): [] for v in variants for w in loads}
