@@ -248,8 +248,8 @@ static RowDot pick(int isa, int R) {
  * instructions for 16 rows and each weight byte is read once for all of them. Per block and row:
  *   sum_k w_k x_k ~= d * dx * (sum_k q_k xu_k - 128 sum_k q_k) [+ m * dx * sum_k xq_k for Q4_1]
  * The result is the dequantized fp32 model's up to the activations' rounding (|error| of a dot
- * product <= sum_k |w_k| dx / 2; in practice ~0.3 % relative).
- * Layout of the quantized activations (qx_layout): rows padded to groups of 16 (padding rows are
+ * product <= sum_k |w_k| dx / 2; in practice ~0.5 % of the largest output).
+ * Layout of the quantized activations (qx, quant_qx_bytes): rows padded to groups of 16 (padding rows are
  * xq = 0, dx = 0); for group g and block b, bytes xu[g][b][8][16][4] (dword j of row r at [j][r]),
  * then floats xs[g][b][2][16]: the 16 rows' dx, then their dx * sum(xq). */
 
@@ -440,12 +440,13 @@ static RowDot pick(int isa, int R) {
 
 /* -- 4. the matrix-vector product ------------------------------------------------------------------ */
 
-/* Whether quant_gemv takes the VNNI path (section 3b) for this call. */
-static int use_vnni(int fmt, int isa, int64_t rows, const uint8_t *qx) {
+/* Whether a product of this format and rows on isa takes the VNNI path (section 3b), given a buffer
+ * for its int8 activations. */
+static int vnni_takes(int fmt, int isa, int64_t rows) {
 #if defined(__x86_64__) && defined(__GNUC__)
-    return isa >= ISA_VNNI && qx && rows >= VNNI_MIN_ROWS && (fmt == FMT_Q4_1 || fmt == FMT_Q8_0);
+    return isa >= ISA_VNNI && rows >= VNNI_MIN_ROWS && (fmt == FMT_Q4_1 || fmt == FMT_Q8_0);
 #else
-    (void)fmt, (void)isa, (void)rows, (void)qx;
+    (void)fmt, (void)isa, (void)rows;
     return 0;
 #endif
 }
@@ -453,7 +454,7 @@ static int use_vnni(int fmt, int isa, int64_t rows, const uint8_t *qx) {
 void quant_gemv(int fmt, int isa, const uint8_t *W, int64_t N, int64_t K, const float *x, int64_t ldx,
                 int64_t rows, float *y, int64_t ldy, int mode, uint8_t *qx) {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (use_vnni(fmt, isa, rows, qx)) {
+    if (qx && vnni_takes(fmt, isa, rows)) {
         quantize_rows(x, ldx, rows, K, qx);  /* (its omp for ends in a barrier: qx is whole after it) */
         gemv_vnni(fmt, W, N, K, qx, rows, y, ldy, mode);
         return;
@@ -493,9 +494,8 @@ int quant_matmul(int fmt, int isa, const uint8_t *W, int64_t N, int64_t K, const
     if (K % BLOCK || N < 1 || rows < 0) return -1;
     uint8_t *qx = scratch, *own = NULL;
     int64_t need = quant_qx_bytes(rows, K);
-    if (!scratch || qx_bytes < need) {
-        if (use_vnni(fmt, isa, rows, (const uint8_t *)1) && !(qx = own = malloc((size_t)need))) return -1;
-    }
+    if (vnni_takes(fmt, isa, rows) && (!scratch || qx_bytes < need) && !(qx = own = malloc((size_t)need)))
+        return -1;
 #pragma omp parallel num_threads(threads)
     quant_gemv(fmt, isa, W, N, K, x, K, rows, y, N, QSTORE, qx);
     free(own);
