@@ -154,7 +154,10 @@ def engine_for(spec: str, threads: int):
     if isa:
         os.environ["LLMASOS_NATIVE_ISA"] = isa
     try:
-        return load_engine(threads, weights=fmt, ignore_eos=True)
+        engine = load_engine(threads, weights=fmt, ignore_eos=True)
+        if engine.native is None or (isa and engine.native.isa != isa):
+            raise SystemExit(f"{spec}: no native step on that instruction set here ({engine.native_reason})")
+        return engine
     finally:
         if old is None:
             os.environ.pop("LLMASOS_NATIVE_ISA", None)
