@@ -20,8 +20,8 @@
  * Only libgomp's OpenMP is used, which PyTorch loads too: both share one thread team when called
  * from the same thread (llmasos calls it from its model thread only). No allocation; the caller
  * passes scratch of llama_scratch_floats() floats (for quantized weights its last region holds the
- * int8 activations of quant.c's VNNI path, quant_qx_bytes of the widest matrix input). Nothing here may run on a CPU for which
- * llama_native_supported() returns 0.
+ * int8 activations of quant.c's VNNI path, quant_qx_bytes of the widest matrix input). Nothing here
+ * may run on a CPU for which llama_native_supported() returns 0.
  */
 
 #include <math.h>
@@ -63,7 +63,8 @@ static int64_t scratch_head(const LlamaWeights *w, int64_t rows, int64_t columns
 int64_t llama_scratch_floats(const LlamaWeights *w, int64_t rows, int64_t columns, int threads) {
     int64_t q = w->heads * w->head_dim, widest = w->hidden > w->inter ? w->hidden : w->inter;
     widest = widest > q ? widest : q;
-    return scratch_head(w, rows, columns, threads) + (w->fmt == FMT_F32 ? 0 : (quant_qx_bytes(rows, widest) + 3) / 4);
+    int64_t qx = w->fmt == FMT_F32 ? 0 : (quant_qx_bytes(rows, widest) + 3) / 4;
+    return scratch_head(w, rows, columns, threads) + qx;
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
