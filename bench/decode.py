@@ -15,7 +15,12 @@ transformers (a bare forward loop), the read rate and the bound, the matmul ceil
 of it reached, and the aggregate tok/s of a 16-sequence batch (why fp32 is the default on CPUs
 without native bf16).
 
-Usage: python bench/decode.py [--quick] [--tokens N] [--context N]
+With --batched ROWS (e.g. 32) it instead splits one native decode step of ROWS rows of the shipped
+q4_1 weights into its weight products ("matmuls only") and the rest (attention over the cache, norms,
+rotary: "step - matmuls"), at 8, 128 and 1,024 cache columns, interleaved over 10 rounds (medians):
+where a batched step's time goes as contexts grow.
+
+Usage: python bench/decode.py [--quick] [--tokens N] [--context N] [--batched ROWS]
 """
 
 from __future__ import annotations
@@ -132,6 +137,30 @@ def plain_rate(model: nn.Module, tokens: int) -> float:
     return tokens / (time.perf_counter() - t0)
 
 
+@on_model_thread
+def batched_split(rows: int, threads: int | None) -> None:
+    """Print the --batched table (see the module docstring)."""
+    from llmasos.engine.kvbatch import LayerBuffers
+
+    engine = load_engine(threads, ignore_eos=True)
+    step, w = engine.native, engine.native.weights
+    caches = {cols: [LayerBuffers(torch.zeros(rows, w.kv_heads, cols, w.head_dim) for _ in range(w.layers))
+                     for _ in range(2)] for cols in (8, 128, 1024)}
+    times: dict[int, tuple[list[float], list[float]]] = {cols: ([], []) for cols in caches}
+    for _ in range(10):
+        for cols, (keys, values) in caches.items():
+            col = cols - 1
+            times[cols][0].append(seconds(lambda k=keys, v=values, c=col: step.decode(
+                list(range(1, rows + 1)), [c] * rows, [0] * rows, k, v, c)))
+            times[cols][1].append(seconds(lambda: step.matmuls(rows)))
+    med = statistics.median
+    out = [[cols, 1e3 * med(a), 1e3 * med(m), 1e3 * (med(a) - med(m)), rows / med(a)]
+           for cols, (a, m) in times.items()]
+    print(f"\nbatched step: {rows} rows, {step.format} weights on {step.isa}, {torch.get_num_threads()} threads, "
+          "10 interleaved rounds (medians)")
+    print(table(["cache columns", "step ms", "matmuls only ms", "step - matmuls ms", "tok/s"], out))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="24 decode steps per measurement instead of 96")
@@ -140,8 +169,13 @@ def main() -> None:
                     help="prompt length in tokens for the paired single-stream columns (1-stream, of "
                          "bound, of matmuls; default ~30); the bound counts the weights only, so a long "
                          "context, whose cache is read too, lowers 'of bound'")
+    ap.add_argument("--batched", type=int, default=None, metavar="ROWS",
+                    help="split a batched step of ROWS rows into matmuls and the rest instead")
     add_threads_flag(ap)
     args = ap.parse_args()
+    if args.batched:
+        batched_split(args.batched, args.threads)
+        return
     tokens = args.tokens or (24 if args.quick else 96)
     rows, steps = [], []
     for dtype in ("float32", "bfloat16"):

@@ -19,8 +19,9 @@
  *
  * Only libgomp's OpenMP is used, which PyTorch loads too: both share one thread team when called
  * from the same thread (llmasos calls it from its model thread only). No allocation; the caller
- * passes scratch of llama_scratch_floats() floats. Nothing here may run on a CPU for which
- * llama_native_supported() returns 0.
+ * passes scratch of llama_scratch_floats() floats (for quantized weights its last region holds the
+ * int8 activations of quant.c's VNNI path, quant_qx_bytes of the widest matrix input). Nothing here
+ * may run on a CPU for which llama_native_supported() returns 0.
  */
 
 #include <math.h>
@@ -50,11 +51,20 @@ enum { STORE = 0, ADD = 1, SWIGLU = 2 };
 
 static int64_t pad8(int64_t n) { return (n + 7) / 8 * 8; }
 
-int64_t llama_scratch_floats(const LlamaWeights *w, int64_t rows, int64_t columns, int threads) {
+/* Scratch floats before the quantized activations (the last region, quant_qx_bytes of the widest
+ * input). */
+static int64_t scratch_head(const LlamaWeights *w, int64_t rows, int64_t columns, int threads) {
     int64_t q = w->heads * w->head_dim, group = w->heads / w->kv_heads;
     return rows * (2 * w->hidden + pad8(q + 2 * w->kv_heads * w->head_dim) + q + w->inter + w->head_dim)
            + (int64_t)threads * group * (columns + 16)                       /* scores, per thread */
            + rows * w->heads * 2 * (int64_t)threads * (w->head_dim + 2);     /* attention partials */
+}
+
+int64_t llama_scratch_floats(const LlamaWeights *w, int64_t rows, int64_t columns, int threads) {
+    int64_t q = w->heads * w->head_dim, widest = w->hidden > w->inter ? w->hidden : w->inter;
+    widest = widest > q ? widest : q;
+    int64_t qx = w->fmt == FMT_F32 ? 0 : (quant_qx_bytes(rows, widest) + 3) / 4;
+    return scratch_head(w, rows, columns, threads) + qx;
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -187,12 +197,12 @@ AVX2 static void gemv(const float *W, int64_t N, int64_t K, const float *x, int6
 /* gemv on a matrix in format fmt: blocked fp32 here, anything else in quant.c (N counts the outputs
  * of SWIGLU twice, as gemv does). */
 AVX2 static void matvec(const LlamaWeights *w, int64_t fmt, const float *W, int64_t N, int64_t K,
-                        const float *x, int64_t ldx, int64_t rows, float *y, int64_t ldy, int mode) {
+                        const float *x, int64_t ldx, int64_t rows, float *y, int64_t ldy, int mode, uint8_t *qx) {
     if (fmt == FMT_F32)
         gemv(W, N, K, x, ldx, rows, y, ldy, mode);
     else
         quant_gemv((int)fmt, (int)w->isa, (const uint8_t *)W, mode == SWIGLU ? N / 2 : N, K, x, ldx, rows, y,
-                   ldy, mode == SWIGLU ? QSWIGLU : mode == ADD ? QADD : QSTORE);
+                   ldy, mode == SWIGLU ? QSWIGLU : mode == ADD ? QADD : QSTORE, w->fmt == FMT_F32 ? NULL : qx);
 }
 
 /* y[rows][N] = x[rows][K] W^T for a blocked W whose consecutive blocks lie bs floats apart (K * 8
@@ -214,8 +224,10 @@ AVX2 static float dot(const float *a, const float *b, int64_t n) {
     return _mm_cvtss_f32(lo);
 }
 
-/* y = x * rsqrt(mean(x^2) + eps) * weight, per row (the transformers LlamaRMSNorm, in fp32). */
+/* y = x * rsqrt(mean(x^2) + eps) * weight, per row (the transformers LlamaRMSNorm, in fp32). An
+ * orphaned `omp for` over the rows (a batch of 32 normed on one thread kept the other waiting). */
 static void rmsnorm(const float *x, const float *weight, float *y, int64_t rows, int64_t n, float eps) {
+#pragma omp for schedule(static)
     for (int64_t b = 0; b < rows; b++) {
         const float *xr = x + b * n;
         float *yr = y + b * n;
@@ -401,6 +413,7 @@ AVX2 int llama_decode(const LlamaWeights *w, int64_t rows, const int64_t *tokens
     float *act = att + rows * nq, *rot = act + rows * I, *scores = rot + rows * D;
     int64_t G = w->heads / w->kv_heads, S = attention_splits(rows, w->kv_heads, col + 1, threads);
     float *parts = scores + (int64_t)threads * G * (col + 16);  /* [rows][kv_heads][S][G * (D + 2)] */
+    uint8_t *qx = (uint8_t *)(scratch + scratch_head(w, rows, col + 1, threads));
     for (int64_t b = 0; b < rows; b++) {
         quant_row_to_f32((int)w->head_fmt, (const uint8_t *)w->embed + tokens[b] * quant_row_bytes((int)w->head_fmt, H),
                          H, x + b * H);
@@ -414,9 +427,8 @@ AVX2 int llama_decode(const LlamaWeights *w, int64_t rows, const int64_t *tokens
     {
         float *mine = scores + (int64_t)omp_get_thread_num() * G * (col + 16);
         for (int64_t l = 0; l < w->layers; l++) {
-#pragma omp single
             rmsnorm(x, w->attn_norm[l], h, rows, H, w->eps);
-            matvec(w, w->fmt, w->qkv[l], nqkv, H, h, H, rows, qkv, nqkv, STORE);
+            matvec(w, w->fmt, w->qkv[l], nqkv, H, h, H, rows, qkv, nqkv, STORE, qx);
 #pragma omp for schedule(static)
             for (int64_t task = 0; task < rows * w->kv_heads; task++) {
                 int64_t b = task / w->kv_heads, g = task % w->kv_heads;
@@ -456,15 +468,13 @@ AVX2 int llama_decode(const LlamaWeights *w, int64_t rows, const int64_t *tokens
                     for (int64_t d = 0; d < D; d++) out[d] /= total;
                 }
             }
-            matvec(w, w->fmt, w->o[l], H, nq, att, nq, rows, x, H, ADD);
-#pragma omp single
+            matvec(w, w->fmt, w->o[l], H, nq, att, nq, rows, x, H, ADD, qx);
             rmsnorm(x, w->mlp_norm[l], h, rows, H, w->eps);
-            matvec(w, w->fmt, w->gate_up[l], 2 * I, H, h, H, rows, act, I, SWIGLU);
-            matvec(w, w->fmt, w->down[l], H, I, act, I, rows, x, H, ADD);
+            matvec(w, w->fmt, w->gate_up[l], 2 * I, H, h, H, rows, act, I, SWIGLU, qx);
+            matvec(w, w->fmt, w->down[l], H, I, act, I, rows, x, H, ADD, qx);
         }
-#pragma omp single
         rmsnorm(x, w->final_norm, h, rows, H, w->eps);
-        matvec(w, w->head_fmt, w->lm_head, w->vocab_padded, H, h, H, rows, logits, w->vocab_padded, STORE);
+        matvec(w, w->head_fmt, w->lm_head, w->vocab_padded, H, h, H, rows, logits, w->vocab_padded, STORE, qx);
         if (greedy) {
 #pragma omp for schedule(static)
             for (int64_t b = 0; b < rows; b++) greedy[b] = argmax(logits + b * w->vocab_padded, w->vocab);
@@ -477,15 +487,16 @@ AVX2 int llama_decode(const LlamaWeights *w, int64_t rows, const int64_t *tokens
 AVX2 int llama_matmuls(const LlamaWeights *w, int64_t rows, float *logits, float *scratch, int threads) {
     int64_t H = w->hidden, nq = w->heads * w->head_dim, nqkv = pad8(nq + 2 * w->kv_heads * w->head_dim);
     float *x = scratch, *h = x + rows * H, *qkv = h + rows * H, *att = qkv + rows * nqkv, *act = att + rows * nq;
+    uint8_t *qx = (uint8_t *)(scratch + scratch_head(w, rows, 1, threads));
 #pragma omp parallel num_threads(threads)
     {
         for (int64_t l = 0; l < w->layers; l++) {
-            matvec(w, w->fmt, w->qkv[l], nqkv, H, h, H, rows, qkv, nqkv, STORE);
-            matvec(w, w->fmt, w->o[l], H, nq, att, nq, rows, x, H, ADD);
-            matvec(w, w->fmt, w->gate_up[l], 2 * w->inter, H, h, H, rows, act, w->inter, SWIGLU);
-            matvec(w, w->fmt, w->down[l], H, w->inter, act, w->inter, rows, x, H, ADD);
+            matvec(w, w->fmt, w->qkv[l], nqkv, H, h, H, rows, qkv, nqkv, STORE, qx);
+            matvec(w, w->fmt, w->o[l], H, nq, att, nq, rows, x, H, ADD, qx);
+            matvec(w, w->fmt, w->gate_up[l], 2 * w->inter, H, h, H, rows, act, w->inter, SWIGLU, qx);
+            matvec(w, w->fmt, w->down[l], H, w->inter, act, w->inter, rows, x, H, ADD, qx);
         }
-        matvec(w, w->head_fmt, w->lm_head, w->vocab_padded, H, h, H, rows, logits, w->vocab_padded, STORE);
+        matvec(w, w->head_fmt, w->lm_head, w->vocab_padded, H, h, H, rows, logits, w->vocab_padded, STORE, qx);
     }
     return 0;
 }

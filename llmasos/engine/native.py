@@ -131,14 +131,17 @@ def _build_and_load() -> ctypes.CDLL:
     lib.stream_read.restype = ctypes.c_double
     lib.quant_best_isa.argtypes = []
     lib.quant_best_isa.restype = c_int
-    lib.quant_matmul.argtypes = [c_int, c_int, p, i64, i64, p, i64, p, c_int]
+    lib.quant_matmul.argtypes = [c_int, c_int, p, i64, i64, p, i64, p, c_int, p, i64]
     lib.quant_matmul.restype = c_int
+    lib.quant_qx_bytes.argtypes = [i64, i64]
+    lib.quant_qx_bytes.restype = i64
     return lib
 
 
 def best_isa() -> str:
-    """The widest instruction set the quantized products can use here ("scalar", "avx2", "avx512"),
-    lowered by LLMASOS_NATIVE_ISA (e.g. LLMASOS_NATIVE_ISA=scalar forces the portable C path)."""
+    """The widest instruction set the quantized products can use here ("scalar", "avx2", "avx512",
+    "avx512vnni": batches of 8+ rows on int8 activations), lowered by LLMASOS_NATIVE_ISA (e.g.
+    LLMASOS_NATIVE_ISA=scalar forces the portable C path; =avx512 keeps activations fp32)."""
     best = library().quant_best_isa()
     asked = os.environ.get("LLMASOS_NATIVE_ISA", "").strip().lower()
     if asked:
@@ -352,6 +355,7 @@ class NativeLlama:
         """attach() for quantized / bf16 weights: QuantLinear views of row ranges of the step's matrices;
         the model's embedding becomes the step's, dequantized (prefill and decode see one model)."""
         code, isa = FORMAT_CODES[self.format], ISAS.index(self.isa)
+        scratch = _Scratch(self.lib)  # one activation buffer for all the layers (one model thread)
         embed = model.model.embed_tokens.weight
         rows = dequantize(self.embed.numpy(), self.head_format, self.hidden)
         with torch.no_grad():
@@ -368,10 +372,11 @@ class NativeLlama:
             for (parent, name), (buf, first, out) in views.items():
                 linear = getattr(parent, name)
                 if type(linear) is torch.nn.Linear:
-                    setattr(parent, name, QuantLinear(self.lib, buf, first, out, linear.in_features, code, isa))
+                    setattr(parent, name, QuantLinear(self.lib, buf, first, out, linear.in_features, code, isa,
+                                                      scratch))
         if type(model.lm_head) is torch.nn.Linear:
             model.lm_head = QuantLinear(self.lib, self.lm_head, 0, self.vocab, self.hidden,
-                                        FORMAT_CODES[self.head_format], isa)
+                                        FORMAT_CODES[self.head_format], isa, scratch)
         return sum(isinstance(mod, QuantLinear) for mod in model.modules())
 
     def _room(self, rows: int, columns: int, threads: int) -> None:
@@ -492,14 +497,30 @@ class NativeLinear(torch.nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, native blocked"
 
 
+class _Scratch:
+    """A byte buffer that grows to the largest request and is kept: the VNNI path's int8 activations
+    for QuantLinear (a buffer allocated per call cost page faults, ~5 % of a prefill)."""
+
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        self.lib, self.buf = lib, torch.empty(0, dtype=torch.uint8)
+
+    def get(self, rows: int, k: int) -> tuple[int, int]:
+        need = self.lib.quant_qx_bytes(rows, k)
+        if need > self.buf.numel():
+            self.buf = torch.empty(need, dtype=torch.uint8)
+        return self.buf.data_ptr(), self.buf.numel()
+
+
 class QuantLinear(torch.nn.Module):
     """``y = x @ W.T`` (no bias) with W rows first..first + out_features of a quantized / bf16 matrix of
-    the native step (``buffer``: [rows, row_bytes] uint8, format ``code`` of quant.h; inference only)."""
+    the native step (``buffer``: [rows, row_bytes] uint8, format ``code`` of quant.h; inference only;
+    ``scratch``: where the VNNI path's int8 activations go, shared by the layers of one model)."""
 
     def __init__(self, lib: ctypes.CDLL, buffer: torch.Tensor, first: int, out_features: int,
-                 in_features: int, code: int, isa: int) -> None:
+                 in_features: int, code: int, isa: int, scratch: _Scratch | None = None) -> None:
         super().__init__()
         self.lib, self.buffer, self.code, self.isa = lib, buffer, code, isa
+        self.scratch = scratch or _Scratch(lib)
         self.in_features, self.out_features = in_features, out_features
         self.offset = first * buffer.shape[1]  # bytes
 
@@ -509,7 +530,7 @@ class QuantLinear(torch.nn.Module):
         y = torch.empty(rows.shape[0], self.out_features, dtype=torch.float32)
         self.lib.quant_matmul(self.code, self.isa, self.buffer.data_ptr() + self.offset, self.out_features,
                               self.in_features, rows.data_ptr(), rows.shape[0], y.data_ptr(),
-                              torch.get_num_threads())
+                              torch.get_num_threads(), *self.scratch.get(rows.shape[0], self.in_features))
         return y.reshape(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:

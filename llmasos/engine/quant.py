@@ -20,7 +20,7 @@ from llmasos.engine.errors import EngineSetupError
 
 WEIGHT_FORMATS = ("q4_1", "q8_0", "bf16", "fp32")
 FORMAT_CODES = {"fp32": 0, "q4_1": 1, "q8_0": 2, "bf16": 3}  # FMT_* in quant.h
-ISAS = ("scalar", "avx2", "avx512")  # ISA_* in quant.h, in order
+ISAS = ("scalar", "avx2", "avx512", "avx512vnni")  # ISA_* in quant.h, in order
 BLOCK = 32
 BLOCK_BYTES = {"q4_1": 20, "q8_0": 34, "bf16": 64}
 
