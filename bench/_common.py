@@ -108,7 +108,7 @@ def drive_loop(engine: HFEngine, seqs: list[Sequence], policy: str = "fifo",
             engine.prepare(s)
             sched.add(s)
             submitted[s.sid] = time.perf_counter()
-        batch = sched.schedule(engine.capacity())
+        batch = sched.schedule(engine.capacity(), engine.cached_tokens)
         if not batch:
             time.sleep(min(0.01, max(0.0, pending[0][0] - now)) if pending else 0)
             continue
