@@ -8,7 +8,9 @@ is not run twice; the model is then asked for its answer, as it is on the last s
 either the model's real answer or ``"could not answer: <reason>"`` (``finished=False``): never a
 tool call's JSON, a tool result standing in for an answer, or (after a failed step) a paragraph
 about the call format.
-The offered tools' few-shot examples (``@tool(examples=...)``) open the conversation as worked turns.
+The offered tools' few-shot examples (``@tool(examples=...)``) open the conversation as worked turns,
+unless ``examples=False`` (a model fine-tuned on the prompt without them, as ``smollm2-135m-tools``).
+Every generate names ``model`` (None: the process's default model).
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ class AgentResult:
 
 async def run_agent(sys: Any, task: str, *, tools: Iterable[Any] | None = None, max_steps: int = 5,
                     system: str | None = DEFAULT_SYSTEM, first_choice: Any = "auto",
-                    max_tokens: int = 128, temperature: float = 0.0, seed: int | None = None) -> AgentResult:
+                    max_tokens: int = 128, temperature: float = 0.0, seed: int | None = None,
+                    model: str | None = None, examples: bool = True) -> AgentResult:
     """Solve task with the model and tools (default: every tool the process may use)."""
     if max_steps < 1:
         raise InvalidArguments(f"max_steps must be at least 1, not {max_steps}")
@@ -64,7 +67,7 @@ async def run_agent(sys: Any, task: str, *, tools: Iterable[Any] | None = None, 
     tools = list(tools)
     offered = resolve(tools)
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
-    messages += example_turns(offered)
+    messages += example_turns(offered) if examples else []
     messages.append({"role": "user", "content": task})
     steps: list[AgentStep] = []
     done: dict[str, Any] = {}  # canonical call -> its result message, to refuse repeats
@@ -74,7 +77,7 @@ async def run_agent(sys: Any, task: str, *, tools: Iterable[Any] | None = None, 
             answer_now = True
         choice = "none" if answer_now else (first_choice if step == 0 else "auto")
         reply = await sys.generate(messages=messages, tools=tools or None, tool_choice=choice if tools else None,
-                                   max_tokens=max_tokens, temperature=temperature, seed=seed)
+                                   max_tokens=max_tokens, temperature=temperature, seed=seed, model=model)
         if not reply.tool_calls:
             _calls, errors, _rest = parse(reply.text, offered) if choice != "none" else ([], [], "")
             if errors:  # an attempted call that is not valid (only possible unconstrained)
