@@ -8,7 +8,9 @@ kernel has not loaded is then an error); else the tool-calling adapter ``smollm2
 is built (`llmasos models build smollm2-135m-tools`), sound, and loaded by the kernel; else the
 process's default model. It says on stderr (its log) which model it runs on and, on a fallback, why;
 ``ps`` shows a generate that names its model as waiting on ``llm:NAME``. The adapter was trained on
-react's prompt without the tools' few-shot turns, so on it react leaves them out.
+react's prompt without the tools' few-shot turns, so on it react leaves them out. ``constrained=False``
+turns the tool-call grammar off (to measure what it buys: `llmasos eval --agent FILE --free`).
+Its log has one line per step: ``[tool(arguments) -> result]`` or ``[invalid call: why]``.
 """
 
 from __future__ import annotations
@@ -51,8 +53,10 @@ def adapter_problem(name: str = TOOLS_MODEL) -> str | None:
 
 
 @app.main
-async def main(sys: Sys, question: str, max_steps: int = 4, max_tokens: int = 96, model: str | None = None) -> str:
-    options = {"max_steps": max_steps, "max_tokens": max_tokens, "first_choice": "required"}
+async def main(sys: Sys, question: str, max_steps: int = 4, max_tokens: int = 96, model: str | None = None,
+               constrained: bool = True) -> str:
+    options = {"max_steps": max_steps, "max_tokens": max_tokens, "first_choice": "required",
+               "constrained": constrained}
     # The first step must call a tool: under "auto" the default model answers from memory (and
     # wrongly) every time; measured in bench/toolcalls.py.
     if model is not None:
@@ -68,11 +72,13 @@ async def main(sys: Sys, question: str, max_steps: int = 4, max_tokens: int = 96
             except NoSuchModel:
                 why = f"{TOOLS_MODEL} is built but this kernel has not loaded it (boot with --model {TOOLS_MODEL})"
         if result is None:
-            await sys.write(f"[model: the default model; not {TOOLS_MODEL}: {why}]\n", "stderr")
+            await sys.write(f"[model: default (the kernel's default model); not {TOOLS_MODEL}: {why}]\n", "stderr")
             result = await sys.agent(question, **options)
     for step in result.steps:
         if step.kind == "call":
             shown = step.error if step.error is not None else step.result
             await sys.write(f"[{step.name}({step.arguments}) -> {shown}]\n", "stderr")
+        elif step.kind == "invalid":
+            await sys.write(f"[invalid call: {step.error}]\n", "stderr")
     await sys.write(result.answer + "\n")
     return result.answer
