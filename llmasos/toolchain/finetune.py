@@ -44,7 +44,7 @@ class TuneConfig:
     dropout: float = 0.05
     targets: tuple[str, ...] = ("q_proj", "v_proj", "o_proj")
     max_len: int = 256
-    top_layers: int | None = None  # LoRA on the last N decoder layers only: backward stops below them
+    top_layers: int | None = None  # LoRA on the last N decoder layers only (backward stops below them)
     val_fraction: float = 0.1
     save_every: int = 25  # steps between checkpoints
     max_steps: int | None = None  # stop early (tests, smoke runs)
@@ -182,9 +182,8 @@ def _model(cfg: TuneConfig, state: dict[str, Any] | None) -> tuple[Any, Any]:
     layers = None
     if cfg.top_layers is not None:
         count = int(getattr(base.config, "num_hidden_layers", 0) or 0)
-        if not 1 <= cfg.top_layers <= count:
-            raise FinetuneError(f"top_layers={cfg.top_layers}: {cfg.base} has {count} decoder layers")
-        layers = list(range(count - cfg.top_layers, count))
+        if cfg.top_layers < count:  # (as many as the model has, or more: all of them)
+            layers = list(range(count - cfg.top_layers, count))
     lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
                       target_modules=list(cfg.targets), layers_to_transform=layers, task_type="CAUSAL_LM")
     with adapters.quiet_peft():
