@@ -19,11 +19,11 @@ import json
 from pathlib import Path
 
 from llmasos.apps.app import App
+from llmasos.engine.adapters import ADAPTER_CONFIG, ADAPTER_MANIFEST
 from llmasos.syscalls.errors import NoSuchModel
 from llmasos.syscalls.sys import Sys
 
 TOOLS_MODEL = "smollm2-135m-tools"  # what `llmasos models build` makes for this app
-ADAPTER_MANIFEST = "llmasos-adapter.json"  # written by the fine-tune (engine/adapters.py names it too)
 
 app = App("react", "Answer a question with the help of tools (calculator, clock)",
           tools=["calculator", "clock"])
@@ -45,8 +45,8 @@ def adapter_problem(name: str = TOOLS_MODEL) -> str | None:
         manifest = json.loads((folder / ADAPTER_MANIFEST).read_text())
     except (OSError, ValueError) as exc:
         return f"{name} is broken: {folder} has no readable {ADAPTER_MANIFEST} ({type(exc).__name__})"
-    if not (folder / "adapter_config.json").is_file():
-        return f"{name} is broken: {folder} holds no adapter_config.json"
+    if not (folder / ADAPTER_CONFIG).is_file():
+        return f"{name} is broken: {folder} holds no {ADAPTER_CONFIG}"
     if manifest.get("interrupted") or manifest.get("steps") != manifest.get("total_steps"):
         return f"{name} is unfinished ({manifest.get('steps')}/{manifest.get('total_steps')} steps)"
     return None

@@ -112,6 +112,9 @@ def build(name: str, *, force: bool = False, base: str | None = None, max_steps:
     """Build name from its recipe (see the module docstring). base and max_steps override the recipe's
     (a test trains the tiny model for a few steps)."""
     r = recipe(name)
+    if max_steps is not None and not (isinstance(max_steps, int) and not isinstance(max_steps, bool)
+                                      and max_steps >= 1):
+        raise LibraryError(f"max_steps must be a positive integer, not {max_steps!r}")
     say = note or (lambda _msg: None)
     where = folder(name)
     if force:
@@ -124,9 +127,6 @@ def build(name: str, *, force: bool = False, base: str | None = None, max_steps:
     elif name in library.registered():
         raise LibraryError(f"{name} is registered to {library.registered()[name].source}, not to a build; "
                            f"`llmasos models remove {name}` first, or --force")
-    if max_steps is not None and not (isinstance(max_steps, int) and not isinstance(max_steps, bool)
-                                      and max_steps >= 1):
-        raise LibraryError(f"max_steps must be a positive integer, not {max_steps!r}")
     where.mkdir(parents=True, exist_ok=True)
     data = where / "train.jsonl"
     rows = training_rows(r)
