@@ -15,7 +15,7 @@ from llmasos.toolchain import build
 from llmasos.toolchain.eval.metrics import answer_matches
 from llmasos.toolchain.finetune import TuneConfig, finetune
 
-STEPS = 16  # of the recipe's 95: enough to learn the call and the answer sentence
+STEPS = 16  # of the recipe's 60: enough to learn the call and the answer sentence
 PROBLEMS = [  # evaluation-side numbers (3 mod 4), wordings outside the training templates
     ("A baker makes 23 loaves every morning. How many loaves does she make in 7 mornings?", 161),
     ("Mia had 143 stickers and gave 27 to her brother. How many does she have now?", 116),
