@@ -182,7 +182,8 @@ def build(name: Annotated[str, typer.Argument(help="What to build: smollm2-135m-
     if result.interrupted:
         raise typer.Exit(130)
     if result.built:
-        typer.echo(f"built {name}; react uses it by default now (`llmasos models info {name}`)")
+        typer.echo(f"built {name}; react runs on it in a kernel that loads it: "
+                   f"llmasos run react QUESTION --model {name}")
 
 
 def _remote_rows(url: str) -> list[Any]:
