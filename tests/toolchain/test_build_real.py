@@ -1,6 +1,7 @@
 """On the real model: a small adapter made by the smollm2-135m-tools recipe (its data, its settings, a
-few steps) answers fixed word problems through react. Slow: about 3 minutes on two cores (the full
-build takes ~15)."""
+few steps) answers fixed word problems through react, calling the calculator. Slow: 16 steps of ~7 s
+on two quiet cores, about 3 minutes in all (the full build takes ~15). Not yet seen passing: on the
+day it was written, under a load of 5 on two cores, training alone ran past the 15-minute timeout."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from llmasos.toolchain.eval.metrics import answer_matches
 from llmasos.toolchain.finetune import TuneConfig, finetune
 
 STEPS = 16  # of the recipe's 60: enough to learn the call and the answer sentence
-PROBLEMS = [  # evaluation-side numbers (3 mod 4), wordings outside the training templates
-    ("A baker makes 23 loaves every morning. How many loaves does she make in 7 mornings?", 161),
-    ("Mia had 143 stickers and gave 27 to her brother. How many does she have now?", 116),
-    ("3 friends share 231 dollars equally. How much does each get?", 77),
+PROBLEMS = [  # wordings of the training templates, numbers from the evaluation side (3 mod 4): the
+    # held-out templates need the full build (docs/tools.md has its accuracy); 16 steps learn the format
+    ("Each box holds 23 marbles. How many marbles are in 7 boxes?", 161),
+    ("Ana had 143 stickers and gave away 27. How many stickers are left?", 116),
+    ("Ben shares 231 cookies equally among 3 friends. How many does each friend get?", 77),
     ("How many minutes are in 3 hours and 15 minutes?", 195),
 ]
 
@@ -38,8 +40,11 @@ async def test_a_small_recipe_adapter_answers_fixed_word_problems(tmp_path: Path
     async with Kernel(KernelConfig(models={TOOLS_MODEL: spec}, home=tmp_path / "home")) as k:
         for question, _want in PROBLEMS:
             pid = await k.spawn("react", question, model=TOOLS_MODEL)
+            await k.get(pid).done.wait()
+            log = "".join(text for stream, text in k.output(pid) if stream == "stderr")
             status = await k.wait(pid)
             assert status.ok, status.error
+            assert "[calculator(" in log, log
             answers.append(status.value)
     print(f"\n{STEPS} steps in {result.seconds:.0f} s: {answers}")
     assert [answer_matches(a, want) for a, (_q, want) in zip(answers, PROBLEMS)] == [True] * len(PROBLEMS)
