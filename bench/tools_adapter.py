@@ -62,8 +62,9 @@ def metrics(out: Path) -> dict[tuple[str, str, str], dict[str, float]]:
 
 
 def table(found: dict[tuple[str, str, str], dict[str, float]]) -> str:
-    lines = ["| set | model | decoding | items | accuracy | vs base constrained | call validity | mean steps "
-             "| mean tokens | react ran on |", "|---|---|---|---|---|---|---|---|---|---|"]
+    head = ("| set | model | decoding | items | accuracy | vs base constrained | call validity | mean steps "
+            "| mean tokens | react ran on |")
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
     for (model, mode, kind), m in found.items():
         base = found.get((MODELS[0], "constrained", kind))
         ratio = f"{m['accuracy'] / base['accuracy']:.2f}x" if base and base["accuracy"] else "–"

@@ -24,7 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmasos.syscalls.calls import Generate
-from llmasos.syscalls.errors import InvalidArguments, PermissionDenied, QuotaExceeded, ToolError
+from llmasos.syscalls.errors import (
+    InvalidArguments,
+    PermissionDenied,
+    QuotaExceeded,
+    ToolError,
+)
 from llmasos.tools.calling import parse, prepare, resolve
 
 FAILED = "could not answer: "

@@ -13,10 +13,10 @@ from llmasos.cli import cli as cli_app
 from llmasos.engine import library
 from llmasos.engine.fake import FakeEngine
 from llmasos.engine.library import BadModelName, Card, LibraryError
+from llmasos.kernel import Kernel, KernelConfig
 from llmasos.toolchain import build
 from llmasos.toolchain.data import wordproblems
 from llmasos.toolchain.data.agentformat import react_examples
-from llmasos.kernel import Kernel, KernelConfig
 
 RECIPE = build.RECIPES["smollm2-135m-tools"]
 
@@ -32,7 +32,7 @@ def test_training_data_is_seeded_and_disjoint_from_the_evaluation_sets() -> None
     assert rows == build.training_rows(RECIPE) and len(rows) == 2 * RECIPE.problems
     asked = {i["question"] for kind in wordproblems.EVAL_FILES for i in wordproblems.load_eval(kind)}
     for row in rows:
-        question = [m for m in row["messages"] if m["role"] == "user"][0]["content"]
+        question = next(m for m in row["messages"] if m["role"] == "user")["content"]
         assert question not in asked
         assert not any(wordproblems.held_out(n) for n in wordproblems.numbers_in(question))
     held = next(wordproblems.problems(1, 0, evaluation=True))

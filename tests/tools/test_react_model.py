@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from llmasos.apps.react import TOOLS_MODEL, adapter_problem
@@ -117,5 +118,5 @@ async def test_ps_shows_the_model_a_generate_waits_on(tmp_path, home) -> None:
         with anyio.fail_after(5):
             while k.get(pid).alive:
                 seen |= {p.waiting_on for p in k.ps(all=True) if p.pid == pid}
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
         assert f"llm:{TOOLS_MODEL}" in seen
