@@ -1,7 +1,6 @@
 """On the real model: a small adapter made by the smollm2-135m-tools recipe (its data, its settings, a
 few steps) answers fixed word problems through react, calling the calculator. Slow: 16 steps of ~7 s
-on two quiet cores, about 3 minutes in all (the full build takes ~15). Not yet seen passing: on the
-day it was written, under a load of 5 on two cores, training alone ran past the 15-minute timeout."""
+on two quiet cores, about 3 minutes in all (the full build takes ~15); 4 min 48 s under a load of 2-3."""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ import pytest
 from llmasos.apps.react import TOOLS_MODEL
 from llmasos.kernel import Kernel, KernelConfig
 from llmasos.toolchain import build
-from llmasos.toolchain.eval.metrics import answer_matches
+from llmasos.toolchain.data.wordproblems import numbers_in
 from llmasos.toolchain.finetune import TuneConfig, finetune
 
 STEPS = 16  # of the recipe's 60: enough to learn the call and the answer sentence
@@ -47,4 +46,6 @@ async def test_a_small_recipe_adapter_answers_fixed_word_problems(tmp_path: Path
             assert "[calculator(" in log, log
             answers.append(status.value)
     print(f"\n{STEPS} steps in {result.seconds:.0f} s: {answers}")
-    assert [answer_matches(a, want) for a, (_q, want) in zip(answers, PROBLEMS)] == [True] * len(PROBLEMS)
+    # the answer quotes the result ("There are 161 marbles in 7 boxes." ends on another number, so
+    # eval's last-number rule would not do here)
+    assert [want in numbers_in(a) for a, (_q, want) in zip(answers, PROBLEMS)] == [True] * len(PROBLEMS)
