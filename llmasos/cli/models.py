@@ -1,4 +1,4 @@
-"""`llmasos models`: the model library (list, info, add, convert, remove, pull).
+"""`llmasos models`: the model library (list, info, add, convert, remove, pull, build).
 
 Rule: `llmasos models` with no subcommand lists, as it always did. Each subcommand is a thin wrapper over
 llmasos.toolchain.library, imported when the command runs (importing the CLI loads no torch); list and
@@ -27,7 +27,7 @@ from llmasos.client.tables import models_table, table
 from llmasos.errors import LlmasosError
 
 app = typer.Typer(name="models", add_completion=False, pretty_exceptions_enable=False,
-                  help="The model library: list, info, add, convert, remove, pull. With no command: list.")
+                  help="The model library: list, info, add, convert, remove, pull, build. With no command: list.")
 
 RemoteUrl = Annotated[str | None, typer.Option(
     "--url", help="Ask the daemon at this URL (its /v1/models) instead of this machine")]
@@ -150,6 +150,40 @@ def pull(hub_id: Annotated[str, typer.Argument(help="A hub id such as HuggingFac
     except LlmasosError as exc:
         fail(str(exc))
     typer.echo(f"pulled {hub_id} into {folder}; try: llmasos run chat --model {hub_id}")
+
+
+@app.command()
+def build(name: Annotated[str, typer.Argument(help="What to build: smollm2-135m-tools")],
+          force: Annotated[bool, typer.Option("--force", help="Delete a previous build and build again")] = False,
+          base: Annotated[str | None, typer.Option(
+              "--base", help="Train on this library model instead of the recipe's (e.g. a small test model)")] = None,
+          max_steps: Annotated[int | None, typer.Option(
+              "--max-steps", min=1, help="Stop training after this many steps (a quick, weaker build)")] = None,
+          ) -> None:
+    """Make NAME here from its recipe: generate its training data, fine-tune a LoRA adapter on this CPU
+    (smollm2-135m-tools: about 15 minutes), register it. Run again: nothing to do, or resume after Ctrl-C."""
+    import time
+
+    from llmasos.toolchain import build as builder
+
+    started = time.monotonic()
+
+    def step(done: int, total: int, loss: float, _epoch: int) -> None:
+        spent = time.monotonic() - started
+        typer.echo(f"step {done}/{total}  loss {loss:.4f}  {spent:.0f} s", err=True)
+
+    try:
+        result = builder.build(name, force=force, base=base, max_steps=max_steps,
+                               note=lambda msg: typer.echo(msg, err=True), on_step=step)
+    except LlmasosError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail(f"interrupted before training began; {name} is not registered (run the build again)")
+    if result.interrupted:
+        raise typer.Exit(130)
+    if result.built:
+        typer.echo(f"built {name}; react runs on it in a kernel that loads it: "
+                   f"llmasos run react QUESTION --model {name}")
 
 
 def _remote_rows(url: str) -> list[Any]:

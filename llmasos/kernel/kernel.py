@@ -276,6 +276,8 @@ class Kernel(Faces, Stdio, Control):
                 parked(self, self.durability, proc, n)
         start = time.perf_counter()
         waits = call.waits
+        if waits == "llm" and getattr(call, "model", None):  # ps shows which model it waits on, when named
+            waits = f"llm:{call.model}"
         if waits is not None:
             outer = proc.waiting_on  # a call made inside another (a tool's) restores the outer wait
             proc.state, proc.waiting_on = ProcState.WAITING, waits

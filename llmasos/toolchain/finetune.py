@@ -44,6 +44,7 @@ class TuneConfig:
     dropout: float = 0.05
     targets: tuple[str, ...] = ("q_proj", "v_proj", "o_proj")
     max_len: int = 256
+    top_layers: int | None = None  # LoRA on the last N decoder layers only (backward stops below them)
     val_fraction: float = 0.1
     save_every: int = 25  # steps between checkpoints
     max_steps: int | None = None  # stop early (tests, smoke runs)
@@ -61,6 +62,9 @@ class TuneConfig:
             raise FinetuneError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.max_steps is not None and not (isinstance(self.max_steps, int) and self.max_steps >= 1):
             raise FinetuneError(f"max_steps must be a positive integer, got {self.max_steps!r}")
+        if self.top_layers is not None and not (isinstance(self.top_layers, int)
+                                                and not isinstance(self.top_layers, bool) and self.top_layers >= 1):
+            raise FinetuneError(f"top_layers must be a positive integer, got {self.top_layers!r}")
         if not self.targets or not all(isinstance(t, str) and t.isidentifier() for t in self.targets):
             raise FinetuneError(f"targets must name Linear layers such as q_proj,v_proj; got {self.targets!r}")
 
@@ -175,8 +179,13 @@ def _model(cfg: TuneConfig, state: dict[str, Any] | None) -> tuple[Any, Any]:
     if missing:
         raise FinetuneError(f"{cfg.base} has no layers named {', '.join(missing)}; "
                             f"its Linear layers include q_proj, k_proj, v_proj, o_proj, up_proj, down_proj")
+    layers = None
+    if cfg.top_layers is not None:
+        count = int(getattr(base.config, "num_hidden_layers", 0) or 0)
+        if cfg.top_layers < count:  # (as many as the model has, or more: all of them)
+            layers = list(range(count - cfg.top_layers, count))
     lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-                      target_modules=list(cfg.targets), task_type="CAUSAL_LM")
+                      target_modules=list(cfg.targets), layers_to_transform=layers, task_type="CAUSAL_LM")
     with adapters.quiet_peft():
         return get_peft_model(base, lora), tokenizer
 

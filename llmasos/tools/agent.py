@@ -8,7 +8,11 @@ is not run twice; the model is then asked for its answer, as it is on the last s
 either the model's real answer or ``"could not answer: <reason>"`` (``finished=False``): never a
 tool call's JSON, a tool result standing in for an answer, or (after a failed step) a paragraph
 about the call format.
-The offered tools' few-shot examples (``@tool(examples=...)``) open the conversation as worked turns.
+The offered tools' few-shot examples (``@tool(examples=...)``) open the conversation as worked turns,
+unless ``examples=False`` (a model fine-tuned on the prompt without them, as ``smollm2-135m-tools``).
+Every generate names ``model`` (None: the process's default model). ``constrained=False`` sends the
+same prompt without the tools, so no grammar applies, and parses the model's own text (for measuring
+what the grammar buys; an invalid call is then possible and is an "invalid" step).
 """
 
 from __future__ import annotations
@@ -19,8 +23,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmasos.syscalls.errors import InvalidArguments, PermissionDenied, QuotaExceeded, ToolError
-from llmasos.tools.calling import parse, resolve
+from llmasos.syscalls.calls import Generate
+from llmasos.syscalls.errors import (
+    InvalidArguments,
+    PermissionDenied,
+    QuotaExceeded,
+    ToolError,
+)
+from llmasos.tools.calling import parse, prepare, resolve
 
 FAILED = "could not answer: "
 MAX_EXAMPLES = 4  # few-shot examples in one agent's prompt, over all its tools
@@ -55,7 +65,8 @@ class AgentResult:
 
 async def run_agent(sys: Any, task: str, *, tools: Iterable[Any] | None = None, max_steps: int = 5,
                     system: str | None = DEFAULT_SYSTEM, first_choice: Any = "auto",
-                    max_tokens: int = 128, temperature: float = 0.0, seed: int | None = None) -> AgentResult:
+                    max_tokens: int = 128, temperature: float = 0.0, seed: int | None = None,
+                    model: str | None = None, examples: bool = True, constrained: bool = True) -> AgentResult:
     """Solve task with the model and tools (default: every tool the process may use)."""
     if max_steps < 1:
         raise InvalidArguments(f"max_steps must be at least 1, not {max_steps}")
@@ -64,7 +75,7 @@ async def run_agent(sys: Any, task: str, *, tools: Iterable[Any] | None = None, 
     tools = list(tools)
     offered = resolve(tools)
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
-    messages += example_turns(offered)
+    messages += example_turns(offered) if examples else []
     messages.append({"role": "user", "content": task})
     steps: list[AgentStep] = []
     done: dict[str, Any] = {}  # canonical call -> its result message, to refuse repeats
@@ -73,9 +84,17 @@ async def run_agent(sys: Any, task: str, *, tools: Iterable[Any] | None = None, 
         if step == max_steps - 1:
             answer_now = True
         choice = "none" if answer_now else (first_choice if step == 0 else "auto")
-        reply = await sys.generate(messages=messages, tools=tools or None, tool_choice=choice if tools else None,
-                                   max_tokens=max_tokens, temperature=temperature, seed=seed)
-        if not reply.tool_calls:
+        sizes = {"max_tokens": max_tokens, "temperature": temperature, "seed": seed, "model": model}
+        if constrained or not tools or choice == "none":
+            reply = await sys.generate(messages=messages, tools=tools or None,
+                                       tool_choice=choice if tools else None, **sizes)
+            calls = list(reply.tool_calls)
+        else:  # the same prompt, no grammar: the model's own text, parsed
+            plain = prepare(Generate(messages=tuple(messages), tools=tuple(tools), tool_choice=choice))
+            assert plain is not None and plain.messages is not None
+            reply = await sys.generate(messages=plain.messages, **sizes)
+            calls = parse(reply.text, offered, id_prefix=f"{step}_")[0]
+        if not calls:
             _calls, errors, _rest = parse(reply.text, offered) if choice != "none" else ([], [], "")
             if errors:  # an attempted call that is not valid (only possible unconstrained)
                 steps.append(AgentStep("invalid", reply.text, error="; ".join(errors)))
@@ -90,7 +109,7 @@ async def run_agent(sys: Any, task: str, *, tools: Iterable[Any] | None = None, 
                 steps[-1].error = problem
                 return AgentResult(FAILED + problem, steps, messages, finished=False)
             return AgentResult(answer, steps, messages)
-        fresh = [tc for tc in reply.tool_calls if _key(tc) not in done]
+        fresh = [tc for tc in calls if _key(tc) not in done]
         if not fresh:  # the same call again: it would get the same result; ask for the answer
             answer_now = True
             continue

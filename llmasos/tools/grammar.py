@@ -2,7 +2,8 @@
 
 Rule: when tools are offered, every token the model may pick keeps its output a prefix of either one
 schema-valid call ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` or (with tool_choice
-"auto") a plain answer, which may not start with ``<``. After a complete call only the end-of-sequence
+"auto") a plain answer, which may not start with ``<`` nor hold ``<tool_call>`` anywhere (so it is never
+a half call). After a complete call only the end-of-sequence
 token is allowed. The grammar is compiled by llguidance (Earley parser + lazy lexer over the token
 trie, in Rust): one ``ToolCallProcessor`` per sequence fits ``SamplingParams.logits_processor``, so
 constrained and unconstrained sequences share the engine's continuous batches.
@@ -76,11 +77,28 @@ def closed(schema: Any, *, part: bool = False) -> Any:
     return out
 
 
+def without(word: str) -> str:
+    """A regex of the strings that never hold word, which starts with ``<`` and has no other ``<``.
+
+    A plain answer under "auto" may mention ``<`` but never opens a call mid-text: cut the text before
+    each run of ``<``; after the run, what follows up to the next ``<`` must not start with word[1:].
+    (llguidance's regexes have no lookahead, so the complement is spelled out.)"""
+    rest = word[1:]
+    assert word.startswith("<") and "<" not in rest and "/" not in rest
+    ends = "|".join(_lit(rest[:k]) for k in range(1, len(rest)))  # stops inside word[1:]
+    turns = "|".join(f"{_lit(rest[:k])}[^{_lit(rest[k])}<]" for k in range(len(rest)))  # leaves word[1:]
+    return f"[^<]*(<+(({turns})[^<]*|({ends}))?)*"
+
+
+def _lit(text: str) -> str:
+    return "".join("\\" + c if c in "\\.^$*+?()[]{}|-" else c for c in text)
+
+
 def lark_grammar(tools: list[dict[str, Any]], choice: str) -> str:
     """The Lark grammar for tool_choice "auto" (a call or a plain answer) or "required" (a call)."""
     call = f'call: "{OPEN}" body "{CLOSE}"\nbody: %json {json.dumps(call_schema(tools))}\n'
     if choice == "auto":
-        return "start: call | ANSWER\n" + call + "ANSWER: /[^<](.|\\n)*/\n"
+        return "start: call | ANSWER\n" + call + f"ANSWER: /[^<]{without(OPEN)}/\n"
     return "start: call\n" + call
 
 

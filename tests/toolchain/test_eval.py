@@ -313,6 +313,23 @@ async def test_a_tools_item_offering_an_unknown_tool_fails_alone(tmp_path: Path)
     assert good["valid"] and good["right"]
 
 
+async def test_agent_call_validity_and_model_from_reacts_log(tmp_path: Path) -> None:
+    """react's log gives each item's valid and invalid calls and its model. The FakeEngine has no
+    tokenizer, so no grammar applies even constrained: a broken call is possible either way; with
+    --free (react's constrained=False) the prompt still lists the tools."""
+    broken = '<tool_call>{"name": "calculator", "arguments": {"expression": "17 *"}}</tool_call>'
+    good = '<tool_call>{"name": "calculator", "arguments": {"expression": "17 * 23"}}</tool_call>'
+    task = load_task("agent", write_jsonl(tmp_path / "agent.jsonl", AGENT[:1]))
+    for free in (False, True):
+        engine = FakeEngine()
+        engine.enqueue(broken, good, "It is 391.")
+        async with Kernel(KernelConfig(engine=engine, home=tmp_path / f"h{free}", durable=False)) as kernel:
+            got = (await run_model(LocalClient(kernel), [task], Options(free=free))).tasks[0]
+        assert "<tools>" in engine.prompts[0] and "Error:" in engine.prompts[1]
+        assert got.metrics["call_validity"] == 0.5 and got.metrics["accuracy"] == 1.0
+        assert (got.items[0]["valid_calls"], got.items[0]["invalid_calls"], got.items[0]["model"]) == (1, 1, "default")
+
+
 # -- report and figure ----------------------------------------------------------------------------
 
 
@@ -356,11 +373,17 @@ def _cli(*args: str, home: Path, timeout: float = 60) -> subprocess.CompletedPro
     (("--suite", "default", "--app", "no-such-app"), "--app no-such-app"),
     (("--suite", "default", "--concurrency", "0"), "Invalid value"),
     (("--suite", "default", "--limit", "-3"), "Invalid value"),
+    (("--suite", "default", "--free=yes"), "--free"),
 ])
 def test_command_refuses_bad_input_before_any_model_loads(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
     result = _cli(*args, home=tmp_path)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert "loading" not in result.stderr
+
+
+def test_free_needs_agent_items(tmp_path: Path) -> None:
+    result = _cli("fake", "--qa", str(write_jsonl(tmp_path / "qa.jsonl", QA)), "--free", home=tmp_path)
+    assert result.returncode == 2 and "--free applies to agent items" in result.stderr, result.stderr
 
 
 def test_command_over_url_matches_a_local_run(tmp_path: Path) -> None:

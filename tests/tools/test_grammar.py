@@ -90,3 +90,54 @@ def test_registered_tool_schemas_compile(tiny_model_dir) -> None:
     p = ToolCallProcessor(tok, lark_grammar(offered, "auto"))
     p([], torch.zeros(len(tok)))
     assert p.error is None
+
+
+def _steer(tokenizer, processor: ToolCallProcessor, wanted: str, steps: int = 80) -> str:
+    """Greedy decoding by a 'model' that wants to write wanted: its next token gets the top logit, and
+    the processor decides what is allowed."""
+    target = tokenizer.encode(wanted, add_special_tokens=False)
+    out: list[int] = []
+    for _ in range(steps):
+        logits = torch.zeros(len(tokenizer))
+        logits[tokenizer.eos_token_id] = 1.0
+        if len(out) < len(target):
+            logits[target[len(out)]] = 10.0
+        token = int(torch.argmax(processor(out, logits)))
+        if token == tokenizer.eos_token_id:
+            break
+        out.append(token)
+    return tokenizer.decode(out)
+
+
+@pytest.mark.parametrize("wanted", [
+    'The answer is <tool_call>{"name": "switch", "arguments": {"on": true}}</tool_call>',
+    'ok<<tool_call>{"name": "switch", "arguments": {"on": true',
+    "I will call <tool_call>",
+])
+def test_auto_answer_never_opens_a_call_mid_text(tiny_model_dir, wanted: str) -> None:
+    """Under "auto" a plain answer that would open <tool_call> mid-text is steered off it: the reply is a
+    plain answer with no call attempt in it (parse finds neither a call nor an invalid one)."""
+    from transformers import AutoTokenizer
+
+    from llmasos.tools.calling import parse
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    text = _steer(tok, ToolCallProcessor(tok, lark_grammar([UNIT, SWITCH], "auto")), wanted)
+    assert "<tool_call>" not in text and text.startswith(wanted.split("<")[0])
+    assert parse(text, resolve([UNIT, SWITCH])) == ([], [], text)
+
+
+def test_auto_answer_may_still_mention_angle_brackets(tiny_model_dir) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    wanted = "3 < 4 and <tool_cal> is no call"
+    assert _steer(tok, ToolCallProcessor(tok, lark_grammar([SWITCH], "auto")), wanted) == wanted
+
+
+def test_auto_call_at_the_start_is_still_allowed(tiny_model_dir) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    wanted = '<tool_call>{"name": "switch", "arguments": {"on": true}}</tool_call>'
+    assert _steer(tok, ToolCallProcessor(tok, lark_grammar([SWITCH], "auto")), wanted) == wanted

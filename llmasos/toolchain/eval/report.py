@@ -19,7 +19,7 @@ from rich.table import Table
 from llmasos.errors import LlmasosError
 from llmasos.toolchain.eval.runner import SPAN, ModelReport
 
-RATES = {"exact_match", "contains", "valid_call_rate", "right_tool_rate", "accuracy"}  # shown as %
+RATES = {"exact_match", "contains", "valid_call_rate", "right_tool_rate", "accuracy", "call_validity"}  # shown as %
 
 
 class ReportError(LlmasosError):

@@ -25,6 +25,10 @@ from llmasos.toolchain.eval.sets import Task
 SPAN = 64  # perplexity: tokens per span of the distribution the figure shows
 STEP_CALLS = ("generate", "calltool")  # an agent's steps: its model calls and tool calls (trace names)
 _TRACE_CALL = re.compile(r"^\[\d+\] (\w+)\(")
+# react's log (apps/react.py): a line per tool call or invalid call, and the model it runs on
+_LOG_CALL = re.compile(r"^\[\w+\(.*\) -> ", re.MULTILINE)
+_LOG_INVALID = re.compile(r"^\[invalid call: ", re.MULTILINE)
+_LOG_MODEL = re.compile(r"^\[model: ([^\s\]]+)", re.MULTILINE)
 
 
 @dataclass(slots=True)
@@ -57,6 +61,7 @@ class Options:
     max_tokens: int | None = None  # qa / tools / agent replies; None: each app's own default
     window: int | None = None  # perplexity: None: the kernel's score_window
     stride: int | None = None  # perplexity: None: half the window
+    free: bool = False  # agent: the app generates without the tool-call grammar (react's constrained=False)
 
 
 Advance = Callable[[str], None]  # called with the task's kind after each item ends
@@ -107,9 +112,13 @@ async def _run_item(client: KernelClient, kind: str, item: dict[str, Any], optio
     if kind == "agent":
         lines = await client.trace(pid)
         steps = sum(1 for line in lines if (m := _TRACE_CALL.match(line)) and m.group(1) in STEP_CALLS)
+        log = "".join(text for stream, text in await client.output(pid) if stream == "stderr")
+        calls = {"valid_calls": len(_LOG_CALL.findall(log)), "invalid_calls": len(_LOG_INVALID.findall(log)),
+                 "model": (_LOG_MODEL.findall(log) or [""])[-1]}
     await client.wait(pid)  # reap it
     return {"id": item["id"], "state": info.state, "value": info.exit_value, "error": info.error,
-            "tokens": info.usage.prompt_tokens + info.usage.completion_tokens, "steps": steps}
+            "tokens": info.usage.prompt_tokens + info.usage.completion_tokens, "steps": steps,
+            **(calls if kind == "agent" else {})}
 
 
 def _spawn_args(kind: str, item: dict[str, Any], options: Options) -> tuple[str, list[Any], dict[str, Any]]:
@@ -121,7 +130,7 @@ def _spawn_args(kind: str, item: dict[str, Any], options: Options) -> tuple[str,
     if kind == "tools":
         offered = item.get("tools") or sorted({"calculator", "clock", item["tool"]})
         return SPECS["tools"], [item["question"]], {"offered": offered, **sized}
-    return options.app, [item["question"]], sized
+    return options.app, [item["question"]], {**sized, **({"constrained": False} if options.free else {})}
 
 
 # -- scoring ------------------------------------------------------------------------------------------
@@ -181,11 +190,14 @@ def _score_agent(task: Task, rows: list[dict[str, Any]]) -> TaskReport:
         answer = str(row["value"]) if row["state"] == "exited" and row["value"] is not None else ""
         items.append({"id": row["id"], "question": item["question"], "prediction": answer,
                       "answer": item["answer"], "correct": metrics.answer_matches(answer, item["answer"]),
-                      "steps": row["steps"] or 0, "tokens": row["tokens"], **_error(row)})
+                      "steps": row["steps"] or 0, "tokens": row["tokens"], "valid_calls": row["valid_calls"],
+                      "invalid_calls": row["invalid_calls"], "model": row["model"], **_error(row)})
+    valid, invalid = sum(i["valid_calls"] for i in items), sum(i["invalid_calls"] for i in items)
     return TaskReport(task.kind, task.source, {
         "accuracy": metrics.mean(i["correct"] for i in items),
         "mean_steps": metrics.mean(i["steps"] for i in items),
         "mean_tokens": metrics.mean(i["tokens"] for i in items),
+        "call_validity": valid / (valid + invalid) if valid + invalid else 1.0,
     }, items, [float(i["correct"]) for i in items])
 
 
