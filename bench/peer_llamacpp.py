@@ -154,7 +154,8 @@ def engine_for(spec: str, threads: int):
     if isa:
         os.environ["LLMASOS_NATIVE_ISA"] = isa
     try:
-        engine = load_engine(threads, weights=fmt, ignore_eos=True)
+        # no prefix cache: the same prompts come back every round, and llama.cpp's pp is a cold prompt
+        engine = load_engine(threads, weights=fmt, ignore_eos=True, prefix_cache_tokens=0)
         if engine.native is None or (isa and engine.native.isa != isa):
             raise SystemExit(f"{spec}: no native step on that instruction set here ({engine.native_reason})")
         return engine
@@ -204,7 +205,7 @@ def main() -> None:
         bw = read_rate(buf)
         for f, engine in engines.items():
             for n in (1, 32):
-                ours[(f, str(n))].append(decode_rate(engine, n, args.tokens))
+                ours[(f, str(n))].append(on_model_thread(decode_rate)(engine, n, args.tokens))
             ours[(f, "pp")].append(prefill_rate(engine, args.prompt))
         for v, path in variants.items():
             for w, rate in peer_rates(tool, path, threads, args.tokens, args.prompt).items():
