@@ -309,7 +309,7 @@ class HFEngine:
 
     def _uncached(self, target: list[int]) -> int:
         """Tokens of target a prefill would compute: those after its cached prefix."""
-        return len(target) - len(self.prefix.match(target)) * self.prefix.block
+        return len(target) - self.prefix.cached(target)
 
     def _take_prefix(self, seq: Sequence, target: list[int]) -> KV | None:
         """Reference the cached blocks target starts with, for seq; return a private copy of their KV."""

@@ -78,6 +78,16 @@ class PrefixCache:
     def match(self, ids: Seq[int]) -> list[Block]:
         """The cached blocks that start ids, longest first-to-last chain, never covering its last token.
         Touches them (most recently used); takes no reference."""
+        out = self._chain(ids)
+        for node in out:
+            self._blocks.move_to_end(node.key)
+        return out
+
+    def cached(self, ids: Seq[int]) -> int:
+        """How many tokens of ids match() would cover now, without touching the blocks' recency."""
+        return len(self._chain(ids)) * self.block
+
+    def _chain(self, ids: Seq[int]) -> list[Block]:
         out: list[Block] = []
         if not self.enabled:
             return out
@@ -86,22 +96,9 @@ class PrefixCache:
             node = self._blocks.get((parent.number if parent else -1, tuple(ids[start : start + self.block])))
             if node is None:
                 break
-            self._blocks.move_to_end(node.key)
             out.append(node)
             parent = node
         return out
-
-    def cached(self, ids: Seq[int]) -> int:
-        """How many tokens of ids match() would cover now, without touching the blocks' recency."""
-        if not self.enabled:
-            return 0
-        parent, covered = -1, 0
-        for start in range(0, len(ids) - 1 - self.block + 1, self.block):
-            node = self._blocks.get((parent, tuple(ids[start : start + self.block])))
-            if node is None:
-                break
-            parent, covered = node.number, covered + self.block
-        return covered
 
     def acquire(self, blocks: list[Block], prompt_tokens: int) -> None:
         """Reference blocks for a sequence whose prompt (prompt_tokens long) starts with them, and count
