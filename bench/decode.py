@@ -17,15 +17,24 @@ without native bf16).
 
 With --batched ROWS (e.g. 32) it instead splits one native decode step of ROWS rows of the shipped
 q4_1 weights into its weight products ("matmuls only") and the rest (attention over the cache, norms,
-rotary: "step - matmuls"), at 8, 128 and 1,024 cache columns, interleaved over 10 rounds (medians):
-where a batched step's time goes as contexts grow.
+rotary: "step - matmuls"), at 8, 128 and 1,024 cache columns, with an fp32 and a bf16 KV cache, on
+the best instruction set here and (where that is above AVX2) on AVX2 (the attention's tiles and the
+products both), interleaved over 10 rounds (medians, the spread, and each step's speed against the
+fp32 cache's on the best set at the same columns): where a batched step's time goes as contexts grow.
+With --threads 1 it also prints the step's CPU time (the least of the rounds): on a busy machine,
+wall time counts the time other processes held the core, and CPU time does not.
 
-Usage: python bench/decode.py [--quick] [--tokens N] [--context N] [--batched ROWS]
+With --kv-match TOKENS it compares greedy text (TOKENS new tokens, one stream) of a bf16 KV cache
+against an fp32 one on the same weights: bench/weights.py's ten chat questions, and four of them
+after a ~1,000-token story; it prints how many match and where the others first differ.
+
+Usage: python bench/decode.py [--quick] [--tokens N] [--context N] [--batched ROWS] [--kv-match TOKENS]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -138,27 +147,86 @@ def plain_rate(model: nn.Module, tokens: int) -> float:
 
 
 @on_model_thread
-def batched_split(rows: int, threads: int | None) -> None:
+@on_model_thread
+def batched_split(rows: int, threads: int | None, rounds: int = 10) -> None:
     """Print the --batched table (see the module docstring)."""
-    from llmasos.engine.kvbatch import LayerBuffers
+    from llmasos.engine.hf import _gguf_source
+    from llmasos.engine.kvbatch import KV_DTYPES, LayerBuffers
 
-    engine = load_engine(threads, ignore_eos=True)
-    step, w = engine.native, engine.native.weights
-    caches = {cols: [LayerBuffers(torch.zeros(rows, w.kv_heads, cols, w.head_dim) for _ in range(w.layers))
-                     for _ in range(2)] for cols in (8, 128, 1024)}
-    times: dict[int, tuple[list[float], list[float]]] = {cols: ([], []) for cols in caches}
-    for _ in range(10):
-        for cols, (keys, values) in caches.items():
-            col = cols - 1
-            times[cols][0].append(seconds(lambda k=keys, v=values, c=col: step.decode(
-                list(range(1, rows + 1)), [c] * rows, [0] * rows, k, v, c)))
-            times[cols][1].append(seconds(lambda: step.matmuls(rows)))
+    engine = load_engine(threads, ignore_eos=True, pack_weights=False)  # (unpacked: a second step can be built)
+    best = engine.native
+    steps = {best.isa: best}
+    if best.isa not in ("scalar", "avx2"):  # the attention's AVX2 tiles too (its products on AVX2 as well)
+        steps["avx2"] = native.NativeLlama(engine.model, best.format, _gguf_source("smollm2-135m"), isa="avx2")
+    w = best.weights
+    caches = {(cols, kv): [LayerBuffers(torch.zeros(rows, w.kv_heads, cols, w.head_dim, dtype=KV_DTYPES[kv])
+                                        for _ in range(w.layers)) for _ in range(2)]
+              for cols in (8, 128, 1024) for kv in KV_DTYPES}
+    arms = [(cols, kv, isa) for cols, kv in caches for isa in steps]
+    times: dict[tuple[int, str, str], tuple[list[float], ...]] = {arm: ([], [], [], []) for arm in arms}
+    loads = [os.getloadavg()[0]]
+    for _ in range(rounds):
+        for cols, kv, isa in arms:
+            (keys, values), step, col = caches[cols, kv], steps[isa], cols - 1
+            for i, run in enumerate((lambda k=keys, v=values, c=col, s=step: s.decode(
+                    list(range(1, rows + 1)), [c] * rows, [0] * rows, k, v, c), lambda s=step: s.matmuls(rows))):
+                cpu = time.thread_time()
+                times[cols, kv, isa][i].append(seconds(run))
+                times[cols, kv, isa][2 + i].append(time.thread_time() - cpu)
+        loads.append(os.getloadavg()[0])
     med = statistics.median
-    out = [[cols, 1e3 * med(a), 1e3 * med(m), 1e3 * (med(a) - med(m)), rows / med(a)]
-           for cols, (a, m) in times.items()]
-    print(f"\nbatched step: {rows} rows, {step.format} weights on {step.isa}, {torch.get_num_threads()} threads, "
-          "10 interleaved rounds (medians)")
-    print(table(["cache columns", "step ms", "matmuls only ms", "step - matmuls ms", "tok/s"], out))
+    one = torch.get_num_threads() == 1  # the step runs on this thread alone: its CPU time is the step's
+    out = []
+    for (cols, kv, isa), (a, m, ca, cm) in times.items():
+        base = med(times[cols, "fp32", best.isa][0])
+        row = [cols, kv, isa, 1e3 * med(a), f"{1e3 * min(a):.1f}-{1e3 * max(a):.1f}", 1e3 * med(m),
+               1e3 * (med(a) - med(m)), rows / med(a), base / med(a)]
+        if one:
+            row += [1e3 * min(ca), 1e3 * (min(ca) - min(cm)), min(times[cols, "fp32", best.isa][2]) / min(ca)]
+        out.append(row)
+    print(f"\nbatched step: {rows} rows, {best.format} weights, {torch.get_num_threads()} threads, {rounds} "
+          f"interleaved rounds (medians; spread min-max); load (1-min) {min(loads):.2f}-{max(loads):.2f}")
+    headers = ["cache columns", "KV", "ISA", "step ms", "spread ms", "matmuls only ms", "step - matmuls ms",
+               "tok/s", f"x fp32 KV on {best.isa}"]
+    if one:  # CPU time does not count the time other processes held the core (the fewest of the rounds)
+        headers += ["step CPU ms", "step - matmuls CPU ms", f"CPU: x fp32 KV on {best.isa}"]
+    print(table(headers, out))
+
+
+@on_model_thread
+def kv_match(tokens: int, threads: int | None) -> None:
+    """Print the --kv-match table (see the module docstring)."""
+    from weights import QUESTIONS
+
+    from llmasos.engine.base import SamplingParams, Sequence
+    from llmasos.engine.hf import HFEngine
+
+    bf16 = load_engine(threads, kv_dtype="bf16")
+    fp32 = HFEngine(bf16.model, bf16.tokenizer, name=bf16.name, weights=bf16.weights, kv_dtype="fp32")
+    story = long_prompt(bf16, 1000)
+    sets = {"short (chat questions)": [[{"role": "user", "content": q}] for q in QUESTIONS],
+            "~1,000-token context": [[{"role": "user", "content": f"{story}\n\n{q}"}] for q in QUESTIONS[:4]]}
+    rows = []
+    for name, prompts in sets.items():
+        outs = {}
+        for engine in (fp32, bf16):
+            outs[engine.kv_dtype] = []
+            for messages in prompts:
+                s = Sequence(pid=0, params=SamplingParams(max_tokens=tokens), messages=messages)
+                engine.prepare(s)
+                while not s.finish_reason:
+                    engine.step([s])
+                engine.abort(s)
+                outs[engine.kv_dtype].append(s.output_ids)
+        pairs = list(zip(outs["fp32"], outs["bf16"], strict=True))
+        same = sum(a == b for a, b in pairs)
+        first = [next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b))) for a, b in pairs
+                 if a != b]
+        rows.append([name, len(prompts), bf16.weights, f"{same}/{len(prompts)}",
+                     ", ".join(map(str, first)) or "-"])
+    print(f"\nKV cache bf16 against fp32: greedy, up to {tokens} new tokens, one stream, "
+          f"{torch.get_num_threads()} threads")
+    print(table(["prompts", "n", "weights", "greedy = fp32 KV", "first differing token (others)"], rows))
 
 
 def main() -> None:
@@ -171,8 +239,13 @@ def main() -> None:
                          "context, whose cache is read too, lowers 'of bound'")
     ap.add_argument("--batched", type=int, default=None, metavar="ROWS",
                     help="split a batched step of ROWS rows into matmuls and the rest instead")
+    ap.add_argument("--kv-match", type=int, default=None, metavar="TOKENS",
+                    help="compare greedy text of a bf16 and an fp32 KV cache instead (TOKENS new tokens)")
     add_threads_flag(ap)
     args = ap.parse_args()
+    if args.kv_match:
+        kv_match(args.kv_match, args.threads)
+        return
     if args.batched:
         batched_split(args.batched, args.threads)
         return

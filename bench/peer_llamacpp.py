@@ -39,9 +39,9 @@ import time
 from pathlib import Path
 
 from _common import add_threads_flag, decode_rate, load_engine, on_model_thread, table
-from weights import TEXT, read_rate
+from weights import TEXT, probe_buffer, read_rate
 
-from llmasos.engine import models, native
+from llmasos.engine import models
 from llmasos.home import llmasos_home
 
 SDIST = "llama-cpp-python==0.3.36"
@@ -200,7 +200,7 @@ def main() -> None:
     loads = ("1", "32", "pp")
     ours: dict[tuple[str, str], list[float]] = {(f, w): [] for f in formats for w in loads}
     peer: dict[tuple[str, str], list[float]] = {(v, w): [] for v in variants for w in loads}
-    buf = native.huge_empty(2**27).fill_(1.0)
+    buf = probe_buffer()
     for r in range(args.rounds):
         bw = read_rate(buf)
         for f, engine in engines.items():

@@ -12,8 +12,11 @@ native step (engine/native.py) and prefills on Linear layers packed for oneDNN (
 --no-pack runs the engine on plain layers with the native step off, the very kernels the baselines
 use, which separates what batching does from what the faster kernels do.
 Targets at N=32: llmasos >= 0.9x static and >= 9x serial.
+--kv-compare adds the same engine on an fp32 KV cache (the other column is bf16), interleaved with it,
+and the ratio bf16 / fp32.
 
-Usage: python bench/throughput.py [--quick] [--driver kernel|loop] [--hf-cb] [--no-pack] [--repeat R] [--threads T]
+Usage: python bench/throughput.py [--quick] [--driver kernel|loop] [--hf-cb] [--no-pack] [--kv-compare]
+       [--repeat R] [--threads T]
 """
 
 from __future__ import annotations
@@ -116,34 +119,54 @@ def main() -> None:
     ap.add_argument("--sizes", default="1,4,16,32")
     ap.add_argument("--repeat", type=int, default=2,
                     help="run llmasos and static this many times, interleaved, and keep the best of each")
+    ap.add_argument("--kv-compare", action="store_true",
+                    help="llmasos on a bf16 and on an fp32 KV cache (one model), interleaved")
     add_threads_flag(ap)
     args = ap.parse_args()
     driver = args.driver or ("kernel" if kernel_available() else "loop")
+    kv = {"kv_dtype": "bf16"} if args.kv_compare else {}
     engine = load_engine(args.threads, max_batch=64, ignore_eos=True, pack_weights=not args.no_pack,
-                         native_decode=not args.no_pack)
+                         native_decode=not args.no_pack, **kv)
+    fp32_kv = fp32_kv_twin(engine) if args.kv_compare else None
     plain = Plain()
     run_static(plain, 2)  # warm up
     rows = []
     for n in [int(x) for x in args.sizes.split(",")]:
-        ours = static = 0.0
+        ours = static = twin = 0.0
         for _ in range(args.repeat):  # interleaved, so a busy spell on the machine hits both
             ours = max(ours, run_llmasos(engine, n, driver))
+            if fp32_kv is not None:
+                twin = max(twin, run_llmasos(fp32_kv, n, driver))
             static = max(static, run_static(plain, n))
         serial, k = run_serial(plain, n, 2 if args.quick else n)
         row = [n, ours, serial, static, ours / serial, ours / static]
+        if fp32_kv is not None:
+            row += [twin, ours / twin]
         if args.hf_cb:
             cb = run_hf_cb(plain, n)
             row += [cb, ours / cb]
         rows.append(row)
         print(f"# N={n} done (serial timed on {k} requests)", file=sys.stderr)
     headers = ["N", f"llmasos ({driver}) tok/s", "serial tok/s", "static tok/s", "vs serial", "vs static"]
+    if fp32_kv is not None:
+        headers[1] = f"llmasos ({driver}, bf16 KV) tok/s"
+        headers += ["llmasos fp32 KV tok/s", "bf16 / fp32 KV"]
     if args.hf_cb:
         headers += ["hf-cb tok/s", "vs hf-cb"]
     print(f"\nthroughput: {NEW} new tokens per request, greedy, ~30-token prompts, baselines fp32, llmasos "
-          f"{getattr(engine, 'weights', 'fp32')}, "
+          f"{getattr(engine, 'weights', 'fp32')} (KV {getattr(engine, 'kv_dtype', 'fp32')}), "
           f"{torch.get_num_threads()} threads, best of {args.repeat} for llmasos and static; "
           f"engine: {'plain layers, no native step' if args.no_pack else engine_kernels(engine)}")
     print(table(headers, rows))
+
+
+@on_model_thread
+def fp32_kv_twin(engine):
+    """The same model and weights served by a second engine on an fp32 KV cache."""
+    from llmasos.engine.hf import HFEngine
+
+    return HFEngine(engine.model, engine.tokenizer, name=engine.name, max_batch=64, ignore_eos=True,
+                    weights=engine.weights, kv_dtype="fp32")
 
 
 def engine_kernels(engine) -> str:

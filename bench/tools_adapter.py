@@ -4,9 +4,12 @@ evaluation sets: the table and the figure of docs/tools.md.
 Run: ``python bench/tools_adapter.py --out /tmp/tools-eval [--limit N]`` (after
 ``llmasos models build smollm2-135m-tools``). Each configuration is one ``llmasos eval --agent`` run
 (``--free`` for the unconstrained ones) whose JSON report lands in ``--out``; ``--report-only``
-rebuilds the table and ``docs/img/tools-adapter.png`` from the reports already there. The baseline
-is the base model, constrained, measured in the same run; the load (``uptime``) is printed next to
-each configuration, as the machine is shared.
+rebuilds the table and ``docs/img/tools-adapter.png`` from the reports already there; ``--only TEXT``
+runs the configurations whose name (``MODEL.MODE.SET``) contains TEXT. The baseline is the base
+model, constrained, measured in the same run; each configuration's wall time and the 1-minute load
+(``uptime``) at its start and end are kept next to its report (``NAME.run.json``) and shown in the
+table, as the machine is shared. Decoding is greedy: a rerun gives the same answers, only the times
+move.
 """
 
 from __future__ import annotations
@@ -35,19 +38,23 @@ def name(model: str, mode: str, kind: str) -> str:
     return f"{model}.{mode}.{kind}"
 
 
-def load() -> str:
-    return os.getloadavg().__repr__()
+def load() -> float:
+    return round(os.getloadavg()[0], 1)
 
 
-def run(out: Path, limit: int | None) -> None:
+def run(out: Path, limit: int | None, only: str | None) -> None:
     for model, mode, kind in configs():
+        if only and only not in name(model, mode, kind):
+            continue
         cmd = [sys.executable, "-m", "llmasos.cli", "eval", model, "--agent", str(SETS[kind]),
                "--json", str(out / f"{name(model, mode, kind)}.json")]
         cmd += ["--free"] if mode == "free" else []
         cmd += ["--limit", str(limit)] if limit else []
         before, t0 = load(), time.monotonic()
         subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-        print(f"{name(model, mode, kind)}: {time.monotonic() - t0:.0f} s, load {before} -> {load()}", flush=True)
+        ran = {"seconds": round(time.monotonic() - t0), "load": [before, load()]}
+        (out / f"{name(model, mode, kind)}.run.json").write_text(json.dumps(ran))
+        print(f"{name(model, mode, kind)}: {ran['seconds']} s, load {before} -> {ran['load'][1]}", flush=True)
 
 
 def metrics(out: Path) -> dict[tuple[str, str, str], dict[str, float]]:
@@ -57,19 +64,24 @@ def metrics(out: Path) -> dict[tuple[str, str, str], dict[str, float]]:
         if path.is_file():
             task = json.loads(path.read_text())["models"][0]["tasks"][0]
             ran = {i.get("model") for i in task["items"]}
-            found[(model, mode, kind)] = {**task["metrics"], "items": len(task["items"]), "ran": ",".join(sorted(ran))}
+            timing = out / f"{name(model, mode, kind)}.run.json"
+            when = json.loads(timing.read_text()) if timing.is_file() else {"seconds": None, "load": None}
+            found[(model, mode, kind)] = {**task["metrics"], "items": len(task["items"]), "ran": ",".join(sorted(ran)),
+                                          **when}
     return found
 
 
 def table(found: dict[tuple[str, str, str], dict[str, float]]) -> str:
     head = ("| set | model | decoding | items | accuracy | vs base constrained | call validity | mean steps "
-            "| mean tokens | react ran on |")
-    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
+            "| mean tokens | react ran on | wall s | load (1 min, start → end) |")
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (model, mode, kind), m in found.items():
         base = found.get((MODELS[0], "constrained", kind))
         ratio = f"{m['accuracy'] / base['accuracy']:.2f}x" if base and base["accuracy"] else "–"
         lines.append(f"| {kind} | {model} | {mode} | {m['items']} | {m['accuracy']:.1%} | {ratio} | "
-                     f"{m['call_validity']:.1%} | {m['mean_steps']:.2f} | {m['mean_tokens']:.0f} | {m['ran']} |")
+                     f"{m['call_validity']:.1%} | {m['mean_steps']:.2f} | {m['mean_tokens']:.0f} | {m['ran']} | "
+                     f"{m['seconds'] if m['seconds'] is not None else '–'} | "
+                     f"{' → '.join(map(str, m['load'])) if m['load'] else '–'} |")
     return "\n".join(lines)
 
 
@@ -105,10 +117,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="folder of the JSON reports")
     ap.add_argument("--limit", type=int, default=None, help="at most N items per set (a sample)")
     ap.add_argument("--report-only", action="store_true", help="only the table and figure from --out")
+    ap.add_argument("--only", default=None, help="run only the configurations whose MODEL.MODE.SET holds this")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.report_only:
-        run(args.out, args.limit)
+        run(args.out, args.limit, args.only)
     found = metrics(args.out)
     print(table(found))
     plot(found, FIGURE)

@@ -5,8 +5,11 @@ bf16. For each, in one process and interleaved (round r measures every format be
 aggregate decode tok/s of 1 and of 32 streams (~30-token prompts, prefill off the clock), and right
 after each format's 1-stream run the machine's read bandwidth (the native library's streaming read
 of a 0.5 GiB buffer), since it swings within minutes here. Medians over the rounds with min-max.
-Quality: perplexity of each format's model (its prefill path: the same blocks the step reads) on a
-fixed English text, and the share of a fixed prompt set whose 32 greedy tokens equal fp32's.
+Quality: perplexity of each format's model on a fixed English text, twice: through its prefill path
+(the same blocks, fp32 activations) and through the native decode step itself, teacher-forced one
+token a step (the activations the step uses: int8 on the VNNI path, its KV cache dtype), and the share
+of a fixed prompt set whose 32 greedy tokens equal fp32's. LLMASOS_NATIVE_ISA=avx512 runs the same on
+fp32 activations, for comparison.
 
 Usage: python bench/weights.py [--rounds 3] [--tokens 48] [--threads N] [--formats q4_1,fp32]
 """
@@ -23,6 +26,7 @@ from _common import add_threads_flag, decode_rate, load_engine, on_model_thread,
 
 from llmasos.engine import native
 from llmasos.engine.base import SamplingParams, Sequence
+from llmasos.engine.kvbatch import KV_DTYPES, LayerBuffers
 from llmasos.engine.quant import WEIGHT_FORMATS
 
 TEXT = (  # fixed text for perplexity (public domain: the opening of Jerome K. Jerome's Three Men in a Boat)
@@ -45,6 +49,16 @@ QUESTIONS = ["What is the capital of France?", "Write a haiku about the sea.", "
 
 
 @on_model_thread
+def probe_buffer() -> torch.Tensor:
+    """The 0.5 GiB buffer read_rate reads, made (and first touched) on the model thread.
+
+    Rule: not on the main thread. Filling it there gave that thread an OpenMP team of its own, and
+    from then on every 1-stream step ran at ~105 tok/s instead of ~290 (llmasos/engine/worker.py):
+    the "1 stream" figures of the peer script's first runs were that, not the engine."""
+    return native.huge_empty(2**27).fill_(1.0)
+
+
+@on_model_thread
 def read_rate(buf: torch.Tensor) -> float:
     """GiB/s of one parallel streaming read of buf (the fastest of 3)."""
     lib, threads, best = native.library(), torch.get_num_threads(), math.inf
@@ -61,6 +75,25 @@ def perplexity(engine) -> float:
     ids = torch.tensor([engine.tokenizer.encode(TEXT, add_special_tokens=False)])
     logits = engine.model(input_ids=ids).logits[0, :-1].float()
     return math.exp(torch.nn.functional.cross_entropy(logits, ids[0, 1:]).item())
+
+
+@on_model_thread
+@torch.inference_mode()
+def decode_perplexity(engine) -> float:
+    """The text's perplexity through the native decode step: one row, token i at column i, the next
+    token's log-probability read from the step's logits."""
+    ids = engine.tokenizer.encode(TEXT, add_special_tokens=False)
+    cfg = engine.model.config
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    shape = (1, cfg.num_key_value_heads, len(ids), head_dim)
+    dtype = KV_DTYPES[engine.kv_dtype]
+    keys = LayerBuffers(torch.zeros(shape, dtype=dtype) for _ in range(cfg.num_hidden_layers))
+    values = LayerBuffers(torch.zeros(shape, dtype=dtype) for _ in range(cfg.num_hidden_layers))
+    nll = 0.0
+    for i, (token, target) in enumerate(zip(ids[:-1], ids[1:], strict=True)):
+        engine.native.decode([token], [i], [0], keys, values, i)
+        nll -= torch.log_softmax(engine.native.last_logits()[0].double(), -1)[target].item()
+    return math.exp(nll / (len(ids) - 1))
 
 
 @on_model_thread
@@ -92,7 +125,7 @@ def main() -> None:
     for f, e in engines.items():
         assert e.native is not None and e.native.format == f, e.native_reason
     isa = next(iter(engines.values())).native.isa
-    buf = native.huge_empty(2**27).fill_(1.0)
+    buf = probe_buffer()
     one: dict[str, list[float]] = {f: [] for f in formats}
     many: dict[str, list[float]] = {f: [] for f in formats}
     reads: dict[str, list[float]] = {f: [] for f in formats}
@@ -114,11 +147,12 @@ def main() -> None:
         match = sum(a == b for a, b in zip(texts[f], texts[base], strict=True))
         rows.append([f, nbytes / 2**20, spread(one[f]), statistics.median(one[f]) / statistics.median(one[base]),
                      spread(many[f]), statistics.median(many[f]) / statistics.median(many[base]),
-                     spread(reads[f]), perplexity(e), f"{match}/{len(QUESTIONS)}"])
+                     spread(reads[f]), perplexity(e), decode_perplexity(e), f"{match}/{len(QUESTIONS)}"])
     print(f"\nweights: {torch.get_num_threads()} threads, {args.rounds} interleaved rounds, {args.tokens} steps "
-          f"(1 stream) / {args.tokens // 2} (32 streams); quantized products on {isa}")
+          f"(1 stream) / {args.tokens // 2} (32 streams); quantized products on {isa}; "
+          f"KV cache {next(iter(engines.values())).kv_dtype}")
     print(table(["format", "step MiB", "1-stream tok/s", f"x {base}", "32-stream tok/s", f"x {base}",
-                 "read GiB/s", "perplexity", f"greedy = {base}"], rows))
+                 "read GiB/s", "perplexity (prefill)", "perplexity (decode step)", f"greedy = {base}"], rows))
 
 
 if __name__ == "__main__":

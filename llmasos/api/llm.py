@@ -38,9 +38,10 @@ class LLM:
     """
 
     def __init__(self, name_or_path: str | None = None, *, engine: Any = None, config: Any = None,
-                 weights: str | None = None) -> None:
+                 weights: str | None = None, kv_dtype: str | None = None) -> None:
         self.name_or_path = name_or_path
         self.weights = weights  # the native step's weight format (HFEngine's weights=); None: its default
+        self.kv_dtype = kv_dtype  # the KV cache's element type (HFEngine's kv_dtype=); None: its default
         self._engine = engine
         self.config = config  # the KernelConfig of the private kernel that serves blocking calls in a plain
         # script (e.g. its request_caps); its engine defaults to this model's. None: no database, no limits
@@ -50,18 +51,24 @@ class LLM:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike[str] | None = None, *,
-                        weights: str | None = None) -> LLM:
+                        weights: str | None = None, kv_dtype: str | None = None) -> LLM:
         """Find the model now (a clear ModelNotFound if it is not available); load it on first use.
 
         weights: "q4_1" (a GGUF model's own blocks), "q8_0", "bf16" or "fp32", the format the native
-        decode step reads; None: the engine's default. An unknown one raises WeightFormatError now."""
+        decode step reads; None: the engine's default. An unknown one raises WeightFormatError now.
+        kv_dtype: "bf16" or "fp32", the KV cache's element type; None: the engine's default (bf16 where
+        the native step decodes). An unknown one raises KVDtypeError now."""
         from llmasos.engine import models
+        from llmasos.engine.kvbatch import check_kv_dtype
         from llmasos.engine.quant import check_format
 
         if weights is not None:
             check_format(weights)
+        if kv_dtype is not None:
+            check_kv_dtype(kv_dtype)
         spec = models.resolve(name_or_path)
-        return cls(os.fspath(name_or_path) if name_or_path is not None else spec.name, weights=weights)
+        return cls(os.fspath(name_or_path) if name_or_path is not None else spec.name, weights=weights,
+                   kv_dtype=kv_dtype)
 
     @property
     def engine(self) -> Any:
@@ -70,7 +77,8 @@ class LLM:
             if self._engine is None:
                 from llmasos.engine.hf import HFEngine
 
-                formats = {} if self.weights is None else {"weights": self.weights}
+                formats = {k: v for k, v in (("weights", self.weights), ("kv_dtype", self.kv_dtype))
+                           if v is not None}
                 self._engine = HFEngine.from_pretrained(self.name_or_path, **formats)
             return self._engine
 

@@ -1,8 +1,9 @@
 """OpenAI-compatible endpoints: /v1/models, /v1/chat/completions, /v1/completions.
 
-A request's ``model`` names one of the kernel's loaded models (``/v1/models`` lists them); none means the
-default model. A kernel with a single model answers whatever name a client sends (clients often send a
-fixed one); with several, an unknown name is a 404 that lists the loaded ones.
+A request's ``model`` names one of the kernel's loaded models (``/v1/models`` lists them), or a model of
+the library that the kernel loads on first use (``/v1/models?all=true`` gives each one's state); none
+means the default model. A kernel with a single model answers whatever other name a client sends (clients
+often send a fixed one); with several, an unknown name is a 404 that lists the loaded ones.
 
 Rule: one door. A request is a generate syscall of its own request process (``kernel.session("openai")``):
 it is checked against the request caps (``KernelConfig.request_caps``: a token budget, say), journaled,
@@ -100,13 +101,19 @@ GENERATE = {**streams(SSE, "server-sent events with stream=true"),
 
 
 def router(kernel: Kernel) -> APIRouter:
-    r = APIRouter(tags=["openai"])
+    from llmasos.client.local import LocalClient
 
-    def route(asked: str | None) -> str | None:
-        """The loaded model a request's model field names (None: the default one)."""
+    r = APIRouter(tags=["openai"])
+    local = LocalClient(kernel)
+
+    async def route(asked: str | None) -> str | None:
+        """The model a request's model field names (None: the default one): a loaded one, or one of the
+        library that the kernel loads on first use (kernel/models.py)."""
         table = kernel.models
         if not asked or asked in table:
             return asked or None
+        if any(m.name == asked for m in await local.model_states()):  # a broken one: its reason, a 404
+            return asked
         if len(table) == 1:
             return None  # one model: it answers whatever name the client sends
         raise NoSuchModel(f"no model {asked[:100]!r} is loaded here; the loaded ones are "
@@ -123,15 +130,17 @@ def router(kernel: Kernel) -> APIRouter:
         data = [{"id": m.name, "object": "model", "created": created, "owned_by": "llmasos", "engine": m.kind,
                  "context_window": int(getattr(m.engine, "context_window", 0) or 0),
                  "default": m.name == kernel.models.default} for m in kernel.models]
-        if all:
-            from llmasos.client.local import LocalClient
-
+        if all:  # also the models the kernel could load; state and reason: the models syscall's
+            states = {i.name: i for i in await local.model_states()}
             for d, m in zip(data, kernel.models):
-                d.update(description=f"{m.kind} engine {getattr(m.engine, 'name', '')}".strip(), status="loaded")
+                d.update(description=f"{m.kind} engine {getattr(m.engine, 'name', '')}".strip(), status="loaded",
+                         state="loaded", reason="")
             loaded = {d["id"] for d in data}
             data += [{"id": row.name, "object": "model", "created": created, "owned_by": "llmasos",
-                      "description": row.description, "status": row.extra}
-                     for row in await LocalClient(kernel).models() if row.name not in loaded]
+                      "description": row.description, "status": row.extra,
+                      "state": states[row.name].state if row.name in states else "",
+                      "reason": states[row.name].reason if row.name in states else ""}
+                     for row in await local.models() if row.name not in loaded]
         return {"object": "list", "data": data}
 
     @r.post("/v1/chat/completions", summary="Chat completion (stream=true: server-sent events)", responses=GENERATE)
@@ -142,7 +151,7 @@ def router(kernel: Kernel) -> APIRouter:
             temperature=1.0 if body.temperature is None else body.temperature,
             top_p=1.0 if body.top_p is None else body.top_p, seed=body.seed, stop=_stop(body.stop),
             stream=body.stream, tools=tuple(body.tools) if body.tools else None, tool_choice=body.tool_choice,
-            model=route(body.model),
+            model=await route(body.model),
         )
         if body.tool_choice not in (None, "none") and not body.tools:
             raise InvalidArguments("tool_choice needs tools=[...] to choose from")
@@ -164,7 +173,7 @@ def router(kernel: Kernel) -> APIRouter:
         call = Generate(prompt=prompt, max_tokens=body.max_tokens,
                         temperature=1.0 if body.temperature is None else body.temperature,
                         top_p=1.0 if body.top_p is None else body.top_p, seed=body.seed, stop=_stop(body.stop),
-                        model=route(body.model))
+                        model=await route(body.model))
         reply = _Reply("cmpl", "text_completion", model_name(call.model))
         if body.stream:
             usage = bool((body.stream_options or {}).get("include_usage"))

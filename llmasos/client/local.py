@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from llmasos.client.records import AppRow, EngineStats, MemView, ModelStats, NotAvailable, Row
-from llmasos.syscalls.types import ExitStatus, ProcInfo
+from llmasos.syscalls.types import ExitStatus, ModelInfo, ProcInfo
 
 if TYPE_CHECKING:
     from llmasos.kernel.cluster import Cluster
@@ -138,8 +138,10 @@ def policy_names() -> list[str]:
     return sorted(POLICIES)
 
 
-def model_rows(current: str = "") -> list[Row]:
-    """The models this machine can run without a network; current (the loaded one) is marked."""
+def model_rows(states: dict[str, str]) -> list[Row]:
+    """The models this machine can run without a network, each with what the kernel says of it (states:
+    name -> loaded, loading, loadable, or broken and why: the models syscall); loaded ones that the
+    library does not list (an Engine, a path) come first."""
     try:
         from llmasos.engine.models import list_models
     except ImportError as exc:
@@ -147,10 +149,11 @@ def model_rows(current: str = "") -> list[Row]:
     out = []
     for m in list_models():
         size = f"{m.size / 1e6:.0f} MB" if m.size else ""
-        flags = ", ".join(f for f in ("loaded" if m.name == current else "", "cached" if m.cached else "") if f)
+        flags = ", ".join(f for f in (states.get(m.name, ""), "cached" if m.cached else "") if f)
         out.append(Row(m.name, m.source, " ".join(x for x in (flags, size) if x)))
-    if current and not any(r.name == current for r in out):
-        out.insert(0, Row(current, "the running engine", "loaded"))
+    listed = {r.name for r in out}
+    out[:0] = [Row(name, "the running engine", state) for name, state in states.items()
+               if state == "loaded" and name not in listed]
     return out
 
 
@@ -361,8 +364,16 @@ class LocalClient:
 
         await self._syscall(SetPolicy(name, model))
 
+    async def model_states(self) -> tuple[ModelInfo, ...]:
+        """Every model the kernel can serve and its state (the models syscall, as root)."""
+        from llmasos.syscalls.calls import Models
+
+        return await self._syscall(Models()) if self.kernel.llm is not None else ()
+
     async def models(self) -> list[Row]:
-        return await anyio.to_thread.run_sync(model_rows, getattr(self.kernel.engine, "name", ""))
+        infos = await self.model_states()
+        states = {i.name: f"broken: {i.reason}" if i.state == "broken" else i.state for i in infos}
+        return await anyio.to_thread.run_sync(model_rows, states)
 
     async def tools(self) -> list[Row]:
         try:

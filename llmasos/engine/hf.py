@@ -32,7 +32,7 @@ import torch
 from llmasos.engine import native, worker
 from llmasos.engine.base import Capacity, Message, SamplingParams, Sequence, TokenEvent
 from llmasos.engine.errors import ModelUnsupported
-from llmasos.engine.kvbatch import KV, BatchKV, cache_kv, new_cache
+from llmasos.engine.kvbatch import KV, KV_DTYPES, BatchKV, cache_kv, check_kv_dtype, new_cache
 from llmasos.engine.packed import pack_linears
 from llmasos.engine.prefix import Block, PrefixCache, shared_prefix
 from llmasos.engine.quant import check_format
@@ -54,6 +54,9 @@ class SeqState:
     recomputes: int = 0  # times its cache was dropped under memory pressure and rebuilt
     prefix: list[Block] = field(default_factory=list)  # prefix-cache blocks it references (engine/prefix.py)
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+DEFAULT_KV_DTYPE = "bf16"  # the KV cache when the native step decodes (docs/benchmarks.md, "KV cache dtype")
 
 
 class HFEngine:
@@ -80,11 +83,14 @@ class HFEngine:
         gguf: str | os.PathLike[str] | None = None,
         prefix_cache_tokens: int = 4096,
         prefix_block: int = 16,
+        kv_dtype: str | None = None,
     ) -> None:
         if prefill_chunk < 1 or max_batch < 1 or idle_prefill < 1:
             raise ValueError("prefill_chunk, idle_prefill and max_batch must be at least 1")
         if weights is not None:
             check_format(weights)
+        if kv_dtype is not None:
+            check_kv_dtype(kv_dtype)
         self.model = model.eval()
         # The native decode step (engine/native.py) takes the weights in its own layout first; for a
         # GGUF model (gguf: its file) it reads the file's own blocks, and by default (weights=None) in
@@ -92,6 +98,11 @@ class HFEngine:
         self.native, self.native_reason = (worker.call(native.for_model, model, weights, gguf) if native_decode
                                            else (None, "turned off (native_decode=False)"))
         self.weights = self.native.format if self.native is not None else "fp32"  # what decode reads
+        # The KV cache's dtype (kvbatch.KV_DTYPES): by default bf16 where the native step decodes (half
+        # the bytes its attention reads, docs/benchmarks.md), fp32 where transformers does (its attention
+        # would widen a bf16 cache again at every step).
+        self.kv_dtype = kv_dtype or (DEFAULT_KV_DTYPE if self.native is not None else "fp32")
+        self._kv = KV_DTYPES[self.kv_dtype]
         self.native_max_batch = native_max_batch
         # Linear layers are swapped in place for faster ones: views of the native step's weights (one
         # copy serves both), else fp32 CPU layers packed for oneDNN (engine/packed.py).
@@ -130,7 +141,8 @@ class HFEngine:
         """Load a registry name (default ``smollm2-135m``), directory, .gguf file or hub id.
 
         ``weights=`` ("q4_1", "q8_0", "bf16", "fp32") is the format the native decode step reads;
-        a GGUF model's blocks are read from its file as shipped, in its own format by default."""
+        a GGUF model's blocks are read from its file as shipped, in its own format by default.
+        ``kv_dtype=`` ("fp32", "bf16") is the KV cache's; by default bf16 when the native step decodes."""
         from llmasos.engine import models
 
         model, tokenizer = worker.call(models.load, name_or_path, dtype=dtype)
@@ -273,7 +285,7 @@ class HFEngine:
         state: SeqState = seq.engine_state
         start = state.kv_tokens
         chunk = target[start : start + self.prefill_chunk]
-        cache = new_cache(state.kv) if state.kv else new_cache()
+        cache = new_cache(state.kv) if state.kv else new_cache(dtype=self._kv)
         out = self.model(input_ids=torch.tensor([chunk]), cache=cache, use_cache=True, logits_to_keep=1)
         state.kv, state.kv_tokens = cache_kv(out.cache), start + len(chunk)
         self.parked.pop(seq.sid, None)
@@ -298,7 +310,7 @@ class HFEngine:
                              for n, t in zip(held, suffixes, strict=True)])
         positions = (mask[:, p:].cumsum(-1) - 1).clamp(min=0) + torch.tensor(held)[:, None]
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                         cache=new_cache(_left_padded(prefixes, p)) if p else new_cache(),
+                         cache=new_cache(_left_padded(prefixes, p)) if p else new_cache(dtype=self._kv),
                          use_cache=True, logits_to_keep=1)
         kv = cache_kv(out.cache)
         for i, (seq, t, n) in enumerate(zip(group, suffixes, held, strict=True)):
@@ -332,7 +344,7 @@ class HFEngine:
             return
         self.prefix.hold(held)
         past = self.prefix.copy(held)
-        cache = new_cache(past) if past is not None else new_cache()
+        cache = new_cache(past) if past is not None else new_cache(dtype=self._kv)
         out = self.model(input_ids=torch.tensor([common[start:]]), cache=cache, use_cache=True, logits_to_keep=1)
         self.prefix.release(self.prefix.insert(common, cache_kv(out.cache), held))
 

@@ -8,11 +8,17 @@ long sequence that finished costs nothing afterwards.
 Each layer is a ``SlackLayer``: a decode step writes its new column into spare room at the end of the
 layer's buffer instead of concatenating a new copy of the whole cache (transformers' ``DynamicLayer``
 copies every key and value once per token; at 32 rows that copy cost as much as the attention).
+
+The cache's dtype (``KV_DTYPES``: fp32, or bf16 at half the bytes) is one per engine: every key and
+value is rounded to it once, when stored, and every attention - the transformers forward's and the
+native step's - reads the stored values (widened to fp32 for the arithmetic), so a sequence's result
+does not depend on which path or which prefill chunk computed its columns.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from typing import Any, TypeVar, overload
 
 import torch
@@ -25,6 +31,20 @@ T = TypeVar("T")
 KV = list[tuple[torch.Tensor, torch.Tensor]]
 """Keys and values per layer, each [rows, kv_heads, tokens, head_dim]."""
 
+KV_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+"""The KV cache's element types by name (``kv_dtype=``), as the native step reads them."""
+
+
+class KVDtypeError(ValueError):
+    """A KV cache dtype that is not one of ``KV_DTYPES``."""
+
+
+def check_kv_dtype(name: Any) -> str:
+    """The KV cache dtype's name, or KVDtypeError saying which ones exist."""
+    if not isinstance(name, str) or name not in KV_DTYPES:
+        raise KVDtypeError(f"kv_dtype must be one of {', '.join(KV_DTYPES)}, not {name!r}"[:200])
+    return name
+
 
 class SlackLayer(DynamicLayer):
     """A DynamicLayer that appends into spare columns of a buffer it owns, growing it by a quarter.
@@ -35,6 +55,9 @@ class SlackLayer(DynamicLayer):
     Columns appended with ``extend`` join the views only when ``keys`` / ``values`` are next read: a
     native decode step appends to every layer and nobody reads them in between, and building two
     views per layer per token cost ~0.25 ms a step (30 layers).
+    ``store``: the dtype held (None: that of the first tensors given). ``update`` converts what it is
+    given to the held dtype and returns the held keys and values in the given dtype, so attention
+    always reads the stored (rounded) values.
     """
 
     SLACK = 64  # spare columns at least, per growth
@@ -45,6 +68,10 @@ class SlackLayer(DynamicLayer):
     _pending = 0  # columns written into the buffers beyond _keys / _values, not yet in the views
     _kbuf: torch.Tensor
     _vbuf: torch.Tensor
+
+    def __init__(self, store: torch.dtype | None = None) -> None:
+        super().__init__()
+        self.store = store
 
     keys = property(lambda self: self._folded("_keys"), lambda self, v: self._replace("_keys", v))
     values = property(lambda self: self._folded("_values"), lambda self, v: self._replace("_values", v))
@@ -70,15 +97,16 @@ class SlackLayer(DynamicLayer):
                **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
+        given = key_states.dtype
         if self.keys is None or self.keys.numel() == 0:
-            self.keys, self.values = key_states, value_states
-            return self.keys, self.values
-        t = key_states.shape[-2]
-        n = self.reserve(t)
-        self._kbuf[:, :, n : n + t].copy_(key_states)
-        self._vbuf[:, :, n : n + t].copy_(value_states)
-        self.extend(t)
-        return self.keys, self.values
+            self.keys, self.values = key_states.to(self.store or given), value_states.to(self.store or given)
+        else:
+            t = key_states.shape[-2]
+            n = self.reserve(t)
+            self._kbuf[:, :, n : n + t].copy_(key_states)  # (copy_ rounds to the buffer's dtype)
+            self._vbuf[:, :, n : n + t].copy_(value_states)
+            self.extend(t)
+        return self.keys.to(given), self.values.to(given)
 
     def reserve(self, t: int) -> int:
         """Make room for t more columns after the held ones, in buffers that start at column 0;
@@ -140,12 +168,13 @@ def _with_room(x: torch.Tensor, cap: int) -> torch.Tensor:
     return buf
 
 
-def new_cache(kv: KV | None = None) -> DynamicCache:
-    """A cache of SlackLayers, empty or holding kv (batch-first, unpadded or left-padded)."""
+def new_cache(kv: KV | None = None, dtype: torch.dtype | None = None) -> DynamicCache:
+    """A cache of SlackLayers, empty or holding kv (batch-first, unpadded or left-padded), storing dtype
+    (None: kv's own, or for an empty cache the model's)."""
     cache = DynamicCache()
-    cache.layer_class_to_replicate = SlackLayer  # empty: layers appear as the model writes them
+    cache.layer_class_to_replicate = partial(SlackLayer, dtype)  # empty: layers appear as the model writes
     if kv is not None:
-        cache.layers = [SlackLayer() for _ in kv]
+        cache.layers = [SlackLayer(dtype) for _ in kv]
         for layer, (k, v) in zip(cache.layers, kv, strict=True):
             layer.update(k, v)
     return cache

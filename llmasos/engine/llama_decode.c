@@ -14,8 +14,10 @@
  *   with fmt (or head_fmt, for embed and lm_head) not FMT_F32 the matrices are instead rows of Q4_1 /
  *   Q8_0 blocks or bf16 values as quant.h describes, computed by quant.c: qkv and o row after row,
  *   gate_up all gate rows then all up rows, embed and lm_head the same [vocab][hidden] rows (tied).
- *   the KV cache of a layer: float[rows][kv_heads][cap][head_dim]; column `col` is written by this
- *   step; row b's real columns are first[b]..col (left padding before first[b] is never read).
+ *   the KV cache of a layer: [rows][kv_heads][cap][head_dim] of fp32 (kv_fmt FMT_F32) or bfloat16
+ *   (FMT_BF16: the top 16 bits of the fp32 value, rounded to nearest even as torch rounds); column
+ *   `col` is written by this step; row b's real columns are first[b]..col (left padding before
+ *   first[b] is never read). attention.c reads it (and writes the new column).
  *
  * Only libgomp's OpenMP is used, which PyTorch loads too: both share one thread team when called
  * from the same thread (llmasos calls it from its model thread only). No allocation; the caller
@@ -29,6 +31,7 @@
 #include <string.h>
 #include <omp.h>
 
+#include "attention.h"
 #include "quant.h"
 
 typedef struct {
@@ -56,7 +59,7 @@ static int64_t pad8(int64_t n) { return (n + 7) / 8 * 8; }
 static int64_t scratch_head(const LlamaWeights *w, int64_t rows, int64_t columns, int threads) {
     int64_t q = w->heads * w->head_dim, group = w->heads / w->kv_heads;
     return rows * (2 * w->hidden + pad8(q + 2 * w->kv_heads * w->head_dim) + q + w->inter + w->head_dim)
-           + (int64_t)threads * group * (columns + 16)                       /* scores, per thread */
+           + (int64_t)threads * (group * (columns + 16) + KV_TILE * w->head_dim) /* scores, tile */
            + rows * w->heads * 2 * (int64_t)threads * (w->head_dim + 2);     /* attention partials */
 }
 
@@ -68,8 +71,7 @@ int64_t llama_scratch_floats(const LlamaWeights *w, int64_t rows, int64_t column
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define AVX2 __attribute__((target("avx2,fma")))
+#include "simd.h"
 
 int llama_native_supported(void) {
     __builtin_cpu_init();
@@ -81,7 +83,6 @@ int llama_native_supported(void) {
  * and its loops are unrolled by pragma (inlined into gemv_strided, GCC kept three of the eight sums
  * of the four-row unit on the stack, and without the pragmas it stored all eight every iteration:
  * 1.5-2x slower at 16-32 rows). */
-#define UNROLL _Pragma("GCC unroll 8")
 #define DEF_UNIT(NB, R)                                                                            \
     AVX2 __attribute__((noinline)) static void unit_##NB##_##R(                                    \
         const float *const *blocks, int64_t K, const float *x, int64_t ldx, __m256 *acc) {         \
@@ -107,24 +108,6 @@ DEF_UNIT(2, 1)
 DEF_UNIT(2, 2)
 DEF_UNIT(2, 3)
 DEF_UNIT(2, 4)
-
-/* exp(x) for 8 floats (Cephes' single-precision method: 2^n * a degree-5 polynomial; ~1 ulp). */
-AVX2 static inline __m256 exp8(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    x = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    x = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), x);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
 
 /* silu(g) * u = g / (1 + exp(-g)) * u, 8 at a time. */
 AVX2 static inline __m256 silu_mul8(__m256 g, __m256 u) {
@@ -215,15 +198,6 @@ AVX2 int blocked_matmul(const float *W, int64_t N, int64_t K, int64_t bs, const 
     return 0;
 }
 
-AVX2 static float dot(const float *a, const float *b, int64_t n) {
-    __m256 s = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n; i += 8) s = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s);
-    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-    lo = _mm_hadd_ps(lo, lo);
-    lo = _mm_hadd_ps(lo, lo);
-    return _mm_cvtss_f32(lo);
-}
-
 /* y = x * rsqrt(mean(x^2) + eps) * weight, per row (the transformers LlamaRMSNorm, in fp32). An
  * orphaned `omp for` over the rows (a batch of 32 normed on one thread kept the other waiting). */
 static void rmsnorm(const float *x, const float *weight, float *y, int64_t rows, int64_t n, float eps) {
@@ -248,119 +222,15 @@ static void rope(float *x, const float *cs, const float *sn, int64_t half) {
 }
 
 /* One kv head of one row: rotate k and the group's q heads (cs / sn: the row's rotary cosines and
- * sines), and write k and v into the cache at column col. */
-static void rotate_and_store(const LlamaWeights *w, float *qkv_row, float *kc, float *vc, int64_t g,
-                             const float *cs, const float *sn, int64_t col) {
+ * sines), and write k and v into the cache (kv_fmt) at column col. */
+static void rotate_and_store(const LlamaWeights *w, float *qkv_row, void *kc, void *vc, int64_t kv_fmt,
+                             int64_t g, const float *cs, const float *sn, int64_t col) {
     int64_t D = w->head_dim, half = D / 2, group = w->heads / w->kv_heads;
     int64_t nq = w->heads * D, nkv = w->kv_heads * D;
     float *k = qkv_row + nq + g * D, *v = qkv_row + nq + nkv + g * D;
     rope(k, cs, sn, half);
-    memcpy(kc + col * D, k, (size_t)D * sizeof(float));
-    memcpy(vc + col * D, v, (size_t)D * sizeof(float));
+    kv_store(k, v, kc, vc, kv_fmt, col, D);
     for (int64_t h = g * group; h < (g + 1) * group; h++) rope(qkv_row + h * D, cs, sn, half);
-}
-
-/* The eight sums of a[0..7]'s lanes, as one vector: lane j holds the sum of a[j]. */
-AVX2 static inline __m256 sum_each(const __m256 *a) {
-    __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
-    __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
-    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
-}
-
-/* o[h][d..d + 8W) += sum_t p[h][t] v_t[d..d + 8W) for NH heads over n columns of v (row stride D):
- * NH * W sums stay in registers while each value row is loaded once for all NH heads. */
-#define DEF_VACC(NH, W)                                                                            \
-    AVX2 __attribute__((noinline)) static void vacc_##NH##_##W(                                    \
-        const float *const *p, const float *v, int64_t n, int64_t D, int64_t d, float *const *o) { \
-        __m256 a[NH][W];                                                                           \
-        UNROLL for (int h = 0; h < NH; h++) UNROLL for (int j = 0; j < W; j++) a[h][j] = _mm256_setzero_ps(); \
-        for (int64_t t = 0; t < n; t++) {                                                          \
-            __m256 x[W];                                                                           \
-            UNROLL for (int j = 0; j < W; j++) x[j] = _mm256_loadu_ps(v + t * D + d + 8 * j);     \
-            UNROLL for (int h = 0; h < NH; h++) {                                                  \
-                __m256 ph = _mm256_broadcast_ss(p[h] + t);                                         \
-                UNROLL for (int j = 0; j < W; j++) a[h][j] = _mm256_fmadd_ps(ph, x[j], a[h][j]);   \
-            }                                                                                      \
-        }                                                                                          \
-        UNROLL for (int h = 0; h < NH; h++) UNROLL for (int j = 0; j < W; j++) {                  \
-            float *out = o[h] + d + 8 * j;                                                         \
-            _mm256_storeu_ps(out, _mm256_add_ps(_mm256_loadu_ps(out), a[h][j]));                   \
-        }                                                                                          \
-    }
-DEF_VACC(1, 4)
-DEF_VACC(2, 4)
-DEF_VACC(3, 4)
-DEF_VACC(1, 1)
-DEF_VACC(2, 1)
-DEF_VACC(3, 1)
-
-/* Attention of the G query heads q[0..G) (D apart) that share one kv head, over columns lo..hi-1 of
- * its cache (kc, vc), not yet normalised: per head h, m[h] = the largest score, s[h] = the sum of
- * exp(score - m[h]) and o[h * D ..] = that sum's weighted values. Keys and values are read from
- * memory once for the whole group (each query head reading them again was the cost at long
- * contexts); scores: G * (hi - lo + 8) floats of scratch. */
-AVX2 static void attend_part(const float *q, int64_t G, const float *kc, const float *vc, int64_t D,
-                             float scale, int64_t lo, int64_t hi, float *scores, float *m, float *s,
-                             float *o) {
-    int64_t n = hi - lo, ld = (n + 8) / 8 * 8;
-    const float *k = kc + lo * D, *v = vc + lo * D;
-    __m256 scale8 = _mm256_set1_ps(scale);
-    int64_t t = 0;
-    for (; t + 8 <= n; t += 8) {  /* eight columns at a time, each head in turn (the keys stay in L1) */
-        for (int64_t h = 0; h < G; h++) {
-            __m256 a[8];
-            for (int j = 0; j < 8; j++) a[j] = _mm256_setzero_ps();
-            for (int64_t d = 0; d < D; d += 8) {
-                __m256 qd = _mm256_loadu_ps(q + h * D + d);
-                for (int j = 0; j < 8; j++) a[j] = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + (t + j) * D + d), a[j]);
-            }
-            _mm256_storeu_ps(scores + h * ld + t, _mm256_mul_ps(sum_each(a), scale8));
-        }
-    }
-    for (; t < n; t++)
-        for (int64_t h = 0; h < G; h++) scores[h * ld + t] = dot(q + h * D, k + t * D, D) * scale;
-    for (int64_t h = 0; h < G; h++) {  /* exp(score - max), in place, and the sum */
-        float *sc = scores + h * ld, top = -INFINITY, total = 0.0f;
-        for (t = 0; t < n; t++) top = sc[t] > top ? sc[t] : top;
-        __m256 top8 = _mm256_set1_ps(top), sum8 = _mm256_setzero_ps();
-        for (t = 0; t + 8 <= n; t += 8) {
-            __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(sc + t), top8));
-            _mm256_storeu_ps(sc + t, e);
-            sum8 = _mm256_add_ps(sum8, e);
-        }
-        float part[8];
-        _mm256_storeu_ps(part, sum8);
-        for (int j = 0; j < 8; j++) total += part[j];
-        for (; t < n; t++) total += sc[t] = expf(sc[t] - top);
-        m[h] = top;
-        s[h] = total;
-        memset(o + h * D, 0, (size_t)D * sizeof(float));
-    }
-    for (int64_t t0 = 0; t0 < n; t0 += 64) {  /* tiles of 64 columns: a tile's values stay in L1 */
-        int64_t tn = n - t0 < 64 ? n - t0 : 64;
-        for (int64_t h = 0; h < G; h += 3) {  /* three heads a pass */
-            int nh = G - h < 3 ? (int)(G - h) : 3;
-            const float *p[3];
-            float *oh[3];
-            for (int j = 0; j < 3; j++) {
-                int64_t hj = h + (j < nh ? j : 0);
-                p[j] = scores + hj * ld + t0;
-                oh[j] = o + hj * D;
-            }
-            const float *vt = v + t0 * D;
-            int64_t d = 0;
-            for (; d + 32 <= D; d += 32) {
-                if (nh == 3) vacc_3_4(p, vt, tn, D, d, oh);
-                else if (nh == 2) vacc_2_4(p, vt, tn, D, d, oh);
-                else vacc_1_4(p, vt, tn, D, d, oh);
-            }
-            for (; d < D; d += 8) {
-                if (nh == 3) vacc_3_1(p, vt, tn, D, d, oh);
-                else if (nh == 2) vacc_2_1(p, vt, tn, D, d, oh);
-                else vacc_1_1(p, vt, tn, D, d, oh);
-            }
-        }
-    }
 }
 
 /* Column splits per (row, kv head) of a step's attention: enough tasks for every thread twice over,
@@ -400,11 +270,11 @@ AVX2 int64_t llama_argmax(const float *v, int64_t n) { return argmax(v, n); }  /
 
 /* One decode step for `rows` sequences: logits[rows][vocab_padded], and where `greedy` is not NULL
  * each row's argmax over its first `vocab` logits in greedy[rows]. kc / vc: per layer, the cache
- * buffer's first element; the new column is `col`; row b attends over columns first[b]..col at
- * position pos[b]. Returns 0 (-1 where not built for x86-64). Callers check llama_native_supported()
+ * buffer's first element, of kv_fmt elements (FMT_F32 or FMT_BF16; strides count elements); the new
+ * column is `col`; row b attends over columns first[b]..col at position pos[b]. Returns 0 (-1 where not built for x86-64). Callers check llama_native_supported()
  * first: these functions use AVX2 and FMA instructions. */
 AVX2 int llama_decode(const LlamaWeights *w, int64_t rows, const int64_t *tokens, const int64_t *pos,
-                      float *const *kc, float *const *vc, int64_t row_stride, int64_t head_stride,
+                      void *const *kc, void *const *vc, int64_t kv_fmt, int64_t row_stride, int64_t head_stride,
                       int64_t col, const int64_t *first, float *logits, int64_t *greedy, float *scratch,
                       int threads) {
     int64_t H = w->hidden, D = w->head_dim, nq = w->heads * D, nkv = w->kv_heads * D;
@@ -412,7 +282,10 @@ AVX2 int llama_decode(const LlamaWeights *w, int64_t rows, const int64_t *tokens
     float *x = scratch, *h = x + rows * H, *qkv = h + rows * H, *att = qkv + rows * nqkv;
     float *act = att + rows * nq, *rot = act + rows * I, *scores = rot + rows * D;
     int64_t G = w->heads / w->kv_heads, S = attention_splits(rows, w->kv_heads, col + 1, threads);
-    float *parts = scores + (int64_t)threads * G * (col + 16);  /* [rows][kv_heads][S][G * (D + 2)] */
+    int64_t per_thread = G * (col + 16) + KV_TILE * D;  /* scores, then the widened tile */
+    int64_t esize = kv_fmt == FMT_BF16 ? 2 : 4;
+    int wide = w->isa >= ISA_AVX512 && D % 16 == 0;  /* the AVX-512 attention (w->isa: what the CPU has) */
+    float *parts = scores + (int64_t)threads * per_thread;  /* [rows][kv_heads][S][G * (D + 2)] */
     uint8_t *qx = (uint8_t *)(scratch + scratch_head(w, rows, col + 1, threads));
     for (int64_t b = 0; b < rows; b++) {
         quant_row_to_f32((int)w->head_fmt, (const uint8_t *)w->embed + tokens[b] * quant_row_bytes((int)w->head_fmt, H),
@@ -425,24 +298,25 @@ AVX2 int llama_decode(const LlamaWeights *w, int64_t rows, const int64_t *tokens
     }
 #pragma omp parallel num_threads(threads)
     {
-        float *mine = scores + (int64_t)omp_get_thread_num() * G * (col + 16);
+        float *mine = scores + (int64_t)omp_get_thread_num() * per_thread, *tile = mine + G * (col + 16);
         for (int64_t l = 0; l < w->layers; l++) {
             rmsnorm(x, w->attn_norm[l], h, rows, H, w->eps);
             matvec(w, w->fmt, w->qkv[l], nqkv, H, h, H, rows, qkv, nqkv, STORE, qx);
 #pragma omp for schedule(static)
             for (int64_t task = 0; task < rows * w->kv_heads; task++) {
                 int64_t b = task / w->kv_heads, g = task % w->kv_heads;
-                int64_t at = b * row_stride + g * head_stride;
-                rotate_and_store(w, qkv + b * nqkv, kc[l] + at, vc[l] + at, g, rot + b * D, rot + b * D + D / 2, col);
+                int64_t at = (b * row_stride + g * head_stride) * esize;
+                rotate_and_store(w, qkv + b * nqkv, (char *)kc[l] + at, (char *)vc[l] + at, kv_fmt, g, rot + b * D,
+                                 rot + b * D + D / 2, col);
             }
 #pragma omp for schedule(dynamic, 1)
             for (int64_t task = 0; task < rows * w->kv_heads * S; task++) {
                 int64_t b = task / (w->kv_heads * S), g = task / S % w->kv_heads, sp = task % S;
                 int64_t n = col - first[b] + 1, lo = first[b] + n * sp / S, hi = first[b] + n * (sp + 1) / S;
-                int64_t at = b * row_stride + g * head_stride;
+                int64_t at = (b * row_stride + g * head_stride) * esize;
                 float *part = parts + task * G * (D + 2), *m = part, *sum = part + G, *o = part + 2 * G;
-                attend_part(qkv + b * nqkv + g * G * D, G, kc[l] + at, vc[l] + at, D, w->attn_scale, lo, hi,
-                            mine, m, sum, o);
+                attend_part(qkv + b * nqkv + g * G * D, G, (char *)kc[l] + at, (char *)vc[l] + at, kv_fmt, D,
+                            w->attn_scale, lo, hi, mine, tile, m, sum, o, wide);
                 if (S == 1)
                     for (int64_t j = 0; j < G; j++)
                         for (int64_t d = 0; d < D; d++) att[b * nq + (g * G + j) * D + d] = o[j * D + d] / sum[j];
@@ -537,7 +411,7 @@ int llama_native_supported(void) { return 0; }
 int blocked_matmul(const float *W, int64_t N, int64_t K, int64_t bs, const float *x, int64_t rows,
                    float *y, int threads) { return -1; }
 int llama_decode(const LlamaWeights *w, int64_t rows, const int64_t *tokens, const int64_t *pos,
-                 float *const *kc, float *const *vc, int64_t row_stride, int64_t head_stride,
+                 void *const *kc, void *const *vc, int64_t kv_fmt, int64_t row_stride, int64_t head_stride,
                  int64_t col, const int64_t *first, float *logits, int64_t *greedy, float *scratch,
                  int threads) {
     return -1;

@@ -3,8 +3,8 @@
 Rule: a decode step of a few rows is bound by reading the weights, and PyTorch's matrix-vector
 kernels plus a transformers forward reach about a quarter of what the memory gives here
 (bench/decode.py). ``llama_decode.c`` (shipped beside this file) streams each weight once in a
-blocked layout and does the step's small operations in the same OpenMP region; it is compiled once
-with the system C compiler into ``$LLMASOS_HOME/native/`` and loaded with ctypes. HFEngine uses it
+blocked layout and does the step's small operations in the same OpenMP region; engine/nativelib.py
+builds and loads it. HFEngine uses it
 for decode steps of up to ``native_max_batch`` rows when ``for_model`` accepts the model; prefill and
 larger batches go through the transformers forward, whose Linear layers ``attach`` turns into views
 of the same blocked weights (``NativeLinear``, one copy of the weights). Where it cannot be used - no C compiler, no AVX2/FMA, another
@@ -18,37 +18,22 @@ called from the model thread (engine/worker.py), one thread team.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import math
 import os
-import platform
-import shutil
-import subprocess
-import tempfile
 import weakref
 from collections.abc import Callable
 from collections.abc import Sequence as Seq
-from functools import cache
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from llmasos.engine.kvbatch import LayerBuffers
+from llmasos.engine.kvbatch import KV_DTYPES, LayerBuffers
+from llmasos.engine.nativelib import NativeUnavailable, best_isa, huge_empty, library
 from llmasos.engine.quant import FORMAT_CODES, ISAS, WeightFormatError, check_format, dequantize, step_matrices
-from llmasos.home import llmasos_home, private_dir
 
-SOURCE = Path(__file__).with_name("llama_decode.c")
-SOURCES = (SOURCE, SOURCE.with_name("quant.c"))  # built together; quant.h is their shared header
-HEADERS = (SOURCE.with_name("quant.h"),)
-CFLAGS = ("-O3", "-std=gnu11", "-fopenmp", "-fPIC", "-shared")
 ROPE_TYPES = ("default", "linear", "llama3")  # rotary kinds whose frequencies do not depend on length
-
-
-class NativeUnavailable(Exception):
-    """The native step cannot serve this machine or model; the message says why."""
 
 
 class _Weights(ctypes.Structure):
@@ -63,133 +48,12 @@ class _Weights(ctypes.Structure):
     ]
 
 
-def _build(cc: str, out: Path) -> None:
-    private_dir(out.parent)  # (0700: like everything under $LLMASOS_HOME, private to its user)
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        so = Path(tmp) / out.name
-        try:
-            done = subprocess.run([cc, *CFLAGS, f"-I{SOURCE.parent}", *map(str, SOURCES), "-o", str(so), "-lm"],
-                                  capture_output=True, text=True, timeout=300, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise NativeUnavailable(f"could not run the C compiler {cc}: {exc}") from exc
-        if done.returncode != 0:
-            raise NativeUnavailable(f"{cc} could not build {SOURCE.name}: {done.stderr.strip()[-800:]}")
-        os.replace(so, out)  # atomic: a concurrent builder finds a whole library or none
-    for stale in out.parent.glob("llama_decode-*.so"):  # builds of other versions of the source
-        if stale != out:
-            stale.unlink(missing_ok=True)  # a process that has one loaded keeps its mapping
-
-
-def library() -> ctypes.CDLL:
-    """The compiled step, built on first use; raises NativeUnavailable when it cannot be."""
-    lib = _load()
-    if isinstance(lib, str):
-        raise NativeUnavailable(lib)
-    return lib
-
-
-@cache
-def _load() -> ctypes.CDLL | str:
-    """The library, or why there is none (both remembered for the process's life)."""
-    try:
-        return _build_and_load()
-    except NativeUnavailable as exc:
-        return str(exc)
-
-
-def _build_and_load() -> ctypes.CDLL:
-    if os.environ.get("LLMASOS_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
-        raise NativeUnavailable("turned off by LLMASOS_NATIVE=0")
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        raise NativeUnavailable(f"built for x86-64 only, this machine is {platform.machine()}")
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if not cc:
-        raise NativeUnavailable("no C compiler found (install gcc, or set CC)")
-    text = b"".join(f.read_bytes() for f in (*SOURCES, *HEADERS))
-    key = hashlib.sha256(text + " ".join((cc, *CFLAGS)).encode()).hexdigest()[:16]
-    path = llmasos_home() / "native" / f"llama_decode-{key}.so"
-    if not path.exists():
-        _build(cc, path)
-    try:
-        lib = ctypes.CDLL(str(path))
-    except OSError as exc:
-        raise NativeUnavailable(f"could not load {path}: {exc}") from exc
-    if not lib.llama_native_supported():
-        raise NativeUnavailable("this CPU lacks AVX2/FMA")
-    p, i64, c_int = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-    lib.llama_scratch_floats.argtypes = [p, i64, i64, c_int]
-    lib.llama_scratch_floats.restype = i64
-    lib.llama_decode.argtypes = [p, i64, p, p, p, p, i64, i64, i64, p, p, p, p, c_int]
-    lib.llama_decode.restype = c_int
-    lib.llama_matmuls.argtypes = [p, i64, p, p, c_int]
-    lib.llama_matmuls.restype = c_int
-    lib.blocked_matmul.argtypes = [p, i64, i64, i64, p, i64, p, c_int]
-    lib.blocked_matmul.restype = c_int
-    lib.llama_argmax.argtypes = [p, i64]
-    lib.llama_argmax.restype = i64
-    lib.stream_read.argtypes = [p, i64, c_int, c_int]
-    lib.stream_read.restype = ctypes.c_double
-    lib.quant_best_isa.argtypes = []
-    lib.quant_best_isa.restype = c_int
-    lib.quant_matmul.argtypes = [c_int, c_int, p, i64, i64, p, i64, p, c_int, p, i64]
-    lib.quant_matmul.restype = c_int
-    lib.quant_qx_bytes.argtypes = [i64, i64]
-    lib.quant_qx_bytes.restype = i64
-    return lib
-
-
-def best_isa() -> str:
-    """The widest instruction set the quantized products can use here ("scalar", "avx2", "avx512",
-    "avx512vnni": batches of 8+ rows on int8 activations), lowered by LLMASOS_NATIVE_ISA (e.g.
-    LLMASOS_NATIVE_ISA=scalar forces the portable C path; =avx512 keeps activations fp32)."""
-    best = library().quant_best_isa()
-    asked = os.environ.get("LLMASOS_NATIVE_ISA", "").strip().lower()
-    if asked:
-        if asked not in ISAS:
-            raise NativeUnavailable(f"LLMASOS_NATIVE_ISA={asked!r} is not one of {', '.join(ISAS)}")
-        best = min(best, ISAS.index(asked))
-    return ISAS[best]
-
-
 def blocked(weight: torch.Tensor) -> torch.Tensor:
     """[N, K] -> [ceil(N / 8), K, 8]: eight output rows interleaved (zero rows pad N)."""
     n, k = weight.shape
     if n % 8:
         weight = F.pad(weight, (0, 0, 0, 8 - n % 8))
     return weight.detach().reshape(-1, 8, k).transpose(1, 2).contiguous()
-
-
-HUGE_PAGE = 2 << 20
-
-
-def huge_empty(numel: int) -> torch.Tensor:
-    """An uninitialised fp32 tensor on 2 MiB-aligned memory advised for transparent huge pages.
-
-    Rule: memory the native step streams every token lives here. On this machine (a KVM guest,
-    where a TLB miss walks two page tables) reading 0.5 GiB from huge pages took ~8 % less time than
-    from 4 KiB pages. Where the advice is refused (not Linux, THP off) it is plain memory."""
-    pad = HUGE_PAGE // 4
-    raw = torch.empty(numel + pad, dtype=torch.float32)
-    start = (-raw.data_ptr() % HUGE_PAGE) // 4
-    view = raw[start : start + numel]  # the view keeps raw's storage alive
-    _advise_huge(view.data_ptr(), numel * 4)
-    return view
-
-
-def _advise_huge(address: int, nbytes: int) -> bool:
-    """madvise(MADV_HUGEPAGE) before the memory is first touched; False where refused."""
-    madvise = getattr(_libc(), "madvise", None)
-    if madvise is None or platform.system() != "Linux" or nbytes < HUGE_PAGE:
-        return False
-    return madvise(ctypes.c_void_p(address), ctypes.c_size_t(nbytes), 14) == 0  # 14: MADV_HUGEPAGE
-
-
-@cache
-def _libc() -> Any:
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
 
 
 class _Blocked:
@@ -358,7 +222,7 @@ class NativeLlama:
         Rule: these layers run on fp32 activations (at most the AVX-512 path), never VNNI's int8 ones.
         The prompt's forward conditions the whole answer, and on the default model int8 activations
         there flipped greedy answers (France's capital: "L'Étoile, ..." instead of "Paris") while the
-        perplexity moved only 0.4 %. The C decode step keeps VNNI for batches of VNNI_MIN_ROWS+ rows."""
+        perplexity moved only 0.4 %. The C decode step keeps VNNI at every row count (quant.c sections 3b and 3c)."""
         code, isa = FORMAT_CODES[self.format], min(ISAS.index(self.isa), ISAS.index("avx512"))
         scratch = _Scratch(self.lib)  # one activation buffer for all the layers (one model thread)
         embed = model.model.embed_tokens.weight
@@ -405,7 +269,7 @@ class NativeLlama:
         returns each row's greedy next token (the argmax, first on ties; ``last_logits()`` has them all).
 
         keys / values: per layer, the whole contiguous cache buffer [rows, kv_heads, capacity, head_dim]
-        (capacity > column); row b attends over columns first[b]..column at position positions[b].
+        (capacity > column), all fp32 or all bfloat16 (``KV_DTYPES``); row b attends over columns first[b]..column at position positions[b].
         Buffers given as ``kvbatch.LayerBuffers`` are checked once and remembered (weakly, so they are
         not kept alive) while the same ones come back; any other sequence is checked every call."""
         # Invariant: nothing reaches the C code that could make it read or write out of bounds.
@@ -425,7 +289,7 @@ class NativeLlama:
         ints[0:rows], ints[cap : cap + rows], ints[2 * cap : 2 * cap + rows] = tokens, positions, first
         at = ctypes.addressof(ints)
         self.lib.llama_decode(self._wref, rows, at, at + 8 * cap, bound.key_pointers, bound.value_pointers,
-                              bound.row_stride, bound.head_stride, column, at + 16 * cap,
+                              bound.kv_format, bound.row_stride, bound.head_stride, column, at + 16 * cap,
                               self._logits.data_ptr(), at + 24 * cap, self._scratch.data_ptr(), threads)
         self._rows = rows
         return ints[3 * cap : 3 * cap + rows]
@@ -435,22 +299,25 @@ class NativeLlama:
         return self._logits[: self._rows, : self.vocab]
 
     def _bind(self, keys: Seq[torch.Tensor], values: Seq[torch.Tensor]) -> _Bound:
-        """Check every layer's buffers (one shape, contiguous, fp32, the model's heads) and make their
-        pointer arrays."""
+        """Check every layer's buffers (one shape, contiguous, one dtype of ``KV_DTYPES``, the model's
+        heads) and make their pointer arrays."""
         layers = self.weights.layers
         if len(keys) != layers or len(values) != layers:
             raise ValueError(f"{len(keys)} key and {len(values)} value buffers for {layers} layers")
         k0 = keys[0]
         for buf in (*keys, *values):
-            if buf.shape != k0.shape or not buf.is_contiguous() or buf.dtype != torch.float32:
-                raise ValueError("native decode needs every layer's cache buffer contiguous, fp32, one shape")
+            if buf.shape != k0.shape or not buf.is_contiguous() or buf.dtype != k0.dtype \
+                    or buf.dtype not in KV_DTYPES.values():
+                raise ValueError("native decode needs every layer's cache buffer contiguous, of one shape and "
+                                 "one dtype, fp32 or bfloat16")
         shape = tuple(k0.shape)
         if len(shape) != 4 or shape[1] != self.weights.kv_heads or shape[3] != self.weights.head_dim:
             raise ValueError(f"cache buffer {shape} is not [rows, {self.weights.kv_heads} kv heads, columns, "
                              f"{self.weights.head_dim}]")
         remember = isinstance(keys, LayerBuffers) and isinstance(values, LayerBuffers)  # immutable
         refs = (weakref.ref(keys), weakref.ref(values)) if remember else None
-        bound = _Bound(*(refs or (lambda: None, lambda: None)), _pointers(keys), _pointers(values),
+        kv_format = FORMAT_CODES["bf16" if k0.dtype == torch.bfloat16 else "fp32"]
+        bound = _Bound(*(refs or (lambda: None, lambda: None)), _pointers(keys), _pointers(values), kv_format,
                        shape, k0.stride(0), k0.stride(1))
         self._bound = bound if refs else None
         return bound
@@ -471,6 +338,7 @@ class _Bound(NamedTuple):
     values: Callable[[], Any]
     key_pointers: Any
     value_pointers: Any
+    kv_format: int  # FORMAT_CODES of the buffers' dtype (quant.h's FMT_F32 / FMT_BF16)
     shape: tuple[int, ...]  # [rows, kv_heads, capacity, head_dim]
     row_stride: int
     head_stride: int

@@ -12,7 +12,8 @@ it), and the ones granted to it (the manifest's ``memory=[...]``); ``""`` and it
 namespaces like any other. ``kill`` and ``wait`` reach the caller and its descendants, or any process
 with the ``signal`` capability (``may_signal``, called by their handlers: it reads the process table).
 Generate and chat need the model they name, or the process's default one, among its ``models`` (the
-kernel checks at spawn that the names are of loaded models).
+kernel checks at spawn that the names are of loaded models, or of the model library's: loaded on first
+use).
 
 Budgets (``kernel/budget.py`` keeps their accounts): a child's token and model-time budgets are carved
 out of what its parent has left (asking for more than that is refused); its wall-time budget

@@ -56,12 +56,16 @@ class KernelConfig:
     max_batch: int = 32  # sequences in one forward step (also the engine's, when the kernel builds it)
     weights: str | None = None  # the format the engine's native decode step reads when the kernel builds
     # the engine: "q4_1" (a GGUF model's own blocks), "q8_0", "bf16", "fp32"; None: the engine's default
+    kv_dtype: str | None = None  # the KV cache's element type when the kernel builds the engine: "bf16"
+    # (half the bytes the native step's attention reads) or "fp32"; None: the engine's default
     max_step_tokens: int = 2048  # tokens computed in one forward step (a prefill counts its whole prompt)
     max_resident_tokens: int = 65536  # KV-cache tokens held at once (also the engine's, when the kernel
     # builds it); over it the scheduler preempts running sequences
     prefix_cache_tokens: int = 4096  # tokens of prompt-prefix KV the engine keeps to share across processes
     # when the kernel builds it (engine/prefix.py; counted in max_resident_tokens); 0: no prefix cache
     prefix_block: int = 16  # tokens per prefix-cache block: prompts share KV in whole blocks of this size
+    lazy_models: int = 2  # models of the model library (not in the table) loaded by the first request naming
+    # them that may be resident at once; at the limit the least recently used idle one is unloaded; 0: none
     quantum: int = 16  # rr and fair policies: tokens a sequence decodes before it may yield its slot
     starvation_steps: int = 256  # fair policy: a sequence that waited this many steps goes first
     default_max_tokens: int = 256  # generate's max_tokens when the app gives none
@@ -130,6 +134,9 @@ class KernelConfig:
                 or self.prefix_cache_tokens < 0:
             raise ConfigError(f"KernelConfig.prefix_cache_tokens must be an integer >= 0 (0: no prefix cache), not "
                               f"{self.prefix_cache_tokens!r}")
+        if isinstance(self.lazy_models, bool) or not isinstance(self.lazy_models, int) or self.lazy_models < 0:
+            raise ConfigError(f"KernelConfig.lazy_models must be an integer >= 0 (0: load no model on first use), "
+                              f"not {self.lazy_models!r}")
         if self.max_zombies < 0:
             raise ConfigError(f"KernelConfig.max_zombies must be >= 0, not {self.max_zombies!r}")
         if self.kill_grace < 0:
@@ -143,6 +150,12 @@ class KernelConfig:
             if self.weights not in WEIGHT_FORMATS:
                 raise ConfigError(f"KernelConfig.weights is one of {', '.join(WEIGHT_FORMATS)} or None (the "
                                   f"engine's default), not {self.weights!r}")
+        if self.kv_dtype is not None:
+            from llmasos.engine.kvbatch import KV_DTYPES
+
+            if not isinstance(self.kv_dtype, str) or self.kv_dtype not in KV_DTYPES:
+                raise ConfigError(f"KernelConfig.kv_dtype is one of {', '.join(KV_DTYPES)} or None (the engine's "
+                                  f"default), not {self.kv_dtype!r}"[:300])
         if self.journal_commit not in ("call", "group"):
             raise ConfigError(f"KernelConfig.journal_commit is 'call' or 'group', not {self.journal_commit!r}")
         if not (0 < self.summary_share < self.page_target <= 1) or self.message_tokens < 0:

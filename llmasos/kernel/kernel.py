@@ -132,6 +132,7 @@ class Kernel(Faces, Stdio, Control):
         self.engine, self.llm = default.engine, default.llm
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
+        self.models.tg = self._tg  # models loaded on first use run their loops in it
         for model in self.models:
             self._tg.start_soon(model.llm.run, name=f"llmasos llm loop ({model.name})")
         self.mcp = await mcp.boot(self._tg, cfg.mcp_servers, cfg.home)  # their tools: SERVER.tool
@@ -168,6 +169,7 @@ class Kernel(Faces, Stdio, Control):
         finally:
             for server in self.mcp:
                 server.close()
+            self.models.tg = None
             self._tg.cancel_scope.cancel()
             try:
                 await self._tg.__aexit__(None, None, None)
@@ -392,19 +394,22 @@ class Kernel(Faces, Stdio, Control):
         """The model a new process's generate and chat calls use when they name none: its manifest's
         model, else the kernel's default, else (when its caps exclude that) the first model it may use.
 
-        checked: caps were asked for (not restored after a crash), so a model they name that is not
-        loaded is refused (NoSuchModel), as is a manifest's model the caps do not allow.
+        checked: caps were asked for (not restored after a crash), so a model they name that is neither
+        loaded nor in the model library (loaded on first use) is refused (NoSuchModel), as is a manifest's
+        model the caps do not allow.
         """
         allowed, names = caps.models, self.models.names
+        if checked and names and ({*(allowed or ()), app.model} - {None} - set(names)):
+            names = self.models.servable(self.config)  # the library's too: loaded on first use
         if checked and allowed is not None and names:
             unknown = sorted(allowed - set(names))
             if unknown:
-                raise NoSuchModel(f"app {app.name!r} is to be allowed models that are not loaded: {listed(unknown)}; "
-                                  f"the loaded ones are {listed(names)}")
+                raise NoSuchModel(f"app {app.name!r} is to be allowed models that are not loaded: {listed(unknown)} "
+                                  f"(nor in the model library); the loaded ones are {listed(self.models.names)}")
         if app.model is not None:
             if checked and names and app.model not in names:
                 raise NoSuchModel(f"app {app.name!r} names model {app.model!r} in its manifest, which is not "
-                                  f"loaded; the loaded ones are {listed(names)}")
+                                  f"loaded (nor in the model library); the loaded ones are {listed(self.models.names)}")
             if checked and allowed is not None and app.model not in allowed:
                 raise PermissionDenied(f"app {app.name!r} names model {app.model!r} in its manifest, but it may "
                                        f"only use {listed(sorted(allowed))}; allow it with caps={{'models': [...]}}")

@@ -7,6 +7,8 @@ own generate, as part of the chat syscall). Tools offered to the model are turne
 decoding constraint and a parser of the reply here (``tools/calling.py``), not in the kernel object.
 Under a token budget the prompt and max_tokens are reserved here, before the sequence is queued
 (``kernel/budget.py``); a reply cut to fit the budget ends with ``finish_reason="budget"``.
+A request that names a model the model library holds but the table does not loads it first
+(``ModelTable.ensure``); ``models`` lists what can be served and in what state.
 Score (prompt logprobs of a given text, for perplexity) is one engine call on the model thread, which
 runs between the LLM loop's steps; it reads the weights only and holds no sequence.
 """
@@ -22,7 +24,7 @@ from llmasos.kernel import budget
 from llmasos.kernel.errors import KernelNotRunning
 from llmasos.syscalls import calls as c
 from llmasos.syscalls.errors import InvalidArguments, NotSupported, QuotaExceeded
-from llmasos.syscalls.types import Scores
+from llmasos.syscalls.types import ModelInfo, Scores
 from llmasos.tools.calling import prepare as prepare_tools
 
 if TYPE_CHECKING:
@@ -85,6 +87,7 @@ def resolve_max_tokens(k: Kernel, asked: int | None) -> int:
 
 
 async def sys_generate(k: Kernel, p: Process, call: c.Generate) -> Any:
+    await k.models.ensure(call.model if call.model is not None else p.model, k.config)  # a library model: load it
     stream = start_generate(k, p, call)
     if call.stream:
         return stream
@@ -95,6 +98,7 @@ async def sys_score(k: Kernel, p: Process, call: c.Score) -> Scores:
     """Prompt logprobs of call.text: the engine's ``score`` on the model thread, between steps."""
     if k.llm is None or k.engine is None:
         raise KernelNotRunning("boot the kernel first: `async with Kernel(...) as kernel:`")
+    await k.models.ensure(call.model if call.model is not None else p.model, k.config)
     engine = k.models.get(call.model if call.model is not None else p.model).engine  # NoSuchModel lists them
     score = getattr(engine, "score", None)
     if score is None:
@@ -128,8 +132,15 @@ async def sys_score(k: Kernel, p: Process, call: c.Score) -> Scores:
                   model=engine.name)
 
 
+async def sys_models(k: Kernel, p: Process, call: c.Models) -> tuple[ModelInfo, ...]:
+    """The models p may use and their state (kernel/models.py, ``ModelTable.infos``)."""
+    if k.llm is None:
+        raise KernelNotRunning("boot the kernel first: `async with Kernel(...) as kernel:`")
+    return k.models.infos(k.config, p.caps.models)
+
+
 def _whole(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-HANDLERS = {c.Generate: sys_generate, c.Score: sys_score}
+HANDLERS = {c.Generate: sys_generate, c.Score: sys_score, c.Models: sys_models}

@@ -98,6 +98,7 @@ async def sys_search(k: Kernel, p: Process, call: c.Search) -> list[Note]:
 
 
 async def sys_chat(k: Kernel, p: Process, call: c.Chat) -> Completion:
+    await k.models.ensure(call.model if call.model is not None else p.model, k.config)  # a library model: load it
     return await chat(k, p, call, _store(k), current_idempotency_key())
 
 

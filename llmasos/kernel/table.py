@@ -15,7 +15,7 @@ Handler = Callable[[Any, Any, Any], Awaitable[Any]]
 
 TABLE: dict[type, Handler] = {
     **sys_proc.HANDLERS,  # spawn kill wait getpid ps sleep exit send recv readline write stdin setpolicy
-    **sys_llm.HANDLERS,  # generate score
+    **sys_llm.HANDLERS,  # generate score models
     **sys_tools.HANDLERS,  # call_tool list_tools
     **sys_memory.HANDLERS,  # memget memset memdelete memkeys remember search chat context
 }

@@ -29,7 +29,7 @@ def register(cls: type) -> type:
     return cls
 
 
-for _cls in (t.Completion, t.ToolCall, t.Usage, t.ProcInfo, t.ExitStatus, t.Message, t.Note, t.Scores):
+for _cls in (t.Completion, t.ToolCall, t.Usage, t.ProcInfo, t.ExitStatus, t.Message, t.Note, t.Scores, t.ModelInfo):
     register(_cls)
 
 

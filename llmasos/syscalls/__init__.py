@@ -2,16 +2,16 @@
 
 from llmasos.syscalls import calls
 from llmasos.syscalls.errors import (
-    ContextOverflow, EngineError, InvalidArguments, MailboxFull, NoSuchApp, NoSuchModel, NoSuchProcess,
-    NotSupported, PermissionDenied, ProcessKilled, ProcessLimit, QuotaExceeded, RecvTimeout, ReplayMismatch,
-    SyscallError, ToolError, WaitTimeout,
+    ContextOverflow, EngineError, InvalidArguments, MailboxFull, ModelUnavailable, NoSuchApp, NoSuchModel,
+    NoSuchProcess, NotSupported, PermissionDenied, ProcessKilled, ProcessLimit, QuotaExceeded, RecvTimeout,
+    ReplayMismatch, SyscallError, ToolError, WaitTimeout,
 )
 from llmasos.syscalls.sys import Sys
-from llmasos.syscalls.types import Completion, ExitStatus, Message, ProcInfo, ToolCall, Usage
+from llmasos.syscalls.types import Completion, ExitStatus, Message, ModelInfo, ProcInfo, ToolCall, Usage
 
 __all__ = [
     "Completion", "ContextOverflow", "EngineError", "ExitStatus", "InvalidArguments", "MailboxFull",
-    "Message", "NoSuchApp", "NoSuchModel", "NoSuchProcess", "NotSupported", "PermissionDenied", "ProcInfo",
-    "ProcessKilled", "ProcessLimit", "QuotaExceeded", "RecvTimeout", "ReplayMismatch", "Sys", "SyscallError",
+    "Message", "ModelInfo", "ModelUnavailable", "NoSuchApp", "NoSuchModel", "NoSuchProcess", "NotSupported",
+    "PermissionDenied", "ProcInfo", "ProcessKilled", "ProcessLimit", "QuotaExceeded", "RecvTimeout", "ReplayMismatch", "Sys", "SyscallError",
     "ToolCall", "ToolError", "Usage", "WaitTimeout", "calls",
 ]

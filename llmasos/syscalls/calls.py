@@ -213,6 +213,14 @@ class Score(Syscall):
     model: str | None = None  # a loaded model's name; None: the process's default model
 
 
+@dataclass(frozen=True, slots=True)
+class Models(Syscall):
+    """The models the kernel can serve to this process and their state: loaded, loading, loadable (in the
+    model library, loaded by the first generate that names it) or broken (with the reason); returns a
+    tuple of ModelInfo, the loaded ones first. Journaled: a process restored after a crash sees the list
+    it saw, so it makes the same choice again."""
+
+
 # -- tools -----------------------------------------------------------------------------------
 
 

@@ -29,6 +29,10 @@ class NoSuchModel(InvalidArguments):
     """No loaded model by that name (the kernel's model table lists the loaded ones)."""
 
 
+class ModelUnavailable(NoSuchModel):
+    """A model of the model library could not be loaded (its load error, kept until its entry changes)."""
+
+
 class PermissionDenied(SyscallError):
     """The process lacks the capability this syscall needs."""
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from llmasos.syscalls import calls as c
-from llmasos.syscalls.types import Completion, ExitStatus, Message, Note, ProcInfo, Scores
+from llmasos.syscalls.types import Completion, ExitStatus, Message, ModelInfo, Note, ProcInfo, Scores
 
 if TYPE_CHECKING:
     from llmasos.kernel.kernel import Kernel
@@ -123,6 +123,12 @@ class Sys:
         of ``window`` tokens that advance by ``stride``); ``.perplexity`` of the result is the text's.
         ``model`` names a loaded model (default: the process's)."""
         return await self._trap(c.Score(text, window, stride, model))
+
+    async def models(self) -> tuple[ModelInfo, ...]:
+        """The models this process may use and their state (``ModelInfo``: loaded, loading, loadable,
+        broken with its reason), the loaded ones first; a loadable one is loaded by the first generate
+        that names it."""
+        return await self._trap(c.Models())
 
     # -- tools -------------------------------------------------------------------------------
 

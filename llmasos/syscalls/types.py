@@ -68,6 +68,23 @@ class Scores:
         return math.exp(self.nll)
 
 
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """One model the kernel can serve, as the models syscall reports it.
+
+    state: ``loaded`` (serving), ``loading`` (its first request is loading it), ``loadable`` (in the model
+    library: the first generate that names it loads it) or ``broken`` (it failed to load, or its library
+    entry is unusable: ``reason`` says why, and requests naming it fail with that reason, unretried until
+    its library entry changes)."""
+
+    name: str
+    state: str
+    reason: str = ""
+    default: bool = False  # the kernel's default model
+    lazy: bool = False  # not declared in the model table: loaded on first use (KernelConfig.lazy_models)
+    kind: str = ""  # a loaded model's engine kind: local, remote, fake
+
+
 class ReplyStream:
     """Base of streamed replies: ``async for text in stream``; ``completion`` is set once it ends."""
 

@@ -109,3 +109,39 @@ async def test_put_sched_switches_one_model(served) -> None:
         assert r.status_code == 422
         r = await s.http.put("/v1/sched", json={"policy": "rr"})
         assert [m.policy for m in s.kernel.models] == ["rr", "rr"]
+
+
+async def test_v1_models_all_gives_the_library_models_state_and_the_endpoint_loads_one(
+        served, tmp_path, monkeypatch) -> None:
+    from llmasos.engine import library
+    from llmasos.engine.library import Card
+    from llmasos.kernel import models as kmodels
+
+    monkeypatch.setenv("LLMASOS_HOME", str(tmp_path / "lib"))
+    for name in ("extra", "half"):
+        (tmp_path / name).mkdir()
+        library.register(Card(name, str(tmp_path / name), "registered"))
+    (tmp_path / "half" / "adapter_config.json").write_text("{}")
+    (tmp_path / "half" / "llmasos-adapter.json").write_text('{"steps": 1, "total_steps": 4}')
+    extra = FakeEngine(responder=lambda seq: "extra reply")
+    real = kmodels.open_engine
+
+    async def open_engine(spec, **options):
+        return extra if spec == "extra" else await real(spec, **options)
+
+    monkeypatch.setattr(kmodels, "open_engine", open_engine)
+    async with served(**two()) as s:
+        rows = {m["id"]: m for m in (await s.http.get("/v1/models", params={"all": "true"})).json()["data"]}
+        assert (rows["small"]["state"], rows["extra"]["state"], rows["half"]["state"]) == (
+            "loaded", "loadable", "broken")
+        assert "unfinished (1/4 steps)" in rows["half"]["reason"] and "broken" in rows["half"]["status"]
+        assert [m["id"] for m in (await s.http.get("/v1/models")).json()["data"]] == ["small", "big"]
+        r = await s.http.post("/v1/chat/completions", json={"model": "extra", "messages": USER, "max_tokens": 5})
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "extra reply"
+        r = await s.http.post("/v1/chat/completions", json={"model": "half", "messages": USER, "max_tokens": 5})
+        assert r.status_code == 404 and "unfinished" in r.json()["error"]["message"]
+        rows = {m["id"]: m for m in (await s.http.get("/v1/models", params={"all": "true"})).json()["data"]}
+        assert rows["extra"]["state"] == "loaded" and rows["extra"]["engine"] == "fake"
+        for hostile in ("maybe", "", "1" * 10_000):
+            r = await s.http.get("/v1/models", params={"all": hostile})
+            assert r.status_code == 422, (hostile, r.text)

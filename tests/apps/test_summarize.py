@@ -12,13 +12,15 @@ from llmasos.syscalls.errors import InvalidArguments
 from tests.conftest import make_kernel
 
 
-def _engine() -> FakeEngine:
-    """Each chunk's summary names the chunk's first word; the combined one lists the parts it got."""
+def _engine(pad: int = 0) -> FakeEngine:
+    """Each chunk's summary names the chunk's first word (then pad more words, so that a child
+    generates for long enough that its siblings join its forward steps on a loaded machine); the
+    combined one lists the parts it got."""
     def reply(seq) -> str:
         text = seq.messages[-1]["content"]
         if text.startswith("Combine"):
             return "all: " + " ".join(re.findall(r"^- sum (\w+)", text, re.MULTILINE))
-        return "sum " + text.split("\n\n", 1)[1].split()[0]
+        return "sum " + text.split("\n\n", 1)[1].split()[0] + " etc" * pad
     return FakeEngine(step_delay=0.001, responder=reply)
 
 
@@ -51,7 +53,7 @@ def test_chunks_cut_at_white_space_and_never_exceed_the_size():
 
 
 async def test_a_file_on_stdin_is_summarized_by_one_child_per_chunk_then_combined(tmp_path):
-    engine = _engine()
+    engine = _engine(pad=40)
     status, out, _ = await _run(tmp_path, engine, stdin=_text(4), chunk_chars=400)
     assert status.state == "exited", status.error
     assert status.value == "all: part0 part1 part2 part3"

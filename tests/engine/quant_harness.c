@@ -1,7 +1,7 @@
 /* Sanitizer harness for llmasos/engine/quant.c (built with -fsanitize=address,undefined by
  * tests/engine/test_quant.py): every weight format on every instruction-set path this CPU runs, every
- * row count of a pass (1-4 and more; on the VNNI path 8+ rows: one to four groups of 16 a pass, a
- * second pass, partial groups), each mode, and a number of outputs that is not a multiple of 8 or 4,
+ * row count of a pass (1-4 and more; on the VNNI path 1-7 rows are section 3c's, 8+ rows section
+ * 3b's: one to four groups of 16 a pass, a second pass, partial groups), each mode, and a number of outputs that is not a multiple of 8 or 4,
  * on buffers of exactly the size the layout needs (malloc'd apart, so a read past one is reported).
  * Each result is checked against a double-precision sum over quant_row_to_f32's dequantized weights:
  * within 1e-4 (relative), and on the VNNI path (int8 activations) within the rounding bound of the
@@ -57,7 +57,7 @@ static int check(int fmt, int isa, int64_t N, int64_t K, int64_t rows, int mode)
     uint8_t *W = malloc((size_t)(wrows * rb)), *qx = malloc((size_t)quant_qx_bytes(rows, K));
     float *x = malloc(sizeof(float) * (size_t)(rows * K)), *y = malloc(sizeof(float) * (size_t)(rows * N));
     float *deq = malloc(sizeof(float) * (size_t)(wrows * K));
-    int vnni = isa >= ISA_VNNI && rows >= VNNI_MIN_ROWS && fmt != FMT_BF16;
+    int vnni = isa >= ISA_VNNI && fmt != FMT_BF16;  /* (1-7 rows: section 3c, 8+: 3b) */
     for (int64_t n = 0; n < wrows; n++) random_row(fmt, W + n * rb, K);
     for (int64_t i = 0; i < rows * K; i++) x[i] = uniform();
     for (int64_t i = 0; i < rows * N; i++) y[i] = 0.5f;

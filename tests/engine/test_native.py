@@ -13,7 +13,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from llmasos.engine import native
+from llmasos.engine import native, nativelib
 from llmasos.engine.kvbatch import BatchKV, LayerBuffers, cache_kv, new_cache
 
 from .test_hf import PROMPTS, drive, make
@@ -30,9 +30,9 @@ def _library_or_skip() -> ctypes.CDLL:
 def fresh_library(monkeypatch: pytest.MonkeyPatch, tmp_path):
     """native.library() rebuilt from scratch under a temporary LLMASOS_HOME; restored afterwards."""
     monkeypatch.setenv("LLMASOS_HOME", str(tmp_path))
-    native._load.cache_clear()
+    nativelib._load.cache_clear()
     yield tmp_path
-    native._load.cache_clear()
+    nativelib._load.cache_clear()
 
 
 def tiny_llama(**overrides) -> LlamaForCausalLM:
@@ -96,13 +96,15 @@ def test_step_matches_the_transformers_forward_on_a_padded_batch(shape, prompts)
         torch.testing.assert_close(v * real, rv * real, atol=tol / 10, rtol=tol / 10)
 
 
-def test_engine_paths_agree_token_for_token(tiny_engine_factory) -> None:
+@pytest.mark.parametrize("kv_dtype", ["fp32", "bf16"])
+def test_engine_paths_agree_token_for_token(tiny_engine_factory, kv_dtype) -> None:
+    """Native and transformers decode steps read one cache (a bf16 one rounded once, when stored)."""
     _library_or_skip()
-    fast = tiny_engine_factory()
+    fast = tiny_engine_factory(kv_dtype=kv_dtype)
     assert fast.native is not None, fast.native_reason
-    slow = tiny_engine_factory(native_decode=False)
+    slow = tiny_engine_factory(native_decode=False, kv_dtype=kv_dtype)
     # mixed: the batch shrinks to one row (native) after steps of three (transformers), and back
-    mixed = tiny_engine_factory(native_max_batch=1)
+    mixed = tiny_engine_factory(native_max_batch=1, kv_dtype=kv_dtype)
     outputs = []
     for engine in (slow, fast, mixed):
         seqs = [make(engine, p, max_tokens=n) for p, n in zip(PROMPTS, (14, 3, 9, 20), strict=True)]
@@ -147,21 +149,21 @@ def test_weights_are_one_buffer_on_huge_pages_in_the_order_a_step_reads_them() -
     starts = [t.data_ptr() for t in step._keep]
     assert starts == sorted(starts)
     assert len({t.untyped_storage().data_ptr() for t in step._keep}) == 1
-    assert starts[0] % native.HUGE_PAGE == 0
+    assert starts[0] % nativelib.HUGE_PAGE == 0
     layer0 = [step.per_layer[k][0].data_ptr() for k in ("attn_norm", "qkv", "o", "mlp_norm", "gate_up", "down")]
     assert layer0 == sorted(layer0) and step.lm_head.data_ptr() == starts[-1]
 
 
 def test_huge_empty_is_aligned_and_advised_where_the_kernel_has_huge_pages() -> None:
-    buf = native.huge_empty(3 * native.HUGE_PAGE // 4 + 5)
-    assert buf.numel() == 3 * native.HUGE_PAGE // 4 + 5 and buf.dtype == torch.float32
-    assert buf.data_ptr() % native.HUGE_PAGE == 0
+    buf = nativelib.huge_empty(3 * nativelib.HUGE_PAGE // 4 + 5)
+    assert buf.numel() == 3 * nativelib.HUGE_PAGE // 4 + 5 and buf.dtype == torch.float32
+    assert buf.data_ptr() % nativelib.HUGE_PAGE == 0
     buf.fill_(2.0)
     assert float(buf.sum()) == 2.0 * buf.numel()
     thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
     if thp.exists():  # a Linux kernel built with transparent huge pages takes the advice
-        assert native._advise_huge(buf.data_ptr(), buf.numel() * 4)
-    assert not native._advise_huge(buf.data_ptr(), 4096)  # less than one huge page: not asked
+        assert nativelib._advise_huge(buf.data_ptr(), buf.numel() * 4)
+    assert not nativelib._advise_huge(buf.data_ptr(), 4096)  # less than one huge page: not asked
 
 
 @torch.inference_mode()
@@ -186,8 +188,9 @@ def test_native_engine_generates_what_the_plain_model_generates(tiny_model_dir) 
     from llmasos.engine.hf import HFEngine
 
     fast = HFEngine.from_pretrained(tiny_model_dir, prefill_chunk=32)
-    plain = HFEngine.from_pretrained(tiny_model_dir, prefill_chunk=32, pack_weights=False, native_decode=False)
-    assert fast.native is not None and fast.packed_layers > 0
+    plain = HFEngine.from_pretrained(tiny_model_dir, prefill_chunk=32, pack_weights=False, native_decode=False,
+                                     kv_dtype=fast.kv_dtype)  # (the default: bf16 with the native step)
+    assert fast.native is not None and fast.packed_layers > 0 and fast.kv_dtype == "bf16"
     assert any(isinstance(m, native.NativeLinear) for m in fast.model.modules())
     assert not any(isinstance(m, native.NativeLinear) for m in plain.model.modules())
     long_prompt = " ".join(PROMPTS) * 2  # prefilled in 32-token chunks, through the attached layers
@@ -259,7 +262,7 @@ def test_built_once_then_loaded_from_llmasos_home(fresh_library) -> None:
     built = list((fresh_library / "native").glob("llama_decode-*.so"))
     assert len(built) == 1
     stamp = os.stat(built[0]).st_mtime_ns
-    native._load.cache_clear()
+    nativelib._load.cache_clear()
     native.library()
     assert os.stat(built[0]).st_mtime_ns == stamp
     assert list((fresh_library / "native").glob("llama_decode-*.so")) == built
@@ -304,7 +307,7 @@ def test_checked_cache_buffers_are_remembered_weakly_and_lists_checked_every_cal
     values = [torch.zeros(1, 2, 8, 16) for _ in range(2)]
     step.decode([1], [0], [0], keys, values, 0)
     keys[1] = torch.zeros(1, 2, 16, 8).transpose(2, 3)  # a list can change between calls
-    with pytest.raises(ValueError, match="contiguous, fp32, one shape"):
+    with pytest.raises(ValueError, match="contiguous, of one shape and one dtype"):
         step.decode([2], [1], [0], keys, values, 1)
 
 
@@ -319,8 +322,12 @@ def test_bad_arguments_are_refused_before_the_c_code_runs() -> None:
         step.decode([300], [1], [0], keys, values, 1)
     with pytest.raises(ValueError, match="contiguous"):
         step.decode([1], [1], [0], [k.transpose(2, 3) for k in keys], values, 1)
-    with pytest.raises(ValueError, match="contiguous, fp32, one shape"):
+    with pytest.raises(ValueError, match="contiguous, of one shape and one dtype"):
         step.decode([1], [1], [0], [keys[0], torch.zeros(1, 2, 3, 16)], values, 1)
+    for dtypes in ((torch.bfloat16, torch.float32), (torch.float16, torch.float16), (torch.int16, torch.int16)):
+        # keys bf16 and values fp32 would read values as bf16; fp16 and int16 bits are not bf16's
+        with pytest.raises(ValueError, match="one dtype, fp32 or bfloat16"):
+            step.decode([1], [1], [0], [k.to(dtypes[0]) for k in keys], [v.to(dtypes[1]) for v in values], 1)
     with pytest.raises(ValueError, match="for 2 rows"):
         step.decode([1, 2], [1, 1], [0, 0], keys, values, 1)
     with pytest.raises(ValueError, match="first columns within 0..1"):

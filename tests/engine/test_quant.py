@@ -59,8 +59,13 @@ def dequantized_llama(fmt: str, **overrides) -> LlamaForCausalLM:
 TOL = 2e-4
 
 
-@pytest.mark.parametrize("isa", _isas())
-@pytest.mark.parametrize("fmt", FORMATS)
+def _fp32_activation_paths() -> list[tuple[str, str]]:
+    """(format, isa) pairs whose products keep fp32 activations: all but VNNI's Q4_1 and Q8_0, which
+    quantize them to int8 at any row count (test_quant_vnni.py)."""
+    return [(f, i) for i in _isas() for f in FORMATS if not (i == "avx512vnni" and f != "bf16")]
+
+
+@pytest.mark.parametrize(("fmt", "isa"), _fp32_activation_paths())
 @torch.inference_mode()
 def test_step_matches_the_dequantized_model(fmt: str, isa: str) -> None:
     _best_or_skip()
@@ -117,7 +122,8 @@ def test_engine_generates_what_the_dequantized_model_generates(tiny_model_dir, t
         fast = HFEngine.from_pretrained(tiny_model_dir, prefill_chunk=32, weights=fmt)
         assert fast.native is not None and fast.native.format == fmt, fast.native_reason
         head = "q8_0" if fmt == "q4_1" else fmt
-        plain = HFEngine.from_pretrained(tiny_model_dir, pack_weights=False, native_decode=False)
+        plain = HFEngine.from_pretrained(tiny_model_dir, pack_weights=False, native_decode=False,
+                                         kv_dtype=fast.kv_dtype)  # (one cache dtype on both sides)
         with torch.no_grad():
             for name, p in plain.model.named_parameters():
                 if p.dim() == 2:
@@ -186,7 +192,7 @@ def test_every_kernel_path_is_clean_under_asan_and_ubsan(tmp_path) -> None:
     exe = tmp_path / "harness"
     build = subprocess.run([cc, "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fopenmp", "-O1",
                             "-g", f"-I{ENGINE_DIR}", str(Path(__file__).with_name("quant_harness.c")),
-                            str(ENGINE_DIR / "quant.c"), "-o", str(exe), "-lm"], capture_output=True, text=True)
+                            str(ENGINE_DIR / "quant.c"), str(ENGINE_DIR / "quant_vnni.c"), "-o", str(exe), "-lm"], capture_output=True, text=True)
     if build.returncode != 0 and "asan" in build.stderr.lower():
         pytest.skip(f"this compiler has no sanitizer runtime: {build.stderr[-300:]}")
     assert build.returncode == 0, build.stderr
@@ -237,7 +243,8 @@ def test_engine_refuses_an_unknown_format_and_defaults_to_fp32_without_a_gguf(ti
 @pytest.mark.slow  # ~35 s here: a sanitized build and a child process loading torch
 def test_the_whole_step_is_clean_under_asan_and_ubsan(tmp_path) -> None:
     """llama_decode.c and quant.c together, built with the sanitizers and driven from Python (libasan
-    preloaded): every weight format on every instruction set this CPU runs (tests/engine/asan_step.py)."""
+    preloaded): every weight format on every instruction set this CPU runs, on fp32 and bf16 KV caches
+    (tests/engine/asan_step.py)."""
     _best_or_skip()
     gcc = shutil.which("gcc")
     libs = [subprocess.run([gcc, f"-print-file-name={lib}"], capture_output=True, text=True, check=False).stdout.strip()

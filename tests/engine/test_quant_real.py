@@ -29,10 +29,13 @@ def engines() -> tuple[HFEngine, HFEngine]:
         native.library()
     except native.NativeUnavailable as exc:
         pytest.skip(f"native step unavailable here: {exc}")
-    # the second is the default: the file's own format, Q4_1, on fp32 activations (AVX-512 at most)
+    # the second is the default: the file's own format, Q4_1, on fp32 activations (AVX-512 at most);
+    # both on an fp32 KV cache: rounding keys to bf16 turns the products' last-bit differences into
+    # whole bf16 steps (test_a_bf16_kv_cache_keeps_the_greedy_text compares the cache dtypes)
     os.environ["LLMASOS_NATIVE_ISA"] = "avx512"
     try:
-        return HFEngine.from_pretrained("smollm2-135m", weights="fp32"), HFEngine.from_pretrained("smollm2-135m")
+        return (HFEngine.from_pretrained("smollm2-135m", weights="fp32", kv_dtype="fp32"),
+                HFEngine.from_pretrained("smollm2-135m", kv_dtype="fp32"))
     finally:
         del os.environ["LLMASOS_NATIVE_ISA"]
 
@@ -113,3 +116,27 @@ def _perplexity(engine: HFEngine) -> float:
     ids = torch.tensor([engine.tokenizer.encode(TEXT, add_special_tokens=False)])
     logits = engine.model(input_ids=ids).logits[0, :-1].float()
     return float(torch.exp(torch.nn.functional.cross_entropy(logits, ids[0, 1:])))
+
+
+def test_a_bf16_kv_cache_keeps_the_greedy_text(engines: tuple[HFEngine, HFEngine]) -> None:
+    """The default engine's bf16 KV cache against the same weights on an fp32 cache: logits of one decode
+    step close, and greedy text equal on the fixed prompt set."""
+    _, q = engines
+    bf16 = HFEngine(q.model, q.tokenizer, name=q.name, weights=q.weights, kv_dtype="bf16")
+    assert bf16.native is q.native and bf16.kv_dtype == "bf16" and q.kv_dtype == "fp32"
+    outs = []
+    for engine in (q, bf16):
+        seq = ask(PROMPTS[0], max_tokens=2)
+        run(engine, [seq])
+        outs.append(engine.native.last_logits()[0].clone())
+    diff = float((outs[1] - outs[0]).abs().max())
+    print(f"bf16 against fp32 KV: largest logit difference {diff:.4f} (logits span ±{float(outs[0].abs().max()):.1f})")
+    assert 0 < diff < 0.25
+    same = 0
+    for prompt in PROMPTS:
+        a, b = ask(prompt, max_tokens=32), ask(prompt, max_tokens=32)
+        run(q, [a])
+        run(bf16, [b])
+        same += a.output_ids == b.output_ids
+    print(f"greedy match rate bf16 vs fp32 KV: {same}/{len(PROMPTS)}")
+    assert same >= len(PROMPTS) - 1  # a near-tie may flip one continuation; more is a defect

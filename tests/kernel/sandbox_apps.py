@@ -33,6 +33,7 @@ async def _basic(sys, word: str) -> dict:
     out["child"] = (await sys.wait(child)).value
     await sys.print("printed", word)
     out["ps"] = [p.app for p in await sys.ps()]
+    out["models"] = [(m.name, m.state, type(m).__name__) for m in await sys.models()][:1]
     try:
         await sys.recv(timeout=0.01)
     except TimeoutError as exc:

@@ -328,7 +328,7 @@ async def test_the_embedded_model_and_a_second_model_in_one_kernel(tmp_path):
 
 async def test_request_caps_naming_a_model_that_is_not_loaded_fail_the_boot(tmp_path):
     k = Kernel(KernelConfig(models={"a": engine("a")}, request_caps={"models": ["a", "ghost"]}, home=tmp_path))
-    with pytest.raises(ConfigError, match="request_caps names models that are not loaded: 'ghost'; the loaded ones"):
+    with pytest.raises(ConfigError, match="request_caps names models that are not loaded nor in the model library.*: 'ghost'; the loaded ones"):
         await k.boot()
     assert k.memory is None and k.llm is None
     async with Kernel(KernelConfig(models={"a": engine("a")}, request_caps={"models": "*"}, home=tmp_path)) as k:

@@ -54,6 +54,7 @@ async def test_a_sandboxed_app_makes_every_syscall_through_the_same_sys_api(tmp_
         assert out["notes"] == ["sandboxes keep apps apart"]
         assert out["tool"] == 42 and out["child"] == "from child" and "basic" in out["ps"]
         assert out["recv"] == "RecvTimeout"
+        assert out["models"] == [("fake", "loaded", "ModelInfo")]  # a record of syscalls.types, over the wire
         assert ("stdout", "printed hi\n") in output
         assert shown is not None and "rlimit" in shown.split("+")
         assert ("landlock" in shown.split("+")) == (LANDLOCK > 0)

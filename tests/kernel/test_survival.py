@@ -251,7 +251,10 @@ async def test_shutdown_returns_within_its_grace_whatever_the_apps_do(tmp_path):
         await anyio.sleep(0.2)
         start = time.monotonic()
         await k.shutdown()
-        assert time.monotonic() - start < 0.5 + 1.0
+        # the grace, then closing the engine and the database (its last commit): ~0.6 s here, and 2.3
+        # and 3.6 s were seen under a load of 2-4 with the disk busy. The apps never end by
+        # themselves, so a shutdown that waited for them would never return: any bound shows it
+        assert time.monotonic() - start < 0.5 + 10.0
         RELEASE["now"] = True  # (so that the restored copies end at once)
         async with make_kernel(tmp_path) as again:  # the same home boots again: the database is free
             assert (await again.run("echo", "rebooted")).value == "rebooted"

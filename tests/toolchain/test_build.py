@@ -4,6 +4,7 @@ a build on the tiny model registers an adapter, is idempotent, resumes after Ctr
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,12 @@ def test_training_data_is_seeded_and_disjoint_from_the_evaluation_sets() -> None
         question = next(m for m in row["messages"] if m["role"] == "user")["content"]
         assert question not in asked
         assert not any(wordproblems.held_out(n) for n in wordproblems.numbers_in(question))
+    kept_out = wordproblems.VALIDATION_TEMPLATES  # the recipe's validation split stays out of its data
+    assert {t.id for t in kept_out} == set(RECIPE.holdout) and kept_out
+    wordings = [re.compile(re.sub(r"\\\{\w+\\\}", ".+", re.escape(text)) + "$") for t in kept_out for text in t.texts]
+    asked_here = [next(m for m in r["messages"] if m["role"] == "user")["content"] for r in rows]
+    assert not [q for q in asked_here if any(w.match(q) for w in wordings)]
+    assert any(w.match(i["question"]) for i in wordproblems.validation_items(6) for w in wordings)
     held = next(wordproblems.problems(1, 0, evaluation=True))
     with pytest.raises(AssertionError, match="held-out template"):
         build.check_disjoint([held])
@@ -108,6 +115,9 @@ def test_build_refuses_bad_input(home: Path, tmp_path: Path) -> None:
         build.build("../../etc")
     with pytest.raises(LibraryError, match="max_steps"):
         build.build("smollm2-135m-tools", max_steps=0)
+    with pytest.raises(LibraryError, match="not training templates.*eval.money.change"):
+        build.training_rows(build.Recipe(base="x", problems=2, seed=0, examples=False,
+                                         holdout=("eval.money.change",)))
     library.register(Card("smollm2-135m-tools", str(tmp_path), "registered"))
     with pytest.raises(LibraryError, match="not to a build.*--force"):
         build.build("smollm2-135m-tools")

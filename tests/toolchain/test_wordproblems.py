@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from llmasos.toolchain.data.templates import EVAL, TEMPLATES
+from llmasos.toolchain.data.templates import EVAL, TEMPLATES, VALIDATION
 from llmasos.toolchain.data.wordproblems import (
     EVAL_TEMPLATES,
     TRAIN_TEMPLATES,
+    VALIDATION_TEMPLATES,
     eval_items,
     held_out,
     load_eval,
@@ -17,6 +18,7 @@ from llmasos.toolchain.data.wordproblems import (
     numbers_in,
     problems,
     training_set,
+    validation_items,
 )
 from llmasos.tools.builtin.calculator import calculator, evaluate
 
@@ -38,6 +40,20 @@ def test_training_and_evaluation_share_no_template_and_no_number() -> None:
     assert not any(held_out(n) for n in train_numbers) and all(held_out(n) for n in eval_numbers)
     train_questions = {p.question for p in train}
     assert not train_questions & {i["question"] for i in load_eval("wordproblems")}
+
+
+def test_validation_items_come_from_training_templates_on_the_training_side_of_the_split() -> None:
+    """The validation split (what recipe choices are measured on) is training templates a build
+    keeps out, with training numbers: it never touches the evaluation sets."""
+    assert {t.id for t in VALIDATION_TEMPLATES} == set(VALIDATION) and not set(VALIDATION) & EVAL
+    items = validation_items()
+    assert items == validation_items() and len(items) == 120
+    texts = {t.id: t.texts for t in VALIDATION_TEMPLATES}
+    assert all(len(ts) >= 2 for ts in texts.values())
+    numbers = {n for i in items for n in numbers_in(i["question"])}
+    assert numbers and not any(held_out(n) for n in numbers)
+    for item in items:
+        assert evaluate(str(item["answer"])) == item["answer"]
 
 
 def test_every_family_is_covered_in_training() -> None:
@@ -82,3 +98,5 @@ def test_the_module_writes_jsonl(tmp_path, capsys) -> None:
     main(["train", "--count", "7", "--seed", "4", "--out", str(out)])
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows == json.loads(json.dumps(training_set(7, 4))) and "wrote 7 items" in capsys.readouterr().out
+    main(["validation", "--out", str(out)])
+    assert [json.loads(line) for line in out.read_text().splitlines()] == validation_items()

@@ -24,12 +24,22 @@ from pathlib import Path
 from random import Random
 from typing import Any
 
-from llmasos.toolchain.data.templates import EVAL, ITEMS, NAMES, PLACES, STATED_EVAL, TEMPLATES, Template
+from llmasos.toolchain.data.templates import (
+    EVAL,
+    ITEMS,
+    NAMES,
+    PLACES,
+    STATED_EVAL,
+    TEMPLATES,
+    VALIDATION,
+    Template,
+)
 from llmasos.tools.agent import DEFAULT_SYSTEM
 from llmasos.tools.builtin.calculator import evaluate
 
 TRAIN_TEMPLATES = tuple(t for t in TEMPLATES if t.id not in EVAL)
 EVAL_TEMPLATES = tuple(t for t in TEMPLATES if t.id in EVAL)
+VALIDATION_TEMPLATES = tuple(t for t in TRAIN_TEMPLATES if t.id in VALIDATION)
 OPS = ("+", "-", "*")
 TRIES = 2000  # draws per item before a template is declared unable to meet the number split
 EVAL_FILES = {"wordproblems": "wordproblems.jsonl", "expressions": "expressions.jsonl"}
@@ -132,6 +142,13 @@ def eval_items(kind: str = "wordproblems", count: int = 200, seed: int = 1) -> l
     return made + [{"question": q, "answer": evaluate(e)} for q, e in HANDWRITTEN]
 
 
+def validation_items(count: int = 120, seed: int = 2) -> list[dict[str, Any]]:
+    """Items from the validation templates (training templates a build keeps out of its data), with
+    numbers on the training side of the split: what recipe choices are measured on, not the eval sets."""
+    found = problems(count, seed, templates=VALIDATION_TEMPLATES)
+    return [{"question": p.question, "answer": p.answer} for p in found]
+
+
 def load_eval(kind: str = "wordproblems") -> list[dict[str, Any]]:
     """An evaluation set shipped with the package (llmasos/toolchain/data/eval/)."""
     if kind not in EVAL_FILES:
@@ -146,13 +163,16 @@ def write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Write seeded word-problem data as JSONL.")
-    ap.add_argument("kind", choices=["train", *EVAL_FILES])
-    ap.add_argument("--count", type=int, default=None, help="items (train: 2000; eval: 200 generated)")
-    ap.add_argument("--seed", type=int, default=None, help="train: 0; eval: 1 (the shipped sets)")
+    ap.add_argument("kind", choices=["train", "validation", *EVAL_FILES])
+    ap.add_argument("--count", type=int, default=None,
+                    help="items (train: 2000; validation: 120; eval: 200 generated)")
+    ap.add_argument("--seed", type=int, default=None, help="train: 0; validation: 2; eval: 1 (the shipped sets)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     if args.kind == "train":
         rows = training_set(2000 if args.count is None else args.count, 0 if args.seed is None else args.seed)
+    elif args.kind == "validation":
+        rows = validation_items(120 if args.count is None else args.count, 2 if args.seed is None else args.seed)
     else:
         rows = eval_items(args.kind, 200 if args.count is None else args.count, 1 if args.seed is None else args.seed)
     write_jsonl(rows, args.out)

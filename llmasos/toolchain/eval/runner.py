@@ -25,9 +25,10 @@ from llmasos.toolchain.eval.sets import Task
 SPAN = 64  # perplexity: tokens per span of the distribution the figure shows
 STEP_CALLS = ("generate", "calltool")  # an agent's steps: its model calls and tool calls (trace names)
 _TRACE_CALL = re.compile(r"^\[\d+\] (\w+)\(")
-# react's log (apps/react.py): a line per tool call or invalid call, and the model it runs on
+# react's log (apps/react.py): a line per tool call or invalid call, one for a required call the model
+# did not make (it answered instead: an invalid call too), and the model it runs on
 _LOG_CALL = re.compile(r"^\[\w+\(.*\) -> ", re.MULTILINE)
-_LOG_INVALID = re.compile(r"^\[invalid call: ", re.MULTILINE)
+_LOG_INVALID = re.compile(r"^\[(?:invalid call|no call): ", re.MULTILINE)
 _LOG_MODEL = re.compile(r"^\[model: ([^\s\]]+)", re.MULTILINE)
 
 
