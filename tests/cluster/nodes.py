@@ -40,10 +40,15 @@ class Node:
         env = {k: v for k, v in os.environ.items() if k not in ("LLMASOS_URL",)}
         env.update(LLMASOS_HOME=str(home), LLMASOS_API_TOKEN=TOKEN, PYTHONUNBUFFERED="1")
         self.err_path = work / f"stderr-{node}.log"
+        # the tests kill nodes from outside, again and again, within a second of an adoption: a process
+        # then makes no progress between kills, which the crash-loop rule cannot tell from a process that
+        # kills its node (docs/cluster.md); as the single-kernel kill test does, they raise its limit
+        config = work / "node.toml"
+        config.write_text("[kernel]\nmax_recoveries = 1000\n")
         with open(self.err_path, "w") as err:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "llmasos.cli", "serve", "--model", "fake", "--port", "0", "--database",
-                 url, "--node", node, "--lease", str(lease)],
+                 url, "--node", node, "--lease", str(lease), "--config", str(config)],
                 stdout=subprocess.PIPE, stderr=err, text=True, env=env, cwd=ROOT)
         self.url: str | None = None
 

@@ -8,6 +8,7 @@ nothing and stops.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -27,9 +28,9 @@ from llmasos.engine.fake import FakeEngine
 from .nodes import APPS,  LIVE, ROOT, Node, lines, new_database, outcome, plan, query, roots_done, start, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(300)]
-# the durable apps run 4 times longer than in tests/memory, so that 10 kills land before the end (the
-# apps run on while a replacement node boots: on two loaded cores only 6 kills landed at 3 times)
-SCALE = 4
+# the durable apps run 6 times longer than in tests/memory, so that 10 kills land before the end (the
+# apps run on while a replacement node boots: on two loaded cores only 7 kills landed at 4 times)
+SCALE = 6
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,12 @@ def _owned_by(url: str, node: str) -> int:
 
 
 def _check_exactly_once(work: Path, reference: dict, out: dict) -> None:
-    assert out == reference["out"]  # every process: the uninterrupted run's result; the same memory
+    want = reference["out"]
+    wrong = {k: (v["state"], v["error"]) for k, v in out["results"].items() if v != want["results"].get(k)}
+    missing = sorted(set(want["kv"]) - set(out["kv"]), key=lambda k: (k.split("-")[0], int(k.split("-")[1])))
+    assert not wrong and not missing, f"processes whose result differs (state, error): {wrong}; memory " \
+        f"writes missing: {missing}; work: {work}"
+    assert out == want  # every process: the uninterrupted run's result; the same memory
     got = lines(work / "counter.txt")
     assert all(n == 1 for n in Counter(line.split()[0] for line in got).values()), "a side effect ran twice"
     assert sorted(line.split(" ", 1)[1] for line in got) == \
@@ -107,7 +113,10 @@ def test_three_nodes_survive_ten_random_sigkills_of_the_node_running_the_apps(pg
                 nodes.append(victim.ready())
             if kills % 4 == 3:  # inside a tool call: its intent journaled, no result yet
                 seen = len(lines(tmp_path / "counter.txt"))
-                wait_until(lambda: len(lines(tmp_path / "counter.txt")) > seen or roots_done(url), 20, "a tool call")
+                # (at most 20 s: the apps that call tools may have ended while others run on)
+                with contextlib.suppress(AssertionError):
+                    wait_until(lambda: len(lines(tmp_path / "counter.txt")) > seen or roots_done(url), 20,
+                               "a tool call")
             else:
                 time.sleep(rng.uniform(0.02, 0.2))
             victim.kill()
