@@ -280,7 +280,9 @@ async def test_a_huge_search_is_refused_at_once_and_does_not_stall_another_write
         refused, wrote = await k.wait(a), await k.wait(b)
     assert refused.ok and "KernelConfig.max_search_terms" in refused.value
     assert wrote.ok
-    assert timings["search"] < 0.5 and timings["write"] < 0.2, timings
+    # (unrefused, this search took 5.8 s on two loaded cores: 1 s tells a refusal from a run, and a write
+    # queued behind it, with room for a loaded CI machine; the write took 0.78 s there once)
+    assert timings["search"] < 1.0 and timings["write"] < 1.0, timings
 
 
 async def test_search_k_and_key_prefix_errors_name_no_database(home):
