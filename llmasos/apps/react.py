@@ -87,11 +87,59 @@ def quote_result(result: AgentResult) -> tuple[str, str | None]:
     return f"{answer.rstrip()} ({_shown(value)})", f"[answer: the calculator's result {_shown(value)} added]"
 
 
+# numbers a question may need without stating them: when its words call for them (a unit's size, "half")
+_CONSTANTS: tuple[tuple[re.Pattern[str], tuple[float, ...]], ...] = tuple((re.compile(p, re.IGNORECASE), v) for p, v in (
+    (r"%|percent", (100.0,)),
+    (r"\bweeks?\b", (7.0,)),
+    (r"\bdays?\b.*\bhours?\b|\bhours?\b.*\bdays?\b", (24.0,)),
+    (r"\bhours?\b.*\bminutes?\b|\bminutes?\b.*\bhours?\b|\bminutes?\b.*\bseconds?\b|"
+     r"\bseconds?\b.*\bminutes?\b", (60.0,)),
+    (r"\bdozens?\b|\bmonths?\b.*\byears?\b|\byears?\b.*\bmonths?\b|\bfeet\b.*\binch|\binch.*\bfeet\b",
+     (12.0,)),
+    (r"\byears?\b.*\bdays?\b|\bdays?\b.*\byears?\b", (365.0,)),
+    (r"\byears?\b.*\bweeks?\b|\bweeks?\b.*\byears?\b", (52.0,)),
+    (r"\b(?:kilo|km\b|kg\b)|\bml\b|millilit|\bgrams?\b|\bmetres?\b.*\bcm\b", (1000.0, 100.0)),
+    (r"\bhalf\b|\btwice\b|\bdouble\b|\bboth\b|\bpairs?\b|\bcouple\b", (2.0, 0.5)),
+    (r"\btriple\b|\bthird\b", (3.0,)),
+    (r"\bquarter\b", (4.0, 0.25)),
+))
+
+
+def _close(x: float, values: set[float]) -> bool:
+    return any(math.isclose(x, v, rel_tol=1e-9, abs_tol=1e-9) for v in values)
+
+
+def fits_question(question: str, call: object) -> str | None:
+    """Why a calculator call does not fit a word problem, or None: every number the question states is
+    used, and every number used is stated (or a share of a stated percentage, or a constant the
+    question's words call for, ``_CONSTANTS``; 0 and 1 always). The check for ``sys.agent(check_call=)``:
+    a small model maps "19 weeks and 3 days" to ``19 * 7`` or multiplies by 60 with no hours in sight;
+    another sample usually does better. Other tools' calls, and questions that state no number, pass."""
+    expression = (getattr(call, "arguments", None) or {}).get("expression")
+    if getattr(call, "name", None) != "calculator" or not isinstance(expression, str):
+        return None
+    stated = {n for m in _NUMBER.finditer(question) if (n := _number(m.group())) is not None}
+    if not stated:
+        return None
+    used = {n for m in _NUMBER.finditer(expression) if (n := _number(m.group())) is not None}
+    percent = "%" in question or "percent" in question.lower()
+    forms = {n: {n, n / 100, 1 - n / 100, 1 + n / 100} if percent else {n} for n in stated}
+    unused = [n for n in stated if not any(_close(f, used) for f in forms[n])]
+    if unused:
+        return f"leaves out the question's {', '.join(_shown(n) for n in sorted(unused))}"
+    allowed = {f for fs in forms.values() for f in fs} | {0.0, 1.0}
+    allowed |= {v for pattern, values in _CONSTANTS if pattern.search(question) for v in values}
+    invented = [n for n in used if not _close(n, allowed)]
+    if invented:
+        return f"uses {', '.join(_shown(n) for n in sorted(invented))}, which the question does not state"
+    return None
+
+
 @app.main
 async def main(sys: Sys, question: str, max_steps: int = 4, max_tokens: int = 96, model: str | None = None,
-               constrained: bool = True) -> str:
+               constrained: bool = True, check: bool = True, retries: int = 6) -> str:
     options = {"max_steps": max_steps, "max_tokens": max_tokens, "first_choice": "required",
-               "constrained": constrained}
+               "constrained": constrained, "check_call": fits_question if check else None, "retries": retries}
     # The first step must call a tool: under "auto" the default model answers from memory (and
     # wrongly) every time; measured in bench/toolcalls.py.
     if model is not None:
@@ -110,6 +158,8 @@ async def main(sys: Sys, question: str, max_steps: int = 4, max_tokens: int = 96
             await sys.write(f"[model: default (the kernel's default model); not {TOOLS_MODEL}: {why}]\n", "stderr")
             result = await sys.agent(question, **options)
     for step in result.steps:
+        if step.note is not None:
+            await sys.write(f"[{step.note}]\n", "stderr")
         if step.kind == "call":
             shown = step.error if step.error is not None else step.result
             await sys.write(f"[{step.name}({step.arguments}) -> {shown}]\n", "stderr")

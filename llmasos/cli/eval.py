@@ -38,6 +38,8 @@ def eval_cmd(
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="Reply length of each item")] = None,
     free: Annotated[bool, typer.Option("--free", help="Agent items generate without the tool-call grammar "
                                        "(the app's constrained=False; react has it): what the grammar buys")] = False,
+    no_check: Annotated[bool, typer.Option("--no-check", help="Agent items run without the app's check of "
+                                           "each call against the question (react's check=False): what it buys")] = False,
     window: Annotated[int | None, typer.Option("--window", min=2, help="Perplexity: tokens per window")] = None,
     stride: Annotated[int | None, typer.Option("--stride", min=1, help="Perplexity: tokens scored per window")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", dir_okay=False, help="Write the JSON report here")] = None,
@@ -62,10 +64,11 @@ def eval_cmd(
         fail(f"--stride ({stride}) must be smaller than --window ({window})")
     if not url:
         _check_app(app, tasks)
-    if free and not any(t.kind == "agent" for t in tasks):
-        fail("--free applies to agent items; give --agent FILE (or a suite with agent items)")
+    for flag, given in (("--free", free), ("--no-check", no_check)):
+        if given and not any(t.kind == "agent" for t in tasks):
+            fail(f"{flag} applies to agent items; give --agent FILE (or a suite with agent items)")
     options = Options(app=app, concurrency=concurrency, max_tokens=max_tokens, window=window, stride=stride,
-                      free=free)
+                      free=free, check=not no_check)
     reports = run_async(_evaluate, tasks, list(models or [None]) if not url else [None], options, url)
     Console(highlight=False).print(rep.table(reports))
     try:

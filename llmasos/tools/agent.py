@@ -13,13 +13,22 @@ unless ``examples=False`` (a model fine-tuned on the prompt without them, as ``s
 Every generate names ``model`` (None: the process's default model). ``constrained=False`` sends the
 same prompt without the tools, so no grammar applies, and parses the model's own text (for measuring
 what the grammar buys; an invalid call is then possible and is an "invalid" step).
+
+A call can be checked before it runs: ``check_call(task, call)`` returns why the call does not fit the
+task (or None). A call that fails it is not run at once: up to ``retries`` more replies are sampled
+(``retry_temperature``, seeds ``seed + 1, seed + 2, ...``), and the call most of the passing samples
+agree on is run (self-consistency over the checked ones; the earliest wins a tie). With no passing
+sample, the first call runs as the model made it. The step's ``note`` says what the check did. The
+samples are generate syscalls like any other: journaled, traced and counted against the budgets.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable
+from functools import partial
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +57,7 @@ class AgentStep:
     arguments: dict[str, Any] | None = None
     result: Any = None
     error: str | None = None
+    note: str | None = None  # what check_call did to this step's call, if anything
 
 
 @dataclass(slots=True)
@@ -66,10 +76,14 @@ class AgentResult:
 async def run_agent(sys: Any, task: str, *, tools: Iterable[Any] | None = None, max_steps: int = 5,
                     system: str | None = DEFAULT_SYSTEM, first_choice: Any = "auto",
                     max_tokens: int = 128, temperature: float = 0.0, seed: int | None = None,
-                    model: str | None = None, examples: bool = True, constrained: bool = True) -> AgentResult:
+                    model: str | None = None, examples: bool = True, constrained: bool = True,
+                    check_call: Callable[[str, Any], str | None] | None = None, retries: int = 4,
+                    retry_temperature: float = 0.8) -> AgentResult:
     """Solve task with the model and tools (default: every tool the process may use)."""
     if max_steps < 1:
         raise InvalidArguments(f"max_steps must be at least 1, not {max_steps}")
+    if not 0 <= retries <= 16:
+        raise InvalidArguments(f"retries must be between 0 and 16, not {retries}")
     if tools is None:
         tools = [t["function"]["name"] for t in await sys.tools()]
     tools = list(tools)
@@ -85,15 +99,12 @@ async def run_agent(sys: Any, task: str, *, tools: Iterable[Any] | None = None, 
             answer_now = True
         choice = "none" if answer_now else (first_choice if step == 0 else "auto")
         sizes = {"max_tokens": max_tokens, "temperature": temperature, "seed": seed, "model": model}
-        if constrained or not tools or choice == "none":
-            reply = await sys.generate(messages=messages, tools=tools or None,
-                                       tool_choice=choice if tools else None, **sizes)
-            calls = list(reply.tool_calls)
-        else:  # the same prompt, no grammar: the model's own text, parsed
-            plain = prepare(Generate(messages=tuple(messages), tools=tuple(tools), tool_choice=choice))
-            assert plain is not None and plain.messages is not None
-            reply = await sys.generate(messages=plain.messages, **sizes)
-            calls = parse(reply.text, offered, id_prefix=f"{step}_")[0]
+        ask = partial(_ask, sys, messages, tools, offered, choice, constrained, step)
+        reply, calls = await ask(sizes)
+        note = None
+        if calls and check_call is not None:
+            reply, calls, note = await _checked(task, reply, calls, check_call, ask, sizes, retries,
+                                                retry_temperature)
         if not calls:
             _calls, errors, _rest = parse(reply.text, offered) if choice != "none" else ([], [], "")
             if errors:  # an attempted call that is not valid (only possible unconstrained)
@@ -117,7 +128,7 @@ async def run_agent(sys: Any, task: str, *, tools: Iterable[Any] | None = None, 
             {"id": tc.id, "type": "function",
              "function": {"name": tc.name, "arguments": json.dumps(tc.arguments)}} for tc in fresh]})
         for tc in fresh:
-            record = AgentStep("call", reply.text, tc.name, tc.arguments)
+            record = AgentStep("call", reply.text, tc.name, tc.arguments, note=note)
             try:
                 record.result = await sys.call_tool(tc.name, tc.arguments)
                 content = json.dumps(record.result, ensure_ascii=False)
@@ -132,6 +143,53 @@ async def run_agent(sys: Any, task: str, *, tools: Iterable[Any] | None = None, 
     if last is not None and last.error is not None:
         reason += f"; the last step failed: {_short(last.error)}"
     return AgentResult(FAILED + reason, steps, messages, finished=False)
+
+
+async def _ask(sys: Any, messages: list[dict[str, Any]], tools: list[Any], offered: list[Any], choice: Any,
+               constrained: bool, step: int, sizes: dict[str, Any]) -> tuple[Any, list[Any]]:
+    """(the reply, its tool calls) for the conversation so far."""
+    if constrained or not tools or choice == "none":
+        reply = await sys.generate(messages=messages, tools=tools or None, tool_choice=choice if tools else None,
+                                   **sizes)
+        return reply, list(reply.tool_calls)
+    # the same prompt, no grammar: the model's own text, parsed
+    plain = prepare(Generate(messages=tuple(messages), tools=tuple(tools), tool_choice=choice))
+    assert plain is not None and plain.messages is not None
+    reply = await sys.generate(messages=plain.messages, **sizes)
+    return reply, parse(reply.text, offered, id_prefix=f"{step}_")[0]
+
+
+async def _checked(task: str, reply: Any, calls: list[Any], check: Callable[[str, Any], str | None],
+                   ask: Callable[[dict[str, Any]], Any], sizes: dict[str, Any], retries: int,
+                   temperature: float) -> tuple[Any, list[Any], str | None]:
+    """(reply, calls, note): the model's calls if they pass check, else the calls most passing samples
+    agree on (the first sample among equals), else the model's first calls."""
+    why = _problem(task, calls, check)
+    if why is None:
+        return reply, calls, None
+    passing: list[tuple[Any, list[Any]]] = []
+    votes: Counter[str] = Counter()
+    base, tried = sizes.get("seed") or 0, 0
+    for i in range(retries):
+        tried += 1
+        again, found = await ask({**sizes, "temperature": temperature, "seed": base + i + 1})
+        if found and _problem(task, found, check) is None:
+            key = "|".join(_key(tc) for tc in found)
+            votes[key] += 1
+            passing.append((again, found))
+            if votes[key] * 2 > retries:  # a majority of all the samples: the rest cannot outvote it
+                break
+    first = _short(", ".join(f"{tc.name}({json.dumps(tc.arguments)})" for tc in calls), 120)
+    if not passing:
+        return reply, calls, f"check: {first} {why}; no sample of {retries} passed, so it ran as made"
+    best = max(votes.values())
+    again, found = next((r, f) for r, f in passing if votes["|".join(_key(tc) for tc in f)] == best)
+    return again, found, (f"check: {first} {why}; {best} of {len(passing)} passing samples (of "
+                          f"{tried}) agreed on this call")
+
+
+def _problem(task: str, calls: list[Any], check: Callable[[str, Any], str | None]) -> str | None:
+    return next((why for tc in calls if (why := check(task, tc)) is not None), None)
 
 
 _MARKUP = re.compile(r"</?tool_(?:response|call)>")

@@ -381,9 +381,27 @@ def test_command_refuses_bad_input_before_any_model_loads(tmp_path: Path, args: 
     assert "loading" not in result.stderr
 
 
-def test_free_needs_agent_items(tmp_path: Path) -> None:
-    result = _cli("fake", "--qa", str(write_jsonl(tmp_path / "qa.jsonl", QA)), "--free", home=tmp_path)
-    assert result.returncode == 2 and "--free applies to agent items" in result.stderr, result.stderr
+@pytest.mark.parametrize("flag", ["--free", "--no-check"])
+def test_agent_flags_need_agent_items(tmp_path: Path, flag: str) -> None:
+    result = _cli("fake", "--qa", str(write_jsonl(tmp_path / "qa.jsonl", QA)), flag, home=tmp_path)
+    assert result.returncode == 2 and f"{flag} applies to agent items" in result.stderr, result.stderr
+
+
+async def test_agent_items_run_with_and_without_reacts_call_check(tmp_path: Path) -> None:
+    """The check (react's default) replaces a call that leaves out one of the question's numbers by a
+    sample that uses them all; --no-check runs the model's call."""
+    rows = [{"question": "A holiday lasts 19 weeks and 3 days. How many days is that?", "answer": 136}]
+    task = load_task("agent", write_jsonl(tmp_path / "agent.jsonl", rows))
+    short = '<tool_call>{"name": "calculator", "arguments": {"expression": "19 * 7"}}</tool_call>'
+    whole = '<tool_call>{"name": "calculator", "arguments": {"expression": "19 * 7 + 3"}}</tool_call>'
+    # (react samples up to 6 calls; 4 that agree are a majority, and it asks for no more)
+    for check, replies, answer in ((True, [short] + [whole] * 4, "136 days."), (False, [short], "133 days.")):
+        engine = FakeEngine()
+        engine.enqueue(*replies, answer)
+        async with Kernel(KernelConfig(engine=engine, home=tmp_path / f"h{check}", durable=False)) as kernel:
+            got = (await run_model(LocalClient(kernel), [task], Options(check=check))).tasks[0]
+        assert got.metrics["accuracy"] == (1.0 if check else 0.0), got.items
+        assert got.metrics["call_validity"] == 1.0
 
 
 def test_command_over_url_matches_a_local_run(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -156,3 +157,122 @@ async def test_the_answer_is_never_tool_call_json(replies: list[str], max_steps:
     failed = any(s.kind == "invalid" or s.error is not None for s in result.steps[:-1])
     assert not failed or "json" not in result.answer.lower() or result.answer.startswith("could not answer: ")
     assert result.answer.strip() == result.answer and result.answer
+
+
+def _reject_seven(task: str, call) -> str | None:
+    return "uses 7" if "7" in call.arguments.get("expression", "") else None
+
+
+async def test_a_call_that_fails_the_check_is_replaced_by_the_majority_of_passing_samples(tmp_path) -> None:
+    result, fake = await _agent(tmp_path, [
+        _call("calculator", '{"expression": "19 * 7"}'),  # the model's call: fails the check
+        _call("calculator", '{"expression": "2 + 3"}'),  # samples: one passes alone,
+        _call("calculator", '{"expression": "17 * 1"}'),  # one fails,
+        _call("calculator", '{"expression": "4 * 4"}'),  # and two agree
+        _call("calculator", '{"expression": "4 * 4"}'),
+        "It is 16.",
+    ], check_call=_reject_seven, retries=4)
+    call = result.steps[0]
+    assert (call.arguments, call.result) == ({"expression": "4 * 4"}, 16)
+    assert "19 * 7" in call.note and "uses 7" in call.note and "2 of 3 passing samples (of 4)" in call.note
+    assert result.answer == "It is 16."
+    assert len(fake.prompts) == 6  # one reply, four samples, the answer: nothing more was generated
+
+
+async def test_a_majority_of_all_samples_ends_the_sampling_early(tmp_path) -> None:
+    result, fake = await _agent(tmp_path, [
+        _call("calculator", '{"expression": "7"}'),
+        _call("calculator", '{"expression": "1 + 1"}'), _call("calculator", '{"expression": "1 + 1"}'),
+        _call("calculator", '{"expression": "1 + 1"}'), "Two.",
+    ], check_call=_reject_seven, retries=4)
+    assert result.steps[0].arguments == {"expression": "1 + 1"} and result.answer == "Two."
+    assert len(fake.prompts) == 5  # 3 of 4 samples agree after the third: the fourth is not asked
+
+
+async def test_with_no_passing_sample_the_call_runs_as_the_model_made_it(tmp_path) -> None:
+    result, _ = await _agent(tmp_path, [
+        _call("calculator", '{"expression": "7 * 2"}'), _call("calculator", '{"expression": "7 + 1"}'),
+        _call("calculator", '{"expression": "70"}'), "It is 14.",
+    ], check_call=_reject_seven, retries=2)
+    assert (result.steps[0].arguments, result.steps[0].result) == ({"expression": "7 * 2"}, 14)
+    assert "no sample of 2 passed" in result.steps[0].note
+
+
+async def test_a_call_that_passes_the_check_is_not_resampled(tmp_path) -> None:
+    result, fake = await _agent(tmp_path, [_call("calculator", '{"expression": "2 * 3"}'), "Six."],
+                                check_call=_reject_seven, retries=4)
+    assert result.steps[0].note is None and len(fake.prompts) == 2
+
+
+async def test_bad_retries_are_refused(tmp_path) -> None:
+    for retries in (-1, 17, 10**9):
+        app = App("agentic", tools=["calculator"])
+
+        @app.main
+        async def main(sys, retries=retries) -> object:
+            return await sys.agent("question", check_call=_reject_seven, retries=retries)
+
+        async with make_kernel(tmp_path, FakeEngine()) as k:
+            status = await k.run(app)
+        assert status.state == "crashed" and "retries must be between 0 and 16" in status.error
+
+
+async def test_react_resamples_a_call_that_does_not_fit_the_word_problem(tmp_path) -> None:
+    fake = FakeEngine()
+    fake.enqueue(_call("calculator", '{"expression": "19 * 7"}'),  # leaves out the 3 days
+                 _call("calculator", '{"expression": "19 * 7 + 3"}'), _call("calculator", '{"expression": "19 * 7 + 3"}'),
+                 "That is 136 days.")
+    async with make_kernel(tmp_path, fake) as k:
+        pid = await k.spawn("react", "A holiday lasts 19 weeks and 3 days. How many days is that?", retries=2)
+        await k.get(pid).done.wait()
+        log = "".join(text for stream, text in k.output(pid) if stream == "stderr")
+        status = await k.wait(pid)
+    assert status.value == "That is 136 days."
+    assert "leaves out the question's 3" in log and "[calculator({'expression': '19 * 7 + 3'}) -> 136]" in log
+
+
+async def test_react_without_the_check_runs_the_models_call(tmp_path) -> None:
+    fake = FakeEngine()
+    fake.enqueue(_call("calculator", '{"expression": "19 * 7"}'), "That is 133 days.")
+    async with make_kernel(tmp_path, fake) as k:
+        status = await k.wait(await k.spawn("react", "A holiday lasts 19 weeks and 3 days. How many days?",
+                                            check=False))
+    assert status.value == "That is 133 days."
+
+
+@pytest.mark.parametrize(("question", "expression", "problem"), [
+    ("A holiday lasts 19 weeks and 3 days. How many days is that?", "19 * 7 + 3", None),
+    ("A holiday lasts 19 weeks and 3 days. How many days is that?", "19 * 7", "leaves out the question's 3"),
+    ("A printer prints 67 pages a minute. How many in 31 minutes?", "67 * 31", None),
+    ("A printer prints 67 pages a minute. How many in 31 minutes?", "67 * 31 * 60", "uses 60, which"),
+    ("A printer prints 67 pages a minute. How many in 2 hours?", "67 * 2 * 60", None),
+    ("A meal costs 2603 dollars and Jade leaves a 35% tip. How much is the tip?", "2603 * 0.35", None),
+    ("A meal costs 2603 dollars and Jade leaves a 35% tip. How much is the tip?", "2603 * 35 / 100", None),
+    ("A coat costs 80 dollars with 25 percent off. What does it cost now?", "80 * (1 - 0.25)", None),
+    ("A meal costs 2603 dollars and Jade leaves a 35% tip. How much is the tip?", "2603 * 0.36",
+     "leaves out the question's 35"),
+    ("Eli buys 3 pencils at 15 dollars each and pays with 59 dollars. How much change?", "59 - 3 * 15", None),
+    ("Eli buys 3 pencils at 15 dollars each and pays with 59 dollars. How much change?", "59 - 3 * 15 - 1", None),
+    ("Eli buys 3 pencils at 1,500 dollars each. How much?", "3 * 1500", None),
+    ("What is the time?", "1 + 1", None),  # no stated number: nothing to check against
+    ("Add 2 and 3.", "2 + 3 + 4", "uses 4, which the question does not state"),
+])
+def test_fits_question(question: str, expression: str, problem: str | None) -> None:
+    from llmasos.apps.react import fits_question
+    from llmasos.syscalls.types import ToolCall
+
+    got = fits_question(question, ToolCall("1", "calculator", {"expression": expression}))
+    assert (got is None) if problem is None else (got is not None and got.startswith(problem)), got
+
+
+@settings(max_examples=200, deadline=None)
+@given(question=st.text(max_size=300), arguments=st.dictionaries(st.text(max_size=12),
+                                                                 st.one_of(st.text(max_size=80), st.integers(),
+                                                                           st.none(), st.lists(st.integers()))))
+def test_fits_question_takes_any_question_and_arguments(question: str, arguments: dict) -> None:
+    from llmasos.apps.react import fits_question
+    from llmasos.syscalls.types import ToolCall
+
+    for name in ("calculator", "clock"):
+        got = fits_question(question, ToolCall("1", name, arguments))
+        assert got is None or isinstance(got, str)

@@ -63,6 +63,7 @@ class Options:
     window: int | None = None  # perplexity: None: the kernel's score_window
     stride: int | None = None  # perplexity: None: half the window
     free: bool = False  # agent: the app generates without the tool-call grammar (react's constrained=False)
+    check: bool = True  # agent: False runs the app without its call check (react's check=False)
 
 
 Advance = Callable[[str], None]  # called with the task's kind after each item ends
@@ -131,7 +132,8 @@ def _spawn_args(kind: str, item: dict[str, Any], options: Options) -> tuple[str,
     if kind == "tools":
         offered = item.get("tools") or sorted({"calculator", "clock", item["tool"]})
         return SPECS["tools"], [item["question"]], {"offered": offered, **sized}
-    return options.app, [item["question"]], {**sized, **({"constrained": False} if options.free else {})}
+    return options.app, [item["question"]], {**sized, **({"constrained": False} if options.free else {}),
+                                             **({} if options.check else {"check": False})}
 
 
 # -- scoring ------------------------------------------------------------------------------------------
