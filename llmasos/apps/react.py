@@ -14,6 +14,11 @@ Its log has one line per step: ``[tool(arguments) -> result]`` or ``[invalid cal
 ``[no call: ...]`` when the first step, which must call a tool, answered instead (possible only with
 ``constrained=False``; the eval counts it as an invalid call).
 
+Each calculator call is checked against the question before it runs (``fits_question``, the agent
+loop's ``check_call``): one that leaves out a number the question states, or uses one it does not, is
+replaced by the call most of up to ``retries`` sampled ones agree on, among those that pass; the log
+says so (``[check: ...]``). ``check=False`` turns it off (`llmasos eval --agent FILE --no-check`).
+
 The answer quotes the calculator's result by construction (``quote_result``): a small model that
 computed 25833 may still write "2583" in its sentence, so when the answer that follows a calculator
 call does not quote the result, react puts the result in (in place of the last number that is not
@@ -88,7 +93,7 @@ def quote_result(result: AgentResult) -> tuple[str, str | None]:
 
 
 # numbers a question may need without stating them: when its words call for them (a unit's size, "half")
-_CONSTANTS: tuple[tuple[re.Pattern[str], tuple[float, ...]], ...] = tuple((re.compile(p, re.IGNORECASE), v) for p, v in (
+_CONSTANT_WORDS: tuple[tuple[str, tuple[float, ...]], ...] = (
     (r"%|percent", (100.0,)),
     (r"\bweeks?\b", (7.0,)),
     (r"\bdays?\b.*\bhours?\b|\bhours?\b.*\bdays?\b", (24.0,)),
@@ -102,7 +107,8 @@ _CONSTANTS: tuple[tuple[re.Pattern[str], tuple[float, ...]], ...] = tuple((re.co
     (r"\bhalf\b|\btwice\b|\bdouble\b|\bboth\b|\bpairs?\b|\bcouple\b", (2.0, 0.5)),
     (r"\btriple\b|\bthird\b", (3.0,)),
     (r"\bquarter\b", (4.0, 0.25)),
-))
+)
+_CONSTANTS = tuple((re.compile(words, re.IGNORECASE), values) for words, values in _CONSTANT_WORDS)
 
 
 def _close(x: float, values: set[float]) -> bool:
@@ -113,8 +119,9 @@ def fits_question(question: str, call: object) -> str | None:
     """Why a calculator call does not fit a word problem, or None: every number the question states is
     used, and every number used is stated (or a share of a stated percentage, or a constant the
     question's words call for, ``_CONSTANTS``; 0 and 1 always). The check for ``sys.agent(check_call=)``:
-    a small model maps "19 weeks and 3 days" to ``19 * 7`` or multiplies by 60 with no hours in sight;
-    another sample usually does better. Other tools' calls, and questions that state no number, pass."""
+    a small model maps "19 weeks and 3 days" to ``19 * 7`` or multiplies by 60 with no hours in sight,
+    and another sample may do better (it does for the 60; docs/tools.md has what it buys). Other
+    tools' calls, and questions that state no number, pass."""
     expression = (getattr(call, "arguments", None) or {}).get("expression")
     if getattr(call, "name", None) != "calculator" or not isinstance(expression, str):
         return None

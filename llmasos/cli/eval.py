@@ -38,8 +38,9 @@ def eval_cmd(
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="Reply length of each item")] = None,
     free: Annotated[bool, typer.Option("--free", help="Agent items generate without the tool-call grammar "
                                        "(the app's constrained=False; react has it): what the grammar buys")] = False,
-    no_check: Annotated[bool, typer.Option("--no-check", help="Agent items run without the app's check of "
-                                           "each call against the question (react's check=False): what it buys")] = False,
+    no_check: Annotated[bool, typer.Option(
+        "--no-check", help="Agent items run without the app's check of each call against the question "
+        "(react's check=False): what it buys")] = False,
     window: Annotated[int | None, typer.Option("--window", min=2, help="Perplexity: tokens per window")] = None,
     stride: Annotated[int | None, typer.Option("--stride", min=1, help="Perplexity: tokens scored per window")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", dir_okay=False, help="Write the JSON report here")] = None,

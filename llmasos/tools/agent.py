@@ -28,8 +28,8 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
-from functools import partial
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from llmasos.syscalls.calls import Generate

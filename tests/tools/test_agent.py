@@ -219,8 +219,8 @@ async def test_bad_retries_are_refused(tmp_path) -> None:
 
 async def test_react_resamples_a_call_that_does_not_fit_the_word_problem(tmp_path) -> None:
     fake = FakeEngine()
-    fake.enqueue(_call("calculator", '{"expression": "19 * 7"}'),  # leaves out the 3 days
-                 _call("calculator", '{"expression": "19 * 7 + 3"}'), _call("calculator", '{"expression": "19 * 7 + 3"}'),
+    whole = _call("calculator", '{"expression": "19 * 7 + 3"}')
+    fake.enqueue(_call("calculator", '{"expression": "19 * 7"}'), whole, whole,  # the first leaves out the 3
                  "That is 136 days.")
     async with make_kernel(tmp_path, fake) as k:
         pid = await k.spawn("react", "A holiday lasts 19 weeks and 3 days. How many days is that?", retries=2)
