@@ -66,19 +66,10 @@ def test_logits_and_greedy_text_match_the_fp32_model(engines: tuple[HFEngine, HF
     fp32, q = engines
     # One decode step after the same prompt: logits within 2e-3 (the fp32 model is the GGUF
     # dequantized; the products differ only in the order of their sums; logits span about ±30).
-    outs = []
-    for engine in engines:
-        seq = ask(PROMPTS[0], max_tokens=2)
-        run(engine, [seq])
-        outs.append(engine.native.last_logits()[0].clone())
+    outs = _first_logits(engines)
     torch.testing.assert_close(outs[1], outs[0], atol=2e-3, rtol=1e-4)
     # Greedy text on a fixed prompt set: the share of prompts whose 32 tokens are identical.
-    same = 0
-    for prompt in PROMPTS:
-        a, b = ask(prompt, max_tokens=32), ask(prompt, max_tokens=32)
-        run(fp32, [a])
-        run(q, [b])
-        same += a.output_ids == b.output_ids
+    same = _greedy_matches(fp32, q)
     print(f"greedy match rate q4_1 vs fp32: {same}/{len(PROMPTS)}")
     assert same >= len(PROMPTS) - 1  # a near-tie may flip one continuation; more is a defect
 
@@ -112,6 +103,27 @@ TEXT = ("There were four of us - George, and William Samuel Harris, and myself, 
 
 
 @torch.inference_mode()
+def _first_logits(engines: tuple[HFEngine, ...]) -> list[torch.Tensor]:
+    """Each engine's logits of one decode step after the first prompt."""
+    outs = []
+    for engine in engines:
+        seq = ask(PROMPTS[0], max_tokens=2)
+        run(engine, [seq])
+        outs.append(engine.native.last_logits()[0].clone())
+    return outs
+
+
+def _greedy_matches(one: HFEngine, other: HFEngine) -> int:
+    """How many of the fixed prompts get the same 32 greedy tokens on both engines."""
+    same = 0
+    for prompt in PROMPTS:
+        a, b = ask(prompt, max_tokens=32), ask(prompt, max_tokens=32)
+        run(one, [a])
+        run(other, [b])
+        same += a.output_ids == b.output_ids
+    return same
+
+
 def _perplexity(engine: HFEngine) -> float:
     ids = torch.tensor([engine.tokenizer.encode(TEXT, add_special_tokens=False)])
     logits = engine.model(input_ids=ids).logits[0, :-1].float()
@@ -124,19 +136,10 @@ def test_a_bf16_kv_cache_keeps_the_greedy_text(engines: tuple[HFEngine, HFEngine
     _, q = engines
     bf16 = HFEngine(q.model, q.tokenizer, name=q.name, weights=q.weights, kv_dtype="bf16")
     assert bf16.native is q.native and bf16.kv_dtype == "bf16" and q.kv_dtype == "fp32"
-    outs = []
-    for engine in (q, bf16):
-        seq = ask(PROMPTS[0], max_tokens=2)
-        run(engine, [seq])
-        outs.append(engine.native.last_logits()[0].clone())
+    outs = _first_logits((q, bf16))
     diff = float((outs[1] - outs[0]).abs().max())
     print(f"bf16 against fp32 KV: largest logit difference {diff:.4f} (logits span ±{float(outs[0].abs().max()):.1f})")
     assert 0 < diff < 0.25
-    same = 0
-    for prompt in PROMPTS:
-        a, b = ask(prompt, max_tokens=32), ask(prompt, max_tokens=32)
-        run(q, [a])
-        run(bf16, [b])
-        same += a.output_ids == b.output_ids
+    same = _greedy_matches(q, bf16)
     print(f"greedy match rate bf16 vs fp32 KV: {same}/{len(PROMPTS)}")
     assert same >= len(PROMPTS) - 1  # a near-tie may flip one continuation; more is a defect
