@@ -28,6 +28,7 @@ an answer without a preceding successful calculator call is left as the model wr
 
 from __future__ import annotations
 
+import ast
 import math
 import re
 
@@ -35,6 +36,7 @@ from llmasos.apps.app import App
 from llmasos.syscalls.errors import NoSuchModel
 from llmasos.syscalls.sys import Sys
 from llmasos.tools.agent import AgentResult
+from llmasos.tools.builtin.calculator import CalcError, evaluate
 
 TOOLS_MODEL = "smollm2-135m-tools"  # what `llmasos models build` makes for this app
 _NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?")
@@ -110,6 +112,36 @@ _CONSTANT_WORDS: tuple[tuple[str, tuple[float, ...]], ...] = (
 )
 _CONSTANTS = tuple((re.compile(words, re.IGNORECASE), values) for words, values in _CONSTANT_WORDS)
 
+# (a large unit, a small one, how many small in one large): a question that states an amount in the large
+# unit ("19 weeks", "7 days") and asks in the small one ("How many days ...?") needs the factor, unless
+# the large unit is only a rate ("8 hours a day"), where the factor is not wanted
+_CONVERSION_WORDS: tuple[tuple[str, str, float], ...] = (
+    ("weeks?", "days?", 7.0),
+    ("days?", "hours?", 24.0),
+    ("hours?", "minutes?", 60.0),
+    ("minutes?", "seconds?", 60.0),
+    ("years?", "months?", 12.0),
+    ("feet|foot", "inch(?:es)?", 12.0),
+    ("kilograms?|kg", "grams?", 1000.0),
+    ("metres?|meters?|m", "centimet(?:re|er)s?|cm", 100.0),
+)
+_CONVERSIONS = tuple(
+    (re.compile(rf"\d\s*(?:{large})\b", re.IGNORECASE),
+     re.compile(rf"\b(?:a|an|per|each|every|one)\s+(?:{large})\b", re.IGNORECASE),
+     re.compile(rf"\b(?:{small})\b", re.IGNORECASE), factor)
+    for large, small, factor in _CONVERSION_WORDS)
+_SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
+
+
+def _needed_factors(question: str) -> list[float]:
+    """The unit factors question needs (_CONVERSION_WORDS): it states an amount in a unit and asks, in
+    its last sentence, in a smaller one."""
+    asked = _SENTENCE_END.split(question.strip())[-1]
+    if not asked.endswith("?"):
+        return []
+    return [factor for amount, rate, small, factor in _CONVERSIONS
+            if amount.search(question) and not rate.search(question) and small.search(asked)]
+
 
 def _close(x: float, values: set[float]) -> bool:
     return any(math.isclose(x, v, rel_tol=1e-9, abs_tol=1e-9) for v in values)
@@ -118,10 +150,11 @@ def _close(x: float, values: set[float]) -> bool:
 def fits_question(question: str, call: object) -> str | None:
     """Why a calculator call does not fit a word problem, or None: every number the question states is
     used, and every number used is stated (or a share of a stated percentage, or a constant the
-    question's words call for, ``_CONSTANTS``; 0 and 1 always). The check for ``sys.agent(check_call=)``:
-    a small model maps "19 weeks and 3 days" to ``19 * 7`` or multiplies by 60 with no hours in sight,
-    and another sample may do better (it does for the 60; docs/tools.md has what it buys). Other
-    tools' calls, and questions that state no number, pass."""
+    question's words call for, ``_CONSTANTS``; 0 and 1 always); an amount stated in one unit and asked
+    in a smaller one uses the factor between them (``_CONVERSION_WORDS``: "7 days ... How many hours?"
+    needs the 24). The check for ``sys.agent(check_call=)``: a small model maps "19 weeks and 3 days" to
+    ``19 * 7`` or ``19 * 3``, or multiplies by 60 with no hours in sight, and another sample may do
+    better (docs/tools.md has what it buys). Other tools' calls, and questions that state no number, pass."""
     expression = (getattr(call, "arguments", None) or {}).get("expression")
     if getattr(call, "name", None) != "calculator" or not isinstance(expression, str):
         return None
@@ -134,11 +167,82 @@ def fits_question(question: str, call: object) -> str | None:
     unused = [n for n in stated if not any(_close(f, used) for f in forms[n])]
     if unused:
         return f"leaves out the question's {', '.join(_shown(n) for n in sorted(unused))}"
-    allowed = {f for fs in forms.values() for f in fs} | {0.0, 1.0}
+    factors = _needed_factors(question)
+    missing = [f for f in factors if not _close(f, used)]
+    if missing:
+        return f"leaves out the {', '.join(_shown(f) for f in missing)} its units call for"
+    allowed = {f for fs in forms.values() for f in fs} | {0.0, 1.0} | set(factors)
     allowed |= {v for pattern, values in _CONSTANTS if pattern.search(question) for v in values}
     invented = [n for n in used if not _close(n, allowed)]
     if invented:
         return f"uses {', '.join(_shown(n) for n in sorted(invented))}, which the question does not state"
+    for p in (_number(m.group(1)) for m in _PERCENTAGE.finditer(question)):
+        if p is not None and p not in (0, 100) and not _close(100.0, used) \
+                and not any(_close(f, used) for f in (p / 100, 1 - p / 100, 1 + p / 100)):
+            return f"uses the {_shown(p)}% as it stands, not divided by 100"
+    return _implausible(question, expression, stated)
+
+
+# what a word problem's last sentence asks for, and what that says of the result: a part or what is
+# left of an amount is no larger than the largest number stated ("How much change?", "How much taller is
+# the tree?", "How many children are on each team?"), and no count or amount asked for is negative;
+# a question that states an operation ("How much is 5 - 40?") is left to the calculator
+_NEGATIVE_WORDS = re.compile(r"\b(?:degrees?|temperature|below|minus|negative|owes?|debt|loss|lost)\b", re.IGNORECASE)
+_QUANTITY_ASKED = re.compile(r"\bhow (?:many|much|long|far|old|tall|heavy|wide|big)\b|\bwhat (?:is|was|are) the\b",
+                             re.IGNORECASE)
+_PART_ASKED = re.compile(
+    r"\b(?:left|remains?|remaining|change|back|still|missing|difference)\b"
+    r"|\bhow (?:many|much) (?:more|fewer|less)\b"
+    r"|\bhow much (?:taller|shorter|heavier|lighter|longer|older|younger|farther|further|deeper|higher|lower)\b"
+    r"|\b(?:on|in|to|for|of|does|do|did|is|are|gets?)\s+each\s+(?!(?:other|day|week|month|year|hour|minute)\b)[a-z]",
+    re.IGNORECASE)
+_STATED_OPERATION = re.compile(r"\d\s*[-+*/x×÷^]\s*\d")
+# "60% of a 940 dollar gift" is at most 940, unless the question speaks of growth
+_SHARE_OF = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?)\s*(?:%|percent\b|per cent\b)\s+of\b", re.IGNORECASE)
+_GROWS = re.compile(r"\b(?:more|increase[sd]?|up|grows?|grew|rises?|rose|add(?:s|ed)?|plus|extra|interest|tip|tax)\b",
+                    re.IGNORECASE)
+_PERCENTAGE = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?)\s*(?:%|percent\b|per cent\b)", re.IGNORECASE)
+# "leaves a 35% tip ... How much is the tip?": what is asked is that share of an amount
+_SHARE_NAMED = re.compile(r"(\d[\d,]*(?:\.\d+)?)\s*%\s+([a-z]+)(?:\s+([a-z]+))?", re.IGNORECASE)
+
+
+def _takes_away(expression: str, stated: set[float]) -> bool:
+    """True when the last operation of expression is a subtraction or a division and it uses no stated
+    number twice ("19 * 15 - 75", not "26 * 100 - 26"): what is left of an amount the expression makes
+    first may be larger than any number stated."""
+    try:
+        body = ast.parse(expression.replace("^", "**").strip(), mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    numbers = [n for m in _NUMBER.finditer(expression) if (n := _number(m.group())) is not None]
+    twice = any(sum(1 for n in numbers if _close(n, {s})) > 1 for s in stated)
+    return isinstance(body, ast.BinOp) and isinstance(body.op, (ast.Sub, ast.Div, ast.FloorDiv)) and not twice
+
+
+def _implausible(question: str, expression: str, stated: set[float]) -> str | None:
+    """Why the value of expression cannot answer question (see above), or None."""
+    asked = _SENTENCE_END.split(question.strip())[-1]
+    if not asked.endswith("?") or _STATED_OPERATION.search(question):
+        return None
+    try:
+        value = evaluate(expression)
+    except CalcError:
+        return None  # the calculator says why, as the call's error
+    largest = max(stated)
+    if value < 0 and _QUANTITY_ASKED.search(asked) and not _NEGATIVE_WORDS.search(question):
+        return f"gives {_shown(value)}, and the question asks for an amount that cannot be negative"
+    if value > largest and _PART_ASKED.search(asked) and not _takes_away(expression, stated):
+        return (f"gives {_shown(value)}, more than the question's largest number ({_shown(largest)}), "
+                "for a part or what is left")
+    if value > largest and not _GROWS.search(question) and any(
+            (p := _number(m.group(1))) is not None and p <= 100 for m in _SHARE_OF.finditer(question)):
+        return f"gives {_shown(value)}, more than the question's largest number, for a share of it"
+    for m in _SHARE_NAMED.finditer(question):
+        share, named = _number(m.group(1)), {w.lower() for w in m.groups()[1:] if w}
+        if share is not None and any(re.search(rf"\bthe {w}\b", asked, re.IGNORECASE) for w in named) \
+                and value > largest * share / 100 * (1 + 1e-9):
+            return (f"gives {_shown(value)}, more than {_shown(share)}% of the question's largest number, "
+                    f"for the {m.group(2).lower()}")
     return None
 
 

@@ -37,6 +37,7 @@ class Recipe:
     steps: int | None = None  # stop after this many steps (None: the whole of tune's epochs)
     tune: dict[str, Any] = field(default_factory=dict)  # TuneConfig fields
     holdout: tuple[str, ...] = ()  # training templates kept out of the data (validation: templates.VALIDATION)
+    answer_every: int = 1  # one problem in this many also makes the answer example (every one makes the call)
     description: str = ""
 
 
@@ -100,9 +101,12 @@ def training_rows(r: Recipe) -> list[dict[str, Any]]:
     pool = tuple(t for t in wordproblems.TRAIN_TEMPLATES if t.id not in r.holdout)
     problems = list(wordproblems.problems(r.problems, r.seed, templates=pool))
     check_disjoint(problems)
+    if not (isinstance(r.answer_every, int) and not isinstance(r.answer_every, bool) and r.answer_every >= 1):
+        raise LibraryError(f"answer_every must be a positive integer, not {r.answer_every!r}")
     rows = []
     for i, p in enumerate(problems):
-        rows += react_examples(p.question, p.expression, p.answer, p.reply, i, examples=r.examples)
+        call, answer = react_examples(p.question, p.expression, p.answer, p.reply, i, examples=r.examples)
+        rows += [call, answer] if i % r.answer_every == 0 else [call]
     return rows
 
 

@@ -170,9 +170,8 @@ async def _checked(task: str, reply: Any, calls: list[Any], check: Callable[[str
     passing: list[tuple[Any, list[Any]]] = []
     votes: Counter[str] = Counter()
     base, tried = sizes.get("seed") or 0, 0
-    for i in range(retries):
-        tried += 1
-        again, found = await ask({**sizes, "temperature": temperature, "seed": base + i + 1})
+    for tried in range(1, retries + 1):  # tried: the samples taken so far
+        again, found = await ask({**sizes, "temperature": temperature, "seed": base + tried})
         if found and _problem(task, found, check) is None:
             key = "|".join(_key(tc) for tc in found)
             votes[key] += 1

@@ -108,6 +108,22 @@ def test_ctrl_c_leaves_it_unregistered_and_the_next_build_resumes(home: Path, ti
     assert [s for s, _ in done.tune.train_loss] == [1, 2, 3, 4]
 
 
+def test_answer_every_keeps_every_call_and_one_answer_in_n() -> None:
+    """A recipe can spend its steps on the calls (the answer step is short, and react quotes the
+    calculator's result into it): every problem makes its call example, one in answer_every its answer."""
+    from dataclasses import replace
+
+    every = build.training_rows(replace(RECIPE, problems=9))
+    third = build.training_rows(replace(RECIPE, problems=9, answer_every=3))
+    assert len(every) == 18 and len(third) == 9 + 3
+    calls = every[0::2]
+    assert [r for r in third if r in calls] == calls  # every call, in order
+    assert [r for r in third if r not in calls] == [every[1], every[7], every[13]]  # problems 0, 3 and 6
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(LibraryError, match="answer_every"):
+            build.training_rows(replace(RECIPE, problems=2, answer_every=bad))
+
+
 def test_build_refuses_bad_input(home: Path, tmp_path: Path) -> None:
     with pytest.raises(LibraryError, match="no recipe.*smollm2-135m-tools"):
         build.build("my-model")

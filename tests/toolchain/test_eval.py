@@ -328,6 +328,8 @@ async def test_agent_call_validity_and_model_from_reacts_log(tmp_path: Path) -> 
         assert "<tools>" in engine.prompts[0] and "Error:" in engine.prompts[1]
         assert got.metrics["call_validity"] == 0.5 and got.metrics["accuracy"] == 1.0
         assert (got.items[0]["valid_calls"], got.items[0]["invalid_calls"], got.items[0]["model"]) == (1, 1, "default")
+        log = got.items[0]["log"]  # react's whole log comes with the item, to read why it went as it did
+        assert "[invalid call:" in log and "[calculator({'expression': '17 * 23'}) -> 391]" in log
 
 
 # -- report and figure ----------------------------------------------------------------------------

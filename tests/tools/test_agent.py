@@ -256,6 +256,47 @@ async def test_react_without_the_check_runs_the_models_call(tmp_path) -> None:
     ("Eli buys 3 pencils at 1,500 dollars each. How much?", "3 * 1500", None),
     ("What is the time?", "1 + 1", None),  # no stated number: nothing to check against
     ("Add 2 and 3.", "2 + 3 + 4", "uses 4, which the question does not state"),
+    # an amount in one unit asked in a smaller one needs the factor between them
+    ("How many hours are in 5 days?", "5 * 5", "leaves out the 24 its units call for"),
+    ("How many hours are in 5 days?", "5 * 24", None),
+    ("A lease runs for 2 years and 4 months. How many months is that?", "2 * 4", "leaves out the 12"),
+    ("A lease runs for 2 years and 4 months. How many months is that?", "2 * 12 + 4", None),
+    ("A parcel weighs 2 kg and 400 grams. What is its weight in grams?", "2 * 1000 + 400", None),
+    ("A desk is 2 metres and 40 cm wide. How wide is it in cm?", "2 + 40", "leaves out the 100"),
+    # ... but not when the larger unit is a rate, or when the question does not ask in the smaller one
+    ("Sam works 8 hours a day for 5 days. How many hours does he work?", "8 * 5", None),
+    ("A car drives for 5 hours. How far does it go at 60 km an hour?", "60 * 5", None),
+    # a part, or what is left, is no larger than the largest number stated; an amount is not negative
+    ("Eli buys 3 pens at 14 dollars each and pays with 50 dollars. How much change?", "3 * 14 + 50",
+     "gives 92, more than the question's largest number (50)"),
+    ("Eli buys 3 pens at 14 dollars each and pays with 50 dollars. How much change?", "50 - 3 * 14", None),
+    ("A tree is 81 cm tall and a bush is 24 cm tall. How much taller is the tree?", "24 - 81", "gives -57"),
+    ("A tree is 81 cm tall and a bush is 24 cm tall. How much taller is the tree?", "81 * 24", "gives 1944"),
+    ("112 children are put into 4 equal teams. How many children are on each team?", "112 * 4", "gives 448"),
+    ("112 children are put into 4 equal teams. How many children are on each team?", "112 / 4", None),
+    ("How many eggs are in 6 boxes with 12 eggs in each?", "6 * 12", None),  # a total, not a part
+    ("A baker bakes 18 trays of 14 rolls and sells 70. How many rolls are left?", "18 * 14 - 70", None),
+    ("A baker bakes 18 trays of 14 rolls and sells 70. How many rolls are left?", "18 * 14 + 70", "gives 322"),
+    ("Sam buys a book for 26 dollars and pays with a 100 dollar note. How much change?", "26 * 100 - 26",
+     "gives 2574"),  # a number used twice: not an amount made first and then taken from
+    ("Quinn puts 60% of a 940 dollar gift in the bank. How many dollars is that?", "940 / 60 * 100",
+     "gives 1566.6666666667, more than the question's largest number, for a share of it"),
+    ("Quinn puts 60% of a 940 dollar gift in the bank. How many dollars is that?", "940 * 60 / 100", None),
+    ("A town of 940 grows by 60% of its size. How many people live there now?", "940 + 940 * 60 / 100", None),
+    ("Ana had 40 cards and gave 12 away. How many are left?", "40 - 12", None),
+    ("How much is 5 - 40?", "5 - 40", None),  # a stated operation is the calculator's to work out
+    ("The temperature was 5 degrees and fell by 12 degrees. What is the temperature now?", "5 - 12", None),
+    ("How much change is left from 10 dollars after 3 dollars?", "10 - 3 / 0", None),  # the calculator's error
+    # a percentage is divided by 100 somewhere; "a P% tip ... How much is the tip?" is P% of an amount
+    ("Wen puts 10% of a 560 dollar gift in the bank. How many dollars is that?", "560 * 10", "uses the 10%"),
+    ("Wen puts 10% of a 560 dollar gift in the bank. How many dollars is that?", "560 * 10 / 100", None),
+    ("Wen puts 10% of a 560 dollar gift in the bank. How many dollars is that?", "560 * 0.1", None),
+    ("A coat costs 80 dollars and is 25 percent off. What does it cost now?", "80 * (1 - 0.25)", None),
+    ("A meal costs 2600 dollars and Jade leaves a 30% tip. How much is the tip?", "2600 - 2600 * 30 / 100",
+     "gives 1820, more than 30% of the question's largest number, for the tip"),
+    ("A meal costs 2600 dollars and Jade leaves a 30% tip. How much is the tip?", "2600 * 30 / 100", None),
+    ("A bill of 400 dollars gets a 5% service charge. How much is the charge?", "400 + 400 * 5 / 100", "gives 420"),
+    ("A meal costs 2600 dollars and Jade leaves a 30% tip. What is the total bill?", "2600 + 2600 * 30 / 100", None),
 ])
 def test_fits_question(question: str, expression: str, problem: str | None) -> None:
     from llmasos.apps.react import fits_question

@@ -116,7 +116,7 @@ async def _run_item(client: KernelClient, kind: str, item: dict[str, Any], optio
         steps = sum(1 for line in lines if (m := _TRACE_CALL.match(line)) and m.group(1) in STEP_CALLS)
         log = "".join(text for stream, text in await client.output(pid) if stream == "stderr")
         calls = {"valid_calls": len(_LOG_CALL.findall(log)), "invalid_calls": len(_LOG_INVALID.findall(log)),
-                 "model": (_LOG_MODEL.findall(log) or [""])[-1]}
+                 "model": (_LOG_MODEL.findall(log) or [""])[-1], "log": log}
     await client.wait(pid)  # reap it
     return {"id": item["id"], "state": info.state, "value": info.exit_value, "error": info.error,
             "tokens": info.usage.prompt_tokens + info.usage.completion_tokens, "steps": steps,
@@ -194,7 +194,8 @@ def _score_agent(task: Task, rows: list[dict[str, Any]]) -> TaskReport:
         items.append({"id": row["id"], "question": item["question"], "prediction": answer,
                       "answer": item["answer"], "correct": metrics.answer_matches(answer, item["answer"]),
                       "steps": row["steps"] or 0, "tokens": row["tokens"], "valid_calls": row["valid_calls"],
-                      "invalid_calls": row["invalid_calls"], "model": row["model"], **_error(row)})
+                      "invalid_calls": row["invalid_calls"], "model": row["model"], "log": row["log"],
+                      **_error(row)})
     valid, invalid = sum(i["valid_calls"] for i in items), sum(i["invalid_calls"] for i in items)
     return TaskReport(task.kind, task.source, {
         "accuracy": metrics.mean(i["correct"] for i in items),
