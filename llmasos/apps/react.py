@@ -7,17 +7,22 @@ Which model: ``model=`` when the caller names one (an explicit choice always win
 kernel cannot serve is then an error); else the tool-calling adapter ``smollm2-135m-tools`` when the
 kernel's ``models`` syscall lists it as loaded or loadable (built with `llmasos models build
 smollm2-135m-tools`: the kernel loads it on first use) and it loads; else the process's default model.
-It says on stderr (its log) which model it runs on and, on a fallback, why; ``ps`` shows a generate that names its model as waiting on ``llm:NAME``. The adapter was trained on
-react's prompt without the tools' few-shot turns, so on it react leaves them out. ``constrained=False``
+It says on stderr (its log) which model it runs on and, on a fallback, why; ``ps`` shows a generate
+that names its model as waiting on ``llm:NAME``. The adapter was trained on react's prompt without the
+tools' few-shot turns, so on it react leaves them out. ``constrained=False``
 turns the tool-call grammar off (to measure what it buys: `llmasos eval --agent FILE --free`).
 Its log has one line per step: ``[tool(arguments) -> result]`` or ``[invalid call: why]``, and
 ``[no call: ...]`` when the first step, which must call a tool, answered instead (possible only with
 ``constrained=False``; the eval counts it as an invalid call).
 
 Each calculator call is checked against the question before it runs (``fits_question``, the agent
-loop's ``check_call``): one that leaves out a number the question states, or uses one it does not, is
-replaced by the call most of up to ``retries`` sampled ones agree on, among those that pass; the log
-says so (``[check: ...]``). ``check=False`` turns it off (`llmasos eval --agent FILE --no-check`).
+loop's ``check_call``): one that leaves out a number the question states, or uses one it does not, or
+a unit's factor it needs, or whose value cannot be what is asked (a negative amount, a part or what is
+left larger than the whole, a share of a whole larger than it), is first mended under a narrower
+grammar where the check knows how (``repair_call``: "How much change?" starts from the largest number
+and a minus), else replaced by the call most of up to ``retries`` sampled ones agree on, among those
+that pass; the log says so (``[check: ...]``). ``check=False`` turns it off (`llmasos eval --agent FILE
+--no-check`).
 
 The answer quotes the calculator's result by construction (``quote_result``): a small model that
 computed 25833 may still write "2583" in its sentence, so when the answer that follows a calculator
@@ -29,14 +34,17 @@ an answer without a preceding successful calculator call is left as the model wr
 from __future__ import annotations
 
 import ast
+import copy
 import math
 import re
+from typing import Any
 
 from llmasos.apps.app import App
 from llmasos.syscalls.errors import NoSuchModel
 from llmasos.syscalls.sys import Sys
 from llmasos.tools.agent import AgentResult
-from llmasos.tools.builtin.calculator import CalcError, evaluate
+from llmasos.tools.builtin.calculator import ARITHMETIC, CalcError, evaluate
+from llmasos.tools.calling import resolve
 
 TOOLS_MODEL = "smollm2-135m-tools"  # what `llmasos models build` makes for this app
 _NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?")
@@ -155,32 +163,126 @@ def fits_question(question: str, call: object) -> str | None:
     needs the 24). The check for ``sys.agent(check_call=)``: a small model maps "19 weeks and 3 days" to
     ``19 * 7`` or ``19 * 3``, or multiplies by 60 with no hours in sight, and another sample may do
     better (docs/tools.md has what it buys). Other tools' calls, and questions that state no number, pass."""
+    return _misfit(question, call)[0]
+
+
+def repair_call(question: str, call: object) -> dict[str, Any] | None:
+    """The calculator's schema narrowed to mend a call that fails ``fits_question``, or None (the repair
+    for ``sys.agent(repair_call=)``): the model's reply under it is taken if it then passes. Three
+    repairs, each keeping what the model wrote or what the question fixes, and leaving it the rest:
+    the one number it left out is joined on (``19 * 7`` -> ``19 * 7 ? 3``, the operator its choice); the
+    unit factor it left out comes first (``12 * 12 ...`` for "12 years and 8 months"); a part or what is
+    left that came out too large, or negative, starts from the largest number: ``59 - ...`` (``111 /
+    ...`` for "each")."""
+    pattern = _misfit(question, call)[1]
+    if pattern is None:
+        return None
+    schema = copy.deepcopy(resolve(["calculator"])[0].schema)
+    schema["function"]["parameters"]["properties"]["expression"]["pattern"] = pattern
+    return schema
+
+
+_BODY = ARITHMETIC[1:-1]  # the calculator's expression pattern, unanchored
+_JOIN = r" ?[-+*/] ?"
+
+
+def _misfit(question: str, call: object) -> tuple[str | None, str | None]:
+    """(why call does not fit question, a pattern for the expression that would mend it) or (None, None)."""
     expression = (getattr(call, "arguments", None) or {}).get("expression")
     if getattr(call, "name", None) != "calculator" or not isinstance(expression, str):
-        return None
+        return None, None
     stated = {n for m in _NUMBER.finditer(question) if (n := _number(m.group())) is not None}
     if not stated:
-        return None
-    used = {n for m in _NUMBER.finditer(expression) if (n := _number(m.group())) is not None}
+        return None, None
+    numbers = [n for m in _NUMBER.finditer(expression) if (n := _number(m.group())) is not None]
+    used = set(numbers)
     percent = "%" in question or "percent" in question.lower()
     forms = {n: {n, n / 100, 1 - n / 100, 1 + n / 100} if percent else {n} for n in stated}
     unused = [n for n in stated if not any(_close(f, used) for f in forms[n])]
-    if unused:
-        return f"leaves out the question's {', '.join(_shown(n) for n in sorted(unused))}"
     factors = _needed_factors(question)
-    missing = [f for f in factors if not _close(f, used)]
-    if missing:
-        return f"leaves out the {', '.join(_shown(f) for f in missing)} its units call for"
     allowed = {f for fs in forms.values() for f in fs} | {0.0, 1.0} | set(factors)
     allowed |= {v for pattern, values in _CONSTANTS if pattern.search(question) for v in values}
     invented = [n for n in used if not _close(n, allowed)]
+    missing = [f for f in factors if not _close(f, used)]
+    mixed = _mixed_amount(question)  # "19 weeks and 3 days": (19, 7, 3), when that is all it states
+    mixed = mixed if mixed is not None and stated == {mixed[0], mixed[2]} else None
+    if unused:
+        why = f"leaves out the question's {', '.join(_shown(n) for n in sorted(unused))}"
+        if mixed is not None and not invented:
+            return why, _converted(mixed)
+        if len(numbers) == len(used) and not invented and not missing and len(unused) == 1:
+            return why, f"^{re.escape(expression.strip())}{_JOIN}{re.escape(_shown(unused[0]))}$"
+        return why, _from_largest(question, stated) if max(stated) in unused else None
+    if missing:
+        why = f"leaves out the {', '.join(_shown(f) for f in missing)} its units call for"
+        if mixed is not None:
+            return why, _converted(mixed)
+        amount = next((m for m in _NUMBER.finditer(question) if _unit_after(question, m.end(), missing[0])), None)
+        if amount is None:
+            return why, None
+        times = f"{re.escape(_shown(_number(amount.group()) or 0))} ?\\* ?{re.escape(_shown(missing[0]))}"
+        return why, f"^{times}({_JOIN}{_BODY})?$"
     if invented:
-        return f"uses {', '.join(_shown(n) for n in sorted(invented))}, which the question does not state"
+        return f"uses {', '.join(_shown(n) for n in sorted(invented))}, which the question does not state", None
     for p in (_number(m.group(1)) for m in _PERCENTAGE.finditer(question)):
         if p is not None and p not in (0, 100) and not _close(100.0, used) \
                 and not any(_close(f, used) for f in (p / 100, 1 - p / 100, 1 + p / 100)):
-            return f"uses the {_shown(p)}% as it stands, not divided by 100"
+            return f"uses the {_shown(p)}% as it stands, not divided by 100", _share_of_largest(question, stated)
+    if mixed is not None and not _sums(expression):
+        return "does not add the two parts of the amount it converts", _converted(mixed)
     return _implausible(question, expression, stated)
+
+
+def _mixed_amount(question: str) -> tuple[float, float, float] | None:
+    """(n, factor, m) for a question that asks in the smaller unit about "n LARGE and m SMALL" ("19 weeks
+    and 3 days ... How many days?"), else None."""
+    asked = _SENTENCE_END.split(question.strip())[-1]
+    for (large, small, factor), (_amount, _rate, small_word, _f) in zip(_CONVERSION_WORDS, _CONVERSIONS,
+                                                                           strict=True):
+        m = re.search(rf"(?<![\w.])(\d+(?:\.\d+)?)\s*(?:{large})\s*(?:and\s+)?(\d+(?:\.\d+)?)\s*(?:{small})\b",
+                      question, re.IGNORECASE)
+        if m and asked.endswith("?") and small_word.search(asked):
+            return float(m.group(1)), factor, float(m.group(2))
+    return None
+
+
+def _converted(mixed: tuple[float, float, float]) -> str:
+    """The expression of a mixed amount in its smaller unit: n * factor + m, as a pattern."""
+    n, factor, m = (re.escape(_shown(x)) for x in mixed)
+    return f"^{n} ?\\* ?{factor} ?\\+ ?{m}$"
+
+
+def _sums(expression: str) -> bool:
+    try:
+        body = ast.parse(expression.replace("^", "**").strip(), mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return isinstance(body, ast.BinOp) and isinstance(body.op, ast.Add)
+
+
+def _from_largest(question: str, stated: set[float]) -> str | None:
+    """For a part, what is left or what each gets: the expression starts from the largest number stated,
+    then - (or / for each); None for a question that asks for something else."""
+    asked = _SENTENCE_END.split(question.strip())[-1]
+    if not asked.endswith("?") or _STATED_OPERATION.search(question) or not _PART_ASKED.search(asked):
+        return None
+    return f"^{re.escape(_shown(max(stated)))} ?{'/' if _EACH_ASKED.search(asked) else '-'} ?{_BODY}$"
+
+
+def _share_of_largest(question: str, stated: set[float]) -> str | None:
+    """For a share asked of an amount ("60% of a 940 dollar gift", "a 35% tip ... the tip"): the
+    expression starts from the largest number stated, times; None for other questions."""
+    asked = _SENTENCE_END.split(question.strip())[-1]
+    named = any(re.search(rf"\bthe {w}\b", asked, re.IGNORECASE)
+                for m in _SHARE_NAMED.finditer(question) for w in m.groups()[1:] if w)
+    share_of = _SHARE_OF.search(question) is not None and not _GROWS.search(question)
+    return f"^{re.escape(_shown(max(stated)))} ?\\* ?{_BODY}$" if named or share_of else None
+
+
+def _unit_after(question: str, end: int, factor: float) -> bool:
+    """True when the number ending at end is an amount in the larger unit of factor's conversion."""
+    return any(amount.match(question, max(0, end - 1)) and _close(f, {factor})
+               for amount, _rate, _small, f in _CONVERSIONS)
 
 
 # what a word problem's last sentence asks for, and what that says of the result: a part or what is
@@ -196,6 +298,7 @@ _PART_ASKED = re.compile(
     r"|\bhow much (?:taller|shorter|heavier|lighter|longer|older|younger|farther|further|deeper|higher|lower)\b"
     r"|\b(?:on|in|to|for|of|does|do|did|is|are|gets?)\s+each\s+(?!(?:other|day|week|month|year|hour|minute)\b)[a-z]",
     re.IGNORECASE)
+_EACH_ASKED = re.compile(r"\beach\b|\bper\b|\bequal", re.IGNORECASE)
 _STATED_OPERATION = re.compile(r"\d\s*[-+*/x×÷^]\s*\d")
 # "60% of a 940 dollar gift" is at most 940, unless the question speaks of growth
 _SHARE_OF = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?)\s*(?:%|percent\b|per cent\b)\s+of\b", re.IGNORECASE)
@@ -219,38 +322,42 @@ def _takes_away(expression: str, stated: set[float]) -> bool:
     return isinstance(body, ast.BinOp) and isinstance(body.op, (ast.Sub, ast.Div, ast.FloorDiv)) and not twice
 
 
-def _implausible(question: str, expression: str, stated: set[float]) -> str | None:
-    """Why the value of expression cannot answer question (see above), or None."""
+def _implausible(question: str, expression: str, stated: set[float]) -> tuple[str | None, str | None]:
+    """(why the value of expression cannot answer question, see above, and the repair's pattern) or
+    (None, None)."""
     asked = _SENTENCE_END.split(question.strip())[-1]
     if not asked.endswith("?") or _STATED_OPERATION.search(question):
-        return None
+        return None, None
     try:
         value = evaluate(expression)
     except CalcError:
-        return None  # the calculator says why, as the call's error
+        return None, None  # the calculator says why, as the call's error
     largest = max(stated)
+    start = f"^{re.escape(_shown(largest))} ?{'/' if _EACH_ASKED.search(asked) else '-'} ?{_BODY}$"
     if value < 0 and _QUANTITY_ASKED.search(asked) and not _NEGATIVE_WORDS.search(question):
-        return f"gives {_shown(value)}, and the question asks for an amount that cannot be negative"
+        return f"gives {_shown(value)}, and the question asks for an amount that cannot be negative", start
     if value > largest and _PART_ASKED.search(asked) and not _takes_away(expression, stated):
         return (f"gives {_shown(value)}, more than the question's largest number ({_shown(largest)}), "
-                "for a part or what is left")
+                "for a part or what is left"), start
     if value > largest and not _GROWS.search(question) and any(
             (p := _number(m.group(1))) is not None and p <= 100 for m in _SHARE_OF.finditer(question)):
-        return f"gives {_shown(value)}, more than the question's largest number, for a share of it"
+        return (f"gives {_shown(value)}, more than the question's largest number, for a share of it",
+                _share_of_largest(question, stated))
     for m in _SHARE_NAMED.finditer(question):
         share, named = _number(m.group(1)), {w.lower() for w in m.groups()[1:] if w}
         if share is not None and any(re.search(rf"\bthe {w}\b", asked, re.IGNORECASE) for w in named) \
                 and value > largest * share / 100 * (1 + 1e-9):
             return (f"gives {_shown(value)}, more than {_shown(share)}% of the question's largest number, "
-                    f"for the {m.group(2).lower()}")
-    return None
+                    f"for the {m.group(2).lower()}"), _share_of_largest(question, stated)
+    return None, None
 
 
 @app.main
 async def main(sys: Sys, question: str, max_steps: int = 4, max_tokens: int = 96, model: str | None = None,
                constrained: bool = True, check: bool = True, retries: int = 6) -> str:
     options = {"max_steps": max_steps, "max_tokens": max_tokens, "first_choice": "required",
-               "constrained": constrained, "check_call": fits_question if check else None, "retries": retries}
+               "constrained": constrained, "check_call": fits_question if check else None, "retries": retries,
+               "repair_call": repair_call if check else None}
     # The first step must call a tool: under "auto" the default model answers from memory (and
     # wrongly) every time; measured in bench/toolcalls.py.
     if model is not None:

@@ -20,6 +20,11 @@ task (or None). A call that fails it is not run at once: up to ``retries`` more 
 agree on is run (self-consistency over the checked ones; the earliest wins a tie). With no passing
 sample, the first call runs as the model made it. The step's ``note`` says what the check did. The
 samples are generate syscalls like any other: journaled, traced and counted against the budgets.
+Before sampling, ``repair_call(task, call)`` may narrow the failing call's tool for one more reply: it
+returns that tool's schema (OpenAI's shape) with a stricter one for its arguments (say, a pattern that
+makes the expression begin ``59 - ``), offered in the tool's place with the same prompt (a long pattern
+is not shown in it); the model's reply under that grammar runs if it passes the check. Only with
+``constrained`` (without a grammar there is nothing to narrow).
 """
 
 from __future__ import annotations
@@ -78,7 +83,8 @@ async def run_agent(sys: Any, task: str, *, tools: Iterable[Any] | None = None, 
                     max_tokens: int = 128, temperature: float = 0.0, seed: int | None = None,
                     model: str | None = None, examples: bool = True, constrained: bool = True,
                     check_call: Callable[[str, Any], str | None] | None = None, retries: int = 4,
-                    retry_temperature: float = 0.8) -> AgentResult:
+                    retry_temperature: float = 0.8,
+                    repair_call: Callable[[str, Any], dict[str, Any] | None] | None = None) -> AgentResult:
     """Solve task with the model and tools (default: every tool the process may use)."""
     if max_steps < 1:
         raise InvalidArguments(f"max_steps must be at least 1, not {max_steps}")
@@ -103,8 +109,9 @@ async def run_agent(sys: Any, task: str, *, tools: Iterable[Any] | None = None, 
         reply, calls = await ask(sizes)
         note = None
         if calls and check_call is not None:
+            narrowed = partial(_narrowed, sys, messages, tools, choice, step) if constrained and repair_call else None
             reply, calls, note = await _checked(task, reply, calls, check_call, ask, sizes, retries,
-                                                retry_temperature)
+                                                retry_temperature, repair_call, narrowed)
         if not calls:
             _calls, errors, _rest = parse(reply.text, offered) if choice != "none" else ([], [], "")
             if errors:  # an attempted call that is not valid (only possible unconstrained)
@@ -159,14 +166,33 @@ async def _ask(sys: Any, messages: list[dict[str, Any]], tools: list[Any], offer
     return reply, parse(reply.text, offered, id_prefix=f"{step}_")[0]
 
 
+async def _narrowed(sys: Any, messages: list[dict[str, Any]], tools: list[Any], choice: Any, step: int,
+                    schema: dict[str, Any], sizes: dict[str, Any]) -> tuple[Any, list[Any]]:
+    """The reply with schema offered in place of the tool of its name, all else as asked before."""
+    name = resolve([schema])[0].name
+    swapped = [schema if resolve([t])[0].name == name else t for t in tools]
+    return await _ask(sys, messages, swapped, resolve(swapped), choice, True, step, sizes)
+
+
 async def _checked(task: str, reply: Any, calls: list[Any], check: Callable[[str, Any], str | None],
                    ask: Callable[[dict[str, Any]], Any], sizes: dict[str, Any], retries: int,
-                   temperature: float) -> tuple[Any, list[Any], str | None]:
-    """(reply, calls, note): the model's calls if they pass check, else the calls most passing samples
-    agree on (the first sample among equals), else the model's first calls."""
+                   temperature: float, repair: Callable[[str, Any], dict[str, Any] | None] | None = None,
+                   narrowed: Callable[[dict[str, Any], dict[str, Any]], Any] | None = None,
+                   ) -> tuple[Any, list[Any], str | None]:
+    """(reply, calls, note): the model's calls if they pass check, else its reply under the repaired
+    schema if that passes, else the calls most passing samples agree on (the first sample among equals),
+    else the model's first calls."""
     why = _problem(task, calls, check)
     if why is None:
         return reply, calls, None
+    first = _short(", ".join(f"{tc.name}({json.dumps(tc.arguments)})" for tc in calls), 120)
+    failing = next(tc for tc in calls if check(task, tc) is not None)
+    schema = repair(task, failing) if repair is not None and narrowed is not None else None
+    if schema is not None:
+        again, found = await narrowed(schema, sizes)
+        if found and _problem(task, found, check) is None:
+            made = _short(", ".join(f"{tc.name}({json.dumps(tc.arguments)})" for tc in found), 120)
+            return again, found, f"check: {first} {why}; repaired under a narrower grammar as {made}"
     passing: list[tuple[Any, list[Any]]] = []
     votes: Counter[str] = Counter()
     base, tried = sizes.get("seed") or 0, 0
@@ -178,7 +204,6 @@ async def _checked(task: str, reply: Any, calls: list[Any], check: Callable[[str
             passing.append((again, found))
             if votes[key] * 2 > retries:  # a majority of all the samples: the rest cannot outvote it
                 break
-    first = _short(", ".join(f"{tc.name}({json.dumps(tc.arguments)})" for tc in calls), 120)
     if not passing:
         return reply, calls, f"check: {first} {why}; no sample of {retries} passed, so it ran as made"
     best = max(votes.values())

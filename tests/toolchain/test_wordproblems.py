@@ -100,3 +100,17 @@ def test_the_module_writes_jsonl(tmp_path, capsys) -> None:
     assert rows == json.loads(json.dumps(training_set(7, 4))) and "wrote 7 items" in capsys.readouterr().out
     main(["validation", "--out", str(out)])
     assert [json.loads(line) for line in out.read_text().splitlines()] == validation_items()
+
+
+def test_the_unseen_problems_in_bench_share_no_number_with_training_and_their_answers_are_right() -> None:
+    """bench/data/wordproblems_fresh.jsonl (docs/tools.md): the check on the shipped sets, so it must
+    hold to the same split: evaluation-side numbers only, and answers the calculator agrees with."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "data" / "wordproblems_fresh.jsonl"
+    rows = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+    assert len(rows) == 40 and len({r["question"] for r in rows}) == 40
+    for r in rows:
+        assert all(held_out(n) for n in numbers_in(r["question"])), r["question"]
+        assert evaluate(r["expression"]) == r["answer"]
+    assert not {r["question"] for r in rows} & {p.question for p in problems(2000, seed=0)}

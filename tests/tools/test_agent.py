@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -204,6 +206,44 @@ async def test_a_call_that_passes_the_check_is_not_resampled(tmp_path) -> None:
     assert result.steps[0].note is None and len(fake.prompts) == 2
 
 
+def _narrow_to_two(task: str, call) -> dict:
+    """A repair that offers the calculator with its expression pinned to start "2 ", as react's does."""
+    from llmasos.tools.calling import resolve
+
+    schema = copy.deepcopy(resolve(["calculator"])[0].schema)
+    schema["function"]["parameters"]["properties"]["expression"]["pattern"] = "^2 " + "[-+*/0-9 ]{1,20}" * 5 + "$"
+    return schema
+
+
+async def test_a_repair_is_tried_first_with_the_same_prompt_and_runs_when_it_passes(tmp_path) -> None:
+    result, fake = await _agent(tmp_path, [
+        _call("calculator", '{"expression": "19 * 7"}'),  # fails the check
+        _call("calculator", '{"expression": "2 + 3"}'),  # the reply under the narrowed schema: passes
+        "It is 5.",
+    ], check_call=_reject_seven, repair_call=_narrow_to_two, retries=4)
+    call = result.steps[0]
+    assert (call.arguments, call.result) == ({"expression": "2 + 3"}, 5)
+    assert "uses 7; repaired under a narrower grammar as calculator" in call.note
+    assert len(fake.prompts) == 3  # the reply, the repaired one, the answer: no sampling
+    assert fake.prompts[1] == fake.prompts[0]  # a long pattern is not shown: the model sees the same prompt
+
+
+async def test_a_repair_that_still_fails_falls_back_to_sampling(tmp_path) -> None:
+    result, fake = await _agent(tmp_path, [
+        _call("calculator", '{"expression": "19 * 7"}'), _call("calculator", '{"expression": "2 * 7"}'),
+        _call("calculator", '{"expression": "4 * 4"}'), _call("calculator", '{"expression": "4 * 4"}'), "16.",
+    ], check_call=_reject_seven, repair_call=_narrow_to_two, retries=2)
+    assert result.steps[0].arguments == {"expression": "4 * 4"} and "2 of 2 passing samples" in result.steps[0].note
+    assert len(fake.prompts) == 5
+
+
+async def test_no_repair_without_the_grammar(tmp_path) -> None:
+    result, fake = await _agent(tmp_path, [
+        _call("calculator", '{"expression": "19 * 7"}'), _call("calculator", '{"expression": "1 + 1"}'), "Two.",
+    ], check_call=_reject_seven, repair_call=_narrow_to_two, retries=1, constrained=False)
+    assert result.steps[0].arguments == {"expression": "1 + 1"} and "repaired" not in result.steps[0].note
+
+
 async def test_bad_retries_are_refused(tmp_path) -> None:
     for retries in (-1, 17, 10**9):
         app = App("agentic", tools=["calculator"])
@@ -265,6 +305,8 @@ async def test_react_without_the_check_runs_the_models_call(tmp_path) -> None:
     ("A desk is 2 metres and 40 cm wide. How wide is it in cm?", "2 + 40", "leaves out the 100"),
     # ... but not when the larger unit is a rate, or when the question does not ask in the smaller one
     ("Sam works 8 hours a day for 5 days. How many hours does he work?", "8 * 5", None),
+    ("A holiday lasts 18 weeks and 2 days. How many days is that?", "18 * 7 * 2", "does not add the two parts"),
+    ("Jo works 3 hours and 10 minutes a day for 5 days. How many minutes?", "(3 * 60 + 10) * 5", None),
     ("A car drives for 5 hours. How far does it go at 60 km an hour?", "60 * 5", None),
     # a part, or what is left, is no larger than the largest number stated; an amount is not negative
     ("Eli buys 3 pens at 14 dollars each and pays with 50 dollars. How much change?", "3 * 14 + 50",
@@ -306,14 +348,70 @@ def test_fits_question(question: str, expression: str, problem: str | None) -> N
     assert (got is None) if problem is None else (got is not None and got.startswith(problem)), got
 
 
+@pytest.mark.parametrize(("question", "expression", "mended", "unmended"), [
+    # the one number left out is joined on, the operator the model's choice
+    ("Ana has 4 bags of 12 plums and 6 loose plums. How many plums?", "4 * 12", "4 * 12 + 6", "4 * 12 + 6 + 1"),
+    # a mixed amount asked in its smaller unit is the conversion itself: n * factor + m
+    ("A holiday lasts 18 weeks and 2 days. How many days is that?", "18 * 7", "18 * 7 + 2", "18 * 7 * 2"),
+    ("A holiday lasts 18 weeks and 2 days. How many days is that?", "18", "18 * 7 + 2", "18 + 7 * 2"),
+    ("A holiday lasts 18 weeks and 2 days. How many days is that?", "18 * 7 * 2", "18 * 7 + 2", "18 * 2"),
+    # the left-out largest number starts a part: "each" divides it
+    ("275 children are put into 10 equal teams. How many children are on each team?", "10 * 10", "275 / 10",
+     "10 * 275"),
+    # a share asked of an amount starts from the amount, times
+    ("A meal costs 2600 dollars and Jade leaves a 30% tip. How much is the tip?", "2600 - 30 * 30",
+     "2600 * 30 / 100", "2600 - 2600 * 30 / 100"),
+    # the unit factor left out comes first
+    ("A lease runs for 10 years and 6 months. How many months is that?", "10 * 6", "10 * 12 + 6", "6 * 12 + 10"),
+    # what is left, too large or negative, starts from the largest number; a part of each, by division
+    ("Eli buys 3 pens at 14 dollars each and pays with 58 dollars. How much change?", "3 * 14 + 58",
+     "58 - 3 * 14", "3 * 14 - 58"),
+    ("A tree is 81 cm tall and a bush is 24 cm tall. How much taller is the tree?", "24 - 81", "81 - 24", "24 - 81"),
+    ("112 children are put into 4 equal teams. How many children are on each team?", "112 * 4", "112 / 4",
+     "112 - 4"),
+])
+def test_repair_call_narrows_the_expression(question: str, expression: str, mended: str, unmended: str) -> None:
+    import re
+
+    from llmasos.apps.react import fits_question, repair_call
+    from llmasos.syscalls.types import ToolCall
+
+    schema = repair_call(question, ToolCall("1", "calculator", {"expression": expression}))
+    pattern = schema["function"]["parameters"]["properties"]["expression"]["pattern"]
+    assert re.match(pattern, mended) and not re.match(pattern, unmended)
+    assert fits_question(question, ToolCall("1", "calculator", {"expression": mended})) is None
+    from llmasos.tools.calling import resolve
+
+    plain = resolve(["calculator"])[0].schema  # the same tool, only the pattern narrowed
+    assert {**schema["function"], "parameters": None} == {**plain["function"], "parameters": None}
+
+
+@pytest.mark.parametrize(("question", "expression"), [
+    ("A holiday lasts 18 weeks and 2 days. How many days is that?", "18 * 7 + 2"),  # fits: nothing to mend
+    ("Add 2 and 3.", "2 + 3 + 4"),  # an invented number: sampling's to mend, not a grammar's
+    ("What is the time?", "1 + 1"),
+])
+def test_repair_call_leaves_what_it_cannot_mend(question: str, expression: str) -> None:
+    from llmasos.apps.react import repair_call
+    from llmasos.syscalls.types import ToolCall
+
+    assert repair_call(question, ToolCall("1", "calculator", {"expression": expression})) is None
+    assert repair_call(question, ToolCall("1", "clock", {"expression": expression})) is None
+
+
 @settings(max_examples=200, deadline=None)
 @given(question=st.text(max_size=300), arguments=st.dictionaries(st.text(max_size=12),
                                                                  st.one_of(st.text(max_size=80), st.integers(),
                                                                            st.none(), st.lists(st.integers()))))
 def test_fits_question_takes_any_question_and_arguments(question: str, arguments: dict) -> None:
-    from llmasos.apps.react import fits_question
+    import re
+
+    from llmasos.apps.react import fits_question, repair_call
     from llmasos.syscalls.types import ToolCall
 
     for name in ("calculator", "clock"):
         got = fits_question(question, ToolCall("1", name, arguments))
         assert got is None or isinstance(got, str)
+        schema = repair_call(question, ToolCall("1", name, arguments))
+        if schema is not None:  # a pattern the grammar can take: a valid regex
+            re.compile(schema["function"]["parameters"]["properties"]["expression"]["pattern"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -141,3 +142,29 @@ def test_auto_call_at_the_start_is_still_allowed(tiny_model_dir) -> None:
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     wanted = '<tool_call>{"name": "switch", "arguments": {"on": true}}</tool_call>'
     assert _steer(tok, ToolCallProcessor(tok, lark_grammar([SWITCH], "auto")), wanted) == wanted
+
+
+@pytest.mark.parametrize(("seed", "question", "made", "starts"), [
+    (0, "Eli buys 3 pens at 14 dollars each and pays with 58 dollars. How much change?", "3 * 14 + 58", "58"),
+    (1, "Eli buys 3 pens at 14 dollars each and pays with 58 dollars. How much change?", "3 * 14 + 58", "58"),
+    (2, "A holiday lasts 18 weeks and 2 days. How many days is that?", "18 * 7", "18 * 7 + 2"),
+    (3, "A lease runs for 10 years and 6 months. How many months is that?", "10 * 6", "10"),
+])
+def test_a_repair_schema_forces_its_start_whatever_the_model_prefers(tiny_model_dir, seed: int, question: str,
+                                                                      made: str, starts: str) -> None:
+    """react's repair narrows the calculator's pattern; under it even random logits write a call whose
+    expression starts as the repair says and is still one the calculator takes."""
+    from transformers import AutoTokenizer
+
+    from llmasos.apps.react import repair_call
+    from llmasos.syscalls.types import ToolCall
+    from llmasos.tools.builtin.calculator import ARITHMETIC
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    schema = repair_call(question, ToolCall("1", "calculator", {"expression": made}))
+    text = _decode(tok, ToolCallProcessor(tok, lark_grammar([schema], "required"), 120), seed, steps=120)
+    call = json.loads(text[len("<tool_call>"):-len("</tool_call>")])
+    expression = call["arguments"]["expression"]
+    assert expression.replace(" ", "").startswith(starts.replace(" ", "")) and re.match(schema["function"]["parameters"]["properties"]
+                                                      ["expression"]["pattern"], expression), expression
+    assert re.match(ARITHMETIC, expression)  # a well-formed expression, as the calculator's own pattern says
