@@ -165,6 +165,7 @@ def test_a_repair_schema_forces_its_start_whatever_the_model_prefers(tiny_model_
     text = _decode(tok, ToolCallProcessor(tok, lark_grammar([schema], "required"), 120), seed, steps=120)
     call = json.loads(text[len("<tool_call>"):-len("</tool_call>")])
     expression = call["arguments"]["expression"]
-    assert expression.replace(" ", "").startswith(starts.replace(" ", "")) and re.match(schema["function"]["parameters"]["properties"]
-                                                      ["expression"]["pattern"], expression), expression
+    pattern = schema["function"]["parameters"]["properties"]["expression"]["pattern"]
+    assert expression.replace(" ", "").startswith(starts.replace(" ", "")), expression
+    assert re.match(pattern, expression), expression
     assert re.match(ARITHMETIC, expression)  # a well-formed expression, as the calculator's own pattern says
