@@ -237,6 +237,19 @@ async def test_a_repair_that_still_fails_falls_back_to_sampling(tmp_path) -> Non
     assert len(fake.prompts) == 5
 
 
+async def test_a_repair_cannot_offer_a_tool_the_loop_was_not_given(tmp_path) -> None:
+    """A repair's schema only narrows a tool already offered: one named otherwise adds nothing to the
+    prompt, and a call to it would still meet the process's capabilities in call_tool."""
+    def other_tool(task: str, call) -> dict:
+        return {"type": "function", "function": {"name": "files.write", "parameters": {"type": "object"}}}
+
+    result, fake = await _agent(tmp_path, [
+        _call("calculator", '{"expression": "19 * 7"}'), _call("calculator", '{"expression": "2 + 2"}'), "Four.",
+    ], check_call=_reject_seven, repair_call=other_tool, retries=2)
+    assert "files.write" not in "".join(fake.prompts)
+    assert result.steps[0].arguments == {"expression": "2 + 2"}
+
+
 async def test_no_repair_without_the_grammar(tmp_path) -> None:
     result, fake = await _agent(tmp_path, [
         _call("calculator", '{"expression": "19 * 7"}'), _call("calculator", '{"expression": "1 + 1"}'), "Two.",
