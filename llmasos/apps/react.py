@@ -141,11 +141,30 @@ _CONVERSIONS = tuple(
 _SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
 
 
+def _asked(question: str) -> str | None:
+    """The question's last sentence when it is a question (what is asked), else None."""
+    last = _SENTENCE_END.split(question.strip())[-1]
+    return last if last.endswith("?") else None
+
+
+def _numbers(text: str) -> list[float]:
+    return [n for m in _NUMBER.finditer(text) if (n := _number(m.group())) is not None]
+
+
+def _last_operation(expression: str) -> type[ast.operator] | None:
+    """The operator applied last in expression (ast.Add for ``19 * 7 + 3``), None when there is none."""
+    try:
+        body = ast.parse(expression.replace("^", "**").strip(), mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    return type(body.op) if isinstance(body, ast.BinOp) else None
+
+
 def _needed_factors(question: str) -> list[float]:
     """The unit factors question needs (_CONVERSION_WORDS): it states an amount in a unit and asks, in
     its last sentence, in a smaller one."""
-    asked = _SENTENCE_END.split(question.strip())[-1]
-    if not asked.endswith("?"):
+    asked = _asked(question)
+    if asked is None:
         return []
     return [factor for amount, rate, small, factor in _CONVERSIONS
             if amount.search(question) and not rate.search(question) and small.search(asked)]
@@ -191,10 +210,10 @@ def _misfit(question: str, call: object) -> tuple[str | None, str | None]:
     expression = (getattr(call, "arguments", None) or {}).get("expression")
     if getattr(call, "name", None) != "calculator" or not isinstance(expression, str):
         return None, None
-    stated = {n for m in _NUMBER.finditer(question) if (n := _number(m.group())) is not None}
+    stated = set(_numbers(question))
     if not stated:
         return None, None
-    numbers = [n for m in _NUMBER.finditer(expression) if (n := _number(m.group())) is not None]
+    numbers = _numbers(expression)
     used = set(numbers)
     percent = "%" in question or "percent" in question.lower()
     forms = {n: {n, n / 100, 1 - n / 100, 1 + n / 100} if percent else {n} for n in stated}
@@ -212,7 +231,9 @@ def _misfit(question: str, call: object) -> tuple[str | None, str | None]:
             return why, _converted(mixed)
         if len(numbers) == len(used) and not invented and not missing and len(unused) == 1:
             return why, f"^{re.escape(expression.strip())}{_JOIN}{re.escape(_shown(unused[0]))}$"
-        return why, _from_largest(question, stated) if max(stated) in unused else None
+        asked = _asked(question)
+        part = asked is not None and not _STATED_OPERATION.search(question) and _PART_ASKED.search(asked)
+        return why, _from_largest(asked, stated) if part and max(stated) in unused else None
     if missing:
         why = f"leaves out the {', '.join(_shown(f) for f in missing)} its units call for"
         if mixed is not None:
@@ -236,12 +257,12 @@ def _misfit(question: str, call: object) -> tuple[str | None, str | None]:
 def _mixed_amount(question: str) -> tuple[float, float, float] | None:
     """(n, factor, m) for a question that asks in the smaller unit about "n LARGE and m SMALL" ("19 weeks
     and 3 days ... How many days?"), else None."""
-    asked = _SENTENCE_END.split(question.strip())[-1]
+    asked = _asked(question)
     for (large, small, factor), (_amount, _rate, small_word, _f) in zip(_CONVERSION_WORDS, _CONVERSIONS,
                                                                            strict=True):
         m = re.search(rf"(?<![\w.])(\d+(?:\.\d+)?)\s*(?:{large})\s*(?:and\s+)?(\d+(?:\.\d+)?)\s*(?:{small})\b",
                       question, re.IGNORECASE)
-        if m and asked.endswith("?") and small_word.search(asked):
+        if m and asked is not None and small_word.search(asked):
             return float(m.group(1)), factor, float(m.group(2))
     return None
 
@@ -253,26 +274,19 @@ def _converted(mixed: tuple[float, float, float]) -> str:
 
 
 def _sums(expression: str) -> bool:
-    try:
-        body = ast.parse(expression.replace("^", "**").strip(), mode="eval").body
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return False
-    return isinstance(body, ast.BinOp) and isinstance(body.op, ast.Add)
+    return _last_operation(expression) is ast.Add
 
 
-def _from_largest(question: str, stated: set[float]) -> str | None:
+def _from_largest(asked: str, stated: set[float]) -> str:
     """For a part, what is left or what each gets: the expression starts from the largest number stated,
-    then - (or / for each); None for a question that asks for something else."""
-    asked = _SENTENCE_END.split(question.strip())[-1]
-    if not asked.endswith("?") or _STATED_OPERATION.search(question) or not _PART_ASKED.search(asked):
-        return None
+    then - (or / when asked about each)."""
     return f"^{re.escape(_shown(max(stated)))} ?{'/' if _EACH_ASKED.search(asked) else '-'} ?{_BODY}$"
 
 
 def _share_of_largest(question: str, stated: set[float]) -> str | None:
     """For a share asked of an amount ("60% of a 940 dollar gift", "a 35% tip ... the tip"): the
     expression starts from the largest number stated, times; None for other questions."""
-    asked = _SENTENCE_END.split(question.strip())[-1]
+    asked = _asked(question) or ""
     named = any(re.search(rf"\bthe {w}\b", asked, re.IGNORECASE)
                 for m in _SHARE_NAMED.finditer(question) for w in m.groups()[1:] if w)
     share_of = _SHARE_OF.search(question) is not None and not _GROWS.search(question)
@@ -313,27 +327,22 @@ def _takes_away(expression: str, stated: set[float]) -> bool:
     """True when the last operation of expression is a subtraction or a division and it uses no stated
     number twice ("19 * 15 - 75", not "26 * 100 - 26"): what is left of an amount the expression makes
     first may be larger than any number stated."""
-    try:
-        body = ast.parse(expression.replace("^", "**").strip(), mode="eval").body
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return False
-    numbers = [n for m in _NUMBER.finditer(expression) if (n := _number(m.group())) is not None]
+    numbers = _numbers(expression)
     twice = any(sum(1 for n in numbers if _close(n, {s})) > 1 for s in stated)
-    return isinstance(body, ast.BinOp) and isinstance(body.op, (ast.Sub, ast.Div, ast.FloorDiv)) and not twice
+    return _last_operation(expression) in (ast.Sub, ast.Div, ast.FloorDiv) and not twice
 
 
 def _implausible(question: str, expression: str, stated: set[float]) -> tuple[str | None, str | None]:
     """(why the value of expression cannot answer question, see above, and the repair's pattern) or
     (None, None)."""
-    asked = _SENTENCE_END.split(question.strip())[-1]
-    if not asked.endswith("?") or _STATED_OPERATION.search(question):
+    asked = _asked(question)
+    if asked is None or _STATED_OPERATION.search(question):
         return None, None
     try:
         value = evaluate(expression)
     except CalcError:
         return None, None  # the calculator says why, as the call's error
-    largest = max(stated)
-    start = f"^{re.escape(_shown(largest))} ?{'/' if _EACH_ASKED.search(asked) else '-'} ?{_BODY}$"
+    largest, start = max(stated), _from_largest(asked, stated)
     if value < 0 and _QUANTITY_ASKED.search(asked) and not _NEGATIVE_WORDS.search(question):
         return f"gives {_shown(value)}, and the question asks for an amount that cannot be negative", start
     if value > largest and _PART_ASKED.search(asked) and not _takes_away(expression, stated):

@@ -185,14 +185,13 @@ async def _checked(task: str, reply: Any, calls: list[Any], check: Callable[[str
     why = _problem(task, calls, check)
     if why is None:
         return reply, calls, None
-    first = _short(", ".join(f"{tc.name}({json.dumps(tc.arguments)})" for tc in calls), 120)
+    first = _calls_shown(calls)
     failing = next(tc for tc in calls if check(task, tc) is not None)
     schema = repair(task, failing) if repair is not None and narrowed is not None else None
     if schema is not None:
         again, found = await narrowed(schema, sizes)
         if found and _problem(task, found, check) is None:
-            made = _short(", ".join(f"{tc.name}({json.dumps(tc.arguments)})" for tc in found), 120)
-            return again, found, f"check: {first} {why}; repaired under a narrower grammar as {made}"
+            return again, found, f"check: {first} {why}; repaired under a narrower grammar as {_calls_shown(found)}"
     passing: list[tuple[Any, list[Any]]] = []
     votes: Counter[str] = Counter()
     base, tried = sizes.get("seed") or 0, 0
@@ -210,6 +209,10 @@ async def _checked(task: str, reply: Any, calls: list[Any], check: Callable[[str
     again, found = next((r, f) for r, f in passing if votes["|".join(_key(tc) for tc in f)] == best)
     return again, found, (f"check: {first} {why}; {best} of {len(passing)} passing samples (of "
                           f"{tried}) agreed on this call")
+
+
+def _calls_shown(calls: list[Any]) -> str:
+    return _short(", ".join(f"{tc.name}({json.dumps(tc.arguments)})" for tc in calls), 120)
 
 
 def _problem(task: str, calls: list[Any], check: Callable[[str, Any], str | None]) -> str | None:
