@@ -102,14 +102,16 @@ def test_the_module_writes_jsonl(tmp_path, capsys) -> None:
     assert [json.loads(line) for line in out.read_text().splitlines()] == validation_items()
 
 
-def test_the_unseen_problems_in_bench_share_no_number_with_training_and_their_answers_are_right() -> None:
-    """bench/data/wordproblems_fresh.jsonl (docs/tools.md): the check on the shipped sets, so it must
+@pytest.mark.parametrize(("name", "count"), [("wordproblems_fresh.jsonl", 40), ("wordproblems_fresh2.jsonl", 50)])
+def test_the_unseen_problems_in_bench_share_no_number_with_training_and_their_answers_are_right(
+        name: str, count: int) -> None:
+    """bench/data/wordproblems_fresh*.jsonl (docs/tools.md): the check on the shipped sets, so they must
     hold to the same split: evaluation-side numbers only, and answers the calculator agrees with."""
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[2] / "bench" / "data" / "wordproblems_fresh.jsonl"
+    path = Path(__file__).resolve().parents[2] / "bench" / "data" / name
     rows = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
-    assert len(rows) == 40 and len({r["question"] for r in rows}) == 40
+    assert len(rows) == count and len({r["question"] for r in rows}) == count
     for r in rows:
         assert all(held_out(n) for n in numbers_in(r["question"])), r["question"]
         assert evaluate(r["expression"]) == r["answer"]
