@@ -190,14 +190,45 @@ def _model(cfg: TuneConfig, state: dict[str, Any] | None) -> tuple[Any, Any]:
         return get_peft_model(base, lora), tokenizer
 
 
+SHARED_MIN = 32  # a batch whose rows open with at least this many equal prompt tokens runs them once
+
+
+def shared_prefix(batch: dict[str, Any]) -> int:
+    """How many leading tokens every row of the batch has in common and none is trained on: the
+    system prompt and the tools that every example of a tool-calling data set repeats. A prefix
+    stops one token before the first trained one (its last hidden state predicts that token)."""
+    import torch
+
+    ids, labels = batch["input_ids"], batch["labels"]
+    if ids.shape[0] < 2:
+        return 0
+    same = (ids == ids[:1]).all(dim=0)
+    first_trained = int((labels != tunedata.IGNORE).any(dim=0).float().argmax())
+    equal = int(torch.cumprod(same.long(), 0).sum())
+    return max(0, min(equal, first_trained - 1, ids.shape[1] - 1))
+
+
 def answer_loss(model: Any, batch: dict[str, Any]) -> Any:
     """The mean cross-entropy over the answer tokens, as transformers' own loss, but the output layer
-    (49152 x 576 for SmolLM2: a fifth of the model's work) runs on the answer positions only."""
+    (49152 x 576 for SmolLM2: a fifth of the model's work) runs on the answer positions only, and a
+    prompt prefix every row shares runs once, its keys and values repeated for the rows (gradients
+    flow through them): a tool-calling example is mostly its system prompt, so a batch of 8 costs
+    about what 3 did (bench in docs/toolchain.md)."""
     import torch.nn.functional as F
 
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    hidden = inner.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-    target = batch["labels"][:, 1:]
+    ids, labels = batch["input_ids"], batch["labels"]
+    shared = shared_prefix(batch)
+    if shared >= SHARED_MIN:
+        opened = inner.model(input_ids=ids[:1, :shared], use_cache=True)
+        cache = opened.cache
+        cache.batch_repeat_interleave(ids.shape[0])
+        hidden = inner.model(input_ids=ids[:, shared:], attention_mask=batch["attention_mask"],
+                             cache=cache, use_cache=True).last_hidden_state
+        labels = labels[:, shared:]
+    else:
+        hidden = inner.model(input_ids=ids, attention_mask=batch["attention_mask"]).last_hidden_state
+    target = labels[:, 1:]
     keep = target != tunedata.IGNORE
     logits = inner.lm_head(hidden[:, :-1][keep])
     return F.cross_entropy(logits.float(), target[keep])

@@ -237,3 +237,46 @@ async def test_base_and_adapter_are_served_side_by_side(trained, tiny_model_dir:
     async with Kernel(config) as k, k.session("test") as sys:
         both = {m: (await sys.generate(messages=question, max_tokens=6, model=m)).text for m in ("base", "tuned")}
     assert both == alone and both["base"] != both["tuned"]
+
+
+@pytest.mark.parametrize("same_question", [False, True])
+def test_a_shared_prompt_prefix_runs_once_with_the_same_loss_and_gradients(tiny_model_dir: Path, tmp_path: Path,
+                                                                           same_question: bool) -> None:
+    """Tool-calling data repeats one long system prompt: answer_loss runs it once for the batch. The
+    loss and every LoRA gradient must be what the whole rows give, with right padding and a prompt
+    that differs after the prefix or only in the answer (and a single row takes the plain path)."""
+    from llmasos.toolchain.finetune import SHARED_MIN, _model, answer_loss, shared_prefix
+
+    system = "You are a careful assistant. " * 12
+    rows = [tunedata.Example(i, f"ANSWER: {COLORS[i]}" + " and more" * i, messages=(
+        {"role": "system", "content": system},
+        {"role": "user", "content": "What color is it?" if same_question else f"What color is thing {i}?" + "!" * i},
+    )) for i in range(4)]
+    model, tok = _model(TuneConfig(base=str(tiny_model_dir), data=tmp_path / "d", out=tmp_path / "o", rank=4,
+                                   dropout=0.0), None)
+    torch.manual_seed(0)
+    for p in model.parameters():  # LoRA's B starts at zero: give the adapter something to differ by
+        if p.requires_grad:
+            torch.nn.init.normal_(p, std=0.2)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    batch = tunedata.collate([tunedata.encode(r, tok, 256) for r in rows], pad)
+    shared = shared_prefix(batch)
+    assert shared >= SHARED_MIN and shared < int((batch["labels"][0] != tunedata.IGNORE).nonzero()[0])
+
+    def run(share: bool) -> tuple[float, list[torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        if share:
+            loss = answer_loss(model, batch)
+        else:  # the same rows, one at a time: no prefix to share
+            losses = [answer_loss(model, tunedata.collate([tunedata.encode(r, tok, 256)], pad)) for r in rows]
+            counts = [int((tunedata.collate([tunedata.encode(r, tok, 256)], pad)["labels"][:, 1:]
+                           != tunedata.IGNORE).sum()) for r in rows]
+            loss = sum(x * n for x, n in zip(losses, counts)) / sum(counts)
+        loss.backward()
+        return float(loss.detach()), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    shared_loss, shared_grads = run(True)
+    plain_loss, plain_grads = run(False)
+    assert shared_loss == pytest.approx(plain_loss, rel=1e-4)
+    assert all(torch.allclose(a, b, rtol=1e-3, atol=1e-5) for a, b in zip(shared_grads, plain_grads))
+    assert shared_prefix({**batch, "input_ids": batch["input_ids"][:1], "labels": batch["labels"][:1]}) == 0
