@@ -18,7 +18,8 @@ Its log has one line per step: ``[tool(arguments) -> result]`` or ``[invalid cal
 Each calculator call is checked against the question before it runs (``fits_question``, the agent
 loop's ``check_call``): one that leaves out a number the question states, or uses one it does not, or
 a unit's factor it needs, or whose value cannot be what is asked (a negative amount, a part or what is
-left larger than the whole, a share of a whole larger than it), is first mended under a narrower
+left larger than the whole, a share of a whole larger than it), or that uses a number more often than
+stated, times itself, or 100 as a percentage's factor, is first mended under a narrower
 grammar where the check knows how (``repair_call``: "How much change?" starts from the largest number
 and a minus), else replaced by the call most of up to ``retries`` sampled ones agree on, among those
 that pass; the log says so (``[check: ...]``). ``check=False`` turns it off (`llmasos eval --agent FILE
@@ -151,12 +152,17 @@ def _numbers(text: str) -> list[float]:
     return [n for m in _NUMBER.finditer(text) if (n := _number(m.group())) is not None]
 
 
-def _last_operation(expression: str) -> type[ast.operator] | None:
-    """The operator applied last in expression (ast.Add for ``19 * 7 + 3``), None when there is none."""
+def _parsed(expression: str) -> ast.expr | None:
+    """expression's syntax tree (``^`` read as a power, as the calculator does), None when it has none."""
     try:
-        body = ast.parse(expression.replace("^", "**").strip(), mode="eval").body
+        return ast.parse(expression.replace("^", "**").strip(), mode="eval").body
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
+
+
+def _last_operation(expression: str) -> type[ast.operator] | None:
+    """The operator applied last in expression (ast.Add for ``19 * 7 + 3``), None when there is none."""
+    body = _parsed(expression)
     return type(body.op) if isinstance(body, ast.BinOp) else None
 
 
@@ -179,9 +185,12 @@ def fits_question(question: str, call: object) -> str | None:
     used, and every number used is stated (or a share of a stated percentage, or a constant the
     question's words call for, ``_CONSTANTS``; 0 and 1 always); an amount stated in one unit and asked
     in a smaller one uses the factor between them (``_CONVERSION_WORDS``: "7 days ... How many hours?"
-    needs the 24). The check for ``sys.agent(check_call=)``: a small model maps "19 weeks and 3 days" to
-    ``19 * 7`` or ``19 * 3``, or multiplies by 60 with no hours in sight, and another sample may do
-    better (docs/tools.md has what it buys). Other tools' calls, and questions that state no number, pass."""
+    needs the 24); its value can be what is asked (``_implausible``); and no number is used more often
+    than stated but the whole, times itself, or, with a percentage, 100 as a factor (``_misused``:
+    ``87 + 15 * 15 / 100``, ``11 * 3 * 11``, ``2003 * 3 * 100 / 100``). The check for
+    ``sys.agent(check_call=)``: a small model maps "19 weeks and 3 days" to ``19 * 7`` or ``19 * 3``, or
+    multiplies by 60 with no hours in sight, and another sample may do better (docs/tools.md has what
+    it buys). Other tools' calls, and questions that state no number, pass."""
     return _misfit(question, call)[0]
 
 
@@ -191,8 +200,10 @@ def repair_call(question: str, call: object) -> dict[str, Any] | None:
     repairs, each keeping what the model wrote or what the question fixes, and leaving it the rest:
     the one number it left out is joined on (``19 * 7`` -> ``19 * 7 ? 3``, the operator its choice); the
     unit factor it left out comes first (``12 * 12 ...`` for "12 years and 8 months"); a part or what is
-    left that came out too large, or negative, starts from the largest number: ``59 - ...`` (``111 /
-    ...`` for "each")."""
+    left that came out too large, or negative, starts from the whole: ``59 - ...`` (``111 / ...`` for
+    "each"), the whole being the largest number, or the one sum of money a question about money states
+    ("15 chocolates cost 7.35 dollars, each?": ``7.35 / ...``); what is left with the whole left out is
+    the whole minus the model's own expression (``15 - 3 * 4.75``)."""
     pattern = _misfit(question, call)[1]
     if pattern is None:
         return None
@@ -219,8 +230,8 @@ def _misfit(question: str, call: object) -> tuple[str | None, str | None]:
     forms = {n: {n, n / 100, 1 - n / 100, 1 + n / 100} if percent else {n} for n in stated}
     unused = [n for n in stated if not any(_close(f, used) for f in forms[n])]
     factors = _needed_factors(question)
-    allowed = {f for fs in forms.values() for f in fs} | {0.0, 1.0} | set(factors)
-    allowed |= {v for pattern, values in _CONSTANTS if pattern.search(question) for v in values}
+    constants = set(factors) | {v for pattern, values in _CONSTANTS if pattern.search(question) for v in values}
+    allowed = {f for fs in forms.values() for f in fs} | {0.0, 1.0} | constants
     invented = [n for n in used if not _close(n, allowed)]
     missing = [f for f in factors if not _close(f, used)]
     mixed = _mixed_amount(question)  # "19 weeks and 3 days": (19, 7, 3), when that is all it states
@@ -229,11 +240,16 @@ def _misfit(question: str, call: object) -> tuple[str | None, str | None]:
         why = f"leaves out the question's {', '.join(_shown(n) for n in sorted(unused))}"
         if mixed is not None and not invented:
             return why, _converted(mixed)
-        if len(numbers) == len(used) and not invented and not missing and len(unused) == 1:
-            return why, f"^{re.escape(expression.strip())}{_JOIN}{re.escape(_shown(unused[0]))}$"
         asked = _asked(question)
         part = asked is not None and not _STATED_OPERATION.search(question) and _PART_ASKED.search(asked)
-        return why, _from_largest(asked, stated) if part and max(stated) in unused else None
+        start = _whole(question, stated)
+        whole = part and start in unused
+        alone = len(numbers) == len(used) and not invented and not missing and len(unused) == 1
+        if whole and alone and not _EACH_ASKED.search(asked or ""):
+            return why, _taken_from(start, expression)
+        if alone and not whole:
+            return why, f"^{re.escape(expression.strip())}{_JOIN}{re.escape(_shown(unused[0]))}$"
+        return why, _from_whole(asked, start) if whole else None
     if missing:
         why = f"leaves out the {', '.join(_shown(f) for f in missing)} its units call for"
         if mixed is not None:
@@ -251,7 +267,68 @@ def _misfit(question: str, call: object) -> tuple[str | None, str | None]:
             return f"uses the {_shown(p)}% as it stands, not divided by 100", _share_of_largest(question, stated)
     if mixed is not None and not _sums(expression):
         return "does not add the two parts of the amount it converts", _converted(mixed)
-    return _implausible(question, expression, stated)
+    implausible = _implausible(question, expression, stated)
+    if implausible[0] is not None:
+        return implausible
+    return _misused(question, expression, stated, percent, constants), None
+
+
+def _products(node: ast.AST) -> list[list[ast.AST]]:
+    """The factors of each product in an expression tree (``a * b * c`` is one product of three); a
+    loop, not recursion, so a chain of thousands of terms is no deeper a walk than one of three."""
+    found: list[list[ast.AST]] = []
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if not (isinstance(n, ast.BinOp) and isinstance(n.op, ast.Mult)):
+            stack.extend(ast.iter_child_nodes(n))
+            continue
+        factors, parts = [], [n]
+        while parts:
+            m = parts.pop()
+            if isinstance(m, ast.BinOp) and isinstance(m.op, ast.Mult):
+                parts += [m.right, m.left]
+            else:
+                factors.append(m)
+                stack.append(m)
+        found.append(factors)
+    return found
+
+
+def _constant(node: ast.AST) -> float | None:
+    value = getattr(node, "value", None) if isinstance(node, ast.Constant) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _misused(question: str, expression: str, stated: set[float], percent: bool,
+             constants: set[float]) -> str | None:
+    """Why expression uses a stated number in a way no word problem of this kind does, or None: a number
+    used more often than the question states it, but for the largest (the amount a discount, a growth or
+    "3 times as many" takes twice: ``115 - 115 * 35 / 100``); a number times itself (no question here
+    asks for a square); with a percentage, 100 as a factor where it can only divide. A number the
+    question's units call for (constants: the 7 of "7 weeks" in days, ``7 * 7``) may be used once more."""
+    tree = _parsed(expression)
+    if tree is None:
+        return None
+    numbers, said = _numbers(expression), _numbers(question)
+
+    def may_use(n: float) -> int:
+        return sum(1 for x in said if _close(x, {n})) + (1 if _close(n, constants) else 0)
+
+    for n in sorted(stated):
+        uses = sum(1 for x in numbers if _close(x, {n}))
+        if n != max(stated) and uses > may_use(n):
+            return f"uses the question's {_shown(n)} {uses} times; it states it {may_use(n)}"
+    if not _SQUARE_WORDS.search(question):
+        for product in _products(tree):
+            values = [v for f in product if (v := _constant(f)) is not None and _close(v, stated)]
+            twice = next((v for v in values if sum(1 for w in values if _close(w, {v})) > may_use(v)), None)
+            if twice is not None:
+                return f"multiplies the question's {_shown(twice)} by itself"
+    if percent and not _close(100.0, stated) and any(
+            _close(v, {100.0}) for product in _products(tree) for f in product if (v := _constant(f)) is not None):
+        return "multiplies by 100 where a percentage is divided by it"
+    return None
 
 
 def _mixed_amount(question: str) -> tuple[float, float, float] | None:
@@ -277,20 +354,46 @@ def _sums(expression: str) -> bool:
     return _last_operation(expression) is ast.Add
 
 
-def _from_largest(asked: str, stated: set[float]) -> str:
-    """For a part, what is left or what each gets: the expression starts from the largest number stated,
+def _from_whole(asked: str, whole: float) -> str:
+    """For a part, what is left or what each gets: the expression starts from the whole (``_whole``),
     then - (or / when asked about each)."""
-    return f"^{re.escape(_shown(max(stated)))} ?{'/' if _EACH_ASKED.search(asked) else '-'} ?{_BODY}$"
+    return f"^{re.escape(_shown(whole))} ?{'/' if _EACH_ASKED.search(asked) else '-'} ?{_BODY}$"
+
+
+def _whole(question: str, stated: set[float]) -> float:
+    """The amount a part is taken from: the largest number stated, but when a question about money
+    states one sum of money, that sum ("A box of 15 chocolates costs 7.35 dollars. How much does each
+    cost?" shares the 7.35)."""
+    asked = _asked(question) or ""
+    if _MONEY_ASKED.search(asked):
+        sums = {n for m in _MONEY.finditer(question) if (n := _number(m.group(1) or m.group(2))) is not None}
+        if len(sums) == 1 and sums <= stated:
+            return sums.pop()
+    return max(stated)
+
+
+def _taken_from(whole: float, expression: str) -> str:
+    """What is left when the model worked out what is taken ("3 * 4.75" for the sandwiches, the 15
+    dollar note left out): the whole minus its expression, the only expression the pattern admits."""
+    taken = expression.strip()
+    if _last_operation(taken) in (ast.Add, ast.Sub):
+        taken = f"({taken})"
+    return f"^{re.escape(_shown(whole))} ?- ?{re.escape(taken)}$"
 
 
 def _share_of_largest(question: str, stated: set[float]) -> str | None:
     """For a share asked of an amount ("60% of a 940 dollar gift", "a 35% tip ... the tip"): the
     expression starts from the largest number stated, times; None for other questions."""
     asked = _asked(question) or ""
-    named = any(re.search(rf"\bthe {w}\b", asked, re.IGNORECASE)
+    named = any(_names(asked, w)
                 for m in _SHARE_NAMED.finditer(question) for w in m.groups()[1:] if w)
     share_of = _SHARE_OF.search(question) is not None and not _GROWS.search(question)
     return f"^{re.escape(_shown(max(stated)))} ?\\* ?{_BODY}$" if named or share_of else None
+
+
+def _names(asked: str, word: str) -> bool:
+    """True when what is asked is the thing word names: "How much is the tip?", "How much tax is added?"."""
+    return re.search(rf"\b(?:the|much|many) {re.escape(word)}\b", asked, re.IGNORECASE) is not None
 
 
 def _unit_after(question: str, end: int, factor: float) -> bool:
@@ -312,8 +415,13 @@ _PART_ASKED = re.compile(
     r"|\bhow much (?:taller|shorter|heavier|lighter|longer|older|younger|farther|further|deeper|higher|lower)\b"
     r"|\b(?:on|in|to|for|of|does|do|did|is|are|gets?)\s+each\s+(?!(?:other|day|week|month|year|hour|minute)\b)[a-z]",
     re.IGNORECASE)
+_MONEY_ASKED = re.compile(r"\b(?:cost|costs|pay|pays|paid|price|spend|spent|earn|earns|dollars?|euros?)\b|\$",
+                          re.IGNORECASE)
+_MONEY = re.compile(r"\$\s*(\d[\d,]*(?:\.\d+)?)|(?<![\w.])(\d[\d,]*(?:\.\d+)?)\s*(?:dollars?|euros?|pounds?)\b",
+                    re.IGNORECASE)
 _EACH_ASKED = re.compile(r"\beach\b|\bper\b|\bequal", re.IGNORECASE)
 _STATED_OPERATION = re.compile(r"\d\s*[-+*/x×÷^]\s*\d")
+_SQUARE_WORDS = re.compile(r"\b(?:squares?d?|area|cubes?d?|power)\b", re.IGNORECASE)
 # "60% of a 940 dollar gift" is at most 940, unless the question speaks of growth
 _SHARE_OF = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?)\s*(?:%|percent\b|per cent\b)\s+of\b", re.IGNORECASE)
 _GROWS = re.compile(r"\b(?:more|increase[sd]?|up|grows?|grew|rises?|rose|add(?:s|ed)?|plus|extra|interest|tip|tax)\b",
@@ -342,7 +450,7 @@ def _implausible(question: str, expression: str, stated: set[float]) -> tuple[st
         value = evaluate(expression)
     except CalcError:
         return None, None  # the calculator says why, as the call's error
-    largest, start = max(stated), _from_largest(asked, stated)
+    largest, start = max(stated), _from_whole(asked, _whole(question, stated))
     if value < 0 and _QUANTITY_ASKED.search(asked) and not _NEGATIVE_WORDS.search(question):
         return f"gives {_shown(value)}, and the question asks for an amount that cannot be negative", start
     if value > largest and _PART_ASKED.search(asked) and not _takes_away(expression, stated):
@@ -354,7 +462,7 @@ def _implausible(question: str, expression: str, stated: set[float]) -> tuple[st
                 _share_of_largest(question, stated))
     for m in _SHARE_NAMED.finditer(question):
         share, named = _number(m.group(1)), {w.lower() for w in m.groups()[1:] if w}
-        if share is not None and any(re.search(rf"\bthe {w}\b", asked, re.IGNORECASE) for w in named) \
+        if share is not None and any(_names(asked, w) for w in named) \
                 and value > largest * share / 100 * (1 + 1e-9):
             return (f"gives {_shown(value)}, more than {_shown(share)}% of the question's largest number, "
                     f"for the {m.group(2).lower()}"), _share_of_largest(question, stated)

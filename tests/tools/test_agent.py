@@ -352,6 +352,31 @@ async def test_react_without_the_check_runs_the_models_call(tmp_path) -> None:
     ("A meal costs 2600 dollars and Jade leaves a 30% tip. How much is the tip?", "2600 * 30 / 100", None),
     ("A bill of 400 dollars gets a 5% service charge. How much is the charge?", "400 + 400 * 5 / 100", "gives 420"),
     ("A meal costs 2600 dollars and Jade leaves a 30% tip. What is the total bill?", "2600 + 2600 * 30 / 100", None),
+    # a number used more often than stated (but the amount a discount or "times as many" takes twice), a
+    # number times itself, and 100 as a factor of a percentage are not how these questions are answered
+    ("A bill is 87 dollars, and 15% tax is added. What is the total?", "87 + 15 * 15 / 100",
+     "uses the question's 15 2 times; it states it 1"),
+    ("A bill is 87 dollars, and 15% tax is added. What is the total?", "87 + 87 * 15 / 100", None),
+    ("A bill is 87 dollars, and 15% tax is added. How much tax is added?", "87 + 15 * 87 / 100",
+     "gives 100.05, more than 15% of the question's largest number, for the tax"),
+    ("A bill is 87 dollars, and 15% tax is added. How much tax is added?", "87 * 15 / 100", None),
+    ("A jacket of 115 dollars is 35% off. What is the sale price?", "115 - 115 * 35 / 100", None),
+    ("Mia is 11 years old. Her father is 3 times as old. How old is he?", "11 * 3 * 11",
+     "multiplies the question's 11 by itself"),
+    ("Mia is 11 years old. Her father is 3 times as old. How old is he?", "11 * 3", None),
+    ("A farmer has 47 cows and 3 times as many sheep. How many animals in all?", "47 + 47 * 3", None),
+    ("A farmer has 47 cows and 3 times as many sheep. How many animals in all?", "47 * (3 * 47)", "multiplies"),
+    ("A hall has 36 rows of 36 chairs. How many chairs?", "36 * 36", None),  # stated twice
+    ("A baby is 7 weeks old. How many days old is the baby?", "7 * 7", None),  # a week's 7
+    ("A tap drips 60 drops a minute. How many drops fall in 4 hours?", "60 * 60 * 4", None),
+    ("What is the area of a square with sides of 7 metres?", "7 * 7", None),
+    ("An account of 2003 dollars earns 3% interest. How much is in it after a year?", "2003 + 2003 * 3 * 100 / 100",
+     "multiplies by 100 where a percentage is divided by it"),
+    ("An account of 2003 dollars earns 3% interest. How much is in it after a year?", "2003 + 2003 * 3 / 100", None),
+    ("An account of 2003 dollars earns 3% interest. How much is in it after a year?", "2003 * 3 / 100 * 100",
+     "multiplies by 100"),
+    ("An account of 2003 dollars earns 3% interest. How much interest?", "2003 * 3 * 100 / 100", "gives 6009"),
+    ("Of 100 seeds, 45% came up. How many came up?", "100 * 45 / 100", None),
 ])
 def test_fits_question(question: str, expression: str, problem: str | None) -> None:
     from llmasos.apps.react import fits_question
@@ -382,6 +407,14 @@ def test_fits_question(question: str, expression: str, problem: str | None) -> N
     ("A tree is 81 cm tall and a bush is 24 cm tall. How much taller is the tree?", "24 - 81", "81 - 24", "24 - 81"),
     ("112 children are put into 4 equal teams. How many children are on each team?", "112 * 4", "112 / 4",
      "112 - 4"),
+    # what is left, with the whole left out: the whole minus what the model worked out, and nothing else
+    ("Eli buys 3 pens at 14 dollars each and pays with 58 dollars. How much change?", "3 * 14", "58 - 3 * 14",
+     "58 - 3 * 14 - 1"),
+    ("Ana had 40 cards and gave away 12 and then 9. How many are left?", "12 + 9", "40 - (12 + 9)",
+     "40 - 12 + 9"),
+    # a price of each is shared out of the one sum of money stated, even when the count is larger
+    ("A pack of 12 pens costs 6.60 dollars. How much does each pen cost?", "12 * 6.60", "6.6 / 12", "12 / 6.6"),
+    ("A pack of 12 pens costs $6.60. What does each pen cost?", "12 * 6.60", "6.6 / 12", "12 / 6.6"),
 ])
 def test_repair_call_narrows_the_expression(question: str, expression: str, mended: str, unmended: str) -> None:
     import re
@@ -410,6 +443,19 @@ def test_repair_call_leaves_what_it_cannot_mend(question: str, expression: str) 
 
     assert repair_call(question, ToolCall("1", "calculator", {"expression": expression})) is None
     assert repair_call(question, ToolCall("1", "clock", {"expression": expression})) is None
+
+
+@pytest.mark.parametrize("terms", [2, 990, 1200, 5000, 40000])
+@pytest.mark.parametrize("op", ["*", "+", "-", "/"])
+def test_fits_question_reads_a_chain_of_any_length(terms: int, op: str) -> None:
+    """A call the model never makes but a client may send: thousands of terms are a verdict, not a
+    RecursionError from the walk over the expression."""
+    from llmasos.apps.react import fits_question
+    from llmasos.syscalls.types import ToolCall
+
+    got = fits_question("Sam has 3 apples and 20% more pears. How many now?",
+                        ToolCall("1", "calculator", {"expression": op.join(["3"] * terms)}))
+    assert got is None or isinstance(got, str)
 
 
 @settings(max_examples=200, deadline=None)

@@ -149,6 +149,7 @@ def test_auto_call_at_the_start_is_still_allowed(tiny_model_dir) -> None:
     (1, "Eli buys 3 pens at 14 dollars each and pays with 58 dollars. How much change?", "3 * 14 + 58", "58"),
     (2, "A holiday lasts 18 weeks and 2 days. How many days is that?", "18 * 7", "18 * 7 + 2"),
     (3, "A lease runs for 10 years and 6 months. How many months is that?", "10 * 6", "10"),
+    (4, "Ana had 40 cards and gave away 12 and then 9. How many are left?", "12 + 9", "40 - (12 + 9)"),
 ])
 def test_a_repair_schema_forces_its_start_whatever_the_model_prefers(tiny_model_dir, seed: int, question: str,
                                                                       made: str, starts: str) -> None:
