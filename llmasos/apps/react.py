@@ -421,6 +421,7 @@ _MONEY = re.compile(r"\$\s*(\d[\d,]*(?:\.\d+)?)|(?<![\w.])(\d[\d,]*(?:\.\d+)?)\s
                     re.IGNORECASE)
 _EACH_ASKED = re.compile(r"\beach\b|\bper\b|\bequal", re.IGNORECASE)
 _STATED_OPERATION = re.compile(r"\d\s*[-+*/x×÷^]\s*\d")
+_COUNT_ASKED = re.compile(r"\bhow many ([a-z]+)\b", re.IGNORECASE)
 _SQUARE_WORDS = re.compile(r"\b(?:squares?d?|area|cubes?d?|power)\b", re.IGNORECASE)
 # "60% of a 940 dollar gift" is at most 940, unless the question speaks of growth
 _SHARE_OF = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?)\s*(?:%|percent\b|per cent\b)\s+of\b", re.IGNORECASE)
@@ -429,6 +430,20 @@ _GROWS = re.compile(r"\b(?:more|increase[sd]?|up|grows?|grew|rises?|rose|add(?:s
 _PERCENTAGE = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?)\s*(?:%|percent\b|per cent\b)", re.IGNORECASE)
 # "leaves a 35% tip ... How much is the tip?": what is asked is that share of an amount
 _SHARE_NAMED = re.compile(r"(\d[\d,]*(?:\.\d+)?)\s*%\s+([a-z]+)(?:\s+([a-z]+))?", re.IGNORECASE)
+
+
+def _periods_asked(question: str, asked: str) -> bool:
+    """True when asked is how many of the periods or units a rate is per ("15 pages every evening ...
+    How many evenings?", "15 litres a minute ... How many minutes ...?"): the count of times the rate
+    fits an amount, which is no larger than the amount."""
+    found = _COUNT_ASKED.search(asked)
+    if found is None:
+        return False
+    noun = found.group(1).lower()
+    singular = noun[:-2] if noun.endswith(("ches", "shes")) else noun[:-1] if noun.endswith("s") else noun
+    before = question[:len(question) - len(asked)]
+    return re.search(rf"\b(?:each|every|per|a|an)\s+(?:{re.escape(singular)}|{re.escape(noun)})\b", before,
+                     re.IGNORECASE) is not None
 
 
 def _takes_away(expression: str, stated: set[float]) -> bool:
@@ -456,6 +471,9 @@ def _implausible(question: str, expression: str, stated: set[float]) -> tuple[st
     if value > largest and _PART_ASKED.search(asked) and not _takes_away(expression, stated):
         return (f"gives {_shown(value)}, more than the question's largest number ({_shown(largest)}), "
                 "for a part or what is left"), start
+    if _periods_asked(question, asked) and _last_operation(expression) is not ast.Div:
+        return ("does not divide, for how many times a rate fits an amount",
+                f"^{re.escape(_shown(largest))} ?/ ?{_BODY}$")
     if value > largest and not _GROWS.search(question) and any(
             (p := _number(m.group(1))) is not None and p <= 100 for m in _SHARE_OF.finditer(question)):
         return (f"gives {_shown(value)}, more than the question's largest number, for a share of it",

@@ -48,7 +48,9 @@ RECIPES: dict[str, Recipe] = {
         # than on all of them (7 s against 20 s a step of 8 examples of ~360 tokens); 60 steps (480 of
         # the 950 training examples, from 41 templates) fit the ~15 minutes on two quiet cores, the
         # training loss near flat from step ~20 (0.05-0.3 a step). The validation templates stay out
-        # so that a build can be measured on wordings it has not seen
+        # so that a build can be measured on wordings it has not seen. Since the fine-tune runs the
+        # shared system prompt once a batch (finetune.answer_loss), a step is ~5 s and the 60 take
+        # ~330 s; twice the examples (batch 16) and more templates measured no better (docs/tools.md)
         tune={"epochs": 1, "batch_size": 8, "lr": 1e-3, "rank": 16, "alpha": 32, "dropout": 0.0,
               "targets": ("q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"), "top_layers": 15,
               "max_len": 512, "val_fraction": 0.05, "save_every": 10},

@@ -377,6 +377,15 @@ async def test_react_without_the_check_runs_the_models_call(tmp_path) -> None:
      "multiplies by 100"),
     ("An account of 2003 dollars earns 3% interest. How much interest?", "2003 * 3 * 100 / 100", "gives 6009"),
     ("Of 100 seeds, 45% came up. How many came up?", "100 * 45 / 100", None),
+    # how many of the periods a rate is per: the amount divided by the rate
+    ("Leo reads 12 pages every evening. How many evenings does a 240 page book take?", "240 * 12",
+     "does not divide, for how many times a rate fits an amount"),
+    ("Leo reads 12 pages every evening. How many evenings does a 240 page book take?", "240 - 12", "does not divide"),
+    ("Leo reads 12 pages every evening. How many evenings does a 240 page book take?", "240 / 12", None),
+    ("A car drives 60 km an hour. How many hours does it take to drive 300 km?", "300 / 60", None),
+    ("A printer prints 27 pages a minute. How many pages in 31 minutes?", "27 * 31", None),  # pages: not the rate's
+    ("A kitten sleeps 15 hours a day. How many hours does it sleep in a week?", "15 * 7", None),
+    ("A bus carries 40 people each trip. How many trips are needed for 360 people?", "360 / 40", None),
 ])
 def test_fits_question(question: str, expression: str, problem: str | None) -> None:
     from llmasos.apps.react import fits_question
@@ -412,6 +421,9 @@ def test_fits_question(question: str, expression: str, problem: str | None) -> N
      "58 - 3 * 14 - 1"),
     ("Ana had 40 cards and gave away 12 and then 9. How many are left?", "12 + 9", "40 - (12 + 9)",
      "40 - 12 + 9"),
+    # how many times a rate fits an amount: the largest number, divided
+    ("A bus carries 40 people each trip. How many trips are needed for 360 people?", "40 * 360", "360 / 40",
+     "360 - 40"),
     # a price of each is shared out of the one sum of money stated, even when the count is larger
     ("A pack of 12 pens costs 6.60 dollars. How much does each pen cost?", "12 * 6.60", "6.6 / 12", "12 / 6.6"),
     ("A pack of 12 pens costs $6.60. What does each pen cost?", "12 * 6.60", "6.6 / 12", "12 / 6.6"),
