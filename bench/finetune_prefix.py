@@ -15,6 +15,8 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,26 +27,31 @@ from llmasos.toolchain import build, finetune, tunedata
 from llmasos.toolchain.finetune import TuneConfig, answer_loss, shared_prefix
 
 
+@contextmanager
+def sharing(on: bool) -> Iterator[None]:
+    """answer_loss with the shared prefix (on) or without it (a minimum no batch reaches)."""
+    minimum = finetune.SHARED_MIN
+    finetune.SHARED_MIN = minimum if on else 1 << 30
+    try:
+        yield
+    finally:
+        finetune.SHARED_MIN = minimum
+
+
 def step(model: object, batch: dict, share: bool) -> tuple[float, float]:
     """(seconds, loss) of one forward and backward pass."""
-    minimum, finetune.SHARED_MIN = finetune.SHARED_MIN, (finetune.SHARED_MIN if share else 1 << 30)
-    try:
+    with sharing(share):
         t0 = time.perf_counter()
         loss = answer_loss(model, batch)
         loss.backward()
         seconds = time.perf_counter() - t0
-    finally:
-        finetune.SHARED_MIN = minimum
     model.zero_grad(set_to_none=True)
     return seconds, float(loss.detach())
 
 
 def grads(model: object, batch: dict, share: bool) -> list[torch.Tensor]:
-    minimum, finetune.SHARED_MIN = finetune.SHARED_MIN, (finetune.SHARED_MIN if share else 1 << 30)
-    try:
+    with sharing(share):
         answer_loss(model, batch).backward()
-    finally:
-        finetune.SHARED_MIN = minimum
     out = [p.grad.clone() for p in model.parameters() if p.requires_grad]
     model.zero_grad(set_to_none=True)
     return out
