@@ -94,6 +94,7 @@ class Cluster:
         self._fence = rows.fence(self.node, self.epoch, self._lost)
         self.memory.writer.on_fenced = self._lost
         await self.memory.writer.run(lambda conn: rows.fence_session(conn, self.node, self.epoch))
+        rows.fence_new_connections(self.memory.writer.engine, self.node, self.epoch)
         self.journal.rows.node, self.journal.rows.epoch = self.node, self.epoch
         assert self.memory.mail_ids is not None
         self.journal.use_message_ids(self.memory.mail_ids)

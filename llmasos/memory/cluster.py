@@ -6,7 +6,8 @@ adopts what, when a lease is lost and how a request is applied is the kernel's b
 (``kernel/cluster.py``). Times are the database server's clock (``clock_timestamp()``), never a node's,
 so nodes' clocks may disagree without moving a lease.
 
-Fencing: the writer's session names its node and epoch (``fence_session``), and the fence trigger of
+Fencing: the writer's session names its node and epoch (``fence_session``; so does every connection
+the engine opens later, ``fence_new_connections``, for a session the server closed), and the fence trigger of
 migration 5 (``migrations.FENCE_FUNCTION``) runs inside every statement that writes a kernel's table: it
 takes a KEY SHARE lock on the node's row and fails unless the row still holds the node's epoch and is
 alive (``fence`` does the same as a statement, on a node's other connection). ``take_over`` locks a dead
@@ -21,8 +22,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from llmasos.memory.errors import Fenced
 
@@ -71,6 +72,25 @@ async def fence_session(conn: AsyncConnection, node: str, epoch: int) -> None:
     """From now on, the fence trigger checks every write of this session against node's epoch."""
     await conn.execute(text("SELECT set_config('llmasos.node', :node, false), "
                             "set_config('llmasos.epoch', :epoch, false)"), {"node": node, "epoch": str(epoch)})
+
+
+def fence_new_connections(engine: AsyncEngine, node: str, epoch: int) -> None:
+    """Every connection engine opens from now on is a fenced session of node at epoch, as
+    ``fence_session`` makes the writer's: a connection the server closed (a node paused past
+    ``idle_in_transaction_session_timeout``, a restart) is replaced by a new one on its next use, and
+    a new session that named no node would pass the fence trigger unchecked."""
+    statement = (f"SELECT set_config('llmasos.node', '{node.replace(chr(39), chr(39) * 2)}', false), "
+                 f"set_config('llmasos.epoch', '{int(epoch)}', false)")
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(statement)
+        finally:
+            cursor.close()
+        dbapi_connection.commit()  # (the driver opened a transaction: a rollback would undo the settings)
+
+    event.listen(engine.sync_engine, "connect", on_connect)
 
 
 def fence(node: str, epoch: int, on_fenced: Callable[[], None]) -> Callable[[AsyncConnection], Awaitable[None]]:

@@ -60,6 +60,29 @@ async def test_a_node_whose_epoch_was_bumped_commits_nothing_and_stops_its_proce
         assert row["state"] in LIVE and row["node"] == "a"  # left for its adopter, as it was
 
 
+async def test_every_new_connection_of_a_node_is_a_fenced_session(pg_server, tmp_path):
+    """A node paused past the server's idle timeout comes back to closed connections, and SQLAlchemy
+    opens new ones on next use. Those must be fenced sessions too, or the node's crash handling would
+    write its processes' ends over what their adopter committed (seen in CI: a paused node marked
+    'crashed' a process its adopter had finished). A new connection names the node, and once the
+    node is taken over, a write on it is refused and changes nothing."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    url = await anyio.to_thread.run_sync(new_database, pg_server)
+    async with Kernel(_config(url, tmp_path / "a", "a")) as a:
+        pid = await a.spawn("echo", "x")
+        engine = a.memory.writer.engine
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT current_setting('llmasos.node', true)"))).scalar() == "a"
+        await aquery(url, "UPDATE nodes SET epoch = epoch + 1, state = 'dead' WHERE node_id = 'a'")  # taken over
+        before = await aquery(url, "SELECT * FROM processes ORDER BY pid")
+        async with engine.connect() as conn:
+            with pytest.raises(DBAPIError, match="lost its lease"):
+                await conn.execute(text("UPDATE processes SET state = 'crashed' WHERE pid = :pid"), {"pid": pid})
+        assert await aquery(url, "SELECT * FROM processes ORDER BY pid") == before
+
+
 async def test_pids_are_unique_across_nodes_and_a_process_cannot_reach_another_nodes(pg_server, tmp_path):
     url = await anyio.to_thread.run_sync(new_database, pg_server)
     async with Kernel(_config(url, tmp_path / "a", "a")) as a, Kernel(_config(url, tmp_path / "b", "b")) as b:
