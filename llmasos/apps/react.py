@@ -319,14 +319,15 @@ def _misused(question: str, expression: str, stated: set[float], percent: bool,
         uses = sum(1 for x in numbers if _close(x, {n}))
         if n != max(stated) and uses > may_use(n):
             return f"uses the question's {_shown(n)} {uses} times; it states it {may_use(n)}"
+    products = _products(tree)
     if not _SQUARE_WORDS.search(question):
-        for product in _products(tree):
+        for product in products:
             values = [v for f in product if (v := _constant(f)) is not None and _close(v, stated)]
             twice = next((v for v in values if sum(1 for w in values if _close(w, {v})) > may_use(v)), None)
             if twice is not None:
                 return f"multiplies the question's {_shown(twice)} by itself"
     if percent and not _close(100.0, stated) and any(
-            _close(v, {100.0}) for product in _products(tree) for f in product if (v := _constant(f)) is not None):
+            _close(v, {100.0}) for product in products for f in product if (v := _constant(f)) is not None):
         return "multiplies by 100 where a percentage is divided by it"
     return None
 

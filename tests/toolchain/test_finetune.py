@@ -259,7 +259,8 @@ def test_a_shared_prompt_prefix_runs_once_with_the_same_loss_and_gradients(tiny_
         if p.requires_grad:
             torch.nn.init.normal_(p, std=0.2)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    batch = tunedata.collate([tunedata.encode(r, tok, 256) for r in rows], pad)
+    encoded = [tunedata.encode(r, tok, 256) for r in rows]
+    batch = tunedata.collate(encoded, pad)
     shared = shared_prefix(batch)
     assert shared >= SHARED_MIN and shared < int((batch["labels"][0] != tunedata.IGNORE).nonzero()[0])
 
@@ -268,9 +269,9 @@ def test_a_shared_prompt_prefix_runs_once_with_the_same_loss_and_gradients(tiny_
         if share:
             loss = answer_loss(model, batch)
         else:  # the same rows, one at a time: no prefix to share
-            losses = [answer_loss(model, tunedata.collate([tunedata.encode(r, tok, 256)], pad)) for r in rows]
-            counts = [int((tunedata.collate([tunedata.encode(r, tok, 256)], pad)["labels"][:, 1:]
-                           != tunedata.IGNORE).sum()) for r in rows]
+            alone = [tunedata.collate([e], pad) for e in encoded]
+            losses = [answer_loss(model, b) for b in alone]
+            counts = [int((b["labels"][:, 1:] != tunedata.IGNORE).sum()) for b in alone]
             loss = sum(x * n for x, n in zip(losses, counts)) / sum(counts)
         loss.backward()
         return float(loss.detach()), [p.grad.clone() for p in model.parameters() if p.requires_grad]
