@@ -102,7 +102,8 @@ def test_the_module_writes_jsonl(tmp_path, capsys) -> None:
     assert [json.loads(line) for line in out.read_text().splitlines()] == validation_items()
 
 
-@pytest.mark.parametrize(("name", "count"), [("wordproblems_fresh.jsonl", 40), ("wordproblems_fresh2.jsonl", 50)])
+@pytest.mark.parametrize(("name", "count"), [("wordproblems_fresh.jsonl", 40), ("wordproblems_fresh2.jsonl", 50),
+                                                   ("wordproblems_fresh3.jsonl", 50)])
 def test_the_unseen_problems_in_bench_share_no_number_with_training_and_their_answers_are_right(
         name: str, count: int) -> None:
     """bench/data/wordproblems_fresh*.jsonl (docs/tools.md): the check on the shipped sets, so they must
