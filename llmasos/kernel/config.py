@@ -88,7 +88,8 @@ class KernelConfig:
     journal_commit: str = "call"  # "call": commit each result before the process sees it; "group":
     # results of effect-free calls are committed within group_commit_ms (lost ones run again live)
     group_commit_ms: float = 5.0  # group mode: how long a result may wait for others to share a commit
-    db_busy_timeout: float = 5.0  # seconds to wait for a locked database before reporting it
+    db_busy_timeout: float = 5.0  # seconds to wait for a locked database (or, on PostgreSQL, for a lost
+    # session's server to take a new one) before reporting it
     db_synchronous: str = "NORMAL"  # SQLite: NORMAL survives a killed kernel; FULL also a power loss
     pid_block: int = 64  # pids reserved in the database at a time (a crash skips at most this many)
     wal_checkpoint_every: int = 256  # SQLite: commits between the writer's WAL checkpoints

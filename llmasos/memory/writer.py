@@ -27,6 +27,7 @@ from typing import Any
 
 import anyio
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from llmasos.memory.db import translate
@@ -57,6 +58,32 @@ ROW_SQL = {
     "meta=": "UPDATE meta SET value = :value WHERE key = :key",  # keys the first migration made
 }
 _TEXT = {kind: text(sql) for kind, sql in ROW_SQL.items()}  # compiled once, for async drivers
+
+
+_XID = text("SELECT txid_current()")  # PostgreSQL: the transaction's id, asked for as it begins ...
+_XID_STATUS = text("SELECT txid_status(:xid)")  # ... so that its outcome can be asked for on a new session
+_END_SESSION = text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = :pid "
+                    "AND pid <> pg_backend_pid()")  # the lost session's server process, if it still runs
+_SESSION_ENDED = text("SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = :pid AND pid <> pg_backend_pid()")
+_WITNESS = {kind: (text(f"SELECT 1 FROM {table} WHERE " + " AND ".join(f"{k} = :{k}" for k in keys)), keys)
+            for kind, table, keys in (("journal+", "journal", ("pid", "n")), ("process+", "processes", ("pid",)),
+                                      ("mailbox+", "mailbox", ("id",)))}  # a row a batch inserted: is it there?
+
+
+class _Dropped(Exception):
+    """The database session was lost (the server closed it) before COMMIT was sent: the server rolled the
+    transaction back, so running it again on a new connection commits it once."""
+
+
+class _AtCommit(Exception):
+    """The session was lost while the transaction committed (PostgreSQL): whether it was committed is the
+    server's to say, by ``txid_status(xid)`` (a batch with functions) or by a row the batch inserted
+    (rows only: ``_witness``); values are what its operations returned."""
+
+    def __init__(self, xid: int | None, values: list[Any], backend: int | None) -> None:
+        super().__init__(xid)
+        self.xid, self.values = xid, values
+        self.backend = backend  # the lost session's server process id
 
 
 class _Pending:
@@ -96,6 +123,7 @@ class Writer:
         self._inline = False  # rows commit on the loop's thread (see the module's docstring)
         self._checkpointed = 0  # self.commits at the last WAL checkpoint
         self._busy = False  # the serving task awaits work on the connection in the driver's thread
+        self._xids = engine.dialect.name == "postgresql"  # a lost COMMIT's outcome can be asked for
         self.on_fenced: Callable[[], None] | None = None  # told when a commit fails with Fenced (a cluster
         # node that lost its lease: the database's fence trigger refused it; memory/cluster.py)
 
@@ -257,12 +285,50 @@ class Writer:
             return
         assert self.conn is not None, "Writer.open() first"
         deadline = anyio.current_time() + self.busy_timeout
+        pause = 0.0  # seconds before the next try on a new connection (a lost session; doubled each time)
         while True:
+            whole = False  # the error is the whole batch's (do not retry its operations one by one)
             try:
                 values = await self._attempt(batch)
                 break
+            except _Dropped as exc:  # the session was lost before COMMIT: nothing of batch was committed
+                left = deadline - anyio.current_time()
+                if left > 0:  # run it again on a new connection (a fenced session on a cluster node)
+                    if not pause:
+                        _log.warning("the session to %s was lost (%s); running the transaction again on a "
+                                     "new connection", self.where, exc.__cause__)
+                    pause = min(pause * 2 or 0.01, 0.5)
+                    await anyio.sleep(min(pause, left))
+                    continue
+                cause = translate(exc.__cause__, self.where)  # type: ignore[arg-type]
+                error: MemoryStoreError = MemoryStoreError(
+                    f"the session to {self.where} was lost and no new one could be opened within "
+                    f"{self.busy_timeout:g}s ({cause}); is the database server up? (KernelConfig."
+                    "db_busy_timeout is how long the writer waits for it)")
+                whole = True
+            except _AtCommit as exc:
+                _log.warning("the session to %s was lost as it committed (%s); asking the server whether it "
+                             "was committed", self.where, exc.__cause__)
+                outcome = await self._outcome(exc, batch, deadline)
+                if outcome == "committed":
+                    values = exc.values
+                    break
+                if outcome == "aborted":  # (nothing of it was committed: run it again)
+                    pause = min(pause * 2 or 0.01, 0.5)
+                    continue
+                cause = translate(exc.__cause__, self.where)  # type: ignore[arg-type]
+                error = MemoryStoreError(
+                    f"the session to {self.where} was lost while it committed ({cause}), and the server "
+                    f"could not say (within {self.busy_timeout:g}s) whether it was committed; these writes "
+                    "are not run again")
+                whole = True
             except Exception as exc:
                 error = translate(exc, self.where)
+                if _lost(exc):  # at COMMIT, where the server cannot be asked (not PostgreSQL)
+                    error = MemoryStoreError(
+                        f"the session to {self.where} was lost while it committed ({error}); whether these "
+                        "writes were committed is unknown, so they are not run again")
+                    whole = True
             if isinstance(error, DatabaseLocked):  # another program writes: wait for it, asleep
                 left = deadline - anyio.current_time()
                 if left > 0:
@@ -270,7 +336,7 @@ class Writer:
                     continue
             if isinstance(error, Fenced) and self.on_fenced is not None:
                 self.on_fenced()
-            if len(batch) > 1 and not isinstance(error, _FATAL):
+            if len(batch) > 1 and not whole and not isinstance(error, _FATAL):
                 for op in batch:  # one bad operation must not fail its neighbours
                     await self._commit([op])
                 return
@@ -294,18 +360,87 @@ class Writer:
 
     async def _run_batch(self, conn: AsyncConnection, batch: list[_Pending]) -> list[Any]:
         values: list[Any] = []
-        async with conn.begin():
-            rows: list[Row] = []
-            for op in batch:
-                rows.extend(op.rows)
-                if op.fn is not None:
-                    for kind, params in _group(rows):
-                        await conn.execute(_TEXT[kind], params)
-                    rows = []
-                values.append(await op.fn(conn) if op.fn is not None else None)
-            for kind, params in _group(rows):
-                await conn.execute(_TEXT[kind], params)
+        xid = backend = None
+        committing = False
+        try:
+            async with conn.begin():  # (a new connection if the last one was lost)
+                if self._xids:
+                    backend = _backend_pid(conn)
+                    if any(op.fn is not None for op in batch):  # (rows only: _witness, no round trip)
+                        xid = (await conn.execute(_XID)).scalar_one()
+                rows: list[Row] = []
+                for op in batch:
+                    rows.extend(op.rows)
+                    if op.fn is not None:
+                        for kind, params in _group(rows):
+                            await conn.execute(_TEXT[kind], params)
+                        rows = []
+                    values.append(await op.fn(conn) if op.fn is not None else None)
+                for kind, params in _group(rows):
+                    await conn.execute(_TEXT[kind], params)
+                committing = True
+        except Exception as exc:
+            if _lost(exc):
+                if not committing:
+                    raise _Dropped() from exc
+                if self._xids:
+                    raise _AtCommit(xid, values, backend) from exc
+            raise
         return values
+
+    async def _outcome(self, lost: _AtCommit, batch: list[_Pending], deadline: float) -> str | None:
+        """'committed' or 'aborted': what became of a transaction whose session was lost as it committed,
+        asked on a new session once the lost one's server process has ended (the client may have lost a
+        session the server still holds, in a partition: it is ended, so that its transaction is over and
+        holds no lock); None if nobody can say (before deadline)."""
+        assert self.conn is not None
+        ended = lost.backend is None
+        if lost.xid is not None:
+            query, params = _XID_STATUS, {"xid": lost.xid}
+        else:
+            found = _witness([r for op in batch for r in op.rows])
+            if found is None:
+                return "aborted"  # (it inserts nothing: running it again changes nothing if it was committed)
+            if found is False:
+                return None
+            query, params = found
+        pause = 0.01
+        while True:
+            try:
+                if not ended:
+                    ended = await self._end_session(lost.backend)  # type: ignore[arg-type]
+                if ended:
+                    async with self.conn.begin():
+                        state = (await self.conn.execute(query, params)).scalar()
+                    if lost.xid is None:
+                        return "committed" if state is not None else "aborted"
+                    if state != "in progress":
+                        return state  # committed, aborted, or None: too old to say
+            except Exception as exc:
+                if lost.xid is not None and "in the future" in str(exc):  # (the server restarted without
+                    return "aborted"  # a trace of it: its commit never reached the log)
+                if not _lost(exc):
+                    _log.warning("asking %s whether a transaction was committed failed: %s", self.where, exc)
+                    return None
+            left = deadline - anyio.current_time()
+            if left <= 0:
+                return None
+            await anyio.sleep(min(pause, left))
+            pause = min(pause * 2, 0.5)
+
+    async def _end_session(self, backend: int) -> bool:
+        """End the server process of a lost session if it still runs; whether it is gone (True as well if
+        this role may not end it: the answer is then asked for as it is)."""
+        assert self.conn is not None
+        try:
+            async with self.conn.begin():
+                await self.conn.execute(_END_SESSION, {"pid": backend})
+        except Exception as exc:
+            if _lost(exc):
+                raise
+            return True
+        async with self.conn.begin():
+            return bool((await self.conn.execute(_SESSION_ENDED, {"pid": backend})).scalar())
 
     async def _checkpoint(self) -> None:
         """Copy the WAL into the database file, in the driver's thread (PASSIVE: never waits)."""
@@ -332,6 +467,45 @@ class Writer:
                     self.conn = None
                     self._driver = self._raw = None
                     self._inline = False
+
+
+_GONE = ("08", "57P01", "57P02", "57P03")  # SQLSTATEs: connection exception; the server shuts down or starts
+
+
+def _lost(exc: BaseException) -> bool:
+    """Whether exc says the session to the server is gone, or a new one could not be opened yet."""
+    if isinstance(exc, DBAPIError):
+        state = str(getattr(exc.orig, "sqlstate", None) or "")
+        return (bool(exc.connection_invalidated) or isinstance(exc.orig, OSError)
+                or (bool(state) and state.startswith(_GONE)))
+    return isinstance(exc, OSError)
+
+
+def _backend_pid(conn: AsyncConnection) -> int | None:
+    """The server process id of conn's session (known to the driver since it connected), or None."""
+    try:
+        driver = conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
+    except Exception:
+        return None
+    if hasattr(driver, "get_server_pid"):  # asyncpg
+        return int(driver.get_server_pid())
+    pid = getattr(getattr(driver, "info", None), "backend_pid", None)  # psycopg
+    return int(pid) if pid else None
+
+
+def _witness(rows: list[Row]) -> tuple[Any, dict[str, Any]] | None | bool:
+    """How to tell whether rows were committed: (query, params) finding a row they insert and nothing in
+    them deletes; None if they insert nothing (updates and deletes, which the serial writer may run
+    again harmlessly); False if no row can tell."""
+    deletes_mail = any(kind in ("mailbox-", "mailbox-of") for kind, _ in rows)
+    inserts = False
+    for kind, params in rows:
+        if kind in _WITNESS:
+            inserts = True
+            if not (kind == "mailbox+" and deletes_mail):
+                query, keys = _WITNESS[kind]
+                return query, {k: params[k] for k in keys}
+    return False if inserts else None
 
 
 def _group(rows: list[Row]) -> list[tuple[str, list[dict[str, Any]]]]:

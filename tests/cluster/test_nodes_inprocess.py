@@ -124,3 +124,26 @@ def test_a_node_that_used_its_whole_pid_block_says_what_to_do():
 def test_bad_cluster_settings_are_refused_with_what_to_do(fields, error):
     with pytest.raises(ConfigError, match=error):
         KernelConfig(engine=FakeEngine(), **fields)
+
+
+async def test_a_node_whose_database_sessions_were_dropped_reconnects_and_its_processes_go_on(pg_server, tmp_path):
+    """A transient disconnect (the server restarted a backend, a proxy dropped an idle session) while the
+    node still holds its lease: the writer's next transaction fails before anything was committed, so it
+    is run again on a new connection (a fenced session too), and the process whose write it was never
+    sees it."""
+    url = await anyio.to_thread.run_sync(new_database, pg_server)
+    async with Kernel(_config(url, tmp_path / "a", "a")) as a:
+        pid = await a.spawn(f"{__file__}:ticker")
+        await anyio.sleep(0.2)
+        for _ in range(3):
+            dropped = await aquery(url, "SELECT pg_terminate_backend(pid) AS gone FROM pg_stat_activity "
+                                        "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            assert dropped and all(r["gone"] for r in dropped)
+            (before,) = await aquery(url, "SELECT count(*) AS n FROM journal WHERE pid = $1", pid)
+            await anyio.sleep(0.3)
+            (after,) = await aquery(url, "SELECT count(*) AS n FROM journal WHERE pid = $1", pid)
+            assert a.get(pid).alive, (a.get(pid).state, a.get(pid).error)
+            assert after["n"] > before["n"]  # it went on, and its writes are committed
+        assert not a.cluster.fenced.is_set()
+        (row,) = await aquery(url, "SELECT state FROM processes WHERE pid = $1", pid)
+        assert row["state"] in LIVE
