@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -140,9 +140,28 @@ class MemoryManager:
         got = (await conn.execute(text(f"SELECT {how}(4242426)"))).scalar()
         await conn.commit()
         if not got:
-            other = "a lone llmasos kernel (not a cluster node)" if shared else "another llmasos kernel"
-            raise db.DatabaseLocked(f"{other} is using {self.where}; stop it first, or give this kernel its "
-                                    "own database (cluster nodes share one: llmasos serve --database URL)")
+            raise self._locked(shared)
+        statement = f"SELECT {how}(4242426)"
+
+        def relock(dbapi_connection: Any, _record: Any) -> None:
+            # The lock is the session's: one the server dropped took it along, and the writer goes on
+            # on a new connection (writer.py), which must take it again, or refuse to write.
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(statement)
+                (held,) = cursor.fetchone()
+            finally:
+                cursor.close()
+            dbapi_connection.commit()
+            if not held:
+                raise self._locked(shared)
+
+        event.listen(self.engine.sync_engine, "connect", relock)
+
+    def _locked(self, shared: bool) -> db.DatabaseLocked:
+        other = "a lone llmasos kernel (not a cluster node)" if shared else "another llmasos kernel"
+        return db.DatabaseLocked(f"{other} is using {self.where}; stop it first, or give this kernel its "
+                                 "own database (cluster nodes share one: llmasos serve --database URL)")
 
     async def serve(self) -> None:
         """The writer task and, with a retention, the pruning of ended processes' rows (at once, then

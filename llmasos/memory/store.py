@@ -39,10 +39,10 @@ class Store:
     async def meta(self) -> dict[str, str]:
         async def op(conn: AsyncConnection) -> dict[str, str]:
             return {r.key: r.value for r in await conn.execute(select(s.meta))}
-        return await self.w.run(op)
+        return await self.w.run(op, repeatable=True)
 
     async def set_meta(self, key: str, value: str) -> None:
-        await self.w.run(_set_meta(key, value))
+        await self.w.run(_set_meta(key, value), repeatable=True)
 
     def post_meta(self, key: str, value: str, *, urgent: bool = True) -> None:
         """Queue a new value for a key the first migration made (``next_pid``)."""
@@ -100,7 +100,7 @@ class Store:
 
         async def op(conn: AsyncConnection) -> list[Any]:
             return list(await conn.execute(query))
-        return await self.w.run(op)
+        return await self.w.run(op, repeatable=True)
 
     async def spawned_by(self, keys: list[str]) -> dict[str, int]:
         """spawn idempotency key -> the pid it made, for these keys."""
@@ -111,7 +111,7 @@ class Store:
             rows = await conn.execute(select(s.processes.c.spawn_key, s.processes.c.pid)
                                       .where(s.processes.c.spawn_key.in_(keys)))
             return {r.spawn_key: r.pid for r in rows}
-        return await self.w.run(op)
+        return await self.w.run(op, repeatable=True)
 
     async def prune(self, ended_before: float) -> int:
         """Delete the rows of (up to PRUNE_CHUNK) processes that ended before ended_before and that no
@@ -136,11 +136,12 @@ class Store:
         out: dict[int, dict[int, Any]] = defaultdict(dict)
 
         async def op(conn: AsyncConnection) -> None:
+            out.clear()  # (the writer may run it again, on a new connection: docs/memory.md)
             for i in range(0, len(pids), _IN_CHUNK):
                 rows = await conn.execute(select(s.journal).where(s.journal.c.pid.in_(pids[i:i + _IN_CHUNK])))
                 for r in rows:
                     out[r.pid][r.n] = r
-        await self.w.run(op)
+        await self.w.run(op, repeatable=True)
         return out
 
     async def mailboxes(self, pids: list[int]) -> dict[int, list[Any]]:
@@ -148,18 +149,19 @@ class Store:
         out: dict[int, list[Any]] = defaultdict(list)
 
         async def op(conn: AsyncConnection) -> None:
+            out.clear()  # (the writer may run it again, on a new connection: docs/memory.md)
             for i in range(0, len(pids), _IN_CHUNK):
                 rows = await conn.execute(select(s.mailbox).where(s.mailbox.c.pid.in_(pids[i:i + _IN_CHUNK]))
                                           .order_by(s.mailbox.c.id))
                 for r in rows:
                     out[r.pid].append(r)
-        await self.w.run(op)
+        await self.w.run(op, repeatable=True)
         return out
 
     async def max_mailbox_id(self) -> int:
         async def op(conn: AsyncConnection) -> int:
             return (await conn.execute(select(func.max(s.mailbox.c.id)))).scalar() or 0
-        return await self.w.run(op)
+        return await self.w.run(op, repeatable=True)
 
     # -- key-value ---------------------------------------------------------------------------
 
@@ -169,7 +171,7 @@ class Store:
             row = (await conn.execute(select(s.kv.c.value).where(
                 and_(s.kv.c.namespace == namespace, s.kv.c.key == key)))).first()
             return (False, None) if row is None else (True, codec.loads(row.value))
-        return await self.w.run(op)
+        return await self.w.run(op, repeatable=True)
 
     async def kv_set(self, namespace: str, key: str, value: Any, *, max_size: int | None = None) -> None:
         """Store value under key; InvalidArguments if its JSON is over max_size characters."""
@@ -184,7 +186,7 @@ class Store:
             if done.rowcount == 0:
                 await conn.execute(insert(s.kv), {"namespace": namespace, "key": key, "value": data,
                                                   "updated": now})
-        await self.w.run(op)
+        await self.w.run(op, repeatable=True)
 
     async def kv_delete(self, namespace: str, key: str) -> bool:
         async def op(conn: AsyncConnection) -> bool:
@@ -198,7 +200,7 @@ class Store:
             query = select(s.kv.c.key).where(s.kv.c.namespace == namespace).order_by(s.kv.c.key)
             rows = [r.key for r in await conn.execute(query)]
             return [k for k in rows if k.startswith(prefix)]
-        return await self.w.run(op)
+        return await self.w.run(op, repeatable=True)
 
     # -- notes -------------------------------------------------------------------------------
 
@@ -241,7 +243,7 @@ class Store:
                 return [_note(r, float(r.score)) for r in rows]
             rows = await conn.execute(select(s.notes).where(s.notes.c.namespace == namespace))
             return _rank_portably(list(rows), terms, k)
-        return await self.w.run(op)
+        return await self.w.run(op, repeatable=True)
 
     # -- contexts ----------------------------------------------------------------------------
 
@@ -252,7 +254,7 @@ class Store:
                                       .order_by(s.context.c.id))
             rows = list(rows)
             return [r for r in rows if r.kind == "summary"] + [r for r in rows if r.kind != "summary"]
-        return await self.w.run(op)
+        return await self.w.run(op, repeatable=True)
 
     async def append_context(self, pid: int, messages: list[dict[str, Any]]) -> None:
         """Append messages ({role, content, tokens, key}) to pid's context, skipping used keys."""

@@ -17,6 +17,12 @@ the serving task. So that this never stalls the loop, the connection then has ``
 automatic WAL checkpoint (the serving task checkpoints in the driver's thread every
 ``checkpoint_every`` commits). Functions, and rows on other databases or with ``synchronous`` FULL
 or EXTRA (an fsync per commit), run in the driver's thread (aiosqlite) or on the async driver.
+
+A PostgreSQL session the server dropped is replaced, not reported: a transaction lost before COMMIT
+(the server rolled it back) runs again on a new connection, waiting up to ``busy_timeout`` for the
+server; one lost as it committed is run again only once the server says it was not committed
+(``_outcome``), so no write is applied twice. Functions run again must leave no trace of a first try
+outside the database (they may be called twice).
 """
 
 from __future__ import annotations
@@ -87,12 +93,14 @@ class _AtCommit(Exception):
 
 
 class _Pending:
-    __slots__ = ("fn", "rows", "owner", "done", "value", "error", "finished")
+    __slots__ = ("fn", "rows", "owner", "done", "value", "error", "finished", "repeatable")
 
-    def __init__(self, fn: Op | None, rows: list[Row] | None = None, owner: int | None = None) -> None:
+    def __init__(self, fn: Op | None, rows: list[Row] | None = None, owner: int | None = None, *,
+                 repeatable: bool = False) -> None:
         self.fn = fn
         self.rows = rows or []
         self.owner = owner  # the pid whose call queued it (posted operations), for on_error
+        self.repeatable = repeatable  # fn run twice leaves what running it once does, and returns the same
         self.done: anyio.Event | None = None
         self.value: Any = None
         self.error: BaseException | None = None
@@ -140,9 +148,14 @@ class Writer:
 
     # -- submitting --------------------------------------------------------------------------
 
-    async def run(self, fn: Op | None = None, *, rows: list[Row] | None = None) -> Any:
-        """Run fn(conn) (or write rows) after everything queued before; return once committed."""
-        op = _Pending(fn, rows)
+    async def run(self, fn: Op | None = None, *, rows: list[Row] | None = None, repeatable: bool = False) -> Any:
+        """Run fn(conn) (or write rows) after everything queued before; return once committed.
+
+        repeatable: running fn twice leaves the database as running it once and returns the same (a read,
+        an upsert). A transaction of such functions and rows whose session is lost as it commits can be
+        run again without asking the server whether it was committed (PostgreSQL: no ``txid_current``
+        round trip for it)."""
+        op = _Pending(fn, rows, repeatable=repeatable)
         op.done = anyio.Event()
         if not self._serving:  # before the serving task starts (boot) or after it stopped
             async with self._direct:
@@ -366,7 +379,7 @@ class Writer:
             async with conn.begin():  # (a new connection if the last one was lost)
                 if self._xids:
                     backend = _backend_pid(conn)
-                    if any(op.fn is not None for op in batch):  # (rows only: _witness, no round trip)
+                    if any(op.fn is not None and not op.repeatable for op in batch):  # (else: _witness)
                         xid = (await conn.execute(_XID)).scalar_one()
                 rows: list[Row] = []
                 for op in batch:

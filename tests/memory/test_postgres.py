@@ -139,6 +139,15 @@ async def test_a_lost_database_session_is_replaced_and_every_write_is_committed_
         await w.run(rows=[entry(3, "error")])  # inserts nothing: run again, harmlessly
         found = await killer.fetch("SELECT n, status FROM journal WHERE pid = 999 ORDER BY n")
         assert [(r["n"], r["status"]) for r in found] == [(1, "ok"), (2, "ok"), (3, "error")]
+
+        # A repeatable function (a read, an upsert) asks for no transaction id: lost at COMMIT, it runs again.
+        async def upsert(conn):
+            ran.append("u")
+            await conn.execute(text("UPDATE kv SET value = '1' WHERE namespace = 't' AND key = 'a'"))
+
+        monkeypatch.setattr(Adapted, "commit", dies_after_commit)
+        await w.run(upsert, repeatable=True)
+        assert ran.count("u") == 2 and await killer.fetchval("SELECT value FROM kv WHERE key = 'a'") == "1"
     finally:
         await killer.close()
         await mm.close()
@@ -233,3 +242,35 @@ async def _gone(url: str, backend: int) -> bool:
         return not await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", backend)
     finally:
         await conn.close()
+
+
+async def test_a_lone_kernel_takes_its_database_lock_again_on_a_new_session(pg, tmp_path):
+    """A lone kernel holds PostgreSQL's advisory lock on its database (one kernel per database); the
+    lock is its session's, so a new session (after the server dropped one) takes it again, and if
+    another kernel took it meanwhile, the kernel writes nothing more: DatabaseLocked, data untouched."""
+    import asyncpg
+
+    from llmasos.memory.errors import DatabaseLocked
+
+    mm = await MemoryManager.open(config(tmp_path / "a", database=pg))
+    other = await asyncpg.connect(pg.replace("postgresql+asyncpg", "postgresql"))
+
+    async def drop_writer_session() -> None:
+        server = (await mm.writer.conn.get_raw_connection()).driver_connection.get_server_pid()
+        await other.execute("SELECT pg_terminate_backend($1)", server)
+        while await other.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", server):
+            await anyio.sleep(0.01)
+
+    try:
+        await drop_writer_session()
+        await mm.store.kv_set("ns", "k", 1)  # on a new session, which took the lock again
+        with pytest.raises(DatabaseLocked, match="another llmasos kernel is using"):
+            await MemoryManager.open(config(tmp_path / "b", database=pg))
+        await drop_writer_session()
+        assert await other.fetchval("SELECT pg_try_advisory_lock(4242426)")  # another kernel, meanwhile
+        with pytest.raises(DatabaseLocked, match="another llmasos kernel is using"):
+            await mm.store.kv_set("ns", "k", 2)
+        assert await other.fetchval("SELECT value FROM kv WHERE namespace = 'ns' AND key = 'k'") == "1"
+    finally:
+        await other.close()
+        await mm.close()
