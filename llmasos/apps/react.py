@@ -43,6 +43,7 @@ from typing import Any
 from llmasos.apps.app import App
 from llmasos.syscalls.errors import NoSuchModel
 from llmasos.syscalls.sys import Sys
+from llmasos.syscalls.types import ToolCall
 from llmasos.tools.agent import AgentResult
 from llmasos.tools.builtin.calculator import ARITHMETIC, CalcError, evaluate
 from llmasos.tools.calling import resolve
@@ -185,7 +186,9 @@ def fits_question(question: str, call: object) -> str | None:
     used, and every number used is stated (or a share of a stated percentage, or a constant the
     question's words call for, ``_CONSTANTS``; 0 and 1 always); an amount stated in one unit and asked
     in a smaller one uses the factor between them (``_CONVERSION_WORDS``: "7 days ... How many hours?"
-    needs the 24); its value can be what is asked (``_implausible``); and no number is used more often
+    needs the 24); its value can be what is asked (``_implausible``: a part no larger than the whole, a
+    total no smaller than its largest part, what is left taking away last, a rate multiplied by the
+    periods it runs for); and no number is used more often
     than stated but the whole, times itself, or, with a percentage, 100 as a factor (``_misused``:
     ``87 + 15 * 15 / 100``, ``11 * 3 * 11``, ``2003 * 3 * 100 / 100``). The check for
     ``sys.agent(check_call=)``: a small model maps "19 weeks and 3 days" to ``19 * 7`` or ``19 * 3``, or
@@ -198,7 +201,8 @@ def repair_call(question: str, call: object) -> dict[str, Any] | None:
     """The calculator's schema narrowed to mend a call that fails ``fits_question``, or None (the repair
     for ``sys.agent(repair_call=)``): the model's reply under it is taken if it then passes. Three
     repairs, each keeping what the model wrote or what the question fixes, and leaving it the rest:
-    the one number it left out is joined on (``19 * 7`` -> ``19 * 7 ? 3``, the operator its choice); the
+    the one number it left out is joined on (``19 * 7`` -> ``19 * 7 ? 3``, the operator its choice among
+    those that make a call that fits: ``40 - 12 * 9`` is not one for what is left); the
     unit factor it left out comes first (``12 * 12 ...`` for "12 years and 8 months"); a part or what is
     left that came out too large, or negative, starts from the whole: ``59 - ...`` (``111 / ...`` for
     "each"), the whole being the largest number, or the one sum of money a question about money states
@@ -228,7 +232,7 @@ def _misfit(question: str, call: object) -> tuple[str | None, str | None]:
     used = set(numbers)
     percent = "%" in question or "percent" in question.lower()
     forms = {n: {n, n / 100, 1 - n / 100, 1 + n / 100} if percent else {n} for n in stated}
-    unused = [n for n in stated if not any(_close(f, used) for f in forms[n])]
+    unused = [n for n in stated if not any(_close(f, used) for f in forms[n]) and not _only_describes(question, n)]
     factors = _needed_factors(question)
     constants = set(factors) | {v for pattern, values in _CONSTANTS if pattern.search(question) for v in values}
     allowed = {f for fs in forms.values() for f in fs} | {0.0, 1.0} | constants
@@ -248,7 +252,7 @@ def _misfit(question: str, call: object) -> tuple[str | None, str | None]:
         if whole and alone and not _EACH_ASKED.search(asked or ""):
             return why, _taken_from(start, expression)
         if alone and not whole:
-            return why, f"^{re.escape(expression.strip())}{_JOIN}{re.escape(_shown(unused[0]))}$"
+            return why, _joined(question, expression, unused[0])
         return why, _from_whole(asked, start) if whole else None
     if missing:
         why = f"leaves out the {', '.join(_shown(f) for f in missing)} its units call for"
@@ -271,6 +275,35 @@ def _misfit(question: str, call: object) -> tuple[str | None, str | None]:
     if implausible[0] is not None:
         return implausible
     return _misused(question, expression, stated, percent, constants), None
+
+
+def _only_describes(question: str, n: float) -> bool:
+    """True when n only says what a unit holds and the question asks about the units, not what they hold
+    ("A pack of 3 batteries costs 4.75 dollars. How much do 11 packs cost?": the 3)."""
+    asked = _asked(question)
+    if asked is None:
+        return False
+    for m in _HOLDS.finditer(question):
+        if _number(m.group(2)) == n:
+            unit, held = m.group(1).lower(), m.group(3).lower()
+            return _mentions(asked, unit) and not _mentions(asked, held)
+    return False
+
+
+def _mentions(text: str, noun: str) -> bool:
+    stem = noun[:-2] if noun.endswith(("ches", "shes", "xes")) else noun[:-1] if noun.endswith("s") else noun
+    return re.search(rf"\b{re.escape(stem)}(?:s|es)?\b", text, re.IGNORECASE) is not None
+
+
+def _joined(question: str, expression: str, number: float) -> str | None:
+    """A pattern for expression with number joined on by an operator that makes a call that fits the
+    question (the model's choice among those), or None when none does."""
+    start, tail = expression.strip(), _shown(number)
+    ops = [op for op in "+-*/"
+           if _misfit(question, ToolCall("", "calculator", {"expression": f"{start} {op} {tail}"}))[0] is None]
+    if not ops:
+        return None
+    return f"^{re.escape(start)} ?[{''.join(re.escape(op) for op in ops)}] ?{re.escape(tail)}$"
 
 
 def _products(node: ast.AST) -> list[list[ast.AST]]:
@@ -384,16 +417,27 @@ def _taken_from(whole: float, expression: str) -> str:
 
 def _share_of_largest(question: str, stated: set[float]) -> str | None:
     """For a share asked of an amount ("60% of a 940 dollar gift", "a 35% tip ... the tip"): the
-    expression starts from the largest number stated, times; None for other questions."""
+    expression starts from the largest number stated, times, and is that share of it when the question
+    states one percentage (``940 * 60 / 100``); None for other questions."""
     asked = _asked(question) or ""
     named = any(_names(asked, w)
                 for m in _SHARE_NAMED.finditer(question) for w in m.groups()[1:] if w)
     share_of = _SHARE_OF.search(question) is not None and not _GROWS.search(question)
-    return f"^{re.escape(_shown(max(stated)))} ?\\* ?{_BODY}$" if named or share_of else None
+    if not (named or share_of):
+        return None
+    largest = re.escape(_shown(max(stated)))
+    shares = {p for m in _PERCENTAGE.finditer(question) if (p := _number(m.group(1))) is not None}
+    if len(shares) == 1:  # the share itself: nothing is left to choose
+        (p,) = shares
+        return f"^{largest} ?\\* ?({re.escape(_shown(p))} ?/ ?100|{re.escape(_shown(p / 100))})$"
+    return f"^{largest} ?\\* ?{_BODY}$"
 
 
 def _names(asked: str, word: str) -> bool:
-    """True when what is asked is the thing word names: "How much is the tip?", "How much tax is added?"."""
+    """True when what is asked is the thing word names: "How much is the tip?", "How much tax is added?";
+    "35% off" names what is saved ("How many dollars do you save?")."""
+    if word.lower() == "off" and _SAVED.search(asked):
+        return True
     return re.search(rf"\b(?:the|much|many) {re.escape(word)}\b", asked, re.IGNORECASE) is not None
 
 
@@ -420,9 +464,21 @@ _MONEY_ASKED = re.compile(r"\b(?:cost|costs|pay|pays|paid|price|spend|spent|earn
                           re.IGNORECASE)
 _MONEY = re.compile(r"\$\s*(\d[\d,]*(?:\.\d+)?)|(?<![\w.])(\d[\d,]*(?:\.\d+)?)\s*(?:dollars?|euros?|pounds?)\b",
                     re.IGNORECASE)
+_TOTAL_ASKED = re.compile(r"\b(?:altogether|in all|in total|total|combined|together|over the (?:two|three|four|"
+                          r"five|six|seven|\w+) (?:days|weeks|months|years|nights|games|trips))\b", re.IGNORECASE)
+_HOLDS = re.compile(r"\b(?:a|an|each|one|every)\s+(packs?|packets?|box(?:es)?|bags?|crates?|cases?|cartons?|trays?|"
+                    r"sets?|bundles?|jars?|baskets?|tins?|cans?|tubes?|sacks?|rolls?|books?|kits?|batch(?:es)?|"
+                    r"pallets?|buckets?|barrels?)\s+(?:of|holds|contains|with)\s+(\d+)\s+([a-z]+)",
+                    re.IGNORECASE)  # "a pack of 3 batteries": (unit, how many, what it holds)
+_LEFT_ASKED = re.compile(r"\b(?:left|remains?|remaining)\b", re.IGNORECASE)
+_SAVED = re.compile(r"\b(?:save[sd]?|saving|savings)\b", re.IGNORECASE)
 _EACH_ASKED = re.compile(r"\beach\b|\bper\b|\bequal", re.IGNORECASE)
 _STATED_OPERATION = re.compile(r"\d\s*[-+*/x×÷^]\s*\d")
 _COUNT_ASKED = re.compile(r"\bhow many ([a-z]+)\b", re.IGNORECASE)
+_GOES = {"trips", "times", "loads", "rounds", "journeys", "runs", "batches", "turns", "goes", "visits"}
+_AT_A_TIME = re.compile(r"\bat (?:a time|once)\b", re.IGNORECASE)
+_PERIODS_IN = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s+(minutes|hours|days|nights|weeks|months|years|shifts|"
+                         r"sessions|lessons|seasons|terms)\b", re.IGNORECASE)
 _SQUARE_WORDS = re.compile(r"\b(?:squares?d?|area|cubes?d?|power)\b", re.IGNORECASE)
 # "60% of a 940 dollar gift" is at most 940, unless the question speaks of growth
 _SHARE_OF = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?)\s*(?:%|percent\b|per cent\b)\s+of\b", re.IGNORECASE)
@@ -443,8 +499,49 @@ def _periods_asked(question: str, asked: str) -> bool:
     noun = found.group(1).lower()
     singular = noun[:-2] if noun.endswith(("ches", "shes")) else noun[:-1] if noun.endswith("s") else noun
     before = question[:len(question) - len(asked)]
+    if noun in _GOES and _AT_A_TIME.search(before):  # "carries 7 people at a time ... how many trips"
+        return True
     return re.search(rf"\b(?:each|every|per|a|an)\s+(?:{re.escape(singular)}|{re.escape(noun)})\b", before,
                      re.IGNORECASE) is not None
+
+
+def _periods_over(question: str, asked: str) -> set[float]:
+    """The numbers of periods the question asks about that a stated rate is per ("paid 23 dollars an hour
+    and works 35 hours a week. How much does she earn in 3 weeks?": {3}): the rate runs for them, so they
+    multiply it."""
+    before = question[:len(question) - len(asked)]
+    out = set()
+    for m in _PERIODS_IN.finditer(asked):
+        noun = m.group(2).lower()
+        singular = noun[:-1] if noun.endswith("s") else noun
+        n = _number(m.group(1))
+        rate = re.compile(rf"\b(?:each|every|per|a|an)\s+{re.escape(singular)}\b", re.IGNORECASE)
+        if n is not None and rate.search(before):
+            out.add(n)
+    return out
+
+
+def _divisor(expression: str, numbers: set[float]) -> float | None:
+    """One of numbers that expression divides by, or None."""
+    tree = _parsed(expression)
+    for node in ast.walk(tree) if tree is not None else ():
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            right = _constant(node.right)
+            if right is not None and _close(right, numbers):
+                return right
+    return None
+
+
+def _times_instead(expression: str, divisor: float) -> str | None:
+    """For ``X / n`` with n the divisor: a pattern for ``X * n``; else None."""
+    tree = _parsed(expression)
+    if "^" in expression or not (isinstance(tree, ast.BinOp) and isinstance(tree.op, ast.Div)):
+        return None
+    left = ast.get_source_segment(expression.strip(), tree.left)
+    right = _constant(tree.right)
+    if left is None or right is None or not _close(right, {divisor}):
+        return None
+    return f"^{re.escape(left.strip())} ?\\* ?{re.escape(_shown(divisor))}$"
 
 
 def _takes_away(expression: str, stated: set[float]) -> bool:
@@ -466,15 +563,30 @@ def _implausible(question: str, expression: str, stated: set[float]) -> tuple[st
         value = evaluate(expression)
     except CalcError:
         return None, None  # the calculator says why, as the call's error
-    largest, start = max(stated), _from_whole(asked, _whole(question, stated))
+    largest = max(stated)
+    named = any(_names(asked, w) for m in _SHARE_NAMED.finditer(question) for w in m.groups()[1:] if w)
+    # a share the question names ("the tip", "do you save") is mended as that share, whatever went wrong
+    start = _share_of_largest(question, stated) if named else _from_whole(asked, _whole(question, stated))
     if value < 0 and _QUANTITY_ASKED.search(asked) and not _NEGATIVE_WORDS.search(question):
         return f"gives {_shown(value)}, and the question asks for an amount that cannot be negative", start
     if value > largest and _PART_ASKED.search(asked) and not _takes_away(expression, stated):
         return (f"gives {_shown(value)}, more than the question's largest number ({_shown(largest)}), "
                 "for a part or what is left"), start
+    if _LEFT_ASKED.search(asked) and not _EACH_ASKED.search(asked) \
+            and _last_operation(expression) in (ast.Mult, ast.Div):
+        return "ends in a product or a quotient, for what is left (what is taken away comes last)", None
+    if value < largest and _TOTAL_ASKED.search(asked) and not _PART_ASKED.search(asked) \
+            and not _EACH_ASKED.search(asked) and not _PERCENTAGE.search(question):
+        return (f"gives {_shown(value)}, less than the question's largest number ({_shown(largest)}), for a "
+                "total", f"^{re.escape(_shown(largest))} ?[+*] ?{_BODY}$")
     if _periods_asked(question, asked) and _last_operation(expression) is not ast.Div:
         return ("does not divide, for how many times a rate fits an amount",
                 f"^{re.escape(_shown(largest))} ?/ ?{_BODY}$")
+    over = _periods_over(question, asked)
+    divisor = _divisor(expression, over) if over else None
+    if divisor is not None:
+        return (f"divides by the {_shown(divisor)} periods the rate runs for, which multiply it",
+                _times_instead(expression, divisor))
     if value > largest and not _GROWS.search(question) and any(
             (p := _number(m.group(1))) is not None and p <= 100 for m in _SHARE_OF.finditer(question)):
         return (f"gives {_shown(value)}, more than the question's largest number, for a share of it",
@@ -483,8 +595,9 @@ def _implausible(question: str, expression: str, stated: set[float]) -> tuple[st
         share, named = _number(m.group(1)), {w.lower() for w in m.groups()[1:] if w}
         if share is not None and any(_names(asked, w) for w in named) \
                 and value > largest * share / 100 * (1 + 1e-9):
+            named = "saving" if m.group(2).lower() == "off" else m.group(2).lower()
             return (f"gives {_shown(value)}, more than {_shown(share)}% of the question's largest number, "
-                    f"for the {m.group(2).lower()}"), _share_of_largest(question, stated)
+                    f"for the {named}"), _share_of_largest(question, stated)
     return None, None
 
 

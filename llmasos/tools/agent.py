@@ -48,6 +48,7 @@ from llmasos.tools.calling import parse, prepare, resolve
 
 FAILED = "could not answer: "
 MAX_EXAMPLES = 4  # few-shot examples in one agent's prompt, over all its tools
+REPAIRS = 2  # repairs of one step's call, each of the call the last one made (check_call, repair_call)
 DEFAULT_SYSTEM = ("You are a careful assistant. Use a tool when it helps; when a tool result arrives, "
                   "answer the user's question in one short sentence that quotes the result.")
 
@@ -180,18 +181,28 @@ async def _checked(task: str, reply: Any, calls: list[Any], check: Callable[[str
                    narrowed: Callable[[dict[str, Any], dict[str, Any]], Any] | None = None,
                    ) -> tuple[Any, list[Any], str | None]:
     """(reply, calls, note): the model's calls if they pass check, else its reply under the repaired
-    schema if that passes, else the calls most passing samples agree on (the first sample among equals),
+    schema if that passes (a repaired call that fails another rule gets that rule's repair, up to
+    ``REPAIRS`` in all), else the calls most passing samples agree on (the first sample among equals),
     else the model's first calls."""
-    why = _problem(task, calls, check)
+    failing, why = _failing(task, calls, check)
     if why is None:
         return reply, calls, None
     first = _calls_shown(calls)
-    failing = next(tc for tc in calls if check(task, tc) is not None)
-    schema = repair(task, failing) if repair is not None and narrowed is not None else None
-    if schema is not None:
+    how = "repaired under a narrower grammar as "
+    schemas: list[dict[str, Any]] = []
+    while repair is not None and narrowed is not None and len(schemas) < REPAIRS:
+        schema = repair(task, failing)
+        if schema is None or schema in schemas:
+            break
+        schemas.append(schema)
         again, found = await narrowed(schema, sizes)
-        if found and _problem(task, found, check) is None:
-            return again, found, f"check: {first} {why}; repaired under a narrower grammar as {_calls_shown(found)}"
+        if not found:
+            break
+        failing, still = _failing(task, found, check)
+        how += _calls_shown(found)
+        if still is None:
+            return again, found, f"check: {first} {why}; {how}"
+        how += f", which {still}; then as "
     passing: list[tuple[Any, list[Any]]] = []
     votes: Counter[str] = Counter()
     base, tried = sizes.get("seed") or 0, 0
@@ -215,8 +226,13 @@ def _calls_shown(calls: list[Any]) -> str:
     return _short(", ".join(f"{tc.name}({json.dumps(tc.arguments)})" for tc in calls), 120)
 
 
+def _failing(task: str, calls: list[Any], check: Callable[[str, Any], str | None]) -> tuple[Any, str | None]:
+    """(the first call check refuses, why) or (None, None)."""
+    return next(((tc, why) for tc in calls if (why := check(task, tc)) is not None), (None, None))
+
+
 def _problem(task: str, calls: list[Any], check: Callable[[str, Any], str | None]) -> str | None:
-    return next((why for tc in calls if (why := check(task, tc)) is not None), None)
+    return _failing(task, calls, check)[1]
 
 
 _MARKUP = re.compile(r"</?tool_(?:response|call)>")

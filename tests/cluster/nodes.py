@@ -44,7 +44,10 @@ class Node:
         # then makes no progress between kills, which the crash-loop rule cannot tell from a process that
         # kills its node (docs/cluster.md); as the single-kernel kill test does, they raise its limit
         config = work / "node.toml"
-        config.write_text("[kernel]\nmax_recoveries = 1000\n")
+        if not config.exists():  # (written once, whole: a node starting meanwhile never reads half of it)
+            part = work / f"node.toml.{node}"
+            part.write_text("[kernel]\nmax_recoveries = 1000\n")
+            part.replace(config)
         with open(self.err_path, "w") as err:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "llmasos.cli", "serve", "--model", "fake", "--port", "0", "--database",

@@ -103,7 +103,7 @@ def test_the_module_writes_jsonl(tmp_path, capsys) -> None:
 
 
 @pytest.mark.parametrize(("name", "count"), [("wordproblems_fresh.jsonl", 40), ("wordproblems_fresh2.jsonl", 50),
-                                                   ("wordproblems_fresh3.jsonl", 50), ("wordproblems_fresh4.jsonl", 50)])
+                                             ("wordproblems_fresh3.jsonl", 50), ("wordproblems_fresh4.jsonl", 50)])
 def test_the_unseen_problems_in_bench_share_no_number_with_training_and_their_answers_are_right(
         name: str, count: int) -> None:
     """bench/data/wordproblems_fresh*.jsonl (docs/tools.md): the check on the shipped sets, so they must

@@ -228,6 +228,27 @@ async def test_a_repair_is_tried_first_with_the_same_prompt_and_runs_when_it_pas
     assert fake.prompts[1] == fake.prompts[0]  # a long pattern is not shown: the model sees the same prompt
 
 
+async def test_a_repaired_call_that_fails_another_rule_gets_that_rules_repair(tmp_path) -> None:
+    def reject_seven_or_five(task: str, call) -> str | None:
+        return _reject_seven(task, call) or ("uses 5" if "5" in call.arguments.get("expression", "") else None)
+
+    def narrow(task: str, call) -> dict:
+        schema = _narrow_to_two(task, call)
+        if "5" in call.arguments["expression"]:  # the second rule's repair: start with 3
+            schema["function"]["parameters"]["properties"]["expression"]["pattern"] = "^3 [-+*/0-9 ]{1,20}$"
+        return schema
+
+    result, fake = await _agent(tmp_path, [
+        _call("calculator", '{"expression": "19 * 7"}'), _call("calculator", '{"expression": "2 + 5"}'),
+        _call("calculator", '{"expression": "3 + 3"}'), "Six.",
+    ], check_call=reject_seven_or_five, repair_call=narrow, retries=4)
+    call = result.steps[0]
+    assert (call.arguments, call.result) == ({"expression": "3 + 3"}, 6)
+    assert ('uses 7; repaired under a narrower grammar as calculator({"expression": "2 + 5"}), which uses 5; '
+            'then as calculator({"expression": "3 + 3"})') in call.note
+    assert len(fake.prompts) == 4  # the reply, two repairs, the answer: no sampling
+
+
 async def test_a_repair_that_still_fails_falls_back_to_sampling(tmp_path) -> None:
     result, fake = await _agent(tmp_path, [
         _call("calculator", '{"expression": "19 * 7"}'), _call("calculator", '{"expression": "2 * 7"}'),
@@ -382,8 +403,35 @@ async def test_react_without_the_check_runs_the_models_call(tmp_path) -> None:
      "does not divide, for how many times a rate fits an amount"),
     ("Leo reads 12 pages every evening. How many evenings does a 240 page book take?", "240 - 12", "does not divide"),
     ("Leo reads 12 pages every evening. How many evenings does a 240 page book take?", "240 / 12", None),
+    ("A lift carries 9 people at a time. How many trips does it take to carry 135 people?", "9 * 135",
+     "does not divide"),
+    ("A lift carries 9 people at a time. How many trips does it take to carry 135 people?", "135 / 9", None),
     ("A car drives 60 km an hour. How many hours does it take to drive 300 km?", "300 / 60", None),
     ("A printer prints 27 pages a minute. How many pages in 31 minutes?", "27 * 31", None),  # pages: not the rate's
+    # the periods a rate runs for, asked about, multiply it; stated, they may divide (a speed)
+    ("A guard is paid 14 dollars an hour and works 40 hours a week. How much does he earn in 6 weeks?",
+     "14 * 40 / 6", "divides by the 6 periods the rate runs for"),
+    ("A guard is paid 14 dollars an hour and works 40 hours a week. How much does he earn in 6 weeks?",
+     "14 * 40 * 6", None),
+    ("A cyclist rides 120 kilometres in 4 hours. How far does she ride in an hour?", "120 / 4", None),
+    # a total is no smaller than its largest part (a price after a percentage off may be)
+    ("A café sold 52 pies on Friday and 38 on Saturday. How many pies did it sell over the two days?", "52 - 38",
+     "gives 14, less than the question's largest number (52), for a total"),
+    ("A café sold 52 pies on Friday and 38 on Saturday. How many pies did it sell over the two days?", "52 + 38",
+     None),
+    ("A coat costs 80 dollars and is 25% off. What is the total price?", "80 - 80 * 25 / 100", None),
+    # what is left takes away last; "35% off" names what is saved
+    ("A cook makes 12 trays of 20 buns and sells 95 buns. How many buns are left?", "12 * 20 / 95",
+     "ends in a product or a quotient, for what is left"),
+    ("A cook makes 12 trays of 20 buns and sells 95 buns. How many buns are left?", "12 * 20 - 95", None),
+    ("A lamp priced at 60 dollars is 15% off. How many dollars do you save?", "60 - 60 * 15 / 100",
+     "gives 51, more than 15% of the question's largest number, for the saving"),
+    ("A lamp priced at 60 dollars is 15% off. How many dollars do you save?", "60 * 15 / 100", None),
+    # what a pack holds is not needed for the price of packs; what a price is of, is
+    ("A crate of 24 bottles costs 18 dollars. How much do 5 crates cost?", "18 * 5", None),
+    ("A crate of 24 bottles costs 18 dollars. How many bottles are in 5 crates?", "18 * 5",
+     "leaves out the question's 24"),
+    ("A price of 80 dollars goes up by 5%. What is the new price?", "1 + 5 / 100", "leaves out the question's 80"),
     ("A kitten sleeps 15 hours a day. How many hours does it sleep in a week?", "15 * 7", None),
     ("A bus carries 40 people each trip. How many trips are needed for 360 people?", "360 / 40", None),
 ])
@@ -398,6 +446,21 @@ def test_fits_question(question: str, expression: str, problem: str | None) -> N
 @pytest.mark.parametrize(("question", "expression", "mended", "unmended"), [
     # the one number left out is joined on, the operator the model's choice
     ("Ana has 4 bags of 12 plums and 6 loose plums. How many plums?", "4 * 12", "4 * 12 + 6", "4 * 12 + 6 + 1"),
+    # ... among the operators that make a call that fits: what is left cannot come out negative
+    ("Ana had 40 cards and gave away 12 and then 9. How many are left?", "40 - 12", "40 - 12 - 9", "40 - 12 * 9"),
+    # a share the question names is mended as that share, whatever went wrong
+    ("A lamp priced at 60 dollars is 15% off. How many dollars do you save?", "60 - 15 * 100", "60 * 15 / 100",
+     "60 - 60 * 15 / 100"),
+    ("A lamp priced at 60 dollars is 15% off. How many dollars do you save?", "60 - 60 * 15 / 100", "60 * 0.15",
+     "60 * 15 * 100 / 100"),
+    # a total too small starts from the largest number, adding or multiplying
+    ("A café sold 52 pies on Friday and 38 on Saturday. How many pies did it sell over the two days?", "52 - 38",
+     "52 + 38", "52 - 38"),
+    # a rate divided by the periods it runs for is multiplied by them instead
+    ("A guard is paid 14 dollars an hour and works 40 hours a week. How much does he earn in 6 weeks?",
+     "14 * 40 / 6", "14 * 40 * 6", "14 * 40 + 6"),
+    ("A guard is paid 14 dollars an hour and works 40 hours a week. How much does he earn in 6 weeks?",
+     "14 * 40", "14 * 40 * 6", "14 * 40 / 6"),
     # a mixed amount asked in its smaller unit is the conversion itself: n * factor + m
     ("A holiday lasts 18 weeks and 2 days. How many days is that?", "18 * 7", "18 * 7 + 2", "18 * 7 * 2"),
     ("A holiday lasts 18 weeks and 2 days. How many days is that?", "18", "18 * 7 + 2", "18 + 7 * 2"),
