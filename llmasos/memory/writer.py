@@ -305,6 +305,7 @@ class Writer:
                 values = await self._attempt(batch)
                 break
             except _Dropped as exc:  # the session was lost before COMMIT: nothing of batch was committed
+                await self._renew()
                 left = deadline - anyio.current_time()
                 if left > 0:  # run it again on a new connection (a fenced session on a cluster node)
                     if not pause:
@@ -322,18 +323,21 @@ class Writer:
             except _AtCommit as exc:
                 _log.warning("the session to %s was lost as it committed (%s); asking the server whether it "
                              "was committed", self.where, exc.__cause__)
+                await self._renew()
                 outcome = await self._outcome(exc, batch, deadline)
                 if outcome == "committed":
                     values = exc.values
                     break
-                if outcome == "aborted":  # (nothing of it was committed: run it again)
-                    pause = min(pause * 2 or 0.01, 0.5)
+                if outcome == "aborted" and anyio.current_time() < deadline:  # (nothing of it was
+                    pause = min(pause * 2 or 0.01, 0.5)  # committed: run it again)
                     continue
                 cause = translate(exc.__cause__, self.where)  # type: ignore[arg-type]
                 error = MemoryStoreError(
-                    f"the session to {self.where} was lost while it committed ({cause}), and the server "
-                    f"could not say (within {self.busy_timeout:g}s) whether it was committed; these writes "
-                    "are not run again")
+                    f"the session to {self.where} was lost while it committed ({cause}), " + (
+                        f"again and again for {self.busy_timeout:g}s; nothing of it was committed"
+                        if outcome == "aborted" else
+                        f"and the server could not say (within {self.busy_timeout:g}s) whether it was "
+                        "committed; these writes are not run again"))
                 whole = True
             except Exception as exc:
                 error = translate(exc, self.where)
@@ -432,7 +436,9 @@ class Writer:
             except Exception as exc:
                 if lost.xid is not None and "in the future" in str(exc):  # (the server restarted without
                     return "aborted"  # a trace of it: its commit never reached the log)
-                if not _lost(exc):
+                if _lost(exc):
+                    await self._renew()
+                else:
                     _log.warning("asking %s whether a transaction was committed failed: %s", self.where, exc)
                     return None
             left = deadline - anyio.current_time()
@@ -440,6 +446,14 @@ class Writer:
                 return None
             await anyio.sleep(min(pause, left))
             pause = min(pause * 2, 0.5)
+
+    async def _renew(self) -> None:
+        """Drop the connection's lost session (its next use opens a new one), if SQLAlchemy has not."""
+        assert self.conn is not None
+        try:
+            await self.conn.invalidate()
+        except Exception as exc:  # (nothing to drop, or it is half gone: the next use says)
+            _log.debug("invalidating a lost session failed: %s", exc)
 
     async def _end_session(self, backend: int) -> bool:
         """End the server process of a lost session if it still runs; whether it is gone (True as well if
@@ -485,12 +499,16 @@ class Writer:
 _GONE = ("08", "57P01", "57P02", "57P03")  # SQLSTATEs: connection exception; the server shuts down or starts
 
 
+_GONE_WORDS = ("connection was closed", "connection is closed", "cannot switch to state")  # asyncpg, before
+# it noticed its socket closed (SQLAlchemy then does not invalidate the connection: the writer does)
+
+
 def _lost(exc: BaseException) -> bool:
     """Whether exc says the session to the server is gone, or a new one could not be opened yet."""
     if isinstance(exc, DBAPIError):
         state = str(getattr(exc.orig, "sqlstate", None) or "")
         return (bool(exc.connection_invalidated) or isinstance(exc.orig, OSError)
-                or (bool(state) and state.startswith(_GONE)))
+                or (bool(state) and state.startswith(_GONE)) or any(w in str(exc.orig) for w in _GONE_WORDS))
     return isinstance(exc, OSError)
 
 

@@ -252,7 +252,8 @@ async def test_a_lone_kernel_takes_its_database_lock_again_on_a_new_session(pg, 
 
     from llmasos.memory.errors import DatabaseLocked
 
-    mm = await MemoryManager.open(config(tmp_path / "a", database=pg))
+    # (db_busy_timeout: how long the writer waits for a locked database before it says so)
+    mm = await MemoryManager.open(config(tmp_path / "a", database=pg, db_busy_timeout=1.0))
     other = await asyncpg.connect(pg.replace("postgresql+asyncpg", "postgresql"))
 
     async def drop_writer_session() -> None:
@@ -273,4 +274,47 @@ async def test_a_lone_kernel_takes_its_database_lock_again_on_a_new_session(pg, 
         assert await other.fetchval("SELECT value FROM kv WHERE namespace = 'ns' AND key = 'k'") == "1"
     finally:
         await other.close()
+        await mm.close()
+
+
+async def test_a_commit_lost_again_and_again_fails_once_the_wait_is_over(pg, tmp_path, monkeypatch):
+    """Every try lost as it commits and found not committed: the writer stops after db_busy_timeout and
+    says so, rather than trying for ever."""
+    import asyncpg
+    from sqlalchemy import text
+    from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection as Adapted
+    from sqlalchemy.util import await_
+
+    from llmasos.memory.errors import MemoryStoreError
+
+    mm = await MemoryManager.open(config(tmp_path, database=pg, db_busy_timeout=0.5))
+    killer = await asyncpg.connect(pg.replace("postgresql+asyncpg", "postgresql"))
+    original = Adapted.commit
+
+    async def drop(server: int) -> None:
+        await killer.execute("SELECT pg_terminate_backend($1)", server)
+        while await killer.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", server):
+            await anyio.sleep(0.01)
+
+    armed = []
+
+    def always_dies(self):  # every commit of the note's transaction (not of the writer's questions)
+        if armed:
+            armed.clear()
+            await_(drop(self._connection.get_server_pid()))
+        return original(self)
+
+    async def note(conn):
+        armed.append(True)
+        await conn.execute(text("INSERT INTO kv (namespace, key, value, updated) VALUES ('z', 'k', '1', 0)"))
+
+    try:
+        await mm.writer.flush()
+        monkeypatch.setattr(Adapted, "commit", always_dies)
+        with anyio.fail_after(20), pytest.raises(MemoryStoreError, match="again and again for 0.5s; nothing"):
+            await mm.writer.run(note)
+        monkeypatch.setattr(Adapted, "commit", original)
+        assert await killer.fetchval("SELECT count(*) FROM kv WHERE namespace = 'z'") == 0
+    finally:
+        await killer.close()
         await mm.close()
