@@ -291,8 +291,11 @@ def _only_describes(question: str, n: float) -> bool:
 
 
 def _mentions(text: str, noun: str) -> bool:
-    stem = noun[:-2] if noun.endswith(("ches", "shes", "xes")) else noun[:-1] if noun.endswith("s") else noun
-    return re.search(rf"\b{re.escape(stem)}(?:s|es)?\b", text, re.IGNORECASE) is not None
+    return re.search(rf"\b{re.escape(_singular(noun))}(?:s|es)?\b", text, re.IGNORECASE) is not None
+
+
+def _singular(noun: str) -> str:
+    return noun[:-2] if noun.endswith(("ches", "shes", "xes")) else noun[:-1] if noun.endswith("s") else noun
 
 
 def _joined(question: str, expression: str, number: float) -> str | None:
@@ -420,8 +423,7 @@ def _share_of_largest(question: str, stated: set[float]) -> str | None:
     expression starts from the largest number stated, times, and is that share of it when the question
     states one percentage (``940 * 60 / 100``); None for other questions."""
     asked = _asked(question) or ""
-    named = any(_names(asked, w)
-                for m in _SHARE_NAMED.finditer(question) for w in m.groups()[1:] if w)
+    named = _share_named(question, asked)
     share_of = _SHARE_OF.search(question) is not None and not _GROWS.search(question)
     if not (named or share_of):
         return None
@@ -431,6 +433,11 @@ def _share_of_largest(question: str, stated: set[float]) -> str | None:
         (p,) = shares
         return f"^{largest} ?\\* ?({re.escape(_shown(p))} ?/ ?100|{re.escape(_shown(p / 100))})$"
     return f"^{largest} ?\\* ?{_BODY}$"
+
+
+def _share_named(question: str, asked: str) -> bool:
+    """True when what is asked is a share the question names ("a 35% tip ... How much is the tip?")."""
+    return any(_names(asked, w) for m in _SHARE_NAMED.finditer(question) for w in m.groups()[1:] if w)
 
 
 def _names(asked: str, word: str) -> bool:
@@ -512,10 +519,9 @@ def _periods_over(question: str, asked: str) -> set[float]:
     before = question[:len(question) - len(asked)]
     out = set()
     for m in _PERIODS_IN.finditer(asked):
-        noun = m.group(2).lower()
-        singular = noun[:-1] if noun.endswith("s") else noun
         n = _number(m.group(1))
-        rate = re.compile(rf"\b(?:each|every|per|a|an)\s+{re.escape(singular)}\b", re.IGNORECASE)
+        rate = re.compile(rf"\b(?:each|every|per|a|an)\s+{re.escape(_singular(m.group(2).lower()))}\b",
+                          re.IGNORECASE)
         if n is not None and rate.search(before):
             out.add(n)
     return out
@@ -564,9 +570,9 @@ def _implausible(question: str, expression: str, stated: set[float]) -> tuple[st
     except CalcError:
         return None, None  # the calculator says why, as the call's error
     largest = max(stated)
-    named = any(_names(asked, w) for m in _SHARE_NAMED.finditer(question) for w in m.groups()[1:] if w)
     # a share the question names ("the tip", "do you save") is mended as that share, whatever went wrong
-    start = _share_of_largest(question, stated) if named else _from_whole(asked, _whole(question, stated))
+    start = (_share_of_largest(question, stated) if _share_named(question, asked)
+             else _from_whole(asked, _whole(question, stated)))
     if value < 0 and _QUANTITY_ASKED.search(asked) and not _NEGATIVE_WORDS.search(question):
         return f"gives {_shown(value)}, and the question asks for an amount that cannot be negative", start
     if value > largest and _PART_ASKED.search(asked) and not _takes_away(expression, stated):

@@ -22,9 +22,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from llmasos.memory.db import on_new_connections
 from llmasos.memory.errors import Fenced
 
 NOW = "extract(epoch from clock_timestamp())"
@@ -79,18 +80,8 @@ def fence_new_connections(engine: AsyncEngine, node: str, epoch: int) -> None:
     ``fence_session`` makes the writer's: a connection the server closed (a node paused past
     ``idle_in_transaction_session_timeout``, a restart) is replaced by a new one on its next use, and
     a new session that named no node would pass the fence trigger unchecked."""
-    statement = (f"SELECT set_config('llmasos.node', '{node.replace(chr(39), chr(39) * 2)}', false), "
-                 f"set_config('llmasos.epoch', '{int(epoch)}', false)")
-
-    def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute(statement)
-        finally:
-            cursor.close()
-        dbapi_connection.commit()  # (the driver opened a transaction: a rollback would undo the settings)
-
-    event.listen(engine.sync_engine, "connect", on_connect)
+    on_new_connections(engine, f"SELECT set_config('llmasos.node', '{node.replace(chr(39), chr(39) * 2)}', "
+                                f"false), set_config('llmasos.epoch', '{int(epoch)}', false)")
 
 
 def fence(node: str, epoch: int, on_fenced: Callable[[], None]) -> Callable[[AsyncConnection], Awaitable[None]]:

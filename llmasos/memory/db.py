@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,24 @@ def create_engine(url: str, *, busy_timeout: float, synchronous: str,
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def on_new_connections(engine: AsyncEngine, statement: str, check: Callable[[Any], None] | None = None) -> None:
+    """Run statement on every connection engine opens from now on, committed (the pool's rollback would
+    undo session settings), and hand its first value to check, which may raise to refuse the connection:
+    a session the server dropped is replaced by a new one that must be set up as the first was."""
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(statement)
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        dbapi_connection.commit()
+        if check is not None:
+            check(row[0] if row else None)
+
+    event.listen(engine.sync_engine, "connect", on_connect)
 
 
 def translate(exc: BaseException, where: str) -> MemoryStoreError:

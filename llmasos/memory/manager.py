@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -141,22 +141,14 @@ class MemoryManager:
         await conn.commit()
         if not got:
             raise self._locked(shared)
-        statement = f"SELECT {how}(4242426)"
 
-        def relock(dbapi_connection: Any, _record: Any) -> None:
+        def relock(held: Any) -> None:
             # The lock is the session's: one the server dropped took it along, and the writer goes on
             # on a new connection (writer.py), which must take it again, or refuse to write.
-            cursor = dbapi_connection.cursor()
-            try:
-                cursor.execute(statement)
-                (held,) = cursor.fetchone()
-            finally:
-                cursor.close()
-            dbapi_connection.commit()
             if not held:
                 raise self._locked(shared)
 
-        event.listen(self.engine.sync_engine, "connect", relock)
+        db.on_new_connections(self.engine, f"SELECT {how}(4242426)", relock)
 
     def _locked(self, shared: bool) -> db.DatabaseLocked:
         other = "a lone llmasos kernel (not a cluster node)" if shared else "another llmasos kernel"

@@ -75,11 +75,7 @@ async def test_a_lost_database_session_is_replaced_and_every_write_is_committed_
     w, ran = mm.writer, []
 
     async def drop_writer_session() -> None:
-        raw = await w.conn.get_raw_connection()
-        server = raw.driver_connection.get_server_pid()
-        await killer.execute("SELECT pg_terminate_backend($1)", server)
-        while await killer.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", server):
-            await anyio.sleep(0.01)
+        await _end_session(killer, (await w.conn.get_raw_connection()).driver_connection.get_server_pid())
 
     def op(tag: str):
         async def fn(conn):
@@ -257,10 +253,7 @@ async def test_a_lone_kernel_takes_its_database_lock_again_on_a_new_session(pg, 
     other = await asyncpg.connect(pg.replace("postgresql+asyncpg", "postgresql"))
 
     async def drop_writer_session() -> None:
-        server = (await mm.writer.conn.get_raw_connection()).driver_connection.get_server_pid()
-        await other.execute("SELECT pg_terminate_backend($1)", server)
-        while await other.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", server):
-            await anyio.sleep(0.01)
+        await _end_session(other, (await mm.writer.conn.get_raw_connection()).driver_connection.get_server_pid())
 
     try:
         await drop_writer_session()
@@ -291,17 +284,12 @@ async def test_a_commit_lost_again_and_again_fails_once_the_wait_is_over(pg, tmp
     killer = await asyncpg.connect(pg.replace("postgresql+asyncpg", "postgresql"))
     original = Adapted.commit
 
-    async def drop(server: int) -> None:
-        await killer.execute("SELECT pg_terminate_backend($1)", server)
-        while await killer.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", server):
-            await anyio.sleep(0.01)
-
     armed = []
 
     def always_dies(self):  # every commit of the note's transaction (not of the writer's questions)
         if armed:
             armed.clear()
-            await_(drop(self._connection.get_server_pid()))
+            await_(_end_session(killer, self._connection.get_server_pid()))
         return original(self)
 
     async def note(conn):
@@ -318,3 +306,10 @@ async def test_a_commit_lost_again_and_again_fails_once_the_wait_is_over(pg, tmp
     finally:
         await killer.close()
         await mm.close()
+
+
+async def _end_session(conn, server: int) -> None:
+    """End the server process of session server (the server dropped it), from conn; return once gone."""
+    await conn.execute("SELECT pg_terminate_backend($1)", server)
+    while await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", server):
+        await anyio.sleep(0.01)
