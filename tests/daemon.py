@@ -23,6 +23,18 @@ def daemon_env(home: Path) -> dict[str, str]:
     return env
 
 
+def share_model_caches(home: Path) -> Path:
+    """Make home (a fresh LLMASOS_HOME with its own database) read the test session's converted models,
+    tokenizers and native builds (conftest's home), so that a daemon on the real model does not convert
+    the GGUF and compile the decode step again (~25 s). Returns home."""
+    shared = Path(os.environ["LLMASOS_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    for cache in ("models", "tokenizers", "native"):
+        (shared / cache).mkdir(parents=True, exist_ok=True)
+        (home / cache).symlink_to(shared / cache)
+    return home
+
+
 def start_daemon(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     """Start a daemon on the fake engine and a free port; (the process, its URL) once it serves."""
     daemon = subprocess.Popen([*LLMASOS, "serve", "--model", "fake", "--port", "0"], stdout=subprocess.PIPE,

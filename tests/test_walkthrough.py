@@ -28,6 +28,7 @@ import httpx
 import pexpect
 import pytest
 
+from tests.daemon import share_model_caches
 from tests.shell.test_pty import render_screen
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
@@ -245,12 +246,7 @@ def test_the_readme_works_as_written_on_a_fresh_clone(tmp_path: Path) -> None:
     (clone / ".venv" / ".installed").touch()
     for made_from in ("pyproject.toml", "scripts/install.sh"):  # older than the install mark
         os.utime(clone / made_from, (time.time() - 3600,) * 2)
-    shared = Path(os.environ["LLMASOS_HOME"])  # the test home (conftest): the model is converted there once
-    home = tmp_path / "home"
-    home.mkdir()
-    for cache in ("models", "native"):
-        (shared / cache).mkdir(parents=True, exist_ok=True)
-        (home / cache).symlink_to(shared / cache)
+    home = share_model_caches(tmp_path / "home")  # the model is converted once, in the test home (conftest)
     path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if Path(p) != venv_bin)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "VIRTUAL_ENV", "LLMASOS_API"))}
     env.update(PATH=path, PYTHONPATH=str(clone), LLMASOS_HOME=str(home), HF_HUB_OFFLINE="1", TERM="tmux-256color",

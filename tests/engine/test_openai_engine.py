@@ -21,7 +21,7 @@ from llmasos.engine.openai import OpenAIEngine
 from llmasos.kernel import Kernel, KernelConfig
 from llmasos.syscalls.errors import ContextOverflow, EngineError
 from llmasos.tools.errors import NoToolCall
-from tests.daemon import LLMASOS, ROOT, daemon_env, readline, start_daemon, stop, stop_daemon
+from tests.daemon import LLMASOS, ROOT, daemon_env, readline, share_model_caches, start_daemon, stop, stop_daemon
 from tests.engine.proxy import Proxy
 
 TOKEN = "remote-test-token"
@@ -475,7 +475,7 @@ async def test_a_local_and_a_remote_model_side_by_side(tmp_path: Path, proxy: Pr
 
 @pytest.mark.slow
 async def test_real_model_through_a_remote_daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    env = daemon_env(tmp_path / "home")
+    env = daemon_env(share_model_caches(tmp_path / "home"))
     env["LLMASOS_API_TOKEN"] = TOKEN
     process = subprocess.Popen([*LLMASOS, "serve", "--port", "0"], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
