@@ -36,6 +36,7 @@ from llmasos.kernel.recovery import recover
 from llmasos.memory import cluster as rows
 from llmasos.memory import codec
 from llmasos.memory.errors import Fenced
+from llmasos.memory.writer import session_lost
 from llmasos.syscalls import calls as c
 from llmasos.syscalls.errors import NoSuchProcess, SyscallError, WaitTimeout
 from llmasos.syscalls.types import ExitStatus, ProcInfo, Usage
@@ -228,6 +229,20 @@ class Cluster:
                 await self._close_locked()
                 raise
 
+    async def _again(self, fn: Callable[[AsyncConnection], Awaitable[Any]], *, fenced: bool = False) -> Any:
+        """fn in a transaction, once more on a new connection if the session was lost (a dropped idle
+        session is only found at the first statement). fn must be safe to run twice: a read, or an update
+        that sets what it sets whether or not it was committed before."""
+        for last in (False, True):
+            try:
+                async with self._tx(fenced=fenced) as conn:
+                    return await fn(conn)
+            except Exception as exc:
+                if last or not session_lost(exc):
+                    raise
+                log.info("cluster node %s: the database session was lost (%s); on a new one", self.node, exc)
+        raise AssertionError("unreachable")
+
     async def _close(self) -> None:
         async with self._lock:
             await self._close_locked()
@@ -246,8 +261,7 @@ class Cluster:
     async def _requests(self) -> None:
         while not self.fenced.is_set():
             try:
-                async with self._tx(fenced=False) as conn:
-                    asked = await rows.waiting(conn, self.node)
+                asked = await self._again(lambda conn: rows.waiting(conn, self.node))
                 taken = []
                 if asked:  # (claimed in a fenced transaction: a node that lost its lease takes none)
                     async with self._tx() as conn:
@@ -282,8 +296,7 @@ class Cluster:
         except SyscallError as exc:
             state, answer = rows.FAILED, str(exc)
             etype = f"{type(exc).__module__}:{type(exc).__qualname__}"
-        async with self._tx() as conn:
-            await rows.answer(conn, req.id, state, answer, etype)
+        await self._again(lambda conn: rows.answer(conn, req.id, state, answer, etype), fenced=True)
 
     # -- the root user's operations on other nodes' processes ---------------------------------
 
@@ -293,8 +306,7 @@ class Cluster:
 
     async def row(self, pid: int) -> Any:
         """pid's row, if another node runs (or ran) it; NoSuchProcess otherwise."""
-        async with self._tx(fenced=False) as conn:
-            found = await rows.owner(conn, pid)
+        found = await self._again(lambda conn: rows.owner(conn, pid))
         if found is None or found.node is None or found.node == self.node:
             raise NoSuchProcess(f"no process {pid} on any node of the cluster (it never existed or was "
                                 "already reaped); see ps -a")
@@ -318,8 +330,13 @@ class Cluster:
         with anyio.move_on_after(limit):
             while True:
                 await anyio.sleep(self.poll)
-                async with self._tx(fenced=False) as conn:
-                    out = await rows.outcome(conn, request)  # (committed before it is raised below)
+                try:
+                    async with self._tx(fenced=False) as conn:
+                        out = await rows.outcome(conn, request)  # (committed before it is raised below)
+                except Exception as exc:
+                    if not session_lost(exc):
+                        raise
+                    continue  # (rolled back, or its answer lost with the session: the limit below says so)
                 if out is not None:
                     if out.state == rows.FAILED:
                         raise _revive(out.error_type, out.answer)

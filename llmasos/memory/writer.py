@@ -341,7 +341,7 @@ class Writer:
                 whole = True
             except Exception as exc:
                 error = translate(exc, self.where)
-                if _lost(exc):  # at COMMIT, where the server cannot be asked (not PostgreSQL)
+                if session_lost(exc):  # at COMMIT, where the server cannot be asked (not PostgreSQL)
                     error = MemoryStoreError(
                         f"the session to {self.where} was lost while it committed ({error}); whether these "
                         "writes were committed is unknown, so they are not run again")
@@ -397,7 +397,7 @@ class Writer:
                     await conn.execute(_TEXT[kind], params)
                 committing = True
         except Exception as exc:
-            if _lost(exc):
+            if session_lost(exc):
                 if not committing:
                     raise _Dropped() from exc
                 if self._xids:
@@ -436,7 +436,7 @@ class Writer:
             except Exception as exc:
                 if lost.xid is not None and "in the future" in str(exc):  # (the server restarted without
                     return "aborted"  # a trace of it: its commit never reached the log)
-                if _lost(exc):
+                if session_lost(exc):
                     await self._renew()
                 else:
                     _log.warning("asking %s whether a transaction was committed failed: %s", self.where, exc)
@@ -463,7 +463,7 @@ class Writer:
             async with self.conn.begin():
                 await self.conn.execute(_END_SESSION, {"pid": backend})
         except Exception as exc:
-            if _lost(exc):
+            if session_lost(exc):
                 raise
             return True
         async with self.conn.begin():
@@ -503,7 +503,7 @@ _GONE_WORDS = ("connection was closed", "connection is closed", "cannot switch t
 # it noticed its socket closed (SQLAlchemy then does not invalidate the connection: the writer does)
 
 
-def _lost(exc: BaseException) -> bool:
+def session_lost(exc: BaseException) -> bool:
     """Whether exc says the session to the server is gone, or a new one could not be opened yet."""
     if isinstance(exc, DBAPIError):
         state = str(getattr(exc.orig, "sqlstate", None) or "")

@@ -147,3 +147,22 @@ async def test_a_node_whose_database_sessions_were_dropped_reconnects_and_its_pr
         assert not a.cluster.fenced.is_set()
         (row,) = await aquery(url, "SELECT state FROM processes WHERE pid = $1", pid)
         assert row["state"] in LIVE
+
+
+async def test_a_kill_across_nodes_right_after_every_session_was_dropped_is_applied_at_once(pg_server, tmp_path):
+    """The cluster's own connections (asking another node, and taking its requests) meet a dropped
+    session as the writer does: a transaction that failed before it did anything runs again on a new
+    connection. Neither the root user's kill fails, nor node a waits a heartbeat (5 s) to take it."""
+    url = await anyio.to_thread.run_sync(new_database, pg_server)
+    async with Kernel(_config(url, tmp_path / "a", "a")) as a, Kernel(_config(url, tmp_path / "b", "b")) as b:
+        target = await a.spawn(f"{__file__}:ticker")
+        await anyio.sleep(0.3)  # (both nodes' cluster connections are open and idle)
+        for _ in range(2):
+            dropped = await aquery(url, "SELECT pg_terminate_backend(pid) AS gone FROM pg_stat_activity "
+                                        "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            assert dropped and all(r["gone"] for r in dropped)
+            await anyio.sleep(0.1)
+        with anyio.fail_after(3):
+            assert await b.root.syscall(Kill(target)) is True  # asked by b, applied by a
+            await a.get(target).done.wait()
+        assert not a.cluster.fenced.is_set() and not b.cluster.fenced.is_set()
