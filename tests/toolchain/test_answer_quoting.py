@@ -1,12 +1,13 @@
 """react's answer quotes the calculator's result by construction (apps/react.py, quote_result): a
-misquoted number is replaced, a right one left alone, an operand never touched; and the eval counts a
+misquoted number is replaced, a right one left alone, an operand never touched; an answer that names
+what only the few-shot examples name says the result plainly (unborrowed); and the eval counts a
 required call the model did not make as an invalid call."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from llmasos.apps.react import quote_result
+from llmasos.apps.react import quote_result, unborrowed
 from llmasos.client.local import LocalClient
 from llmasos.engine.fake import FakeEngine
 from llmasos.kernel import Kernel, KernelConfig
@@ -48,6 +49,38 @@ def test_a_right_answer_or_one_without_a_calculator_result_is_unchanged() -> Non
                    solved("It is 3.", True), solved("could not answer: no answer", finished=False),
                    AgentResult("42", [AgentStep("answer", "42")], [])):
         assert quote_result(result) == (result.answer, None)
+
+
+def test_an_answer_that_names_the_examples_things_says_the_result_plainly() -> None:
+    fixed, note = unborrowed("What is 467+91?", "Tom has 558 dollars left.", solved("x", 558, expression="467 + 91"))
+    assert fixed == "The answer is 558." and note is not None and "dollars, tom" in note
+    fixed, _ = unborrowed("A café sells 47 muffins and 39 more. How many muffins?", "Tom has 86 muffins.",
+                          solved("x", 86, expression="47 + 39"))
+    assert fixed == "The answer is 86."
+
+
+def test_an_answer_whose_words_the_question_names_is_left_alone() -> None:
+    for question, answer in (("Tom had 50 dollars and spent 12. How much is left?", "Tom has 38 dollars left."),
+                             ("A box holds 6 eggs. How many eggs are in 4 Boxes?", "4 boxes hold 24 eggs."),
+                             ("What is 467+91?", "467 + 91 = 558.")):
+        result = solved(answer, 1, expression="1 * 1")
+        assert unborrowed(question, answer, result) == (answer, None)
+    for result in (solved("Tom: noon.", "12:00", name="clock"), solved("Tom is sorry.", None, error="division by zero"),
+                   solved("could not answer: Tom", finished=False)):  # no calculator result to state
+        assert unborrowed("What is 1/0?", result.answer, result) == (result.answer, None)
+
+
+async def test_react_on_the_default_model_says_the_result_plainly_when_the_answer_borrows(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    engine.enqueue('<tool_call>{"name": "calculator", "arguments": {"expression": "467 + 91"}}</tool_call>',
+                   "Tom has 558 dollars left.")
+    async with Kernel(KernelConfig(engine=engine, home=tmp_path, durable=False)) as kernel:
+        pid = await kernel.spawn("react", "What is 467+91?")
+        await kernel.get(pid).done.wait()
+        log = "".join(text for stream, text in kernel.output(pid) if stream == "stderr")
+        status = await kernel.wait(pid)
+    assert status.ok and status.value == "The answer is 558.", (status, log)
+    assert "names dollars, tom, from the examples" in log
 
 
 AGENT = [{"question": "What is 327 times 79?", "answer": 25833}]
