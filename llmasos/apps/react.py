@@ -659,12 +659,11 @@ async def main(sys: Sys, question: str, max_steps: int = 4, max_tokens: int = 96
         if why is None:
             await sys.write(f"[model: {TOOLS_MODEL} (the tool-calling adapter)]\n", "stderr")
             try:
-                examples = False
                 result = await sys.agent(question, model=TOOLS_MODEL, examples=False, **options)
+                examples = False
             except NoSuchModel as exc:  # its load failed (ModelUnavailable), or no room for it now
                 why = str(exc)
         if result is None:
-            examples = True
             await sys.write(f"[model: default (the kernel's default model); not {TOOLS_MODEL}: {why}]\n", "stderr")
             result = await sys.agent(question, **options)
     for step in result.steps:
