@@ -5,6 +5,7 @@ does for a person. Each test here failed before its fix."""
 from __future__ import annotations
 
 import os
+import queue
 import re
 import sys
 import threading
@@ -41,7 +42,12 @@ class Term:
         self.pos = 0  # expect() searches from here
         self.eof = threading.Event()
         self.lock = threading.Lock()
+        # The answers to cursor-position requests are written by a thread of their own: written by the
+        # reader, one blocks it while the child's input is full (a long paste sent by the test), the
+        # child then blocks writing its output, which nothing reads, and nothing moves (seen on a loaded CI)
+        self.answers: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._answer, daemon=True).start()
 
     def _read(self) -> None:
         while True:
@@ -49,13 +55,21 @@ class Term:
                 data = self.child.read_nonblocking(4096, timeout=None)
             except (pexpect.EOF, OSError, ValueError):
                 self.eof.set()
+                self.answers.put(None)
                 return
             for part in re.split(f"({re.escape(CPR)})", data):  # (a request cut between reads is missed)
                 if part == CPR:
-                    self.child.send(f"\x1b[{self.cursor.screen_row + 1};1R")
+                    self.answers.put(f"\x1b[{self.cursor.screen_row + 1};1R")
                 self.cursor.feed(part)
             with self.lock:
                 self.raw += data
+
+    def _answer(self) -> None:
+        while (answer := self.answers.get()) is not None:
+            try:
+                self.child.send(answer)
+            except (OSError, ValueError):
+                return
 
     def expect(self, pattern: str, timeout: float | None = None) -> re.Match[str]:
         """Wait until pattern appears in the raw output after the last match; move past it."""
