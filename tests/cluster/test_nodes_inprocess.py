@@ -40,6 +40,13 @@ async def sender_main(sys, pid: int) -> str:
     return "sent"
 
 
+async def _drop_every_session(url: str) -> None:
+    """End every session on the database but the one that asks, as a server restarting backends does."""
+    dropped = await aquery(url, "SELECT pg_terminate_backend(pid) AS gone FROM pg_stat_activity "
+                                "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    assert dropped and all(r["gone"] for r in dropped)
+
+
 def _config(url: str, home: Path, node: str) -> KernelConfig:
     return KernelConfig(engine=FakeEngine(), home=home, database=url, node=node, lease=30.0, heartbeat=5.0)
 
@@ -136,9 +143,7 @@ async def test_a_node_whose_database_sessions_were_dropped_reconnects_and_its_pr
         pid = await a.spawn(f"{__file__}:ticker")
         await anyio.sleep(0.2)
         for _ in range(3):
-            dropped = await aquery(url, "SELECT pg_terminate_backend(pid) AS gone FROM pg_stat_activity "
-                                        "WHERE datname = current_database() AND pid <> pg_backend_pid()")
-            assert dropped and all(r["gone"] for r in dropped)
+            await _drop_every_session(url)
             (before,) = await aquery(url, "SELECT count(*) AS n FROM journal WHERE pid = $1", pid)
             await anyio.sleep(0.3)
             (after,) = await aquery(url, "SELECT count(*) AS n FROM journal WHERE pid = $1", pid)
@@ -163,9 +168,7 @@ async def test_a_kill_across_nodes_right_after_every_session_was_dropped_is_appl
         target = await a.spawn(f"{__file__}:ticker")
         await anyio.sleep(0.3)  # (both nodes' cluster connections are open and idle)
         for _ in range(2):
-            dropped = await aquery(url, "SELECT pg_terminate_backend(pid) AS gone FROM pg_stat_activity "
-                                        "WHERE datname = current_database() AND pid <> pg_backend_pid()")
-            assert dropped and all(r["gone"] for r in dropped)
+            await _drop_every_session(url)
             await anyio.sleep(0.1)
         with anyio.fail_after(10):
             assert await b.root.syscall(Kill(target)) is True  # asked by b, applied by a
